@@ -1,0 +1,70 @@
+"""The ``carebot`` command. Each subcommand validates what it needs and fails in one line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+
+from bot.logs import configure_logging
+from bot.rules import RulesError, load_rules
+from bot.runner import StartupError, serve
+from bot.settings import SettingsError, load_database_settings, load_settings
+from bot.texts import CatalogueError, Texts
+from storage.engine import parse_database_url
+from storage.migrate import upgrade
+
+app = typer.Typer(
+    help="carebot — customer care on Telegram: tickets, surveys, tiers and proactive care.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+T = TypeVar("T")
+
+STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
+
+
+def _or_exit(step: Callable[[], T]) -> T:
+    """Run a start-up step; a known start-up error becomes one line on stderr and exit code 2."""
+    try:
+        return step()
+    except STARTUP_ERRORS as error:
+        typer.echo(f"carebot: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run() -> None:
+    """Run the bot: long polling, or a webhook server when CAREBOT_WEBHOOK_URL is set."""
+    settings = _or_exit(load_settings)
+    configure_logging(settings.log_level, secrets=[settings.token])
+    rules = _or_exit(lambda: load_rules(settings.config_dir))
+    texts = _or_exit(Texts.load)
+    if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
+        # The embedded default upgrades itself, so the first command just works. PostgreSQL is
+        # shared by several processes: it is upgraded on purpose, with `carebot db upgrade`.
+        upgrade(settings.database_url)
+    try:
+        asyncio.run(serve(settings, rules=rules, texts=texts))
+    except StartupError as error:
+        typer.echo(f"carebot: {error}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to this version of carebot."""
+    settings = _or_exit(load_database_settings)
+    upgrade(settings.database_url)
+    typer.echo("database schema is up to date")
+
+
+def main() -> None:
+    app()

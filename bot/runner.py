@@ -1,0 +1,105 @@
+"""Running the bot: long polling by default, a webhook server when a webhook URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from telegram import Update
+
+from bot.app import build_application
+from bot.rules import Rules
+from bot.settings import Settings
+from bot.texts import Texts
+from bot.web import build_web_app
+from scheduler.clock import Clock, SystemClock
+from storage.engine import create_engine, create_sessionmaker
+from storage.migrate import current_revision, head_revision
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message is one line for the operator."""
+
+
+async def check_schema(settings: Settings) -> None:
+    """Refuse to start on a database whose schema is not the one this version expects."""
+    engine = create_engine(settings.database_url)
+    try:
+        current = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    head = head_revision(settings.database_url)
+    if current != head:
+        raise StartupError(
+            f"database schema is at revision {current or 'none'}, this carebot needs {head}: "
+            "run `carebot db upgrade`"
+        )
+
+
+async def serve(
+    settings: Settings,
+    *,
+    rules: Rules,
+    texts: Texts,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    await check_schema(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+
+    engine = create_engine(settings.database_url)
+    webhook_mode = settings.webhook_url is not None
+    application = build_application(
+        settings,
+        rules=rules,
+        texts=texts,
+        sessionmaker=create_sessionmaker(engine),
+        clock=clock or SystemClock(),
+        with_updater=not webhook_mode,
+    )
+    runner: web.AppRunner | None = None
+    try:
+        async with application:
+            await application.start()
+            if webhook_mode:
+                secret = settings.effective_webhook_secret
+                web_app = build_web_app(
+                    application, webhook_path=settings.webhook_path, secret=secret
+                )
+                runner = web.AppRunner(web_app, access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
+                await application.bot.set_webhook(
+                    url=str(settings.webhook_url),
+                    secret_token=secret,
+                    allowed_updates=Update.ALL_TYPES,
+                )
+                logger.info(
+                    "webhook mode: listening on %s:%s", settings.listen_host, settings.listen_port
+                )
+            else:
+                assert application.updater is not None
+                await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
+                logger.info("long polling started")
+            await stop.wait()
+            logger.info("shutting down")
+            if application.updater is not None and application.updater.running:
+                await application.updater.stop()
+            await application.stop()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await engine.dispose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)

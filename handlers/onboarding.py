@@ -1,0 +1,132 @@
+"""Onboarding and profile in the private chat: thin PTB callbacks over ``onboarding_rules``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.rules import GeneralRules
+from handlers import onboarding_rules as rules
+from handlers.context import get_deps, person_of
+from handlers.render import respond
+from handlers.replies import Alert, Reply
+
+Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+PersonRule = Callable[
+    [AsyncSession, rules.Person, GeneralRules, datetime], Awaitable[Reply | Sequence[Reply]]
+]
+
+ButtonRule = Callable[
+    [AsyncSession, int, str, datetime], Awaitable[Reply | Sequence[Reply] | Alert]
+]
+
+PRIVATE = filters.ChatType.PRIVATE
+NEW_MESSAGE = filters.UpdateType.MESSAGE  # edits are stored by the inbound step, not answered here
+
+
+def on_person(rule: PersonRule) -> Callback:
+    """A callback that runs ``rule`` for the sender in one transaction, then sends its replies."""
+
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        deps = get_deps(context)
+        async with deps.sessionmaker.begin() as session:
+            result = await rule(session, person_of(update), deps.rules.general, deps.clock.now())
+        await respond(update, deps.texts, result)
+
+    callback.__doc__ = rule.__doc__
+    return callback
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Free text: a pending profile answer, or guidance."""
+    deps = get_deps(context)
+    text = update.effective_message.text if update.effective_message else None
+    async with deps.sessionmaker.begin() as session:
+        reply = await rules.handle_text(
+            session, person_of(update), text or "", deps.rules.general, deps.clock.now()
+        )
+    await respond(update, deps.texts, reply)
+
+
+async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A shared contact: kept as the phone only when it is the sender's own."""
+    deps = get_deps(context)
+    contact = update.effective_message.contact if update.effective_message else None
+    if contact is None:
+        return
+    async with deps.sessionmaker.begin() as session:
+        reply = await rules.save_contact(
+            session,
+            person_of(update),
+            contact.user_id,
+            contact.phone_number,
+            deps.rules.general,
+            deps.clock.now(),
+        )
+    await respond(update, deps.texts, reply)
+
+
+def on_button(rule: ButtonRule) -> Callback:
+    """A callback for buttons whose data is ``prefix:value``: the rule gets the presser's id and
+    the value, in one transaction; its answer is sent (or shown as a toast)."""
+
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        deps = get_deps(context)
+        query = update.callback_query
+        if query is None:
+            return
+        value = (query.data or "").partition(":")[2]
+        async with deps.sessionmaker.begin() as session:
+            result = await rule(session, query.from_user.id, value, deps.clock.now())
+        await respond(update, deps.texts, result)
+
+    callback.__doc__ = rule.__doc__
+    return callback
+
+
+def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+    """Private-chat handlers, in the order they must be tried."""
+    private_message = PRIVATE & NEW_MESSAGE
+    return [
+        CommandHandler("start", on_person(rules.start), filters=private_message),
+        CommandHandler("help", on_person(rules.help_text), filters=private_message),
+        CommandHandler("language", on_person(rules.ask_language), filters=private_message),
+        CommandHandler("profile", on_person(rules.show_profile), filters=private_message),
+        CommandHandler("stop", on_person(rules.stop), filters=private_message),
+        CommandHandler("forget", on_person(rules.ask_forget), filters=private_message),
+        CallbackQueryHandler(
+            on_button(rules.choose_language), pattern=f"^{rules.CB_LANGUAGE}(zh|en)$"
+        ),
+        CallbackQueryHandler(
+            on_button(rules.set_consent), pattern=f"^{rules.CB_CONSENT}(yes|no)$"
+        ),
+        CallbackQueryHandler(
+            on_button(rules.profile_action), pattern=f"^{rules.CB_PROFILE}[a-z]+$"
+        ),
+        CallbackQueryHandler(
+            on_button(rules.confirm_forget), pattern=f"^{rules.CB_FORGET}(yes|no)$"
+        ),
+        MessageHandler(private_message & filters.CONTACT, on_contact),
+        MessageHandler(private_message & filters.TEXT & ~filters.COMMAND, on_text),
+        # Unknown commands get the same guidance as free text.
+        MessageHandler(private_message & filters.COMMAND, on_person(rules.fallback)),
+        # Stickers, voice, locations, ...: a polite "text please".
+        MessageHandler(private_message, on_person(rules.unsupported_input)),
+    ]
+
+
+def build_fallback_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+    """Catch-alls registered after every feature's handlers."""
+    return [CallbackQueryHandler(on_button(rules.expired_button))]

@@ -1,0 +1,425 @@
+"""Onboarding and profile rules, free of Telegram: plain values and a session in, replies out.
+
+The caller owns the transaction (one per update); these functions only ``flush``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.rules import GeneralRules
+from bot.texts import LANGUAGES, language_from_code
+from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
+from storage import customers as customer_queries
+from storage.models import Customer
+
+AWAITING_BIRTHDAY = "birthday"
+AWAITING_TIMEZONE = "timezone"
+
+# Callback data. Anything else (an old keyboard from a previous version) is answered as expired.
+CB_LANGUAGE = "lang:"
+CB_CONSENT = "consent:"
+CB_PROFILE = "profile:"
+CB_FORGET = "forget:"
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who wrote, as Telegram describes them."""
+
+    user_id: int
+    chat_id: int
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class BirthdayError(ValueError):
+    """The text is not a usable birthday; ``reason_key`` names the catalogue entry saying why."""
+
+    def __init__(self, reason_key: str) -> None:
+        super().__init__(reason_key)
+        self.reason_key = reason_key
+
+
+@dataclass(frozen=True)
+class Birthday:
+    year: int | None
+    month: int
+    day: int
+
+    def __str__(self) -> str:
+        month_day = f"{self.month:02d}-{self.day:02d}"
+        return f"{self.year:04d}-{month_day}" if self.year else month_day
+
+
+_FULL_DATE = re.compile(r"^(\d{4})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{1,2})$")
+_MONTH_DAY = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})$")
+_CHINESE_DATE = re.compile(r"^(?:(\d{4})\s*年)?\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?$")
+
+
+def parse_birthday(text: str, today: date) -> Birthday:
+    """Read ``1990-05-17``, ``1990/5/17``, ``05-17`` or ``5月17日`` (full-width digits too)."""
+    normalised = unicodedata.normalize("NFKC", text).strip()
+    match = (
+        _FULL_DATE.match(normalised)
+        or _CHINESE_DATE.match(normalised)
+        or _MONTH_DAY.match(normalised)
+    )
+    if match is None:
+        raise BirthdayError("birthday_reason_format")
+    groups: tuple[str | None, ...] = match.groups()
+    year_text, month_text, day_text = groups if len(groups) == 3 else (None, *groups)
+    year = int(year_text) if year_text else None
+    month, day = int(month_text or 0), int(day_text or 0)
+    try:
+        # Without a year, check against a leap year so that 02-29 is accepted.
+        date(year or 2000, month, day)
+    except ValueError:
+        raise BirthdayError("birthday_reason_impossible") from None
+    if year is not None:
+        if year < 1900:
+            raise BirthdayError("birthday_reason_too_old")
+        if date(year, month, day) > today:
+            raise BirthdayError("birthday_reason_future")
+    return Birthday(year, month, day)
+
+
+def _local_today(customer: Customer, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(customer.timezone)).date()
+
+
+async def ensure_customer(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> tuple[Customer, bool]:
+    """The customer for this Telegram user, registered on first contact; True if new."""
+    customer = await customer_queries.get_for_update(session, person.user_id)
+    if customer is not None:
+        return customer, False
+    default_language = rules.customers.default_language
+    language = (
+        language_from_code(person.language_code) if person.language_code else default_language
+    )
+    inserted = await customer_queries.insert_if_absent(
+        session,
+        {
+            "telegram_user_id": person.user_id,
+            "chat_id": person.chat_id,
+            "name": person.display_name,
+            "username": person.username,
+            "language": language,
+            "timezone": rules.customers.default_timezone,
+            "country": rules.customers.default_country,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    customer = await customer_queries.get_for_update(session, person.user_id)
+    if customer is None:  # pragma: no cover - the row was just inserted or already there
+        raise RuntimeError("customer vanished during registration")
+    if inserted:
+        await customer_queries.link_inbound_to_customer(session, customer.id, person.user_id)
+    return customer, inserted
+
+
+def _consent_question(customer: Customer) -> Reply:
+    return Reply(
+        "consent_question",
+        customer.language,
+        buttons=[
+            [
+                Button("consent_yes_button", f"{CB_CONSENT}yes"),
+                Button("consent_no_button", f"{CB_CONSENT}no"),
+            ]
+        ],
+    )
+
+
+async def start(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> list[Reply]:
+    """``/start``: register (idempotent), greet in the customer's language, ask consent once."""
+    customer, is_new = await ensure_customer(session, person, rules, now)
+    if not is_new and customer.name != person.display_name:
+        customer.name = person.display_name
+        customer.username = person.username
+        customer.updated_at = now
+    replies = [
+        Reply("welcome" if is_new else "welcome_back", customer.language, {"name": customer.name})
+    ]
+    if not customer.consent_answered:
+        replies.append(_consent_question(customer))
+    return replies
+
+
+async def help_text(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return Reply("help", customer.language)
+
+
+def language_menu(language: str) -> Reply:
+    return Reply(
+        "language_prompt",
+        language,
+        buttons=[[Button("language_name", f"{CB_LANGUAGE}{code}") for code in LANGUAGES]],
+    )
+
+
+async def ask_language(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return language_menu(customer.language)
+
+
+async def choose_language(
+    session: AsyncSession, user_id: int, language: str, now: datetime
+) -> Reply | Alert:
+    """Switch the customer's language; every later reply follows it."""
+    customer = await customer_queries.get_for_update(session, user_id)
+    if customer is None or language not in LANGUAGES:
+        return Alert("button_expired", language if language in LANGUAGES else "en")
+    customer.language = language
+    customer.language_chosen = True
+    customer.updated_at = now
+    return Reply("language_set", language, replace_message=True)
+
+
+async def set_consent(
+    session: AsyncSession, user_id: int, answer: str, now: datetime
+) -> Reply | Alert:
+    """The consent question's ``yes`` / ``no``."""
+    customer = await customer_queries.get_for_update(session, user_id)
+    if customer is None:
+        return Alert("button_expired", "en")
+    consent = answer == "yes"
+    customer.consent = consent
+    customer.consent_answered = True
+    customer.updated_at = now
+    return Reply("consent_on" if consent else "consent_off", customer.language)
+
+
+async def stop(session: AsyncSession, person: Person, rules: GeneralRules, now: datetime) -> Reply:
+    """``/stop``: no more proactive messages; replies to the customer's own tickets still go."""
+    customer, _ = await ensure_customer(session, person, rules, now)
+    customer.consent = False
+    customer.consent_answered = True
+    customer.awaiting = None
+    customer.updated_at = now
+    return Reply("stop_done", customer.language)
+
+
+def _yes_no(flag: bool) -> TextRef:
+    return TextRef("yes" if flag else "no")
+
+
+def profile_card(customer: Customer) -> Reply:
+    """The profile with one button per editable field."""
+    not_set = TextRef("not_set")
+    birthday = (
+        str(Birthday(customer.birth_year, customer.birth_month, customer.birth_day))
+        if customer.birth_month and customer.birth_day
+        else not_set
+    )
+    return Reply(
+        "profile_card",
+        customer.language,
+        {
+            "name": customer.name or not_set,
+            "language": TextRef("language_name"),
+            "birthday": birthday,
+            "lunar": _yes_no(customer.birthday_lunar),
+            "phone": customer.phone or not_set,
+            "timezone": customer.timezone,
+            "consent": _yes_no(customer.consent),
+        },
+        buttons=[
+            [
+                Button("button_birthday", f"{CB_PROFILE}birthday"),
+                Button(
+                    "button_lunar",
+                    f"{CB_PROFILE}lunar",
+                    {"state": _yes_no(customer.birthday_lunar)},
+                ),
+            ],
+            [
+                Button("button_phone", f"{CB_PROFILE}phone"),
+                Button("button_timezone", f"{CB_PROFILE}timezone"),
+            ],
+            [
+                Button(
+                    "button_consent", f"{CB_PROFILE}consent", {"state": _yes_no(customer.consent)}
+                ),
+                Button("button_language", f"{CB_PROFILE}language"),
+            ],
+        ],
+    )
+
+
+async def show_profile(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return profile_card(customer)
+
+
+async def profile_action(
+    session: AsyncSession, user_id: int, action: str, now: datetime
+) -> Reply | list[Reply] | Alert:
+    """A button on the profile card: ask for a field, or toggle a flag and show the new card."""
+    customer = await customer_queries.get_for_update(session, user_id)
+    if customer is None:
+        return Alert("button_expired", "en")
+    customer.updated_at = now
+    match action:
+        case "birthday":
+            customer.awaiting = AWAITING_BIRTHDAY
+            return [Reply("birthday_prompt", customer.language)]
+        case "timezone":
+            customer.awaiting = AWAITING_TIMEZONE
+            return [Reply("timezone_prompt", customer.language)]
+        case "phone":
+            customer.awaiting = None
+            return [Reply("phone_prompt", customer.language, keyboard=Keyboard.REQUEST_CONTACT)]
+        case "lunar":
+            customer.birthday_lunar = not customer.birthday_lunar
+            return [_replace(profile_card(customer))]
+        case "consent":
+            customer.consent = not customer.consent
+            customer.consent_answered = True
+            return [_replace(profile_card(customer))]
+        case "language":
+            return [language_menu(customer.language)]
+    return Alert("button_expired", customer.language)
+
+
+def _replace(reply: Reply) -> Reply:
+    return Reply(
+        reply.key,
+        reply.language,
+        reply.params,
+        reply.buttons,
+        reply.keyboard,
+        replace_message=True,
+    )
+
+
+async def save_contact(
+    session: AsyncSession,
+    person: Person,
+    contact_user_id: int | None,
+    phone_number: str,
+    rules: GeneralRules,
+    now: datetime,
+) -> Reply:
+    """Keep the phone only when the shared contact is the customer's own."""
+    customer, _ = await ensure_customer(session, person, rules, now)
+    if contact_user_id != person.user_id:
+        return Reply("phone_not_own", customer.language, keyboard=Keyboard.REQUEST_CONTACT)
+    customer.phone = phone_number if phone_number.startswith("+") else f"+{phone_number}"
+    customer.updated_at = now
+    return Reply("phone_saved", customer.language, keyboard=Keyboard.REMOVE)
+
+
+async def handle_text(
+    session: AsyncSession, person: Person, text: str, rules: GeneralRules, now: datetime
+) -> Reply:
+    """Free text: the answer to a pending profile question, or guidance."""
+    customer, _ = await ensure_customer(session, person, rules, now)
+    limit = rules.chat.max_text_length
+    if len(text) > limit:
+        return Reply("too_long", customer.language, {"length": len(text), "limit": limit})
+    if customer.awaiting == AWAITING_BIRTHDAY:
+        try:
+            birthday = parse_birthday(text, _local_today(customer, now))
+        except BirthdayError as error:
+            return Reply(
+                "birthday_invalid",
+                customer.language,
+                {"value": text.strip()[:40], "reason": TextRef(error.reason_key)},
+            )
+        customer.birth_year, customer.birth_month, customer.birth_day = (
+            birthday.year,
+            birthday.month,
+            birthday.day,
+        )
+        customer.awaiting = None
+        customer.updated_at = now
+        return Reply("birthday_saved", customer.language, {"birthday": str(birthday)})
+    if customer.awaiting == AWAITING_TIMEZONE:
+        zone = text.strip()
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return Reply("timezone_invalid", customer.language, {"value": zone[:40]})
+        customer.timezone = zone
+        customer.awaiting = None
+        customer.updated_at = now
+        return Reply("timezone_saved", customer.language, {"timezone": zone})
+    return Reply("fallback", customer.language)
+
+
+async def unsupported_input(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return Reply("unsupported_input", customer.language)
+
+
+async def ask_forget(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return Reply(
+        "forget_confirm",
+        customer.language,
+        buttons=[
+            [
+                Button("forget_yes_button", f"{CB_FORGET}yes"),
+                Button("forget_no_button", f"{CB_FORGET}no"),
+            ]
+        ],
+    )
+
+
+async def confirm_forget(
+    session: AsyncSession, user_id: int, answer: str, now: datetime
+) -> Reply | Alert:
+    """Erase personal data after confirmation; a later ``/start`` registers a fresh customer."""
+    customer = await customer_queries.get_for_update(session, user_id)
+    if customer is None:
+        return Alert("button_expired", "en")
+    language = customer.language
+    if answer != "yes":
+        return Reply("forget_cancelled", language, replace_message=True)
+    await customer_queries.erase_personal_data(session, customer, now)
+    return Reply("forget_done", language, keyboard=Keyboard.REMOVE)
+
+
+async def fallback(
+    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+) -> Reply:
+    """Something we have no rule for yet (an unknown command): point to /help."""
+    customer, _ = await ensure_customer(session, person, rules, now)
+    return Reply("fallback", customer.language)
+
+
+async def expired_button(
+    session: AsyncSession, user_id: int, _value: str, _now: datetime
+) -> Alert:
+    """A button from a keyboard that no longer means anything: say so in the right language."""
+    customer = await customer_queries.get_by_telegram_id(session, user_id)
+    return Alert("button_expired", customer.language if customer else "en")

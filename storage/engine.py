@@ -1,0 +1,56 @@
+"""Engine and session factory for SQLite (embedded default) and PostgreSQL (scale-out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def parse_database_url(url: str) -> URL:
+    """Parse and check a database URL; raises ValueError naming what was expected."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with the raw text
+        raise ValueError(
+            "expected a URL like sqlite+aiosqlite:///carebot.db or "
+            "postgresql+asyncpg://user@host/dbname"
+        ) from exc
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise ValueError(f"expected a driver among {', '.join(SUPPORTED_DRIVERS)}")
+    if parsed.drivername.startswith("postgresql") and not parsed.database:
+        raise ValueError("expected a database name in the PostgreSQL URL")
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout."""
+    parsed = parse_database_url(url)
+    engine = create_async_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (handlers render them afterwards)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
