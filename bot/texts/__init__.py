@@ -73,7 +73,7 @@ class Texts:
                         f"from {DEFAULT_LANGUAGE}.toml {sorted(placeholders(reference[key]))}"
                     )
 
-    def keys(self) -> set[str]:
+    def key_set(self) -> set[str]:
         return set(self._catalogues[DEFAULT_LANGUAGE])
 
     def render(self, language: str, key: str, **params: Any) -> str:

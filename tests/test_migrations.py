@@ -1,0 +1,95 @@
+"""`carebot db upgrade` gives the same schema on an empty SQLite file and PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from storage.engine import create_engine
+from storage.models import Base
+from tests.auxil import databases
+
+
+def _family(column_type: Any) -> str:
+    python_type = column_type.python_type
+    return getattr(python_type, "__name__", str(python_type))
+
+
+def _schema(connection: Connection) -> dict[str, Any]:
+    inspector = inspect(connection)
+    schema: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        if table == "alembic_version":
+            continue
+        schema[table] = {
+            "columns": sorted(
+                (c["name"], _family(c["type"]), c["nullable"])
+                for c in inspector.get_columns(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+                # PostgreSQL also lists each unique constraint as an index: compared below.
+                if not i.get("duplicates_constraint")
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"]))
+                for u in inspector.get_unique_constraints(table)
+            ),
+            "foreign_keys": sorted(
+                (f["name"], tuple(f["constrained_columns"]), f["referred_table"])
+                for f in inspector.get_foreign_keys(table)
+            ),
+            "primary_key": tuple(inspector.get_pk_constraint(table)["constrained_columns"]),
+        }
+    return schema
+
+
+async def _read_schema(url: str) -> dict[str, Any]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_schema)
+    finally:
+        await engine.dispose()
+
+
+def _db_upgrade(url: str, cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
+    result = subprocess.run(
+        [sys.executable, "-c", "from bot.cli import main; main()", "db", "upgrade"],
+        env={**env, "CAREBOT_DATABASE_URL": url},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+async def test_db_upgrade_gives_the_same_schema_on_both_databases(tmp_path: Path) -> None:
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    _db_upgrade(sqlite_url, tmp_path)
+    postgres_url = databases.blocking(databases.create_empty_postgres_database)
+    try:
+        _db_upgrade(postgres_url, tmp_path)
+        sqlite_schema = await _read_schema(sqlite_url)
+        postgres_schema = await _read_schema(postgres_url)
+    finally:
+        databases.drop_postgres_database(postgres_url)
+    assert set(sqlite_schema) == {table.name for table in Base.metadata.sorted_tables}
+    assert sqlite_schema == postgres_schema
+
+
+@pytest.mark.parametrize("repeat", [2])
+def test_db_upgrade_twice_is_harmless(tmp_path: Path, repeat: int) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"
+    for _ in range(repeat):
+        _db_upgrade(url, tmp_path)
