@@ -8,6 +8,13 @@ from typing import TypeVar
 
 import typer
 
+from bot.cli_import import import_app
+from bot.cli_kb import kb_app
+from bot.cli_outbox import outbox_app
+from bot.cli_plan import plan_command
+from bot.cli_report import report_app
+from bot.cli_tiers import tiers_app
+from bot.kb import load_knowledge_base
 from bot.logs import configure_logging
 from bot.rules import RulesError, load_rules
 from bot.runner import StartupError, serve
@@ -23,6 +30,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(kb_app, name="kb")
+app.add_typer(report_app, name="report")
+app.add_typer(import_app, name="import")
+app.add_typer(tiers_app, name="tiers")
+app.command("plan")(plan_command)
 
 T = TypeVar("T")
 
@@ -44,6 +57,7 @@ def run() -> None:
     settings = _or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token])
     rules = _or_exit(lambda: load_rules(settings.config_dir))
+    _or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast: file and key
     texts = _or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         # The embedded default upgrades itself, so the first command just works. PostgreSQL is

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from typing import TextIO
+
+# Libraries whose lines below WARNING carry URLs with the token or per-query chatter.
+NOISY_LOGGERS = ("httpx", "httpcore", "aiosqlite", "apscheduler")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -21,15 +25,18 @@ class RedactingFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
-    """Log to stderr at ``level``; the HTTP client's per-request lines (URLs with the token in
-    the path) are dropped below WARNING, and any secret left anywhere is redacted."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str, secrets: Iterable[str], stream: TextIO | None = None) -> None:
+    """Log to stderr at ``level``. Never below INFO for PTB (its DEBUG lines carry message
+    texts) nor below WARNING for HTTP clients (URLs carry the token); any secret left anywhere
+    is redacted."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PTB's DEBUG lines print whole updates (customers' texts and phone numbers).
+    logging.getLogger("telegram").setLevel(max(logging.INFO, logging.getLevelName(level)))

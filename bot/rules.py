@@ -6,13 +6,25 @@ Later features add their own files (care plans, SLAs, surveys, knowledge base) b
 
 from __future__ import annotations
 
+import itertools
+import re
 import tomllib
+from datetime import time
+from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from bot.care_rules import CareRules
 from bot.texts import LANGUAGES
 
 
@@ -57,10 +69,406 @@ class GeneralRules(StrictModel):
     chat: ChatRules = ChatRules()
 
 
+class QuietHoursRules(StrictModel):
+    """No proactive message between ``start`` and ``end``, in the customer's local time."""
+
+    enabled: bool = True
+    start: time = time(21, 0)
+    end: time = time(9, 0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursRules:
+        if self.enabled and self.start == self.end:
+            raise ValueError("start and end are equal: set enabled = false instead")
+        return self
+
+
+class CareCapRules(StrictModel):
+    max_per_day: int = Field(default=1, ge=1, le=24)
+
+
+class LimitRules(StrictModel):
+    # Telegram allows 30/s overall, 1/s per private chat and 20/min per group; raise these only
+    # against a local test server.
+    per_second: int = Field(default=30, ge=1, le=10_000)
+    per_private_chat_second: int = Field(default=1, ge=1, le=10_000)
+    per_group_minute: int = Field(default=20, ge=1, le=10_000)
+
+
+class RetryRules(StrictModel):
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
+
+
+class DispatchRules(StrictModel):
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    lease_seconds: float = Field(default=120.0, ge=1, le=3600)
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    exclusive: bool = True
+    keep_sent_days: int = Field(default=90, ge=1, le=3650)
+
+
+class OutboxRules(StrictModel):
+    """``outbox.toml``: when proactive messages may go out and how the dispatcher sends."""
+
+    quiet_hours: QuietHoursRules = QuietHoursRules()
+    care: CareCapRules = CareCapRules()
+    limits: LimitRules = LimitRules()
+    retry: RetryRules = RetryRules()
+    dispatch: DispatchRules = DispatchRules()
+
+
+# --- tiers.toml: RFM scores, tiers, lifecycle stages, churn signals (issue 6) ---
+
+TIER_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+CONDITION_FIELDS = ("r_score", "f_score", "m_score", "recency_days", "frequency", "monetary")
+CONDITION_OPS = (">=", "<=", "==", ">", "<")
+_CONDITION = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|>|<)\s*(\d+(?:\.\d{1,2})?)\s*$")
+_CONDITION_EXPECTED = (
+    f"expected '<field> <op> <number>' with field one of {', '.join(CONDITION_FIELDS)} "
+    f"and op one of {', '.join(CONDITION_OPS)}, e.g. 'm_score >= 4'"
+)
+
+
+class TierCondition(StrictModel):
+    """One condition of a tier rule, written in the file as ``"m_score >= 4"``."""
+
+    field: str
+    op: str
+    value: Decimal
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: object) -> object:
+        if not isinstance(data, str):
+            raise ValueError(_CONDITION_EXPECTED)
+        match = _CONDITION.match(data)
+        if match is None or match[1] not in CONDITION_FIELDS:
+            raise ValueError(_CONDITION_EXPECTED)
+        field, op, value = match[1], match[2], Decimal(match[3])
+        if field != "monetary" and value != value.to_integral_value():
+            raise ValueError(f"expected a whole number for {field}")
+        if field.endswith("_score") and not 1 <= value <= 5:
+            raise ValueError(f"expected a score between 1 and 5 for {field}")
+        return {"field": field, "op": op, "value": value}
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.op} {self.value}"
+
+
+class TierRule(StrictModel):
+    """A tier: it applies when every condition of any one list in ``when`` holds."""
+
+    name: str = Field(pattern=TIER_NAME)
+    when: list[list[TierCondition]] = []
+    # Days without an order after which a customer of this tier is at risk, when their own
+    # median gap between orders is not known yet (fewer than stages.own_gap_min_orders orders).
+    at_risk_days: int = Field(default=90, ge=1, le=3650)
+
+    @field_validator("when")
+    @classmethod
+    def _no_empty_alternative(cls, value: list[list[TierCondition]]) -> list[list[TierCondition]]:
+        if any(not conditions for conditions in value):
+            raise ValueError("expected at least one condition in each list")
+        return value
+
+
+class FixedThresholds(StrictModel):
+    """The smallest value that earns scores 2, 3, 4 and 5 (``scores.method = "fixed"``)."""
+
+    recency_days: list[int] = [365, 180, 90, 30]
+    frequency: list[int] = [2, 3, 5, 10]
+    monetary: list[Decimal] = [Decimal(500), Decimal(1500), Decimal(5000), Decimal(15000)]
+
+    @field_validator("recency_days")
+    @classmethod
+    def _falling(cls, value: list[int]) -> list[int]:
+        if len(value) != 4 or any(a <= b for a, b in itertools.pairwise(value)) or value[-1] < 0:
+            raise ValueError("expected 4 day counts, largest first, e.g. [365, 180, 90, 30]")
+        return value
+
+    @field_validator("frequency", "monetary")
+    @classmethod
+    def _rising(cls, value: list[Any]) -> list[Any]:
+        if len(value) != 4 or any(a >= b for a, b in itertools.pairwise(value)) or value[0] < 0:
+            raise ValueError("expected 4 numbers, smallest first, e.g. [2, 3, 5, 10]")
+        return value
+
+
+class ScoreRules(StrictModel):
+    method: Literal["quintile", "fixed"] = "quintile"
+    window_days: int = Field(default=365, ge=1, le=3650)
+    fixed: FixedThresholds = FixedThresholds()
+
+
+class StageRules(StrictModel):
+    new_days: int = Field(default=30, ge=1, le=3650)
+    churned_days: int = Field(default=365, ge=2, le=3650)
+    at_risk_factor: float = Field(default=1.5, ge=1.0, le=100.0)
+    own_gap_min_orders: int = Field(default=3, ge=2, le=1000)
+    at_risk_min_days: int = Field(default=7, ge=0, le=3650)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageRules:
+        if self.churned_days <= self.new_days:
+            raise ValueError("expected churned_days to be larger than new_days")
+        return self
+
+
+class ChurnRules(StrictModel):
+    period_days: int = Field(default=90, ge=1, le=1825)
+    drop_percent: int = Field(default=50, ge=1, le=100)
+    min_orders: int = Field(default=2, ge=1, le=100_000)
+    min_spend: Decimal = Field(default=Decimal(300), ge=0)
+
+
+class OrderRules(StrictModel):
+    """How the orders file is read."""
+
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    timezone: str = "Asia/Shanghai"
+    calling_code: str = Field(default="86", pattern=r"^[1-9][0-9]{0,2}$")
+    rates: dict[str, Decimal] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in value.items():
+            if not re.fullmatch(r"[A-Z]{3}", code) or rate <= 0:
+                raise ValueError(f"{code}: expected a 3-letter code and a rate above 0")
+        return value
+
+
+class TierScheduleRules(StrictModel):
+    # The nightly full run (new quintile boundaries, every customer) at this shop-local time.
+    full_at: time = time(3, 0)
+    # Customers whose orders changed are recomputed this often (minutes).
+    incremental_minutes: int = Field(default=10, ge=1, le=1440)
+
+
+class TierRules(StrictModel):
+    """``tiers.toml``: how orders become RFM scores, a tier, a lifecycle stage, churn signals."""
+
+    orders: OrderRules = OrderRules()
+    scores: ScoreRules = ScoreRules()
+    stages: StageRules = StageRules()
+    churn: ChurnRules = ChurnRules()
+    schedule: TierScheduleRules = TierScheduleRules()
+    tiers: list[TierRule] = [
+        TierRule.model_validate({"name": "vip", "at_risk_days": 60, "when": [["m_score >= 5"]]}),
+        TierRule.model_validate({"name": "normal", "at_risk_days": 180}),
+    ]
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, value: list[TierRule]) -> list[TierRule]:
+        names = [tier.name for tier in value]
+        if not value:
+            raise ValueError("expected at least one tier")
+        if len(set(names)) != len(names):
+            raise ValueError(f"expected distinct tier names, got {', '.join(names)}")
+        if value[-1].when:
+            raise ValueError("expected the last tier to be the default: no `when`")
+        for tier in value[:-1]:
+            if not tier.when:
+                raise ValueError(f"{tier.name}: expected `when` (only the last tier has none)")
+        return value
+
+    @property
+    def default_tier(self) -> str:
+        return self.tiers[-1].name
+
+
+# --- tickets.toml: complaint categories, priorities, SLAs by tier, the staff desk (issue 5) ---
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+CODE = r"^[a-z][a-z0-9_]{0,31}$"
+TicketPriority = Literal["low", "normal", "high", "urgent"]
+
+
+class TicketNumberRules(StrictModel):
+    """Human ticket numbers: a prefix per kind of ticket and a zero-padded counter."""
+
+    complaint: str = Field(default="C", pattern=r"^[A-Z]{1,3}$")
+    question: str = Field(default="Q", pattern=r"^[A-Z]{1,3}$")
+    digits: int = Field(default=6, ge=3, le=12)
+
+
+class TicketCategory(StrictModel):
+    """A complaint category: a button in the flow, labelled in both languages."""
+
+    code: str = Field(pattern=CODE)
+    zh: str = Field(min_length=1, max_length=40)
+    en: str = Field(min_length=1, max_length=40)
+    priority: TicketPriority = "normal"
+
+    def label(self, language: str) -> str:
+        return self.zh if language == "zh" else self.en
+
+
+class TicketPriorityRules(StrictModel):
+    """A ticket's priority is the higher of its tier's and its category's."""
+
+    tiers: dict[str, TicketPriority] = {"vip": "high", "important": "normal", "normal": "low"}
+    default: TicketPriority = "normal"
+
+
+class SlaTarget(StrictModel):
+    first_response_minutes: int = Field(ge=1, le=60 * 24 * 30)
+    resolution_hours: int = Field(ge=1, le=24 * 365)
+
+
+class SlaRules(StrictModel):
+    """Deadlines from the customer's tier (VIP shorter); a reminder goes into the ticket's
+    topic ``remind_before_minutes`` before a deadline, an escalation into the General topic
+    when it passes."""
+
+    remind_before_minutes: int = Field(default=10, ge=0, le=60 * 24)
+    fallback_tier: str = "normal"
+    check_seconds: int = Field(default=60, ge=5, le=3600)
+    tiers: dict[str, SlaTarget] = {
+        "vip": SlaTarget(first_response_minutes=15, resolution_hours=8),
+        "important": SlaTarget(first_response_minutes=30, resolution_hours=24),
+        "normal": SlaTarget(first_response_minutes=60, resolution_hours=48),
+    }
+
+    @model_validator(mode="after")
+    def _fallback_known(self) -> SlaRules:
+        if self.fallback_tier not in self.tiers:
+            raise ValueError(
+                f"fallback_tier {self.fallback_tier!r} has no entry in sla.tiers "
+                f"(known: {', '.join(self.tiers) or 'none'})"
+            )
+        return self
+
+    def target(self, tier: str) -> SlaTarget:
+        return self.tiers.get(tier) or self.tiers[self.fallback_tier]
+
+
+class ComplaintFlowRules(StrictModel):
+    max_description_items: int = Field(default=20, ge=1, le=100)
+    recent_orders: int = Field(default=5, ge=0, le=10)
+
+
+class ReopenRules(StrictModel):
+    """What a customer's message does after their ticket was closed."""
+
+    # Within this many hours of closing, the closed ticket is reopened.
+    window_hours: int = Field(default=72, ge=0, le=24 * 365)
+    # After that and up to this many days after closing, a new ticket is opened; later the
+    # message is answered like any other (knowledge base). 0: never open one this way.
+    follow_up_days: int = Field(default=14, ge=0, le=3650)
+    # A ticket staff marked resolved closes by itself when the customer does not answer.
+    auto_close_resolved_hours: int = Field(default=48, ge=1, le=24 * 365)
+
+
+class RelayRules(StrictModel):
+    """How messages travel between a customer's private chat and the ticket's topic."""
+
+    staff_name_prefix: bool = True
+    staff_language: str = "en"
+    album_grace_seconds: float = Field(default=1.5, ge=0, le=30)
+    title_delay_seconds: float = Field(default=30, ge=0, le=3600)
+    summary_messages: int = Field(default=15, ge=1, le=100)
+    staff_check_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @field_validator("staff_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"expected one of {', '.join(LANGUAGES)}")
+        return value
+
+
+class FloodRules(StrictModel):
+    """More than ``max_messages`` from one customer within ``per_seconds`` are kept but not
+    relayed; the customer is told once."""
+
+    max_messages: int = Field(default=10, ge=1, le=1000)
+    per_seconds: int = Field(default=60, ge=1, le=86_400)
+
+
+class CannedReply(StrictModel):
+    code: str = Field(pattern=CODE)
+    title: str = Field(min_length=1, max_length=40)
+    zh: str = Field(min_length=1, max_length=4000)
+    en: str = Field(min_length=1, max_length=4000)
+
+    def text(self, language: str) -> str:
+        return self.zh if language == "zh" else self.en
+
+
+class TicketRules(StrictModel):
+    """``tickets.toml``: categories, priorities, SLAs by tier, reopening, relays, canned
+    replies."""
+
+    numbers: TicketNumberRules = TicketNumberRules()
+    categories: list[TicketCategory] = [
+        TicketCategory(code="delivery", zh="🚚 物流配送", en="🚚 Delivery"),
+        TicketCategory(code="quality", zh="📦 商品质量", en="📦 Product quality", priority="high"),
+        TicketCategory(code="service", zh="🙋 服务态度", en="🙋 Service attitude"),
+        TicketCategory(code="billing", zh="💳 账单支付", en="💳 Billing", priority="high"),
+        TicketCategory(code="other", zh="📝 其他", en="📝 Other", priority="low"),
+    ]
+    priority: TicketPriorityRules = TicketPriorityRules()
+    sla: SlaRules = SlaRules()
+    flow: ComplaintFlowRules = ComplaintFlowRules()
+    reopen: ReopenRules = ReopenRules()
+    relay: RelayRules = RelayRules()
+    flood: FloodRules = FloodRules()
+    canned: list[CannedReply] = []
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: list[TicketCategory]) -> list[TicketCategory]:
+        codes = [category.code for category in value]
+        if not value:
+            raise ValueError("expected at least one category")
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"expected distinct category codes, got {', '.join(codes)}")
+        return value
+
+    @field_validator("canned")
+    @classmethod
+    def _canned(cls, value: list[CannedReply]) -> list[CannedReply]:
+        codes = [reply.code for reply in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"expected distinct canned reply codes, got {', '.join(codes)}")
+        return value
+
+    def category(self, code: str) -> TicketCategory | None:
+        return next((category for category in self.categories if category.code == code), None)
+
+    def canned_reply(self, code: str) -> CannedReply | None:
+        return next((reply for reply in self.canned if reply.code == code), None)
+
+    def priority_of(self, tier: str, category: str) -> int:
+        """0 (low) to 3 (urgent): the higher of the tier's and the category's."""
+        by_tier = PRIORITIES.index(self.priority.tiers.get(tier, self.priority.default))
+        found = self.category(category)
+        by_category = PRIORITIES.index(found.priority) if found else 1
+        return max(by_tier, by_category)
+
+
 class Rules(StrictModel):
     """All rule files, loaded together at start-up."""
 
     general: GeneralRules
+    outbox: OutboxRules = OutboxRules()
+    tiers: TierRules = TierRules()
+    tickets: TicketRules = TicketRules()
+    care: CareRules = CareRules()
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -87,4 +495,10 @@ def load_rule_file(path: Path, model: type[Model]) -> Model:
 
 def load_rules(config_dir: Path) -> Rules:
     """Load and validate every rule file in ``config_dir``."""
-    return Rules(general=load_rule_file(config_dir / "customers.toml", GeneralRules))
+    return Rules(
+        general=load_rule_file(config_dir / "customers.toml", GeneralRules),
+        outbox=load_rule_file(config_dir / "outbox.toml", OutboxRules),
+        tiers=load_rule_file(config_dir / "tiers.toml", TierRules),
+        tickets=load_rule_file(config_dir / "tickets.toml", TicketRules),
+        care=load_rule_file(config_dir / "care.toml", CareRules),
+    )

@@ -8,14 +8,24 @@ import logging
 import signal
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Update
+from telegram.ext import Application
 
 from bot.app import build_application
+from bot.kb import KB_KEY, reload_on_sighup
 from bot.rules import Rules
 from bot.settings import Settings
 from bot.texts import Texts
 from bot.web import build_web_app
+from handlers.context import DEPS_KEY
+from handlers.tickets import DESK_KEY, WAKE_KEY
+from handlers.tickets_rules import Desk, hooks_by_kind
+from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.clock import Clock, SystemClock
+from scheduler.dispatcher import create_dispatcher
+from scheduler.sla import sla_jobs
+from scheduler.wiring import Background, outbox_jobs
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import current_revision, head_revision
 
@@ -41,6 +51,35 @@ async def check_schema(settings: Settings) -> None:
         )
 
 
+def build_background(
+    application: Application,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    rules: Rules,
+    texts: Texts,
+    clock: Clock,
+) -> Background:
+    """The outbox dispatcher (sending with the Application's bot) and the periodic jobs."""
+    # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
+    desk = Desk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
+    application.bot_data[DESK_KEY] = desk
+    dispatcher = create_dispatcher(
+        application.bot,
+        engine,
+        sessionmaker,
+        texts=texts,
+        rules=rules.outbox,
+        clock=clock,
+        default_timezone=rules.general.customers.default_timezone,
+        hooks=hooks_by_kind(desk),
+    )
+    application.bot_data[WAKE_KEY] = dispatcher.wake  # relays go out at once, not at a poll
+    jobs = [*outbox_jobs(sessionmaker, rules.outbox), *care_jobs(sessionmaker, planner_for(rules))]
+    jobs += sla_jobs(sessionmaker, desk)
+    return Background(dispatcher, jobs, clock)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -58,19 +97,29 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
 
     engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    clock = clock or SystemClock()
     webhook_mode = settings.webhook_url is not None
     application = build_application(
         settings,
         rules=rules,
         texts=texts,
-        sessionmaker=create_sessionmaker(engine),
-        clock=clock or SystemClock(),
+        sessionmaker=sessionmaker,
+        clock=clock,
         with_updater=not webhook_mode,
+    )
+    stop_kb_reloads = reload_on_sighup(application.bot_data[KB_KEY])
+    background = build_background(
+        application, engine, sessionmaker, rules=rules, texts=texts, clock=clock
     )
     runner: web.AppRunner | None = None
     try:
         async with application:
             await application.start()
+            if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook
+                await application.post_init(application)
+            await drop_stale(sessionmaker, planner_for(rules), clock.now())  # before sends
+            await background.start()
             if webhook_mode:
                 secret = settings.effective_webhook_secret
                 web_app = build_web_app(
@@ -93,10 +142,13 @@ async def serve(
                 logger.info("long polling started")
             await stop.wait()
             logger.info("shutting down")
+            await background.stop()
             if application.updater is not None and application.updater.running:
                 await application.updater.stop()
             await application.stop()
     finally:
+        await background.stop()  # no-op after a clean stop
+        stop_kb_reloads()
         if runner is not None:
             await runner.cleanup()
         await engine.dispose()

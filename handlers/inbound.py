@@ -1,15 +1,21 @@
 """The first step of every update: store what a person sent before any rule runs.
 
-Registered in the earliest handler group. The row is committed on its own, so a later failure
-(a rule raising, Telegram refusing a reply, a crash) cannot lose the message. A redelivered
-update (same ``update_id``) and messages from chats that are neither private nor the staff
-group stop here.
+Registered in the earliest handler group. The row is committed before the rules run, so a later
+failure (a rule raising, Telegram refusing a reply, a crash) cannot lose the message. A
+redelivered update (same ``update_id``) and messages from chats that are neither private nor
+the staff group stop here.
+
+Rows arriving together share one transaction (group commit): each update still waits for its
+own row to be committed, but concurrent updates pay for one commit instead of one each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop, ContextTypes, TypeHandler
@@ -30,6 +36,8 @@ _MEDIA_KINDS = (
     "sticker",
 )
 
+JOURNAL_KEY = "inbound_journal"
+
 
 def message_kind(message: Message) -> tuple[str, str | None]:
     """What kind of message this is and the file id of its media, if any."""
@@ -46,6 +54,39 @@ def message_kind(message: Message) -> tuple[str, str | None]:
     return "other", None
 
 
+class InboundJournal:
+    """Commits inbound rows in batches; ``store`` returns once the row is committed."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def store(self, row: dict[str, Any]) -> bool:
+        """Commit ``row``; False when its update was stored before (a redelivery)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        # The task starts after the updates already running have queued their rows.
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self._sessionmaker.begin() as session:
+                    new = await customer_queries.log_inbound_many(session, [r for r, _ in batch])
+            except Exception as error:  # every waiting update sees the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for row, future in batch:
+                if not future.done():
+                    future.set_result(row["update_id"] in new)
+
+
 async def store_inbound(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log the message, then let the rule handlers run (or stop: redelivery, foreign chat)."""
     message = update.message or update.edited_message
@@ -59,19 +100,20 @@ async def store_inbound(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     kind, file_id = message_kind(message)
     sender = message.from_user
-    async with deps.sessionmaker.begin() as session:
-        stored = await customer_queries.log_inbound(
-            session,
-            update_id=update.update_id,
-            chat_id=chat.id,
-            telegram_message_id=message.message_id,
-            sender_user_id=sender.id if sender else None,
-            kind=kind,
-            text=message.text or message.caption,
-            media_file_id=file_id,
-            edited=update.edited_message is not None,
-            received_at=deps.clock.now(),
-        )
+    journal: InboundJournal = context.bot_data[JOURNAL_KEY]
+    stored = await journal.store(
+        {
+            "update_id": update.update_id,
+            "chat_id": chat.id,
+            "telegram_message_id": message.message_id,
+            "sender_user_id": sender.id if sender else None,
+            "kind": kind,
+            "text": message.text or message.caption,
+            "media_file_id": file_id,
+            "edited": update.edited_message is not None,
+            "received_at": deps.clock.now(),
+        }
+    )
     if not stored:
         logger.info("update %s already handled: skipped", update.update_id)
         raise ApplicationHandlerStop

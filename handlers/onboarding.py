@@ -19,9 +19,11 @@ from telegram.ext import (
 
 from bot.rules import GeneralRules
 from handlers import onboarding_rules as rules
+from handlers.answers import current_knowledge
 from handlers.context import get_deps, person_of
 from handlers.render import respond
 from handlers.replies import Alert, Reply
+from handlers.tickets import desk_of, incoming_of, wake_dispatcher
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 PersonRule = Callable[
@@ -49,14 +51,34 @@ def on_person(rule: PersonRule) -> Callback:
     return callback
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Free text: a pending profile answer, or guidance."""
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/start``, or ``/start <code>`` from a deep link (links the shop's customer record)."""
     deps = get_deps(context)
-    text = update.effective_message.text if update.effective_message else None
+    payload = context.args[0] if context.args else None
+    async with deps.sessionmaker.begin() as session:
+        replies = await rules.start(
+            session, person_of(update), deps.rules.general, deps.clock.now(), payload
+        )
+    await respond(update, deps.texts, replies)
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Free text: a pending profile answer, the open ticket, or the knowledge base's answer."""
+    deps = get_deps(context)
+    message = update.effective_message
+    text = message.text if message else None
     async with deps.sessionmaker.begin() as session:
         reply = await rules.handle_text(
-            session, person_of(update), text or "", deps.rules.general, deps.clock.now()
+            session,
+            person_of(update),
+            text or "",
+            deps.rules.general,
+            deps.clock.now(),
+            current_knowledge(context),
+            message=incoming_of(message) if message else None,
+            desk=desk_of(context),
         )
+    wake_dispatcher(context)
     await respond(update, deps.texts, reply)
 
 
@@ -100,7 +122,7 @@ def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None
     """Private-chat handlers, in the order they must be tried."""
     private_message = PRIVATE & NEW_MESSAGE
     return [
-        CommandHandler("start", on_person(rules.start), filters=private_message),
+        CommandHandler("start", on_start, filters=private_message),
         CommandHandler("help", on_person(rules.help_text), filters=private_message),
         CommandHandler("language", on_person(rules.ask_language), filters=private_message),
         CommandHandler("profile", on_person(rules.show_profile), filters=private_message),

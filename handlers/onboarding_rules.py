@@ -13,10 +13,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.kb import KnowledgeBase
 from bot.rules import GeneralRules
 from bot.texts import LANGUAGES, language_from_code
+from handlers import answers_rules, linking, tickets_rules
 from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
+from handlers.tickets_rules import Desk, Incoming
 from storage import customers as customer_queries
+from storage import tickets as ticket_queries
 from storage.models import Customer
 
 AWAITING_BIRTHDAY = "birthday"
@@ -133,24 +137,29 @@ async def ensure_customer(
     return customer, inserted
 
 
+def _confirm_buttons(prefix: str, yes_key: str, no_key: str) -> list[list[Button]]:
+    """One row of two buttons answering ``prefix:yes`` / ``prefix:no``."""
+    return [[Button(yes_key, f"{prefix}yes"), Button(no_key, f"{prefix}no")]]
+
+
 def _consent_question(customer: Customer) -> Reply:
-    return Reply(
-        "consent_question",
-        customer.language,
-        buttons=[
-            [
-                Button("consent_yes_button", f"{CB_CONSENT}yes"),
-                Button("consent_no_button", f"{CB_CONSENT}no"),
-            ]
-        ],
-    )
+    buttons = _confirm_buttons(CB_CONSENT, "consent_yes_button", "consent_no_button")
+    return Reply("consent_question", customer.language, buttons=buttons)
 
 
 async def start(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession,
+    person: Person,
+    rules: GeneralRules,
+    now: datetime,
+    payload: str | None = None,
 ) -> list[Reply]:
-    """``/start``: register (idempotent), greet in the customer's language, ask consent once."""
+    """``/start``: register (idempotent), greet in the customer's language, ask consent once.
+    ``/start <link code>`` (a deep link) also links the shop's imported customer record."""
     customer, is_new = await ensure_customer(session, person, rules, now)
+    link_reply = None
+    if payload:
+        customer, link_reply = await linking.link_by_code(session, customer, payload, now)
     if not is_new and customer.name != person.display_name:
         customer.name = person.display_name
         customer.username = person.username
@@ -158,6 +167,8 @@ async def start(
     replies = [
         Reply("welcome" if is_new else "welcome_back", customer.language, {"name": customer.name})
     ]
+    if link_reply:
+        replies.append(Reply(link_reply, customer.language))
     if not customer.consent_answered:
         replies.append(_consent_question(customer))
     return replies
@@ -331,14 +342,29 @@ async def save_contact(
         return Reply("phone_not_own", customer.language, keyboard=Keyboard.REQUEST_CONTACT)
     customer.phone = phone_number if phone_number.startswith("+") else f"+{phone_number}"
     customer.updated_at = now
-    return Reply("phone_saved", customer.language, keyboard=Keyboard.REMOVE)
+    customer, linked = await linking.link_by_phone(session, customer, now)
+    key = "phone_saved_linked" if linked else "phone_saved"
+    return Reply(key, customer.language, keyboard=Keyboard.REMOVE)
 
 
 async def handle_text(
-    session: AsyncSession, person: Person, text: str, rules: GeneralRules, now: datetime
-) -> Reply:
-    """Free text: the answer to a pending profile question, or guidance."""
+    session: AsyncSession,
+    person: Person,
+    text: str,
+    rules: GeneralRules,
+    now: datetime,
+    knowledge: KnowledgeBase | None = None,
+    *,
+    message: Incoming | None = None,
+    desk: Desk | None = None,
+) -> Reply | list[Reply]:
+    """Free text: the answer to a pending profile question, else the customer's open ticket
+    takes it (relayed to staff), else the knowledge base's answer."""
     customer, _ = await ensure_customer(session, person, rules, now)
+    if desk is not None and message is not None and customer.awaiting is None:
+        relayed = await tickets_rules.relay_from_customer(session, desk, customer, message, now)
+        if relayed is not None:
+            return relayed
     limit = rules.chat.max_text_length
     if len(text) > limit:
         return Reply("too_long", customer.language, {"length": len(text), "limit": limit})
@@ -369,7 +395,9 @@ async def handle_text(
         customer.awaiting = None
         customer.updated_at = now
         return Reply("timezone_saved", customer.language, {"timezone": zone})
-    return Reply("fallback", customer.language)
+    if knowledge is None:
+        return Reply("fallback", customer.language)
+    return await answers_rules.answer_question(session, customer, text, knowledge, now)
 
 
 async def unsupported_input(
@@ -383,16 +411,8 @@ async def ask_forget(
     session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
-    return Reply(
-        "forget_confirm",
-        customer.language,
-        buttons=[
-            [
-                Button("forget_yes_button", f"{CB_FORGET}yes"),
-                Button("forget_no_button", f"{CB_FORGET}no"),
-            ]
-        ],
-    )
+    buttons = _confirm_buttons(CB_FORGET, "forget_yes_button", "forget_no_button")
+    return Reply("forget_confirm", customer.language, buttons=buttons)
 
 
 async def confirm_forget(
@@ -405,6 +425,7 @@ async def confirm_forget(
     language = customer.language
     if answer != "yes":
         return Reply("forget_cancelled", language, replace_message=True)
+    await ticket_queries.erase_customer_texts(session, customer.id)
     await customer_queries.erase_personal_data(session, customer, now)
     return Reply("forget_done", language, keyboard=Keyboard.REMOVE)
 

@@ -43,7 +43,8 @@ def render_markup(texts: Texts, reply: Reply) -> ReplyMarkup | None:
                         _button_label(
                             texts, reply.language, button.key, button.params, button.data
                         ),
-                        callback_data=button.data,
+                        callback_data=None if button.url else button.data,
+                        url=button.url,
                     )
                     for button in row
                 ]

@@ -23,6 +23,8 @@ class Button:
     key: str
     data: str
     params: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    """A link button: opens ``url`` instead of sending ``data``."""
 
 
 class Keyboard(Enum):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Base, Customer, InboundMessage
+from storage.columns import UTCDateTime
+from storage.models import Base, Customer, InboundMessage, KbHandoff, KbQuestion
 
 
 def _insert_ignoring_conflicts(session: AsyncSession, model: type[Base]) -> Any:
@@ -25,11 +27,16 @@ async def get_by_telegram_id(session: AsyncSession, telegram_user_id: int) -> Cu
     return result.scalar_one_or_none()
 
 
+_CUSTOMER_FOR_UPDATE = (
+    select(Customer)
+    .where(Customer.telegram_user_id == bindparam("telegram_user_id"))
+    .with_for_update()
+)
+
+
 async def get_for_update(session: AsyncSession, telegram_user_id: int) -> Customer | None:
     """The customer row, locked against concurrent writers on PostgreSQL."""
-    result = await session.execute(
-        select(Customer).where(Customer.telegram_user_id == telegram_user_id).with_for_update()
-    )
+    result = await session.execute(_CUSTOMER_FOR_UPDATE, {"telegram_user_id": telegram_user_id})
     return result.scalar_one_or_none()
 
 
@@ -47,44 +54,50 @@ async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> boo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def log_inbound(
-    session: AsyncSession,
-    *,
-    update_id: int,
-    chat_id: int,
-    telegram_message_id: int,
-    sender_user_id: int | None,
-    kind: str,
-    text: str | None,
-    media_file_id: str | None,
-    edited: bool,
-    received_at: datetime,
-) -> bool:
-    """Store one inbound message; False when this update was already stored (a redelivery).
-
-    The sender's customer id is looked up in the same statement (one round trip).
-    """
+def _build_log_inbound(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     customer_id = (
-        select(Customer.id).where(Customer.telegram_user_id == sender_user_id).scalar_subquery()
+        select(Customer.id)
+        .where(Customer.telegram_user_id == bindparam("sender_user_id"))
+        .scalar_subquery()
     )
-    statement = (
-        _insert_ignoring_conflicts(session, InboundMessage)
+    return (
+        insert(cast(Table, InboundMessage.__table__))
         .values(
-            update_id=update_id,
+            update_id=bindparam("update_id"),
             customer_id=customer_id,
-            chat_id=chat_id,
-            telegram_message_id=telegram_message_id,
-            sender_user_id=sender_user_id,
-            kind=kind,
-            text=text,
-            media_file_id=media_file_id,
-            edited=edited,
-            received_at=received_at,
+            chat_id=bindparam("chat_id"),
+            telegram_message_id=bindparam("telegram_message_id"),
+            sender_user_id=bindparam("sender_user_id"),
+            kind=bindparam("kind"),
+            text=bindparam("text"),
+            media_file_id=bindparam("media_file_id"),
+            edited=bindparam("edited"),
+            received_at=bindparam("received_at", type_=UTCDateTime()),
         )
-        .on_conflict_do_nothing(index_elements=[InboundMessage.update_id])
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(InboundMessage.update_id)
     )
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Built once per dialect: this runs for every update, and building a statement costs more than
+# executing it on SQLite.
+_LOG_INBOUND = {dialect: _build_log_inbound(dialect) for dialect in ("sqlite", "postgresql")}
+
+
+async def log_inbound_many(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Store inbound messages in one statement; returns the update ids that were new (the
+    others were already stored: redeliveries).
+
+    Each row has ``update_id``, ``chat_id``, ``telegram_message_id``, ``sender_user_id``,
+    ``kind``, ``text``, ``media_file_id``, ``edited`` and ``received_at``; the sender's customer
+    id is looked up in the same statement.
+    """
+    if not rows:
+        return set()
+    statement = _LOG_INBOUND[session.get_bind().dialect.name]
+    result = await session.execute(statement, list(rows))
+    return set(result.scalars().all())
 
 
 async def link_inbound_to_customer(
@@ -117,6 +130,10 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
             telegram_message_id=None,
         )
     )
+    for model in (KbQuestion, KbHandoff):  # what they asked the knowledge base, in their words
+        await session.execute(
+            update(model).where(model.customer_id == customer.id).values(question="")
+        )
     customer.telegram_user_id = None
     customer.chat_id = None
     customer.name = None

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.sqlite_inline import inline_connector
+
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -42,11 +44,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout."""
+def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout.
+
+    SQLite runs inline on the event loop by default (see ``storage.sqlite_inline``): one pooled
+    connection, no thread hops. ``inline=False`` keeps aiosqlite's worker thread, for long
+    set-based jobs that must not block the loop.
+    """
     parsed = parse_database_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and inline and parsed.database not in (None, "", ":memory:"):
+        kwargs.setdefault("async_creator", inline_connector(parsed.database))
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(parsed, **kwargs)
-    if parsed.get_backend_name() == "sqlite":
+    if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,8 +66,14 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # One-time code an imported customer sends as ``/start CODE`` to link their Telegram account.
+    link_code: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_customers_birthday", "birth_month", "birth_day"),)
+    __table_args__ = (
+        Index("ix_customers_birthday", "birth_month", "birth_day"),
+        Index("ix_customers_link_code", "link_code", unique=True),
+        Index("ix_customers_phone", "phone"),
+    )
 
 
 class InboundMessage(Base):
@@ -85,3 +96,498 @@ class InboundMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_inbound_messages_chat", "chat_id", "telegram_message_id"),)
+
+
+class Outbox(Base):
+    """A message the bot sends on its own, drained by ``scheduler.dispatcher`` (design,
+    Principles 1 and 2). Rows are written in the transaction that decided to send, so a rollback
+    drops them; the unique ``dedupe_key`` makes every planner safe to run twice.
+
+    ``state`` moves pending -> claimed -> sent, or to failed (permanent: blocked, chat gone,
+    no consent, malformed payload), dead (transient errors until the last attempt) or cancelled
+    (by an operator). ``claimed_until`` is the lease of a claimed row: when it runs out (the
+    dispatcher died) the row is claimed again. ``care_day``/``care_slot`` hold the customer-local
+    day a proactive message counts against; their unique index enforces the daily cap even with
+    several dispatchers.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    care_day: Mapped[str | None] = mapped_column(String(10))
+    care_slot: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # "Claim the next due batch": one range scan per priority level over open rows only
+        # (sent/failed/dead rows leave the index, so it stays as small as the backlog).
+        Index(
+            "ix_outbox_due",
+            "priority",
+            "due_at",
+            "id",
+            sqlite_where=text("state IN ('pending', 'claimed')"),
+            postgresql_where=text("state IN ('pending', 'claimed')"),
+        ),
+        # The daily cap on proactive messages, per customer and customer-local day.
+        Index("ix_outbox_care_day", "customer_id", "care_day", "care_slot", unique=True),
+    )
+
+
+class KbQuestion(Base):
+    """A question the knowledge base was asked and what came of it: answered, suggested (the
+    best few offered as buttons), picked (one of them chosen) or unanswered; then the customer's
+    feedback. ``carebot report kb`` reads these."""
+
+    __tablename__ = "kb_questions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    language: Mapped[str] = mapped_column(String(8))
+    question: Mapped[str] = mapped_column(String(500))
+    entry_id: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    feedback: Mapped[str | None] = mapped_column(String(16))
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_kb_questions_outcome", "outcome", "asked_at"),
+        Index("ix_kb_questions_entry", "entry_id", "feedback"),
+    )
+
+
+class KbHandoff(Base):
+    """A customer asked for a person after the knowledge base (👎, "talk to a person" or an
+    entry's complaint button). The tickets feature turns these into tickets."""
+
+    __tablename__ = "kb_handoffs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    question: Mapped[str] = mapped_column(String(500))
+    entry_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- Orders, RFM scores, tiers and lifecycle stages (issue 6: storage/orders.py, tiers.py) ---
+
+# Refunded and cancelled orders count for nothing. The same literal text is used in the partial
+# index below and in the queries, so both databases can answer RFM from the index alone.
+COUNTED_ORDERS = "status NOT IN ('refunded', 'cancelled')"
+
+
+class Order(Base):
+    """An order from the shop, upserted by ``external_id`` (re-importing changes nothing).
+
+    Amounts are integer hundredths: ``amount_cents`` in the order's ``currency``, ``value_cents``
+    converted to the shop's currency (what RFM's monetary sums). ``placed_day`` is the order's
+    calendar day in the shop's time zone, as days since 1970-01-01: RFM arithmetic is integer
+    and identical on SQLite and PostgreSQL.
+    """
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    value_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    placed_day: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    coupon: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_orders_customer", "customer_id", "placed_at"),
+        # Covering index for RFM: one ordered scan per customer, counted orders only. (status
+        # too: SQLite still checks the index's own condition, and would read every row for it.)
+        Index(
+            "ix_orders_rfm",
+            "customer_id",
+            "placed_day",
+            "value_cents",
+            "status",
+            sqlite_where=text(COUNTED_ORDERS),
+            postgresql_where=text(COUNTED_ORDERS),
+        ),
+        # The orders of a given day: when a day leaves a window, only its orders change window
+        # counts (``storage.tiers._age_windows``).
+        Index(
+            "ix_orders_day",
+            "placed_day",
+            "customer_id",
+            "value_cents",
+            "status",
+            sqlite_where=text(COUNTED_ORDERS),
+            postgresql_where=text(COUNTED_ORDERS),
+        ),
+    )
+
+
+class RfmScore(Base):
+    """RFM of one customer with at least one counted order (no row: a prospect).
+
+    The first four values depend only on the customer's counted orders and are refreshed when
+    those change (``rfm_pending``); the rest depend on the day and on everybody else and are
+    rewritten by every run (only the rows whose values changed). ``tier`` is what the rules
+    give, before staff pinning; ``customers.tier`` and ``customers.stage`` are the truth the rest
+    of carebot reads. ``churn_flags`` is a bit set, see ``storage.tiers.ChurnFlag``.
+    """
+
+    __tablename__ = "rfm_scores"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    first_day: Mapped[int] = mapped_column(Integer)
+    last_day: Mapped[int] = mapped_column(Integer)
+    orders_total: Mapped[int] = mapped_column(Integer)
+    median_gap: Mapped[float | None] = mapped_column(Float)
+    frequency: Mapped[int] = mapped_column(Integer, default=0)
+    monetary_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    orders_recent: Mapped[int] = mapped_column(Integer, default=0)
+    orders_previous: Mapped[int] = mapped_column(Integer, default=0)
+    spend_recent_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend_previous_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    r_score: Mapped[int | None] = mapped_column(SmallInteger)
+    f_score: Mapped[int | None] = mapped_column(SmallInteger)
+    m_score: Mapped[int | None] = mapped_column(SmallInteger)
+    tier: Mapped[str | None] = mapped_column(String(32))
+    tier_rule: Mapped[int] = mapped_column(SmallInteger, default=0)
+    stage: Mapped[str | None] = mapped_column(String(16))
+    at_risk_after: Mapped[float | None] = mapped_column(Float)
+    churn_flags: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # The run that last changed tier, stage or flags (it copies them to ``customers``).
+    changed_run: Mapped[int | None] = mapped_column(BigInteger)
+    # The tier staff pinned (copied from ``customers`` when the row is refreshed; pinning
+    # queues the customer): the at-risk gap follows it.
+    pinned_tier: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        # Quintile boundaries are read by position on these (the NTILE groups' edges).
+        Index("ix_rfm_scores_last_day", "last_day"),
+        Index("ix_rfm_scores_frequency", "frequency"),
+        Index("ix_rfm_scores_monetary", "monetary_cents"),
+        Index("ix_rfm_scores_changed_run", "changed_run"),
+    )
+
+
+class RfmPending(Base):
+    """Customers whose orders changed since their RFM was computed: the incremental run's queue.
+
+    Writers upsert (which locks the row on PostgreSQL), so a run that claims the queue while an
+    import is committing waits for it instead of losing its mark.
+    """
+
+    __tablename__ = "rfm_pending"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TierRun(Base):
+    """One recompute: full (new quintile boundaries, everybody) or incremental (the queue).
+
+    ``thresholds`` holds the boundaries that run scored with: for each of ``last_day``,
+    ``frequency`` and ``monetary_cents`` the smallest value earning scores 2, 3, 4 and 5 (null:
+    unreachable). Incremental runs reuse those of the last full run. Every run leaves every
+    customer's window counts as of ``day`` for windows of ``window_days`` and ``period_days``;
+    the next run only brings forward those whose orders crossed a window edge since.
+    """
+
+    __tablename__ = "tier_runs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    full: Mapped[bool] = mapped_column(Boolean)
+    day: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(16))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    tier_changes: Mapped[int] = mapped_column(Integer, default=0)
+    customer_changes: Mapped[int] = mapped_column(Integer, default=0)
+    window_days: Mapped[int] = mapped_column(Integer)
+    period_days: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_tier_runs_full", "full", "id"),)
+
+
+class TierHistory(Base):
+    """Every change of a customer's tier: old, new, when, and why (the rule that matched, or
+    who pinned it)."""
+
+    __tablename__ = "tier_history"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tier_runs.id", ondelete="SET NULL"), index=True
+    )
+    old_tier: Mapped[str | None] = mapped_column(String(32))
+    new_tier: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(300))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_tier_history_customer", "customer_id", "changed_at"),)
+
+
+# --- Tickets: complaints and hand-offs, their staff topics and history (issue 5) ---
+
+
+class Ticket(Base):
+    """A complaint or question handled by staff in its own forum topic of the staff group.
+
+    ``open_customer_id`` is the customer's id while the ticket is not closed and NULL after:
+    its unique index allows one open ticket per customer, whoever races to open it.
+    ``status`` is open (no staff reply yet), waiting_staff, waiting_customer, resolved (staff
+    closed it, the customer is asked to confirm) or closed. ``priority`` is 0 (low) to 3
+    (urgent); ``tier`` is the customer's tier when the ticket opened (reports group by it).
+    Topic fields mirror what the bot last did to the topic (``topic_thread_id`` None: none yet,
+    or it was deleted and will be recreated).
+    """
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    open_customer_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    source: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(32))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    order_ref: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1)
+    tier: Mapped[str] = mapped_column(String(32))
+    assignee_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    assignee_name: Mapped[str | None] = mapped_column(String(128))
+    topic_thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    topic_title: Mapped[str | None] = mapped_column(String(128))
+    topic_closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    card_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_response_due: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolution_due: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_response_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_response_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopen_count: Mapped[int] = mapped_column(SmallInteger, default=0)
+    flood_noticed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_tickets_customer", "customer_id", "opened_at"),
+        Index("ix_tickets_topic", "topic_thread_id"),
+        Index("ix_tickets_opened", "opened_at"),
+        # The SLA planner's scans: open tickets by their next deadline.
+        Index("ix_tickets_first_response_due", "status", "first_response_due"),
+        Index("ix_tickets_resolution_due", "status", "resolution_due"),
+    )
+
+
+class TicketCounter(Base):
+    """The last number given per prefix (C-000123): numbers are dense and never reused."""
+
+    __tablename__ = "ticket_counters"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TicketMessage(Base):
+    """A ticket's history: what the customer wrote (in), staff replies (out), internal notes
+    (note) and events (event: opened, claimed, closed, ...). An edit is a new row pointing at
+    the original (``edit_of_id``), which keeps its text.
+
+    ``chat_message_id`` is the message where it was written (the customer's private chat, or
+    the topic); ``copy_message_id`` its copy on the other side once relayed. ``state`` says
+    what became of a relay: queued, relayed, undelivered, throttled or banned.
+    """
+
+    __tablename__ = "ticket_messages"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))
+    author_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    author_name: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    media_file_id: Mapped[str | None] = mapped_column(String(256))
+    media_group_id: Mapped[str | None] = mapped_column(String(64))
+    chat_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    copy_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    edit_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket_messages.id", ondelete="SET NULL")
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_ticket_messages_ticket", "ticket_id", "id"),
+        Index("ix_ticket_messages_source", "ticket_id", "direction", "chat_message_id"),
+    )
+
+
+class TicketDelivery(Base):
+    """One thing to do in a ticket's topic (lane "topic") or its customer's chat (lane
+    "customer"), in order. At most one delivery per lane is in the outbox at a time; when it is
+    sent (or fails), the next is queued. This keeps each direction in order across retries,
+    waits for the topic to exist, and lets a deleted or closed topic be recreated or reopened
+    in front of what was waiting (``front``).
+    """
+
+    __tablename__ = "ticket_deliveries"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    lane: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(16))
+    ticket_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket_messages.id", ondelete="SET NULL")
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    front: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(12))
+    tries: Mapped[int] = mapped_column(SmallInteger, default=0)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_ticket_deliveries_lane", "ticket_id", "lane", "state", "id"),)
+
+
+class ComplaintDraft(Base):
+    """A complaint being filed: the conversation's state lives here, so a restart resumes it at
+    the same step and ``/cancel`` deletes it whole. ``items`` are the description messages."""
+
+    __tablename__ = "complaint_drafts"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    step: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    order_ref: Mapped[str | None] = mapped_column(String(64))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffMember(Base):
+    """People seen in the staff group, with their last membership check (``/assign @name``
+    finds them by username)."""
+
+    __tablename__ = "staff_members"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerBan(Base):
+    """A customer staff banned: their messages are kept but not relayed, no new tickets."""
+
+    __tablename__ = "customer_bans"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    banned_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    banned_by_name: Mapped[str | None] = mapped_column(String(128))
+    banned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- Care plans: retention coupons (issue 7: storage/care.py, scheduler/care.py) ---
+
+
+class Coupon(Base):
+    """A single-use retention coupon offered to one customer at risk (``code`` is unique and
+    random). ``issued_day`` is the customer-local day of the offer: one offer per customer and
+    day, whoever races to issue it. ``used_at``/``order_id`` are set when an imported order
+    carries the code within its validity (conversion)."""
+
+    __tablename__ = "coupons"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(32))
+    discount_percent: Mapped[int] = mapped_column(SmallInteger)
+    min_spend_cents: Mapped[int] = mapped_column(BigInteger)
+    issued_day: Mapped[str] = mapped_column(String(10))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        Index("ix_coupons_customer_day", "customer_id", "issued_day", unique=True),
+        Index("ix_coupons_customer_issued", "customer_id", "issued_at"),
+    )
+
+
+# Retention offers read the customers the tiers job flags at risk (a small slice of the table).
+AT_RISK = "stage = 'at_risk'"
+Index(
+    "ix_customers_at_risk",
+    Customer.id,
+    sqlite_where=text(AT_RISK),
+    postgresql_where=text(AT_RISK),
+)
+# Follow-up visits look orders up by delivery time (a range per cadence step, no full scan),
+# and check each one is its customer's latest delivery, from these indexes alone.
+Index("ix_orders_delivered", Order.delivered_at, Order.customer_id, Order.status)
+Index("ix_orders_customer_delivered", Order.customer_id, Order.delivered_at)
+# Coupon conversion walks only the orders that carry a coupon code.
+WITH_COUPON = "coupon IS NOT NULL"
+Index(
+    "ix_orders_coupon",
+    Order.coupon,
+    sqlite_where=text(WITH_COUPON),
+    postgresql_where=text(WITH_COUPON),
+)
+# Follow-ups after a resolved ticket look tickets up by resolution time.
+Index("ix_tickets_resolved", Ticket.resolved_at)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.logs import NOISY_LOGGERS
 from storage.engine import create_engine, create_sessionmaker
 from tests.auxil import databases
 
@@ -49,7 +50,8 @@ def restore_logging() -> Iterator[None]:
     """Undo ``configure_logging`` (it replaces the root handlers) after a test that calls it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "apscheduler")}
+    names = (*NOISY_LOGGERS, "telegram")
+    levels = {name: logging.getLogger(name).level for name in names}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)

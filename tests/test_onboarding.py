@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 from sqlalchemy import func, select
@@ -283,19 +284,19 @@ class TestUnexpectedInput:
         assert await _count(harness, InboundMessage, InboundMessage.chat_id == -100777) == 0
 
     async def test_failed_reply_loses_nothing_and_logs_no_private_data(
-        self, harness: Harness, capsys: pytest.CaptureFixture[str], restore_logging: None
+        self, harness: Harness, restore_logging: None
     ) -> None:
         api = harness.api
         mia = api.add_user(1065, "Mia", language_code="en")
         api.block(mia.id)
-        configure_logging("DEBUG", secrets=[TOKEN])
+        stream = io.StringIO()
+        configure_logging("DEBUG", secrets=[TOKEN], stream=stream)
         update = await api.send_text(mia, "call me at +8613900001234")
-        logged = ""
         for _ in range(300):
-            logged += capsys.readouterr().err
-            if "error while handling update" in logged:
+            if "error while handling update" in stream.getvalue():
                 break
             await asyncio.sleep(0.01)
+        logged = stream.getvalue()
         assert f"error while handling update {update['update_id']}: Forbidden" in logged
         assert "+8613900001234" not in logged
         assert TOKEN not in logged

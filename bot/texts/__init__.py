@@ -19,6 +19,11 @@ DEFAULT_LANGUAGE = "en"
 CATALOGUE_DIR = Path(__file__).parent
 
 
+class Markup(str):
+    """A parameter inserted verbatim: Telegram HTML validated elsewhere (knowledge-base answers),
+    or a button label (plain text, which Telegram does not parse)."""
+
+
 class CatalogueError(Exception):
     """A catalogue is inconsistent; the message names the file and the key."""
 
@@ -76,10 +81,13 @@ class Texts:
     def key_set(self) -> set[str]:
         return set(self._catalogues[DEFAULT_LANGUAGE])
 
-    def render(self, language: str, key: str, **params: Any) -> str:
-        """The text for ``key`` in ``language`` with HTML-escaped parameters."""
+    def render(self, language: str, key: str, /, **params: Any) -> str:
+        """The text for ``key`` in ``language`` with HTML-escaped parameters (``Markup`` as is)."""
         catalogue = self._catalogues.get(language) or self._catalogues[DEFAULT_LANGUAGE]
-        escaped = {name: html.escape(str(value), quote=False) for name, value in params.items()}
+        escaped = {
+            name: value if isinstance(value, Markup) else html.escape(str(value), quote=False)
+            for name, value in params.items()
+        }
         return catalogue[key].format_map(escaped)
 
     def raw(self, language: str, key: str) -> str:

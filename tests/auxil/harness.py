@@ -1,30 +1,71 @@
-"""The bot under test: the real Application, polling the local Bot API server over HTTP."""
+"""The bot under test: the real Application, polling the local Bot API server over HTTP, with
+the outbox dispatcher draining the same database (relays, topics and everything else the bot
+sends on its own go through it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bot.local_api import LocalBotApi
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.rules import Rules, load_rules
+from bot.local_api import LocalBotApi
+from bot.rules import OutboxRules, Rules, TicketRules, load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from bot.texts import Texts
+from handlers.tickets import DESK_KEY, WAKE_KEY
+from handlers.tickets_rules import DeliveryHooks, Desk, hooks_by_kind
 from scheduler.clock import ManualClock
+from scheduler.dispatcher import Dispatcher
+from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer
 
 TOKEN = "123456:TEST-TOKEN-carebot"
 STAFF_CHAT_ID = -1001000000001
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+# The shipped outbox.toml with short waits and Telegram's limits lifted: the limits themselves
+# are the dispatcher tests' business, and end-to-end tests should not wait for them.
+HARNESS_OUTBOX = OutboxRules.model_validate(
+    {
+        "retry": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2},
+        "dispatch": {"poll_seconds": 0.05, "lease_seconds": 30},
+        "limits": {
+            "per_second": 1000,
+            "per_private_chat_second": 1000,
+            "per_group_minute": 10_000,
+        },
+    }
+)
+
+
+class DispatchClock:
+    """The test's ManualClock as the dispatcher sees it: plus the real time elapsed since the
+    harness started. Handlers keep the frozen time tests compare with; rows they queue are due
+    at once, and retries and album waits fall due by themselves."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+        self._started = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._clock.now() + timedelta(seconds=time.monotonic() - self._started)
+
+    def restart(self) -> None:
+        """Count the real time from now: a wait the bot starts after this (an album's grace)
+        lasts its real length instead of being already over."""
+        self._started = time.monotonic()
 
 
 @dataclass
@@ -36,6 +77,11 @@ class Harness:
     texts: Texts
     rules: Rules
     settings: Settings
+    engine: AsyncEngine | None = None
+    dispatcher: Dispatcher | None = None
+    dispatch_clock: DispatchClock | None = None
+    _dispatch_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _dispatch_task: asyncio.Task[None] | None = None
 
     def text(self, language: str, key: str, **params: Any) -> str:
         """The rendered catalogue text, as the customer should see it (HTML tags stripped by
@@ -48,6 +94,85 @@ class Harness:
                 select(Customer).where(Customer.telegram_user_id == telegram_user_id)
             )
             return result.scalar_one_or_none()
+
+    @property
+    def desk(self) -> Desk:
+        """The ticket desk the running bot uses."""
+        desk = self.application.bot_data.get(DESK_KEY)
+        if not isinstance(desk, Desk):
+            desk = Desk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+            self.application.bot_data[DESK_KEY] = desk
+        return desk
+
+    def use_ticket_rules(self, rules: TicketRules) -> Desk:
+        """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
+        self.rules = self.rules.model_copy(update={"tickets": rules})
+        desk = Desk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+        self.application.bot_data[DESK_KEY] = desk
+        if self.dispatcher is not None:
+            for hook in set(self.dispatcher.hooks.values()):
+                if isinstance(hook, DeliveryHooks):
+                    hook.desk = desk
+        return desk
+
+    async def start(self, application: Application | None = None) -> None:
+        """Start the bot (a new Application unless given) and its dispatcher on the harness's
+        database."""
+        if application is None:
+            application = build_application(
+                self.settings,
+                rules=self.rules,
+                texts=self.texts,
+                sessionmaker=self.sessionmaker,
+                clock=self.clock,
+            )
+        await application.initialize()
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_polling(poll_interval=0, timeout=1)
+        self.application = application
+        desk = self.desk
+        self.dispatch_clock = DispatchClock(self.clock)
+        dispatcher = Dispatcher(
+            application.bot,
+            self.sessionmaker,
+            texts=self.texts,
+            rules=HARNESS_OUTBOX,
+            clock=self.dispatch_clock,
+            default_timezone=self.rules.general.customers.default_timezone,
+            lock=NoLock(),
+            hooks=hooks_by_kind(desk),
+        )
+        application.bot_data[WAKE_KEY] = dispatcher.wake
+        self.dispatcher = dispatcher
+        self._dispatch_stop = asyncio.Event()
+        self._dispatch_task = asyncio.create_task(dispatcher.run(self._dispatch_stop))
+
+    async def stop(self) -> None:
+        """Stop the dispatcher (its sends finish) and the bot, as a process would on SIGTERM."""
+        if self._dispatch_task is not None:
+            self._dispatch_stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._dispatch_task, timeout=30)
+            self._dispatch_task = None
+        application = self.application
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
+        await application.shutdown()
+
+    async def restart(self) -> None:
+        """A new bot process on the same database: nothing in memory survives."""
+        await self.stop()
+        await self.start()
+
+
+def harness_rules(rules: Rules) -> Rules:
+    """The shipped rules, with the topic renames of back-and-forth statuses made at once (a
+    test that wants the delay sets it with ``Harness.use_ticket_rules``)."""
+    relay = rules.tickets.relay.model_copy(update={"title_delay_seconds": 0})
+    return rules.model_copy(update={"tickets": rules.tickets.model_copy(update={"relay": relay})})
 
 
 def harness_settings(api: LocalBotApi, database_url: str, **extra: Any) -> Settings:
@@ -72,21 +197,23 @@ async def local_api() -> AsyncIterator[LocalBotApi]:
 
 @pytest.fixture
 async def harness(local_api: LocalBotApi, database_url: str) -> AsyncIterator[Harness]:
-    """The bot polling the local server, on a fresh database of each kind."""
+    """The bot polling the local server, with its dispatcher, on a fresh database of each
+    kind."""
     settings = harness_settings(local_api, database_url)
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
-    clock = ManualClock(START)
     texts = Texts.load()
-    rules = load_rules(settings.config_dir)
+    rules = harness_rules(load_rules(settings.config_dir))
+    clock = ManualClock(START)
     application = build_application(
         settings, rules=rules, texts=texts, sessionmaker=sessionmaker, clock=clock
     )
-    async with application:
-        await application.start()
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0, timeout=1)
-        yield Harness(local_api, application, sessionmaker, clock, texts, rules, settings)
-        await application.updater.stop()
-        await application.stop()
-    await engine.dispose()
+    harness = Harness(
+        local_api, application, sessionmaker, clock, texts, rules, settings, engine=engine
+    )
+    await harness.start(application)
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+        await engine.dispose()

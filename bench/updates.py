@@ -1,0 +1,231 @@
+"""Customer text messages through the whole stack, against a bare PTB echo bot.
+
+Both bots run the real ``telegram.ext.Application`` and reply over HTTP to the project's local
+Bot API server, which runs in its own process (as Telegram would be on another machine). Each of
+``--customers`` virtual customers sends its next message when the reply to the previous one has
+been sent, so the figures are a rate and a latency (update in -> reply acknowledged), not queueing.
+
+    python bench/updates.py --messages 4000 --customers 32
+
+The full stack stores every message (SQLite, WAL) before its rule runs, loads the customer and
+answers through the same rules as production (``bot.app.build_application``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from telegram import Update
+from telegram.constants import ParseMode
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    filters,
+)
+
+from bench._server import start_server
+from bot.app import MAX_CONCURRENT_UPDATES, build_application
+from bot.http import AiohttpRequest
+from bot.rules import load_rules
+from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
+from bot.texts import Texts
+from bot.update_processor import PerConversationUpdateProcessor
+from scheduler.clock import SystemClock
+from storage.engine import create_engine, create_sessionmaker
+from storage.migrate import upgrade
+
+TOKEN = "123456:BENCH-TOKEN"
+FIRST_USER = 500_000
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    latencies: list[float]
+
+    def line(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
+        return (
+            f"{self.name:<12} {self.rate:8.0f} updates/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+        )
+
+
+class UpdateFactory:
+    def __init__(self) -> None:
+        self.next_id = 1
+
+    def text(self, application: Application, user_id: int, text: str) -> Update:  # type: ignore[type-arg]
+        self.next_id += 1
+        data = {
+            "update_id": self.next_id,
+            "message": {
+                "message_id": self.next_id,
+                "date": int(time.time()),
+                "chat": {"id": user_id, "type": "private", "first_name": "C"},
+                "from": {"id": user_id, "is_bot": False, "first_name": "C", "language_code": "en"},
+                "text": text,
+                **(
+                    {"entities": [{"type": "bot_command", "offset": 0, "length": len(text)}]}
+                    if text.startswith("/")
+                    else {}
+                ),
+            },
+        }
+        return Update.de_json(data, application.bot)
+
+
+async def drive(
+    application: Application,  # type: ignore[type-arg]
+    factory: UpdateFactory,
+    customers: int,
+    messages: int,
+    text: str,
+) -> tuple[float, list[float]]:
+    """Closed loop: each customer sends, waits for the update to be fully handled, sends again."""
+    processor = application.update_processor
+    latencies: list[float] = []
+    per_customer = messages // customers
+
+    async def customer(user_id: int) -> None:
+        for _ in range(per_customer):
+            update = factory.text(application, user_id, text)
+            started = time.perf_counter()
+            await processor.process_update(update, application.process_update(update))
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(customer(FIRST_USER + i) for i in range(customers)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies
+
+
+async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.message is not None and update.message.text is not None
+    await update.message.reply_text(update.message.text)
+
+
+def echo_application(root: str, *, stock_transport: bool) -> Application:  # type: ignore[type-arg]
+    """A bare PTB echo bot; with ``stock_transport`` on PTB's default HTTP client (httpx),
+    otherwise on the same transport carebot uses."""
+    builder = (
+        ApplicationBuilder()
+        .token(TOKEN)
+        .base_url(f"{root}/bot")
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .concurrent_updates(PerConversationUpdateProcessor(MAX_CONCURRENT_UPDATES))
+        .updater(None)
+    )
+    if not stock_transport:
+        builder = builder.request(AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES))
+    application = builder.build()
+    application.add_handler(MessageHandler(filters.TEXT, echo))
+    return application
+
+
+async def run_one(
+    name: str,
+    make: Callable[
+        [], Coroutine[Any, Any, tuple[Application, Callable[[], Coroutine[Any, Any, None]]]]
+    ],  # type: ignore[type-arg]
+    customers: int,
+    messages: int,
+) -> Result:
+    application, cleanup = await make()
+    factory = UpdateFactory()
+    async with application:
+        await application.start()
+        # Warm-up (and registration for the full stack): not timed.
+        for i in range(customers):
+            update = factory.text(application, FIRST_USER + i, "/start")
+            await application.process_update(update)
+        await drive(application, factory, customers, min(messages, customers * 20), "warm up")
+        rate, latencies = await drive(
+            application, factory, customers, messages, "where is my parcel?"
+        )
+        await application.stop()
+    await cleanup()
+    return Result(name, rate, latencies)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=4000)
+    parser.add_argument("--customers", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each bot")
+    args = parser.parse_args()
+
+    server = start_server(TOKEN, range(FIRST_USER, FIRST_USER + args.customers))
+    workdir = Path(tempfile.mkdtemp(prefix="carebot-bench-"))
+    texts = Texts.load()
+    rules = load_rules(EXAMPLE_CONFIG_DIR)
+
+    async def nothing() -> None:
+        return None
+
+    async def make_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
+        return echo_application(server.root_url, stock_transport=False), nothing
+
+    async def make_stock_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
+        return echo_application(server.root_url, stock_transport=True), nothing
+
+    round_number = 0
+
+    async def make_full() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
+        nonlocal round_number
+        round_number += 1
+        url = f"sqlite+aiosqlite:///{workdir / f'bench-{round_number}.db'}"
+        await asyncio.to_thread(upgrade, url)
+        settings = load_settings(
+            telegram_token=TOKEN, telegram_api_url=server.root_url, database_url=url
+        )
+        engine = create_engine(url, inline=True)
+        application = build_application(
+            settings,
+            rules=rules,
+            texts=texts,
+            sessionmaker=create_sessionmaker(engine),
+            clock=SystemClock(),
+            with_updater=False,
+        )
+        return application, engine.dispose
+
+    try:
+        print(
+            f"{args.messages} messages from {args.customers} customers, "
+            f"{args.rounds} alternating rounds; local Bot API server in its own process"
+        )
+        stock = await run_one("echo-httpx", make_stock_echo, args.customers, args.messages)
+        print(stock.line(), "(bare PTB echo on PTB's default transport, for reference)")
+        echo_results: list[Result] = []
+        full_results: list[Result] = []
+        for _ in range(args.rounds):
+            echo_results.append(await run_one("echo", make_echo, args.customers, args.messages))
+            print(echo_results[-1].line())
+            full_results.append(await run_one("carebot", make_full, args.customers, args.messages))
+            print(full_results[-1].line())
+        best_echo = max(r.rate for r in echo_results)
+        best_full = max(r.rate for r in full_results)
+        print(f"ratio (best carebot / best echo, same transport): {best_full / best_echo:.2f}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,207 @@
+"""``carebot outbox …``: the operator's view of the outbox, and a dispatcher-only process.
+
+``stats``, ``dead``, ``retry`` and ``cancel`` need only the database (``CAREBOT_DATABASE_URL``);
+``drain`` runs the dispatcher without the rest of the bot (a separate worker process: on
+SQLite it stands by while the bot's own dispatcher holds the database, see
+``scheduler.locks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot
+
+from bot.logs import configure_logging
+from bot.rules import Rules, RulesError, load_rules
+from bot.runner import StartupError, check_schema
+from bot.settings import Settings, SettingsError, load_database_settings, load_settings
+from bot.texts import CatalogueError, Texts
+from scheduler.clock import Clock, SystemClock
+from scheduler.dispatcher import create_dispatcher
+from storage import outbox as outbox_queries
+from storage.engine import create_engine, create_sessionmaker, parse_database_url
+from storage.migrate import upgrade
+
+outbox_app = typer.Typer(
+    help="The outbox: queued messages, dead ones, the dispatcher.", no_args_is_help=True
+)
+
+T = TypeVar("T")
+
+STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
+
+
+def _or_exit(step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except STARTUP_ERRORS as error:
+        typer.echo(f"carebot: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on the configured database."""
+    settings = _or_exit(load_database_settings)
+    now = SystemClock().now()
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_sessionmaker(engine).begin() as session:
+                return await work(session, now)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = int((now - moment).total_seconds())
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+@outbox_app.command("stats")
+def stats() -> None:
+    """Rows by state and kind, and how late the oldest waiting row is."""
+
+    async def work(session: AsyncSession, now: datetime) -> None:
+        result = await outbox_queries.stats(session)
+        if not result.counts:
+            typer.echo("the outbox is empty")
+            return
+        typer.echo(f"{'state':<10} {'kind':<32} {'rows':>9}")
+        for (state, kind), count in sorted(result.counts.items()):
+            typer.echo(f"{state:<10} {kind:<32} {count:>9}")
+        if result.oldest_due is not None:
+            due = result.oldest_due.isoformat(timespec="seconds")
+            typer.echo(f"oldest waiting row due {due} ({_ago(result.oldest_due, now)})")
+        else:
+            typer.echo("nothing waiting")
+
+    _with_session(work)
+
+
+@outbox_app.command("dead")
+def dead(limit: int = typer.Option(100, min=1, help="Show at most this many rows.")) -> None:
+    """Rows that failed on every attempt (newest first); requeue them with "retry"."""
+
+    async def work(session: AsyncSession, now: datetime) -> None:
+        rows = await outbox_queries.list_dead(session, limit=limit)
+        if not rows:
+            typer.echo("no dead messages")
+            return
+        typer.echo(f"{'id':>8} {'kind':<20} {'chat':>16} {'tries':>5}  {'dead since':<12} error")
+        for row in rows:
+            typer.echo(
+                f"{row.id:>8} {row.kind:<20} {row.chat_id:>16} {row.attempts:>5}  "
+                f"{_ago(row.updated_at, now):<12} {row.last_error or ''}"
+            )
+
+    _with_session(work)
+
+
+@outbox_app.command("retry")
+def retry(
+    ids: list[int] = typer.Argument(None, help="Row ids (dead, failed or cancelled)."),  # noqa: B008
+    all_dead: bool = typer.Option(False, "--all-dead", help="Requeue every dead row."),
+) -> None:
+    """Send rows again from the first attempt: by id, or --all-dead."""
+    if bool(ids) == all_dead:
+        typer.echo("carebot: give row ids or --all-dead (not both)", err=True)
+        raise typer.Exit(2)
+
+    async def work(session: AsyncSession, now: datetime) -> int:
+        return await outbox_queries.retry(session, now=now, message_ids=None if all_dead else ids)
+
+    count = _with_session(work)
+    typer.echo(f"requeued {count} message{'s' if count != 1 else ''}")
+
+
+@outbox_app.command("cancel")
+def cancel(
+    kind: str = typer.Option(..., "--kind", help="Cancel every unsent row of this kind."),
+) -> None:
+    """Cancel unsent rows of one kind (a broadcast sent by mistake); they stay in the table."""
+
+    async def work(session: AsyncSession, now: datetime) -> int:
+        return await outbox_queries.cancel_kind(session, kind, now=now)
+
+    count = _with_session(work)
+    typer.echo(f"cancelled {count} message{'s' if count != 1 else ''} of kind {kind}")
+
+
+@outbox_app.command("drain")
+def drain() -> None:
+    """Run only the dispatcher until SIGINT/SIGTERM (a separate worker process)."""
+    settings = _or_exit(load_settings)
+    configure_logging(settings.log_level, secrets=[settings.token])
+    rules = _or_exit(lambda: load_rules(settings.config_dir))
+    texts = _or_exit(Texts.load)
+    if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
+        upgrade(settings.database_url)  # as `carebot run` does for the embedded default
+    _run_async(serve_dispatcher(settings, rules=rules, texts=texts))
+
+
+def _run_async(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        asyncio.run(main)
+    except StartupError as error:
+        typer.echo(f"carebot: {error}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+async def serve_dispatcher(
+    settings: Settings,
+    *,
+    rules: Rules,
+    texts: Texts,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """The dispatcher alone, with its own ``telegram.Bot``, until ``stop`` or a signal."""
+    await check_schema(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    engine = create_engine(settings.database_url)
+    api = settings.telegram_api_url
+    try:
+        async with Bot(
+            settings.token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot"
+        ) as bot:
+            dispatcher = create_dispatcher(
+                bot,
+                engine,
+                create_sessionmaker(engine),
+                texts=texts,
+                rules=rules.outbox,
+                clock=clock or SystemClock(),
+                default_timezone=rules.general.customers.default_timezone,
+            )
+            await dispatcher.run(stop)
+    finally:
+        await engine.dispose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)

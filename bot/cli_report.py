@@ -1,0 +1,199 @@
+"""``carebot report ...``: reports for operators. Each report is one command of ``report_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.cli_tools import database, open_tool
+from scheduler import tiers as tier_job
+from storage import kb as kb_queries
+from storage import tickets as ticket_queries
+from storage import tiers as tier_queries
+from storage.tiers import STAGES, ChurnFlag, TierReport
+
+report_app = typer.Typer(help="Reports.", no_args_is_help=True)
+out = Console()
+
+
+@report_app.command("tiers")
+def tiers() -> None:
+    """Customers per tier and stage, churn signals, recent runs and tier movement since the
+    last full run."""
+    tool = open_tool()
+
+    async def read() -> TierReport:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            return await tier_queries.tier_report(session)
+
+    report = asyncio.run(read())
+    names = [rule.name for rule in tool.rules.tiers.tiers]
+    names += sorted({tier for tier, _ in report.counts} - set(names))
+    table = Table("tier", *STAGES, "total", title="customers by tier and stage")
+    for name in names:
+        row = [report.counts.get((name, stage), 0) for stage in STAGES]
+        table.add_row(name, *(f"{count:,}" for count in row), f"{sum(row):,}")
+    totals = [sum(report.counts.get((name, stage), 0) for name in names) for stage in STAGES]
+    table.add_row("total", *(f"{count:,}" for count in totals), f"{sum(totals):,}", style="bold")
+    out.print(table)
+
+    labels = {
+        ChurnFlag.OVERDUE: "overdue (no order for longer than usual)",
+        ChurnFlag.FREQUENCY: "order frequency falling",
+        ChurnFlag.SPEND: "spend falling",
+    }
+    for flag, count in report.churn_flags.items():
+        out.print(f"churn signal {labels[flag]}: {count:,} customer(s)")
+
+    if report.since_run is not None:
+        since = report.since_run
+        movement = Table(
+            "from",
+            "to",
+            "customers",
+            title=f"tier changes since full run #{since.id} ({tier_job.day_of(since.day)})",
+        )
+        for (old, new), count in sorted(
+            report.movements.items(), key=lambda item: (-item[1], str(item[0]))
+        ):
+            movement.add_row(old or "-", new, f"{count:,}")
+        out.print(movement if report.movements else f"no tier changes since run #{since.id}")
+
+    runs = Table("run", "day", "kind", "scored", "tier changes", "changed", "ms", title="runs")
+    for run in report.runs:
+        runs.add_row(
+            f"#{run.id}",
+            str(tier_job.day_of(run.day)),
+            "full" if run.full else "incremental",
+            f"{run.customers:,}",
+            f"{run.tier_changes:,}",
+            f"{run.customer_changes:,}",
+            f"{run.duration_ms:,}",
+        )
+    out.print(runs if report.runs else "no tiers run yet: carebot tiers recompute --full")
+    if report.pending:
+        out.print(f"{report.pending:,} customer(s) waiting for the next run")
+
+
+# NOTE for the knowledge-base owner: this command was restored by the tiers work after
+# bot/cli_report.py was overwritten by mistake; it reproduces the original's output (the one
+# tests/test_answers.py checks). Replace it with your original if it differed.
+@report_app.command("kb")
+def kb(
+    days: int = typer.Option(30, min=1, help="Look at the questions of the last N days."),
+    limit: int = typer.Option(20, min=1, help="Show at most this many rows per list."),
+) -> None:
+    """Questions the knowledge base could not answer, and its least helpful entries."""
+    tool = open_tool()
+    since = tool.clock.now() - timedelta(days=days)
+
+    async def read() -> tuple[
+        list[kb_queries.UnansweredQuestion], list[kb_queries.EntryHelpfulness]
+    ]:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            return (
+                await kb_queries.top_unanswered(session, since, limit),
+                await kb_queries.worst_entries(session, since, limit),
+            )
+
+    unanswered, entries = asyncio.run(read())
+    typer.echo(f"Unanswered questions, last {days} days (most asked first):")
+    typer.echo(f"{'asked':>7}  question")
+    for question in unanswered:
+        typer.echo(f"{question.count:>7}  {question.question}")
+    if not unanswered:
+        typer.echo("   none")
+    typer.echo("")
+    typer.echo("Entries by helpfulness (least helpful first):")
+    typer.echo(f"{'shown':>7}{'helpful':>9}{'not':>6}  entry")
+    for entry in entries:
+        typer.echo(f"{entry.shown:>7}{entry.helpful:>9}{entry.unhelpful:>6}  {entry.entry_id}")
+    if not entries:
+        typer.echo("   none")
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of sorted ``values`` (None when there are none)."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(fraction * len(values)))
+    return values[rank - 1]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = round(seconds / 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m"
+
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M"]
+
+
+@report_app.command("tickets")
+def tickets(
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=DATE_FORMATS, help="From (UTC); default 30 days before --until."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(formats=DATE_FORMATS, help="Until, excluded (UTC); default now."),
+    ] = None,
+) -> None:
+    """Tickets opened in a period: counts by category, tier and status; median and p90 times
+    to the first reply and to resolution; SLA breaches."""
+    tool = open_tool()
+    now = tool.clock.now()
+    end = until.replace(tzinfo=UTC) if until else now
+    start = since.replace(tzinfo=UTC) if since else end - timedelta(days=30)
+    if start >= end:
+        typer.echo("carebot: --since must be before --until", err=True)
+        raise typer.Exit(2)
+
+    async def read() -> ticket_queries.TicketReport:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            return await ticket_queries.ticket_report(session, start, end, now)
+
+    report = asyncio.run(read())
+    out.print(
+        f"tickets opened from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: {report.opened}"
+    )
+    for title, counts in (
+        ("by category", report.by_category),
+        ("by tier", report.by_tier),
+        ("by status", report.by_status),
+    ):
+        table = Table(title.split()[-1], "tickets", title=title)
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,}")
+        out.print(table if counts else f"{title}: none")
+    times = Table("", "tickets", "median", "p90", title="times from opening")
+    for label, values in (
+        ("first reply", report.first_response),
+        ("resolution", report.resolution),
+    ):
+        times.add_row(
+            label,
+            f"{len(values):,}",
+            _duration(statistics.median(values) if values else None),
+            _duration(_percentile(values, 0.9)),
+        )
+    out.print(times)
+    out.print(
+        f"SLA breaches: first reply {report.first_response_breaches:,}, "
+        f"resolution {report.resolution_breaches:,}"
+    )

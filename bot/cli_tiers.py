@@ -1,0 +1,193 @@
+"""``carebot tiers recompute [--full] [--rebuild]``, ``show CUSTOMER``, ``pin``, ``unpin``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.cli_tools import Tool, database, money, open_tool
+from scheduler import tiers as tier_job
+from storage import tiers as tier_queries
+from storage.models import Customer
+from storage.tiers import RunSummary, TierCard
+
+tiers_app = typer.Typer(
+    help="RFM scores, tiers, lifecycle stages and churn signals.", no_args_is_help=True
+)
+out = Console()
+
+CUSTOMER_HELP = "The shop's customer id, tg:<Telegram user id> or id:<carebot id>."
+
+
+@tiers_app.command("recompute")
+def recompute(
+    full: bool = typer.Option(
+        False, "--full", help="New quintile boundaries and every customer (the nightly run)."
+    ),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="Also recompute every customer's order statistics (after a bulk load or a repair).",
+    ),
+) -> None:
+    """Recompute tiers: by default only the customers whose orders changed."""
+    tool = open_tool()
+
+    async def run() -> RunSummary:
+        async with database(tool) as sessionmaker, sessionmaker.begin() as session:
+            return await tier_job.recompute(
+                session, tool.rules.tiers, tool.clock.now(), full=full, rebuild=rebuild
+            )
+
+    summary = asyncio.run(run())
+    if summary.run_id is None:
+        typer.echo("tiers: no customer's orders changed since the last run; nothing to do")
+        return
+    kind = "rebuild" if rebuild else "full" if summary.full else "incremental"
+    typer.echo(
+        f"tiers: {kind} run #{summary.run_id} on {tier_job.day_of(summary.day)}: "
+        f"{summary.scored} customer(s) with orders scored, {summary.refreshed} refreshed, "
+        f"{summary.tier_changes} tier change(s), {summary.customer_changes} customer(s) "
+        f"changed, {summary.duration_ms} ms"
+    )
+
+
+def _find(tool: Tool, reference: str) -> TierCard:
+    async def read() -> TierCard | None:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            customer = await tier_queries.find_customer(session, reference)
+            return await tier_queries.tier_card(session, customer.id) if customer else None
+
+    card = asyncio.run(read())
+    if card is None:
+        typer.echo(f"carebot: no customer {reference!r} ({CUSTOMER_HELP})", err=True)
+        raise typer.Exit(1)
+    return card
+
+
+def _who(customer: Customer) -> str:
+    linked = (
+        f"Telegram {customer.telegram_user_id}" if customer.telegram_user_id else "no Telegram"
+    )
+    shop = customer.external_id or "-"
+    return f"{customer.name or '(no name)'} · shop id {shop} · carebot id {customer.id} · {linked}"
+
+
+@tiers_app.command("show")
+def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
+    """A customer's tier, stage, RFM scores with their numbers, churn signals and tier history."""
+    tool = open_tool()
+    card = _find(tool, customer)
+    rules = tool.rules.tiers
+    currency = rules.orders.currency
+    today = tier_job.shop_today(rules, tool.clock.now())
+    who = card.customer
+    pinned = " (pinned by staff)" if who.tier_pinned else ""
+    out.print(f"[bold]{_who(who)}[/bold]")
+    out.print(f"tier [bold]{who.tier}[/bold]{pinned} · stage [bold]{who.stage}[/bold]")
+    rfm = card.rfm
+    if rfm is None:
+        out.print("no counted orders yet (refunded and cancelled orders do not count)")
+    else:
+        window = rules.scores.window_days
+        table = Table("", "value", "score", box=None, pad_edge=False)
+        table.add_row(
+            "recency",
+            f"{today - rfm.last_day} days (last order {tier_job.day_of(rfm.last_day)})",
+            str(rfm.r_score),
+        )
+        table.add_row("frequency", f"{rfm.frequency} orders in {window} days", str(rfm.f_score))
+        table.add_row(
+            "monetary", f"{money(rfm.monetary_cents, currency)} in {window} days", str(rfm.m_score)
+        )
+        out.print(table)
+        gap = f"{rfm.median_gap:g} days" if rfm.median_gap is not None else "-"
+        out.print(
+            f"{rfm.orders_total} counted orders since {tier_job.day_of(rfm.first_day)}; "
+            f"median gap {gap}; at risk after {rfm.at_risk_after or 0:g} days without an order"
+        )
+        signals = tier_job.churn_signals(rfm, today)
+        period = rules.churn.period_days
+        for signal in signals:
+            if signal.kind == "overdue":
+                text = (
+                    f"overdue: {signal.recent:g} days without an order "
+                    f"(at risk after {signal.before:g})"
+                )
+            elif signal.kind == "frequency":
+                text = (
+                    f"frequency falling: {signal.recent:g} orders in the last {period} days, "
+                    f"{signal.before:g} in the {period} before"
+                )
+            else:
+                text = (
+                    f"spend falling: {money(int(signal.recent), currency)} in the last {period} "
+                    f"days, {money(int(signal.before), currency)} in the {period} before"
+                )
+            out.print(f"[yellow]churn signal[/yellow] {text}")
+        if not signals:
+            out.print("no churn signal")
+    if card.last_run is not None:
+        run = card.last_run
+        out.print(
+            f"last run #{run.id} ({'full' if run.full else 'incremental'}) "
+            f"on {tier_job.day_of(run.day)}"
+        )
+    if card.history:
+        history = Table("when", "from", "to", "why", title="tier history", box=None)
+        for change in card.history:
+            history.add_row(
+                change.changed_at.strftime("%Y-%m-%d %H:%M"),
+                change.old_tier or "-",
+                change.new_tier,
+                change.reason,
+            )
+        out.print(history)
+
+
+@tiers_app.command("pin")
+def pin(
+    customer: str = typer.Argument(..., help=CUSTOMER_HELP),
+    tier: str = typer.Argument(..., help="A tier named in tiers.toml."),
+    why: str = typer.Option("by staff", "--why", help="Written to the tier history."),
+) -> None:
+    """Pin a customer's tier: recomputes leave it alone until it is unpinned."""
+    tool = open_tool()
+    names = [rule.name for rule in tool.rules.tiers.tiers]
+    if tier not in names:
+        typer.echo(
+            f"carebot: unknown tier {tier!r} (expected one of {', '.join(names)})", err=True
+        )
+        raise typer.Exit(2)
+    card = _find(tool, customer)
+
+    async def run() -> None:
+        async with database(tool) as sessionmaker, sessionmaker.begin() as session:
+            now = tool.clock.now()
+            await tier_queries.pin_tier(session, card.customer.id, tier, now, why)
+            await tier_queries.mark_pending(session, [card.customer.id], now)
+
+    asyncio.run(run())
+    typer.echo(f"{customer}: tier pinned to {tier}")
+
+
+@tiers_app.command("unpin")
+def unpin(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
+    """Unpin a customer's tier: it goes back to what the rules give."""
+    tool = open_tool()
+    card = _find(tool, customer)
+
+    async def run() -> str | None:
+        async with database(tool) as sessionmaker, sessionmaker.begin() as session:
+            now = tool.clock.now()
+            tier = await tier_queries.unpin_tier(
+                session, card.customer.id, tool.rules.tiers.default_tier, now
+            )
+            await tier_queries.mark_pending(session, [card.customer.id], now)
+            return tier
+
+    tier = asyncio.run(run())
+    typer.echo(f"{customer}: unpinned, tier {tier}")

@@ -1,0 +1,46 @@
+"""Knowledge-base answers in the private chat: thin PTB callbacks over ``answers_rules``.
+
+Free text reaches the knowledge base through onboarding's text handler (a customer who is in a
+flow answers the flow first); the buttons under an answer are handled here.
+"""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+
+from bot.kb import KB_KEY, KbLibrary, KnowledgeBase
+from handlers import answers_rules as rules
+from handlers.context import get_deps
+from handlers.render import respond
+from handlers.tickets import desk_of, wake_dispatcher
+
+
+def current_knowledge(context: ContextTypes.DEFAULT_TYPE) -> KnowledgeBase | None:
+    """The running bot's knowledge base (reloaded first if ``carebot kb reload`` ran)."""
+    library = context.bot_data.get(KB_KEY)
+    return library.current() if isinstance(library, KbLibrary) else None
+
+
+async def on_kb_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """👍, 👎, a suggested question, "talk to a person" or "open a complaint"."""
+    query = update.callback_query
+    knowledge = current_knowledge(context)
+    if query is None or knowledge is None:
+        return
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.press_button(
+            session,
+            query.from_user.id,
+            query.data or "",
+            knowledge,
+            deps.clock.now(),
+            desk=desk_of(context),
+        )
+    wake_dispatcher(context)
+    await respond(update, deps.texts, result)
+
+
+def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+    return [CallbackQueryHandler(on_kb_button, pattern=f"^{rules.CB_PREFIX}")]

@@ -1,0 +1,208 @@
+"""Knowledge-base answers, free of Telegram: a customer's text in, a reply out.
+
+A confident match is answered at once with "👍 / 👎 talk to a person" under it; a middle-band
+match offers the best three questions as buttons (a press answers); below that the customer is
+told so and offered a person. Every question is recorded (normalised text, entry, score, outcome,
+time) with the feedback it gets, for ``carebot report kb``.
+
+``request_handoff`` records the request and opens a ticket (``handlers.tickets_rules``): staff see
+the question in the ticket's topic and the customer's next messages go there.
+The caller owns the transaction; these functions only ``flush``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.kb import Entry, KnowledgeBase
+from bot.texts import Markup
+from handlers import tickets_rules
+from handlers.kb_match import Band, MatchResult
+from handlers.replies import Alert, Button, Reply
+from storage import customers as customer_queries
+from storage import kb as kb_queries
+from storage import tickets as ticket_queries
+from storage.models import Customer, KbHandoff
+
+# Callback data: kb:<action>:<question id>[:<entry id>] (at most 64 bytes with a 32-byte id).
+CB_PREFIX = "kb:"
+CALLBACK = re.compile(r"^kb:(up|down|person|complaint|pick):(\d{1,18})(?::([a-z0-9_-]{1,32}))?$")
+SUGGESTION_LABEL = 60
+
+HANDOFF_QUESTION = "question"
+HANDOFF_COMPLAINT = "complaint"
+
+
+async def request_handoff(
+    session: AsyncSession,
+    customer_id: int,
+    question: str,
+    answer_id: str | None,
+    *,
+    now: datetime,
+    kind: str = HANDOFF_QUESTION,
+    desk: tickets_rules.Desk | None = None,
+) -> KbHandoff:
+    """A customer wants a person: the request is recorded in ``kb_handoffs`` and, with a
+    ``desk``, a ticket opens ("question", or "complaint" for an entry's complaint button) with
+    the question as its subject, unless the customer already has one open (a banned customer
+    gets none)."""
+    handoff = await kb_queries.record_handoff(
+        session,
+        customer_id=customer_id,
+        question=question,
+        entry_id=answer_id,
+        kind=kind,
+        requested_at=now,
+    )
+    customer = await session.get(Customer, customer_id)
+    if (
+        desk is not None
+        and customer is not None
+        and await ticket_queries.get_ban(session, customer_id) is None
+    ):
+        await tickets_rules.open_ticket(
+            session,
+            desk,
+            customer,
+            source=tickets_rules.SOURCE_QUESTION
+            if kind == HANDOFF_QUESTION
+            else tickets_rules.SOURCE_COMPLAINT,
+            category=tickets_rules.SOURCE_QUESTION if kind == HANDOFF_QUESTION else "other",
+            subject=question,
+            now=now,
+        )
+    return handoff
+
+
+def answer_reply(entry: Entry, language: str, question_id: int) -> Reply:
+    """An entry's answer with its own buttons, then 👍 / 👎 talk to a person."""
+    rows: list[list[Button]] = []
+    for button in entry.buttons:
+        if button.link is not None and button.label is not None:
+            label = Markup(button.label.get(language))
+            rows.append([Button("kb_link_button", "", {"label": label}, url=button.link)])
+        elif button.action == "complaint":
+            rows.append([Button("kb_complaint_button", f"kb:complaint:{question_id}")])
+        elif button.action == "person":
+            rows.append([Button("kb_person_button", f"kb:person:{question_id}")])
+    rows.append(
+        [
+            Button("kb_helpful_button", f"kb:up:{question_id}"),
+            Button("kb_unhelpful_button", f"kb:down:{question_id}"),
+        ]
+    )
+    return Reply("kb_answer", language, {"answer": Markup(entry.answer.get(language))}, rows)
+
+
+def _suggestion_label(entry: Entry, language: str) -> Markup:
+    question = (entry.questions.zh if language == "zh" else entry.questions.en)[0]
+    if len(question) > SUGGESTION_LABEL:
+        question = question[: SUGGESTION_LABEL - 1] + "…"
+    return Markup(question)
+
+
+async def answer_question(
+    session: AsyncSession,
+    customer: Customer,
+    text: str,
+    knowledge: KnowledgeBase,
+    now: datetime,
+) -> Reply:
+    """Free text from a customer who is in no flow: answer, suggest, or offer a person."""
+    result: MatchResult = knowledge.index.match(text)
+    language = customer.language
+    best = result.best
+    entries = [
+        (match, entry)
+        for match in result.matches
+        if (entry := knowledge.entry(match.entry_id)) is not None
+    ]
+    band = result.band if entries else Band.NONE
+    outcome = {
+        Band.ANSWER: kb_queries.ANSWERED,
+        Band.SUGGEST: kb_queries.SUGGESTED,
+        Band.NONE: kb_queries.UNANSWERED,
+    }[band]
+    row = await kb_queries.record_question(
+        session,
+        customer_id=customer.id,
+        language=language,
+        question=result.normalised or text.strip(),
+        entry_id=best.entry_id if best else None,
+        score=best.score if best else 0.0,
+        outcome=outcome,
+        asked_at=now,
+    )
+    if band is Band.ANSWER:
+        return answer_reply(entries[0][1], language, row.id)
+    person = [Button("kb_person_button", f"kb:person:{row.id}")]
+    if band is Band.SUGGEST:
+        choices = [
+            [
+                Button(
+                    "kb_suggestion_button",
+                    f"kb:pick:{row.id}:{entry.id}",
+                    {"question": _suggestion_label(entry, language)},
+                )
+            ]
+            for _, entry in entries
+        ]
+        return Reply("kb_suggest", language, buttons=[*choices, person])
+    return Reply("kb_no_answer", language, buttons=[person])
+
+
+async def press_button(
+    session: AsyncSession,
+    user_id: int,
+    data: str,
+    knowledge: KnowledgeBase,
+    now: datetime,
+    desk: tickets_rules.Desk | None = None,
+) -> Reply | Alert:
+    """A button under a knowledge-base reply: 👍, 👎, a suggestion, a person, a complaint."""
+    customer = await customer_queries.get_by_telegram_id(session, user_id)
+    language = customer.language if customer else "en"
+    parsed = CALLBACK.match(data)
+    if customer is None or parsed is None:
+        return Alert("button_expired", language)
+    action, question_id, entry_id = parsed.group(1), int(parsed.group(2)), parsed.group(3)
+    row = await kb_queries.get_question_for_update(session, question_id)
+    if row is None or row.customer_id != customer.id:
+        return Alert("button_expired", language)
+    match action:
+        case "up" | "down" if row.feedback is not None:
+            return Alert("kb_feedback_already", language)
+        case "up":
+            row.feedback, row.feedback_at = kb_queries.HELPFUL, now
+            return Alert("kb_thanks", language)
+        case "down":
+            row.feedback, row.feedback_at = kb_queries.UNHELPFUL, now
+            await request_handoff(
+                session, customer.id, row.question, row.entry_id, now=now, desk=desk
+            )
+            return Reply("kb_handoff_requested", language)
+        case "person":
+            await request_handoff(
+                session, customer.id, row.question, row.entry_id, now=now, desk=desk
+            )
+            return Reply("kb_handoff_requested", language)
+        case "complaint":
+            await request_handoff(
+                session,
+                customer.id,
+                row.question,
+                row.entry_id,
+                now=now,
+                kind=HANDOFF_COMPLAINT,
+                desk=desk,
+            )
+            return Reply("kb_complaint_requested", language)
+    entry = knowledge.entry(entry_id or "")
+    if entry is None:
+        return Alert("button_expired", language)
+    row.outcome, row.entry_id = kb_queries.PICKED, entry.id
+    return answer_reply(entry, language, row.id)

@@ -1,0 +1,88 @@
+"""The buttons under care messages (``scheduler.care``): "stop these messages" and a follow-up
+visit's "all good" / "there is a problem". ``press_care_button`` is the plain rule; the PTB
+callback only parses the update and sends what it returns.
+
+"There is a problem" opens a complaint ticket about the order (its topic appears in the staff
+group), unless the customer already has one open or is banned from tickets.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+
+from handlers import tickets_rules
+from handlers.context import get_deps
+from handlers.render import respond
+from handlers.replies import Alert, Reply
+from handlers.tickets import desk_of, wake_dispatcher
+from storage import care as care_queries
+from storage import customers as customer_queries
+from storage import tickets as ticket_queries
+
+CALLBACK = re.compile(r"^care:(stop|good|problem)(?::(\d{1,18}))?$")
+PROBLEM_SUBJECT = "Follow-up visit: the customer reports a problem with this order"
+
+
+async def press_care_button(
+    session: AsyncSession,
+    user_id: int,
+    data: str,
+    now: datetime,
+    *,
+    desk: tickets_rules.Desk | None,
+) -> Reply | Alert | None:
+    """What a tap on a care message's button does; None for an unknown sender or button."""
+    match = CALLBACK.match(data)
+    customer = await customer_queries.get_by_telegram_id(session, user_id)
+    if match is None or customer is None or customer.erased_at is not None:
+        return None
+    language = customer.language
+    action, reference = match[1], match[2]
+    if action == "stop":
+        changed = await care_queries.withdraw_consent(session, customer.id, now)
+        return Reply("care_stopped" if changed else "care_already_stopped", language)
+    if action == "good":
+        return Alert("care_thanks_good", language)
+    order = (
+        await ticket_queries.customer_order(session, customer.id, int(reference))
+        if reference
+        else None
+    )
+    if desk is not None and await ticket_queries.get_ban(session, customer.id) is None:
+        await tickets_rules.open_ticket(
+            session,
+            desk,
+            customer,
+            source=tickets_rules.SOURCE_COMPLAINT,
+            category="other",
+            subject=PROBLEM_SUBJECT,
+            now=now,
+            order_id=order.id if order else None,
+            order_ref=order.external_id if order else None,
+        )
+    return Reply("care_problem", language)
+
+
+async def on_care_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    query = update.callback_query
+    if query is None:
+        return
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await press_care_button(
+            session, query.from_user.id, query.data or "", deps.clock.now(), desk=desk_of(context)
+        )
+    wake_dispatcher(context)
+    if result is None:
+        await query.answer()
+        return
+    await respond(update, deps.texts, result)
+
+
+def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+    return [CallbackQueryHandler(on_care_button, pattern=r"^care:")]

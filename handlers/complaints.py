@@ -1,0 +1,293 @@
+"""The complaint flow and the customer's side of tickets: thin PTB callbacks over
+``complaints_rules`` and ``tickets_rules``.
+
+The flow is a ConversationHandler whose state survives a restart: its truth is the customer's
+row in ``complaint_drafts``, written by the rules in the same transaction as each answer.
+``DraftPersistence`` is a PTB persistence that only *loads* those steps when the Application
+starts (``update_conversation`` has nothing left to write). A restarted bot therefore resumes
+every customer at the step they were at.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram import Update
+from telegram.ext import (
+    BaseHandler,
+    BasePersistence,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    ConversationHandler,
+    MessageHandler,
+    PersistenceInput,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from handlers import complaints_rules as rules
+from handlers import onboarding_rules, tickets_rules
+from handlers.context import get_deps, person_of
+from handlers.render import respond
+from handlers.tickets import desk_of, incoming_of, wake_dispatcher
+from storage import customers as customer_queries
+from storage import tickets as ticket_queries
+
+CONVERSATION = "complaint"
+ConversationKey = tuple[int | str, ...]
+ConversationDict = dict[ConversationKey, object]
+PRIVATE = filters.ChatType.PRIVATE
+NEW_MESSAGE = filters.UpdateType.MESSAGE
+# What a customer may send besides text; relayed to their ticket when they have one.
+MEDIA = (
+    filters.PHOTO
+    | filters.Document.ALL
+    | filters.VOICE
+    | filters.VIDEO
+    | filters.AUDIO
+    | filters.ANIMATION
+    | filters.VIDEO_NOTE
+    | filters.Sticker.ALL
+    | filters.LOCATION
+    | filters.VENUE
+)
+
+
+class DraftPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
+    """Loads the complaint flow's steps from ``complaint_drafts`` when the bot starts.
+
+    Nothing else is persisted through PTB: the database is the truth and every rule writes
+    its own rows in its own transaction, so the write side is empty.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__(
+            store_data=PersistenceInput(
+                bot_data=False, chat_data=False, user_data=False, callback_data=False
+            ),
+            update_interval=3600,
+        )
+        self._sessionmaker = sessionmaker
+
+    async def get_conversations(self, name: str) -> ConversationDict:
+        if name != CONVERSATION:
+            return {}
+        async with self._sessionmaker() as session:
+            steps = await ticket_queries.draft_steps(session)
+        return {(chat_id, user_id): step for chat_id, user_id, step in steps}
+
+    async def update_conversation(
+        self, name: str, key: ConversationKey, new_state: object | None
+    ) -> None:
+        """Already written by the rule that decided the new step."""
+
+    async def get_user_data(self) -> dict[int, dict[Any, Any]]:
+        return {}
+
+    async def get_chat_data(self) -> dict[int, dict[Any, Any]]:
+        return {}
+
+    async def get_bot_data(self) -> dict[Any, Any]:
+        return {}
+
+    async def get_callback_data(self) -> None:
+        return None
+
+    async def update_user_data(self, user_id: int, data: dict[Any, Any]) -> None:
+        return None
+
+    async def update_chat_data(self, chat_id: int, data: dict[Any, Any]) -> None:
+        return None
+
+    async def update_bot_data(self, data: dict[Any, Any]) -> None:
+        return None
+
+    async def update_callback_data(self, data: Any) -> None:
+        return None
+
+    async def drop_chat_data(self, chat_id: int) -> None:
+        return None
+
+    async def drop_user_data(self, user_id: int) -> None:
+        return None
+
+    async def refresh_user_data(self, user_id: int, user_data: dict[Any, Any]) -> None:
+        return None
+
+    async def refresh_chat_data(self, chat_id: int, chat_data: dict[Any, Any]) -> None:
+        return None
+
+    async def refresh_bot_data(self, bot_data: dict[Any, Any]) -> None:
+        return None
+
+    async def flush(self) -> None:
+        return None
+
+
+async def _answer(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, result: rules.FlowResult
+) -> object:
+    texts = get_deps(context).texts
+    wake_dispatcher(context)
+    if result.alert is not None:
+        await respond(update, texts, result.alert)
+    elif result.replies or update.callback_query is not None:
+        await respond(update, texts, result.replies)
+    return result.step if result.step is not None else ConversationHandler.END
+
+
+async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+    """``/complaint``: pick a category."""
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.start(
+            session, person_of(update), desk_of(context), deps.rules.general, deps.clock.now()
+        )
+    return await _answer(update, context, result)
+
+
+async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+    """A button of the flow (category, order, skip, done, send, cancel)."""
+    query = update.callback_query
+    if query is None:
+        return None
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.press(
+            session, query.from_user.id, query.data or "", desk_of(context), deps.clock.now()
+        )
+    return await _answer(update, context, result)
+
+
+async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+    """A message during the flow: the order number, or part of the description."""
+    message = update.effective_message
+    user = update.effective_user
+    if message is None or user is None:
+        return None
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.message(
+            session, user.id, incoming_of(message), desk_of(context), deps.clock.now()
+        )
+    return await _answer(update, context, result)
+
+
+async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+    """``/done``: the description is complete."""
+    user = update.effective_user
+    if user is None:
+        return None
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.done(session, user.id, desk_of(context), deps.clock.now())
+    return await _answer(update, context, result)
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+    """``/cancel`` at any step: nothing is kept."""
+    user = update.effective_user
+    if user is None:
+        return None
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await rules.cancel(session, user.id, deps.clock.now())
+    return await _answer(update, context, result)
+
+
+def build_conversation() -> ConversationHandler[ContextTypes.DEFAULT_TYPE]:
+    """The complaint flow; persistent (see ``DraftPersistence``)."""
+    private_message = PRIVATE & NEW_MESSAGE
+    button = CallbackQueryHandler(press_button, pattern=f"^{rules.CB_FLOW}")
+    step = [
+        button,
+        CommandHandler("done", done, filters=private_message),
+        MessageHandler(private_message & ~filters.COMMAND, write),
+    ]
+    with warnings.catch_warnings():
+        # per_message=False is right here: the flow follows the customer, not one message.
+        warnings.filterwarnings("ignore", message=".*per_message", category=PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[
+                CommandHandler(["complaint", "complain"], start, filters=private_message)
+            ],
+            states={name: list(step) for name in rules.STEPS},
+            fallbacks=[CommandHandler("cancel", cancel, filters=private_message), button],
+            allow_reentry=True,
+            name=CONVERSATION,
+            persistent=True,
+        )
+
+
+# --- the customer's side of an open ticket -------------------------------------------------------
+
+
+async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo, document, voice, ... outside the flow: to the customer's ticket if they have
+    one, else the polite "text please" of onboarding."""
+    message = update.effective_message
+    if message is None:
+        return
+    deps = get_deps(context)
+    now = deps.clock.now()
+    async with deps.sessionmaker.begin() as session:
+        customer, _ = await onboarding_rules.ensure_customer(
+            session, person_of(update), deps.rules.general, now
+        )
+        replies = await tickets_rules.relay_from_customer(
+            session, desk_of(context), customer, incoming_of(message), now
+        )
+        if replies is None:
+            replies = [
+                await onboarding_rules.unsupported_input(
+                    session, person_of(update), deps.rules.general, now
+                )
+            ]
+    wake_dispatcher(context)
+    await respond(update, deps.texts, replies)
+
+
+async def relay_edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The customer edited a message: relayed to the topic marked as edited, if it was part of
+    a ticket (the edit itself is stored by the inbound step either way)."""
+    message = update.edited_message
+    user = update.effective_user
+    if message is None or user is None:
+        return
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        customer = await customer_queries.get_for_update(session, user.id)
+        if customer is None:
+            return
+        await tickets_rules.relay_customer_edit(
+            session, desk_of(context), customer, incoming_of(message), deps.clock.now()
+        )
+    wake_dispatcher(context)
+
+
+async def answer_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """ "Is your problem solved?": yes closes the ticket, no hands it back to staff."""
+    query = update.callback_query
+    if query is None:
+        return
+    deps = get_deps(context)
+    async with deps.sessionmaker.begin() as session:
+        result = await tickets_rules.confirm_resolution(
+            session, desk_of(context), query.from_user.id, query.data or "", deps.clock.now()
+        )
+    wake_dispatcher(context)
+    await respond(update, deps.texts, result)
+
+
+def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
+    """The flow, then the customer's side of tickets (before onboarding's handlers)."""
+    private_message = PRIVATE & NEW_MESSAGE
+    return [
+        build_conversation(),
+        CallbackQueryHandler(answer_resolution, pattern=f"^{tickets_rules.CB_RESOLUTION}"),
+        MessageHandler(private_message & MEDIA, relay_media),
+        MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, relay_edit),
+    ]

@@ -1,0 +1,268 @@
+"""The staff group: thin PTB callbacks over ``staff_rules``.
+
+Everything here happens in ticket topics of the staff forum group: a staff member's message
+goes to the customer, ``/note`` and ``!`` messages stay internal, and ``/claim``, ``/assign``,
+``/close``, ``/reopen``, ``/canned``, ``/card``, ``/ban`` and ``/unban`` act on the topic's
+ticket. Only members of the group may: membership is asked of Telegram (``getChatMember``)
+outside any database transaction and remembered for ``relay.staff_check_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update, User
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from handlers import staff_rules as rules
+from handlers import tickets_rules
+from handlers.context import get_deps
+from handlers.staff_rules import MemberCache
+from handlers.tickets import desk_of, incoming_of, wake_dispatcher
+from handlers.tickets_rules import Staff, StaffReply
+
+MEMBERS_KEY = "tickets.members"
+ANONYMOUS_ADMIN = "GroupAnonymousBot"
+Work = Callable[[AsyncSession, Staff, datetime], Awaitable[StaffReply | None]]
+COMMANDS = ("claim", "close", "reopen", "ban", "unban", "card", "canned")
+
+
+def _staff(user: User) -> Staff:
+    return Staff(user.id, user.first_name, user.username)
+
+
+async def _membership(
+    context: ContextTypes.DEFAULT_TYPE, message: Message | None, user: User
+) -> tuple[Staff, bool, bool]:
+    """Who acts, whether they are staff, and whether that was just asked of Telegram."""
+    desk = desk_of(context)
+    chat_id = desk.staff_chat_id
+    if (
+        message is not None
+        and message.sender_chat is not None
+        and message.sender_chat.id == chat_id
+    ):
+        # An anonymous admin writing as the group.
+        return Staff(user.id, message.sender_chat.title or ANONYMOUS_ADMIN), True, False
+    cache = context.bot_data.get(MEMBERS_KEY)
+    if not isinstance(cache, MemberCache):
+        cache = MemberCache(desk.rules.relay.staff_check_seconds)
+        context.bot_data[MEMBERS_KEY] = cache
+    known = cache.get(user.id)
+    if known is not None:
+        return _staff(user), known, False
+    if chat_id is None:
+        return _staff(user), False, False
+    try:
+        member = await context.bot.get_chat_member(chat_id, user.id)
+    except BadRequest:
+        is_staff = False
+    except TelegramError:
+        return _staff(user), False, False  # unknown this time: refuse, ask again next time
+    else:
+        is_staff = rules.counts_as_staff(member.status, getattr(member, "is_member", None))
+    cache.put(user.id, is_staff)
+    return _staff(user), is_staff, True
+
+
+async def _reply(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, result: StaffReply | None
+) -> None:
+    """Answer in the topic (or as a toast / by editing the pressed message for buttons)."""
+    query = update.callback_query
+    if result is None:
+        if query is not None:
+            await query.answer()
+        return
+    markup = (
+        InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton(label, callback_data=data) for label, data in row]
+                for row in result.buttons
+            ]
+        )
+        if result.buttons
+        else None
+    )
+    if query is not None:
+        if result.alert:
+            await query.answer(result.text)
+            return
+        await query.answer()
+        message = query.message
+        if result.replace and isinstance(message, Message):
+            try:
+                await message.edit_text(result.text, reply_markup=markup)
+                return
+            except BadRequest as error:
+                if "not modified" in str(error).lower():
+                    return
+        if isinstance(message, Message):
+            await message.reply_text(result.text, reply_markup=markup, do_quote=False)
+        return
+    message = update.effective_message
+    if message is not None:
+        await message.reply_text(result.text, reply_markup=markup, do_quote=False)
+
+
+async def _run(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    work: Work,
+    *,
+    refuse: bool = True,
+) -> None:
+    """Check membership, then run ``work(session, staff)`` in one transaction and answer."""
+    message = update.effective_message
+    user = update.effective_user
+    if user is None:
+        return
+    if user.is_bot and (message is None or message.sender_chat is None):
+        return  # other bots; an anonymous admin writes as GroupAnonymousBot with a sender chat
+    deps = get_deps(context)
+    desk = desk_of(context)
+    staff, allowed, fresh = await _membership(
+        context, message if update.callback_query is None else None, user
+    )
+    if not allowed:
+        if refuse:
+            refusal = rules.refusal(desk)
+            if update.callback_query is not None:
+                refusal = StaffReply(refusal.text, alert=True)
+            await _reply(update, context, refusal)
+        return
+    now = deps.clock.now()
+    async with deps.sessionmaker.begin() as session:
+        if fresh:
+            await rules.remember(session, staff, allowed, now)
+        result = await work(session, staff, now)
+    wake_dispatcher(context)
+    await _reply(update, context, result)
+
+
+async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A message in a topic: relayed to the customer (``!…``: a note)."""
+    message = update.effective_message
+    if message is None:
+        return
+    desk = desk_of(context)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
+        return await rules.message(
+            session, desk, message.message_thread_id, staff, incoming_of(message), now
+        )
+
+    await _run(update, context, work)
+
+
+async def edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A staff member edited a reply: the customer sees the new text, marked."""
+    message = update.edited_message
+    if message is None:
+        return
+    desk = desk_of(context)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> None:
+        await rules.edit(session, desk, message.message_thread_id, incoming_of(message), now)
+
+    await _run(update, context, work, refuse=False)
+
+
+async def note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/note text``."""
+    message = update.effective_message
+    if message is None:
+        return
+    desk = desk_of(context)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
+        return await rules.note(
+            session, desk, message.message_thread_id, staff, incoming_of(message), now
+        )
+
+    await _run(update, context, work)
+
+
+async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    name = message.text.split()[0].lstrip("/").split("@")[0].lower()
+    desk = desk_of(context)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
+        return await rules.command(session, desk, message.message_thread_id, staff, name, now)
+
+    await _run(update, context, work)
+
+
+async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/assign @name`` or ``/assign`` replying to the assignee's message."""
+    message = update.effective_message
+    if message is None:
+        return
+    desk = desk_of(context)
+    args = context.args or []
+    username = args[0] if args and args[0].startswith("@") else None
+    replied = message.reply_to_message
+    target = (
+        _staff(replied.from_user)
+        if replied is not None
+        and replied.from_user is not None
+        and not replied.from_user.is_bot
+        and replied.message_id != message.message_thread_id
+        else None
+    )
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
+        return await rules.assign(
+            session, desk, message.message_thread_id, staff, username, target, now
+        )
+
+    await _run(update, context, work)
+
+
+async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button under a card or a canned-reply menu."""
+    query = update.callback_query
+    if query is None:
+        return
+    desk = desk_of(context)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
+        return await rules.press(session, desk, staff, query.data or "", now)
+
+    await _run(update, context, work)
+
+
+def build_handlers(
+    staff_chat_id: int | None,
+) -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
+    """The staff group's handlers (none without a staff group)."""
+    if staff_chat_id is None:
+        return []
+    group = filters.Chat(staff_chat_id)
+    in_topic = group & filters.IS_TOPIC_MESSAGE
+    new = filters.UpdateType.MESSAGE
+    return [
+        CommandHandler("note", note, filters=in_topic & new),
+        CommandHandler("assign", assign, filters=group & new),
+        CommandHandler(COMMANDS, command, filters=group & new),
+        CallbackQueryHandler(press, pattern=f"^{tickets_rules.CB_TICKET}"),
+        MessageHandler(
+            in_topic & new & ~filters.COMMAND & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, write
+        ),
+        MessageHandler(in_topic & filters.UpdateType.EDITED_MESSAGE & ~filters.COMMAND, edit),
+    ]

@@ -1,0 +1,214 @@
+"""Staff in the ticket topics, free of Telegram: who counts as staff, and what their messages,
+commands and card buttons do to the topic's ticket.
+
+Every function finds the ticket by the topic it was used in and locks it, then calls the desk
+(``tickets_rules``). Membership is decided by the handler (Telegram's ``getChatMember``, cached
+briefly in ``MemberCache``) before any of these run: a non-member gets a refusal and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import tickets_rules
+from handlers.tickets_rules import Desk, Incoming, Staff, StaffReply
+from storage import tickets as q
+from storage.models import Ticket
+
+STAFF_STATUSES = frozenset({"creator", "administrator", "member"})
+
+TicketAction = Callable[[AsyncSession, Ticket], Awaitable[StaffReply | None]]
+
+
+def counts_as_staff(status: str, is_member: bool | None = None) -> bool:
+    """Owners, admins and members of the staff group; a restricted user only while still a
+    member; nobody who left or was kicked."""
+    if status in STAFF_STATUSES:
+        return True
+    return status == "restricted" and bool(is_member)
+
+
+@dataclass
+class _Entry:
+    is_staff: bool
+    until: float
+
+
+class MemberCache:
+    """Membership answers remembered for ``ttl`` seconds, so a busy topic does not call
+    ``getChatMember`` for every message (and a removed member loses access within ``ttl``)."""
+
+    def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._entries: dict[int, _Entry] = {}
+
+    def get(self, user_id: int) -> bool | None:
+        entry = self._entries.get(user_id)
+        if entry is None or entry.until <= self._monotonic():
+            self._entries.pop(user_id, None)
+            return None
+        return entry.is_staff
+
+    def put(self, user_id: int, is_staff: bool) -> None:
+        self._entries[user_id] = _Entry(is_staff, self._monotonic() + self._ttl)
+
+
+async def remember(session: AsyncSession, staff: Staff, is_staff: bool, now: datetime) -> None:
+    """Keep who was checked, so ``/assign @username`` can find them."""
+    await q.save_staff_member(
+        session,
+        user_id=staff.user_id,
+        username=staff.username,
+        name=staff.name,
+        is_staff=is_staff,
+        now=now,
+    )
+
+
+def refusal(desk: Desk) -> StaffReply:
+    return StaffReply(desk.staff_text("ticket_not_staff"))
+
+
+async def _in_topic(
+    session: AsyncSession, desk: Desk, thread_id: int | None, action: TicketAction, *, quiet: bool
+) -> StaffReply | None:
+    """Run ``action`` on the topic's ticket (locked); a topic that is no ticket's gets a hint
+    for a command and silence for a plain message."""
+    ticket = await q.ticket_by_topic(session, thread_id) if thread_id else None
+    locked = await q.lock_ticket(session, ticket.id) if ticket is not None else None
+    if locked is None:
+        return None if quiet else StaffReply(desk.staff_text("ticket_not_a_ticket_topic"))
+    return await action(session, locked)
+
+
+async def message(
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    staff: Staff,
+    item: Incoming,
+    now: datetime,
+) -> StaffReply | None:
+    """A message in a topic: to the customer (a ``!`` message is a note)."""
+
+    async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
+        return await tickets_rules.staff_reply(session, desk, ticket, staff, item, now)
+
+    return await _in_topic(session, desk, thread_id, run, quiet=True)
+
+
+async def edit(
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    item: Incoming,
+    now: datetime,
+) -> None:
+    """A staff member edited their reply in the topic."""
+
+    async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
+        await tickets_rules.relay_staff_edit(session, desk, ticket, item, now)
+        return None
+
+    await _in_topic(session, desk, thread_id, run, quiet=True)
+
+
+async def note(
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    staff: Staff,
+    item: Incoming,
+    now: datetime,
+) -> StaffReply | None:
+    """``/note text``: an internal note (kept, never relayed)."""
+    text = (item.text or "").partition(" ")[2].strip()
+
+    async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
+        if not text:
+            return StaffReply(desk.staff_text("ticket_note_usage"))
+        stripped = Incoming(item.chat_id, item.message_id, item.kind, text, None)
+        await tickets_rules.add_note(session, ticket, staff, stripped, now)
+        return None
+
+    return await _in_topic(session, desk, thread_id, run, quiet=False)
+
+
+Command = Callable[[AsyncSession, Desk, Ticket, Staff, datetime], Awaitable[StaffReply]]
+
+COMMANDS: dict[str, Command] = {
+    "claim": tickets_rules.claim,
+    "close": tickets_rules.resolve,
+    "reopen": tickets_rules.reopen,
+    "ban": tickets_rules.ban_customer,
+    "unban": tickets_rules.unban_customer,
+}
+
+
+async def command(
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    staff: Staff,
+    name: str,
+    now: datetime,
+) -> StaffReply | None:
+    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``."""
+
+    async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
+        if name == "card":
+            return await tickets_rules.staff_card(session, desk, ticket)
+        if name == "canned":
+            return tickets_rules.canned_menu(desk, ticket)
+        return await COMMANDS[name](session, desk, ticket, staff, now)
+
+    return await _in_topic(session, desk, thread_id, run, quiet=False)
+
+
+async def assign(
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    staff: Staff,
+    username: str | None,
+    replied_to: Staff | None,
+    now: datetime,
+) -> StaffReply | None:
+    """``/assign @name``, or ``/assign`` in reply to the assignee's message."""
+
+    async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
+        return await tickets_rules.assign(session, desk, ticket, staff, replied_to, username, now)
+
+    return await _in_topic(session, desk, thread_id, run, quiet=False)
+
+
+async def press(
+    session: AsyncSession, desk: Desk, staff: Staff, data: str, now: datetime
+) -> StaffReply:
+    """A button under a card or a canned-reply menu: ``tk:<ticket>:<action>[:<arg>]``.
+    Buttons of a closed ticket, or of one that no longer exists, are answered harmlessly."""
+    ticket_id, _, rest = data.removeprefix(tickets_rules.CB_TICKET).partition(":")
+    action, _, argument = rest.partition(":")
+    ticket = await q.lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
+    if ticket is None:
+        return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
+    if action == "claim":
+        return await tickets_rules.claim(session, desk, ticket, staff, now)
+    if action == "close":
+        return await tickets_rules.resolve(session, desk, ticket, staff, now)
+    if action == "priority" and argument.isdigit():
+        result = await tickets_rules.set_priority(session, desk, ticket, staff, int(argument), now)
+        if result.alert:
+            return result
+        card = await tickets_rules.staff_card(session, desk, ticket)
+        return StaffReply(card.text, card.buttons, replace=True)
+    if action == "canned":
+        return await tickets_rules.send_canned(session, desk, ticket, staff, argument, now)
+    return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)

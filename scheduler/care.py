@@ -1,0 +1,566 @@
+"""Care planners (issue 7): birthday and holiday greetings, follow-up visits, retention offers.
+
+One periodic job (``care.plan``) runs ``CarePlanner.run``: it plans *today's* occasions, where
+today is each customer's local day, and writes each as an outbox row keyed
+``care:<occasion>:<customer>:<local date>``. The outbox's unique key makes the job safe to run
+every few minutes, twice, or in two processes; the dispatcher applies consent, quiet hours and
+the daily cap when it sends.
+
+Catch-up: a greeting missed while the bot was down is planned by the first run after it comes
+back, as long as the customer's day has not reached ``send.end``; a greeting still unsent at
+``send.end`` (the bot was down, or the dispatcher deferred it past the day) is cancelled, never
+sent late. Nothing is planned for a past day.
+
+At most one care message per customer and local day is planned, in this order: birthday,
+holiday, retention offer, follow-up after a delivery, follow-up after a resolved ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+from lunardate import LunarDate
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.care_rules import CareRules, TierCare
+from bot.rules import Rules
+from scheduler.wiring import PeriodicJob
+from storage import care as queries
+from storage import outbox
+from storage.care import CareCustomer, TierRange, VisitCandidate
+
+logger = logging.getLogger(__name__)
+
+OCCASION_ORDER = ("birthday", "holiday", "retention", "followup", "after_ticket")
+KINDS = {
+    "birthday": "care.birthday",
+    "holiday": "care.holiday",
+    "retention": "care.retention",
+    "followup": "care.followup",
+    "after_ticket": "care.followup",
+}
+GREETING_KINDS = ("care.birthday", "care.holiday")
+STOP_DATA = "care:stop"
+FOLLOWUP_GOOD = "care:good:"
+FOLLOWUP_PROBLEM = "care:problem:"
+PLAN_EVERY = timedelta(minutes=10)
+COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
+
+
+def coupon_code() -> str:
+    """A random single-use code like ``CB-7KQ2-M9XH`` (40 bits: unguessable, easy to type)."""
+    bits = int.from_bytes(secrets.token_bytes(5), "big")
+    chars = "".join(COUPON_ALPHABET[(bits >> (5 * index)) & 31] for index in range(8))
+    return f"CB-{chars[:4]}-{chars[4:]}"
+
+
+def dedupe_key(occasion: str, customer_id: int, day: date) -> str:
+    """The outbox key of a care message: one per customer, occasion and local day (a follow-up
+    after a delivery and one after a ticket share ``followup``)."""
+    kind = "followup" if occasion == "after_ticket" else occasion
+    return f"care:{kind}:{customer_id}:{day.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One message a planner decided on, before it is written."""
+
+    occasion: str
+    customer: CareCustomer
+    day: date
+    tier: str
+    params: dict[str, Any]
+    due_at: datetime
+    expires_at: datetime | None
+    reference_id: int | None = None
+    coupon: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return dedupe_key(self.occasion, self.customer.id, self.day)
+
+    @property
+    def kind(self) -> str:
+        return KINDS[self.occasion]
+
+
+@dataclass
+class PlanReport:
+    """What one run did."""
+
+    planned: list[Planned] = field(default_factory=list)
+    coupons_used: int = 0
+    stale_cancelled: int = 0
+    coupons_skipped: int = 0
+
+
+def _language(language: str) -> str:
+    return "zh" if language == "zh" else "en"
+
+
+@lru_cache(maxsize=256)
+def _holiday_table(country: str, year: int, language: str) -> dict[date, list[str]]:
+    """A country's public holidays of one year, names in ``language`` when the package has
+    them (English otherwise)."""
+    table = holidays.country_holidays(country, years=year)
+    supported = table.supported_languages
+    wanted = {"zh": ("zh_CN", "zh_TW"), "en": ("en_US", "en_GB")}[language]
+    chosen = next((code for code in wanted if code in supported), None)
+    if chosen is None:
+        chosen = next((code for code in ("en_US", "en_GB") if code in supported), None)
+    if chosen is not None:
+        table = holidays.country_holidays(country, years=year, language=chosen)
+    return {day: table.get_list(day) for day in sorted(table.keys())}
+
+
+def lunar_pairs(day: date) -> set[tuple[int, int]]:
+    """The lunar (month, day) birthdays celebrated on ``day``: its lunar date, and the 30th
+    on the 29th of a 29-day month. A leap month celebrates nothing (birthdays in a month
+    recur in its regular month)."""
+    try:
+        lunar = LunarDate.from_solar_date(day.year, day.month, day.day)
+        following = LunarDate.from_solar_date(*_ymd(day + timedelta(days=1)))
+    except ValueError:  # outside the package's range (1900-2099)
+        return set()
+    if lunar.is_leap_month:
+        return set()
+    pairs = {(lunar.month, lunar.day)}
+    if lunar.day == 29 and following.day == 1:
+        pairs.add((lunar.month, 30))
+    return pairs
+
+
+def solar_pairs(day: date) -> set[tuple[int, int]]:
+    """The Gregorian (month, day) birthdays celebrated on ``day`` (Feb 29 on Feb 28 in a common
+    year)."""
+    pairs = {(day.month, day.day)}
+    if (day.month, day.day) == (2, 28) and not _leap(day.year):
+        pairs.add((2, 29))
+    return pairs
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def _ymd(day: date) -> tuple[int, int, int]:
+    return day.year, day.month, day.day
+
+
+class CarePlanner:
+    """Plans and writes today's care messages (see the module docstring)."""
+
+    def __init__(
+        self,
+        rules: CareRules,
+        *,
+        default_timezone: str,
+        currency: str = "CNY",
+        new_code: Callable[[], str] = coupon_code,
+    ) -> None:
+        self.rules = rules
+        self.currency = currency
+        self._new_code = new_code
+        self._default_zone = ZoneInfo(default_timezone)
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def zone(self, name: str | None) -> ZoneInfo:
+        """The customer's zone; the default when it is missing or unknown."""
+        if not name:
+            return self._default_zone
+        zone = self._zones.get(name)
+        if zone is None:
+            try:
+                zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                zone = self._default_zone
+            self._zones[name] = zone
+        return zone
+
+    def today_of(self, customer: CareCustomer, now: datetime) -> date | None:
+        """The customer's local date, or None once their day reached ``send.end`` (nothing more
+        is planned for it)."""
+        local = now.astimezone(self.zone(customer.timezone))
+        if local.time() >= self.rules.send.end:
+            return None
+        return local.date()
+
+    def _moment(self, customer: CareCustomer, day: date, at: time) -> datetime:
+        return datetime.combine(day, at, tzinfo=self.zone(customer.timezone)).astimezone(UTC)
+
+    def _planned(
+        self,
+        occasion: str,
+        customer: CareCustomer,
+        day: date,
+        now: datetime,
+        params: dict[str, Any],
+        **extra: Any,
+    ) -> Planned:
+        start = self._moment(customer, day, self.rules.send.start)
+        expires = None
+        if occasion in ("birthday", "holiday"):
+            expires = self._moment(customer, day, self.rules.send.end)
+        return Planned(
+            occasion=occasion,
+            customer=customer,
+            day=day,
+            tier=self._tier_name(customer.tier),
+            params=params,
+            due_at=max(now, start),
+            expires_at=expires,
+            **extra,
+        )
+
+    def _tier_name(self, tier: str) -> str:
+        return tier if tier in self.rules.tiers else self.rules.fallback_tier
+
+    def _tier(self, tier: str) -> TierCare:
+        return self.rules.tier(tier)
+
+    def candidate_days(self, now: datetime) -> list[date]:
+        """The local dates some time zone (UTC-12 to UTC+14) is on at ``now`` before its send
+        window closed: at most two, often one."""
+        utc = now.astimezone(UTC).replace(tzinfo=None)
+        days = {
+            local.date()
+            for minutes in range(-12 * 60, 14 * 60 + 1, 15)
+            if (local := utc + timedelta(minutes=minutes)).time() < self.rules.send.end
+        }
+        return sorted(days)
+
+    # --- the planners: each returns its candidates for today, unfiltered by the others ---
+
+    async def birthdays(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """Customers whose (solar or lunar) birthday is their local today."""
+        days = self.candidate_days(now)
+        solar = {day: solar_pairs(day) for day in days}
+        lunar = {day: lunar_pairs(day) for day in days}
+        customers = await queries.birthday_customers(
+            session,
+            solar=(pair for pairs in solar.values() for pair in pairs),
+            lunar=(pair for pairs in lunar.values() for pair in pairs),
+        )
+        planned = []
+        for customer in customers:
+            today = self.today_of(customer, now)
+            if today is None or today not in solar:
+                continue
+            pairs = lunar[today] if customer.birthday_lunar else solar[today]
+            if (customer.birth_month, customer.birth_day) in pairs:
+                planned.append(self._planned("birthday", customer, today, now, {}))
+        return planned
+
+    def holiday_names(self, country: str, day: date) -> dict[str, str] | None:
+        """The greeted holiday starting on ``day`` in ``country``, as {language: name}; None
+        when there is none (or ``day`` is not its first day)."""
+        config = self.rules.holidays.countries.get(country)
+        if config is None:
+            return None
+        english = _holiday_table(country, day.year, "en")
+        names = english.get(day, [])
+        before = english.get(day - timedelta(days=1), [])
+        for index, name in enumerate(names):
+            if name in config.names and name not in before:
+                chinese = _holiday_table(country, day.year, "zh").get(day, [])
+                zh = chinese[index] if index < len(chinese) else name
+                return {"en": name, "zh": zh}
+        return None
+
+    async def holidays(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """Customers whose country has a greeted holiday on their local today."""
+        wanted: dict[tuple[str, date], dict[str, str]] = {}
+        for country in self.rules.holidays.countries:
+            for day in self.candidate_days(now):
+                names = self.holiday_names(country, day)
+                if names is not None:
+                    wanted[(country, day)] = names
+        if not wanted:
+            return []
+        countries = sorted({country for country, _day in wanted})
+        planned = []
+        for customer in await queries.customers_in_countries(session, countries):
+            today = self.today_of(customer, now)
+            names = wanted.get((customer.country, today)) if today else None
+            if today is not None and names is not None:
+                planned.append(self._planned("holiday", customer, today, now, {"holiday": names}))
+        return planned
+
+    async def retention(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """At-risk customers without an offer in the period: an offer with a new coupon."""
+        since = now - timedelta(days=self.rules.retention.period_days)
+        planned = []
+        for customer in await queries.at_risk_customers(session, offered_since=since):
+            today = self.today_of(customer, now)
+            if today is None:
+                continue
+            offer = self._tier(customer.tier).offer
+            last_day = today + timedelta(days=offer.valid_days)
+            valid_until = self._moment(customer, last_day + timedelta(days=1), time(0, 0))
+            coupon = {
+                "discount_percent": offer.discount_percent,
+                "min_spend_cents": int((offer.min_spend * 100).to_integral_value()),
+                "valid_until": valid_until - timedelta(seconds=1),
+            }
+            params = {
+                "discount": str(offer.discount_percent),
+                "min_spend": f"{_amount(offer.min_spend)} {self.currency}",
+                "valid_until": last_day.isoformat(),
+            }
+            planned.append(self._planned("retention", customer, today, now, params, coupon=coupon))
+        return planned
+
+    def _visit_ranges(
+        self, now: datetime, offsets_of: Callable[[TierCare], Iterable[int]]
+    ) -> list[TierRange]:
+        """Time ranges (±1 day around ``now`` minus each cadence offset) and the tiers that
+        have a visit at that offset."""
+        by_offset: dict[int, list[str]] = {}
+        for name, tier in self.rules.tiers.items():
+            for offset in offsets_of(tier):
+                by_offset.setdefault(offset, []).append(name)
+        known = tuple(sorted(self.rules.tiers))
+        return [
+            TierRange(
+                start=now - timedelta(days=offset + 1),
+                end=now - timedelta(days=offset - 1),
+                tiers=tuple(sorted(tiers)),
+                others=self.rules.fallback_tier in tiers,
+                known=known,
+            )
+            for offset, tiers in sorted(by_offset.items())
+        ]
+
+    def _visits(
+        self,
+        occasion: str,
+        candidates: list[VisitCandidate],
+        now: datetime,
+        offsets_of: Callable[[TierCare], Iterable[int]],
+    ) -> list[Planned]:
+        planned = []
+        for candidate in candidates:
+            customer = candidate.customer
+            today = self.today_of(customer, now)
+            if today is None:
+                continue
+            start = candidate.at.astimezone(self.zone(customer.timezone)).date()
+            if (today - start).days not in set(offsets_of(self._tier(customer.tier))):
+                continue
+            name = "order" if occasion == "followup" else "ticket"
+            planned.append(
+                self._planned(
+                    occasion,
+                    customer,
+                    today,
+                    now,
+                    {name: candidate.reference},
+                    reference_id=candidate.reference_id,
+                )
+            )
+        return planned
+
+    async def followups(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """Visits after the latest delivery on the tier's cadence (no open ticket)."""
+
+        def offsets(tier: TierCare) -> list[int]:
+            return tier.followup.visit_offsets()
+
+        candidates = await queries.delivered_orders(session, self._visit_ranges(now, offsets))
+        return self._visits("followup", candidates, now, offsets)
+
+    async def after_tickets(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """A visit ``after_ticket_days`` after a ticket was resolved (no open ticket now)."""
+
+        def offsets(tier: TierCare) -> list[int]:
+            days = tier.followup.after_ticket_days
+            return [days] if days else []
+
+        candidates = await queries.resolved_tickets(session, self._visit_ranges(now, offsets))
+        return self._visits("after_ticket", candidates, now, offsets)
+
+    # --- putting it together ---
+
+    async def collect(self, session: AsyncSession, now: datetime) -> list[Planned]:
+        """Today's messages, at most one per customer and local day (read only)."""
+        if not self.rules.enabled or not self.rules.tiers:
+            return []
+        found = {
+            "birthday": await self.birthdays(session, now),
+            "holiday": await self.holidays(session, now),
+            "retention": await self.retention(session, now),
+            "followup": await self.followups(session, now),
+            "after_ticket": await self.after_tickets(session, now),
+        }
+        # An offer issued earlier today keeps the day's slot (the customer is no longer a
+        # retention candidate once the coupon exists).
+        since = now - timedelta(days=2)
+        offered = await queries.coupon_days_since(session, since)
+        taken: set[tuple[int, date]] = {
+            (customer_id, date.fromisoformat(day)) for customer_id, day in offered
+        }
+        chosen: list[Planned] = []
+        for occasion in OCCASION_ORDER:
+            for item in found[occasion]:
+                slot = (item.customer.id, item.day)
+                if slot in taken:
+                    continue
+                taken.add(slot)
+                chosen.append(item)
+        return chosen
+
+    def render(self, item: Planned, language: str) -> str:
+        """The message text in ``language`` (templates are per tier, inline in care.toml)."""
+        language = _language(language)
+        template = getattr(self._tier(item.customer.tier).templates, item.occasion).get(language)
+        params = {
+            key: value[language] if isinstance(value, dict) else value
+            for key, value in item.params.items()
+        }
+        params["name"] = item.customer.name or self.rules.anonymous_name.get(language)
+        return str(template.format(**params))
+
+    def _row(self, item: Planned, now: datetime, coupon: str | None = None) -> dict[str, Any]:
+        buttons: list[list[dict[str, Any]]] = []
+        if item.occasion == "followup":
+            buttons.append(
+                [
+                    {"key": "care_button_good", "data": f"{FOLLOWUP_GOOD}{item.reference_id}"},
+                    {
+                        "key": "care_button_problem",
+                        "data": f"{FOLLOWUP_PROBLEM}{item.reference_id}",
+                    },
+                ]
+            )
+        buttons.append([{"key": "care_button_stop", "data": STOP_DATA}])
+        params = dict(item.params)
+        if coupon is not None:
+            params["coupon"] = coupon
+        text = self.render(replace(item, params=params), item.customer.language)
+        payload = outbox.ready_text_payload(text, buttons=buttons)
+        payload["care"] = {
+            "occasion": item.occasion,
+            "day": item.day.isoformat(),
+            "tier": item.tier,
+        }
+        if item.expires_at is not None:
+            payload["expires_at"] = item.expires_at.isoformat()
+        return {
+            "dedupe_key": item.key,
+            "chat_id": item.customer.chat_id,
+            "kind": item.kind,
+            "payload": payload,
+            "due_at": item.due_at,
+            "now": now,
+            "customer_id": item.customer.id,
+            "priority": outbox.Priority.CARE,
+        }
+
+    async def write(self, session: AsyncSession, items: list[Planned], now: datetime) -> int:
+        """Queue ``items`` (existing keys are skipped); retention offers get their coupon in the
+        same transaction. Returns the coupons issued."""
+        rows = [self._row(item, now) for item in items if item.coupon is None]
+        for start in range(0, len(rows), 5000):
+            await outbox.enqueue_many(session, rows[start : start + 5000])
+        offers = [item for item in items if item.coupon is not None]
+        codes = {item.customer.id: self._new_code() for item in offers}
+        issued = await queries.issue_coupons(
+            session,
+            [
+                {
+                    **(item.coupon or {}),
+                    "code": codes[item.customer.id],
+                    "customer_id": item.customer.id,
+                    "tier": item.tier,
+                    "issued_day": item.day.isoformat(),
+                    "issued_at": now,
+                }
+                for item in offers
+            ],
+        )
+        rows = [
+            self._row(item, now, codes[item.customer.id])
+            for item in offers
+            if item.customer.id in issued
+        ]
+        for start in range(0, len(rows), 5000):
+            await outbox.enqueue_many(session, rows[start : start + 5000])
+        return len(issued)
+
+    async def expire_stale(self, session: AsyncSession, now: datetime) -> int:
+        """Cancel greetings that can no longer go out on their day: past ``send.end``, or
+        deferred by the dispatcher (quiet hours, the daily cap) beyond it."""
+        stale = []
+        for row in await queries.open_care_rows(session, GREETING_KINDS):
+            expires = row.payload.get("expires_at")
+            if expires is None:
+                continue
+            moment = datetime.fromisoformat(expires)
+            if now >= moment or row.due_at >= moment:
+                stale.append(row.id)
+        return await queries.cancel_rows(session, stale, reason="stale: past its day", now=now)
+
+    async def run(self, session: AsyncSession, now: datetime) -> PlanReport:
+        """One planning pass: coupons redeemed, stale greetings dropped, today's rows queued."""
+        report = PlanReport()
+        report.coupons_used = await queries.mark_coupons_used(session, now)
+        report.stale_cancelled = await self.expire_stale(session, now)
+        report.planned = await self.collect(session, now)
+        issued = await self.write(session, report.planned, now)
+        offers = sum(1 for item in report.planned if item.coupon is not None)
+        report.coupons_skipped = offers - issued
+        return report
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value:.2f}".removesuffix(".00")
+
+
+def planner_for(rules: Rules) -> CarePlanner:
+    """The planner configured by the rule files (care.toml, the default time zone, the shop's
+    currency)."""
+    return CarePlanner(
+        rules.care,
+        default_timezone=rules.general.customers.default_timezone,
+        currency=rules.tiers.orders.currency,
+    )
+
+
+def care_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    planner: CarePlanner,
+    every: timedelta = PLAN_EVERY,
+) -> list[PeriodicJob]:
+    """The periodic planning job: idempotent, so every few minutes is fine (catch-up)."""
+
+    async def plan(now: datetime) -> PlanReport:
+        async with sessionmaker.begin() as session:
+            report = await planner.run(session, now)
+        if report.planned or report.stale_cancelled or report.coupons_used:
+            logger.info(
+                "care: %d messages due today (queued once), %d stale greetings dropped, "
+                "%d coupons redeemed",
+                len(report.planned),
+                report.stale_cancelled,
+                report.coupons_used,
+            )
+        return report
+
+    return [PeriodicJob("care.plan", every, plan)]
+
+
+async def drop_stale(
+    sessionmaker: async_sessionmaker[AsyncSession], planner: CarePlanner, now: datetime
+) -> int:
+    """Cancel stale greetings before the dispatcher starts (a restart after a long outage)."""
+    async with sessionmaker.begin() as session:
+        return await planner.expire_stale(session, now)

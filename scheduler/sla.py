@@ -1,0 +1,185 @@
+"""The SLA planner: reminders before a ticket's deadlines, escalations after them.
+
+A periodic job (``tickets.sla``, every ``sla.check_seconds``) looks at the open tickets whose
+first-reply or resolution deadline (set from the customer's tier when the ticket opened, see
+``tickets.toml``) is within ``sla.remind_before_minutes``:
+
+- before the deadline, a reminder goes into the ticket's topic, mentioning the assignee;
+- once it has passed, an escalation goes into the staff group's General topic.
+
+Each is recorded on the ticket (``*_reminded_at``, ``*_escalated_at``) in the transaction that
+queues it, and escalations carry a dedupe key, so the planner is safe to run twice, on two
+machines or after a crash. The same job closes tickets that staff marked resolved and the
+customer never confirmed (``reopen.auto_close_resolved_hours``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.texts import Markup
+from handlers import tickets_rules
+from handlers.tickets_rules import Desk
+from scheduler.wiring import PeriodicJob
+from storage import outbox as outbox_queries
+from storage import tickets as q
+from storage.models import Ticket
+from storage.outbox import Priority
+
+logger = logging.getLogger(__name__)
+
+FIRST_RESPONSE = "first_response"
+RESOLUTION = "resolution"
+
+
+@dataclass
+class SlaRun:
+    """What one tick did (tests and the logs read it)."""
+
+    reminders: int = 0
+    escalations: int = 0
+    closed: int = 0
+
+
+def topic_link(staff_chat_id: int, thread_id: int | None) -> str | None:
+    """``https://t.me/c/…/…`` for a topic of a supergroup (staff open it with one tap)."""
+    text = str(staff_chat_id)
+    if thread_id is None or not text.startswith("-100"):
+        return None
+    return f"https://t.me/c/{text[4:]}/{thread_id}"
+
+
+def _assignee(desk: Desk, ticket: Ticket) -> str:
+    if ticket.assignee_user_id is None:
+        return desk.staff_text("ticket_sla_unassigned")
+    name = ticket.assignee_name or str(ticket.assignee_user_id)
+    staff = tickets_rules.Staff(ticket.assignee_user_id, name)
+    return staff.mention
+
+
+async def _remind(
+    session: AsyncSession, desk: Desk, ticket: Ticket, kind: str, due: datetime, now: datetime
+) -> None:
+    minutes = max(0, int((due - now).total_seconds() // 60))
+    text = desk.staff_text(
+        f"ticket_sla_reminder_{kind}",
+        mention=Markup(_assignee(desk, ticket)),
+        due=desk.when(due),
+        minutes=minutes,
+    )
+    await tickets_rules.push_topic_text(session, desk, ticket, text, now)
+
+
+async def _escalate(
+    session: AsyncSession, desk: Desk, ticket: Ticket, kind: str, due: datetime, now: datetime
+) -> None:
+    if desk.staff_chat_id is None:
+        return
+    link = topic_link(desk.staff_chat_id, ticket.topic_thread_id)
+    text = desk.staff_text(
+        f"ticket_sla_escalation_{kind}",
+        number=ticket.number,
+        tier=tickets_rules.tier_label(ticket.tier),
+        due=desk.when(due),
+        assignee=Markup(_assignee(desk, ticket)),
+        link=Markup(desk.staff_text("ticket_sla_link", url=link) if link else ""),
+    )
+    await outbox_queries.enqueue(
+        session,
+        dedupe_key=f"tk-sla:{ticket.id}:{kind}:{due.isoformat()}",
+        chat_id=desk.staff_chat_id,
+        kind=tickets_rules.KIND_ESCALATION,
+        payload=outbox_queries.ready_text_payload(text, html=True),
+        due_at=now,
+        now=now,
+        priority=Priority.NOTICE,
+    )
+
+
+async def _check(
+    session: AsyncSession, desk: Desk, ticket: Ticket, kind: str, now: datetime, run: SlaRun
+) -> None:
+    """Remind or escalate one deadline of one (locked) ticket, if it is time and not done."""
+    if ticket.status not in q.SLA_RUNNING:
+        return
+    if kind == FIRST_RESPONSE:
+        if ticket.first_response_at is not None:
+            return
+        due = ticket.first_response_due
+        reminded, escalated = ticket.first_response_reminded_at, ticket.first_response_escalated_at
+    else:
+        due = ticket.resolution_due
+        reminded, escalated = ticket.resolution_reminded_at, ticket.resolution_escalated_at
+    remind_before = timedelta(minutes=desk.rules.sla.remind_before_minutes)
+    if now >= due:
+        if escalated is not None:
+            return
+        await _escalate(session, desk, ticket, kind, due, now)
+        run.escalations += 1
+        escalated = now
+        reminded = reminded or now  # a late tick does not remind after escalating
+    elif now >= due - remind_before and reminded is None:
+        await _remind(session, desk, ticket, kind, due, now)
+        run.reminders += 1
+        reminded = now
+    else:
+        return
+    if kind == FIRST_RESPONSE:
+        ticket.first_response_reminded_at, ticket.first_response_escalated_at = reminded, escalated
+    else:
+        ticket.resolution_reminded_at, ticket.resolution_escalated_at = reminded, escalated
+
+
+async def plan(
+    sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, now: datetime
+) -> SlaRun:
+    """One tick: reminders, escalations and auto-closes due at ``now``; a short transaction
+    per ticket."""
+    run = SlaRun()
+    horizon = now + timedelta(minutes=desk.rules.sla.remind_before_minutes)
+    auto_close = now - timedelta(hours=desk.rules.reopen.auto_close_resolved_hours)
+    async with sessionmaker() as session:
+        work = [
+            (ticket_id, FIRST_RESPONSE)
+            for ticket_id in await q.first_response_candidates(session, now=now, horizon=horizon)
+        ]
+        work += [
+            (ticket_id, RESOLUTION)
+            for ticket_id in await q.resolution_candidates(session, now=now, horizon=horizon)
+        ]
+        closing = await q.resolved_before(session, auto_close)
+    for ticket_id, kind in work:
+        async with sessionmaker.begin() as session:
+            ticket = await q.lock_ticket(session, ticket_id)
+            if ticket is not None:
+                await _check(session, desk, ticket, kind, now, run)
+    for ticket_id in closing:
+        async with sessionmaker.begin() as session:
+            ticket = await q.lock_ticket(session, ticket_id)
+            if ticket is None or ticket.status != q.RESOLVED or ticket.resolved_at is None:
+                continue
+            if ticket.resolved_at > auto_close:
+                continue
+            await tickets_rules.ticket_closed(session, desk, ticket, now, "ticket_auto_closed")
+            run.closed += 1
+    if run.reminders or run.escalations or run.closed:
+        logger.info(
+            "sla: %d reminders, %d escalations, %d tickets closed unconfirmed",
+            run.reminders,
+            run.escalations,
+            run.closed,
+        )
+    return run
+
+
+def sla_jobs(sessionmaker: async_sessionmaker[AsyncSession], desk: Desk) -> list[PeriodicJob]:
+    """The periodic SLA job for ``scheduler.wiring`` (beside the outbox's jobs)."""
+
+    async def tick(now: datetime) -> SlaRun:
+        return await plan(sessionmaker, desk, now)
+
+    return [PeriodicJob("tickets.sla", timedelta(seconds=desk.rules.sla.check_seconds), tick)]

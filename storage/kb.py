@@ -1,0 +1,152 @@
+"""Queries on knowledge-base questions, feedback and hand-off requests. Session first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import KbHandoff, KbQuestion
+
+# KbQuestion.outcome
+ANSWERED = "answered"
+SUGGESTED = "suggested"
+PICKED = "picked"
+UNANSWERED = "unanswered"
+# KbQuestion.feedback
+HELPFUL = "helpful"
+UNHELPFUL = "unhelpful"
+
+QUESTION_LENGTH = 500
+
+
+async def record_question(
+    session: AsyncSession,
+    *,
+    customer_id: int | None,
+    language: str,
+    question: str,
+    entry_id: str | None,
+    score: float,
+    outcome: str,
+    asked_at: datetime,
+) -> KbQuestion:
+    """Store a question and how it was matched; flushed, so the row has its id."""
+    row = KbQuestion(
+        customer_id=customer_id,
+        language=language,
+        question=question[:QUESTION_LENGTH],
+        entry_id=entry_id,
+        score=score,
+        outcome=outcome,
+        asked_at=asked_at,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_question_for_update(session: AsyncSession, question_id: int) -> KbQuestion | None:
+    result = await session.execute(
+        select(KbQuestion).where(KbQuestion.id == question_id).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def record_handoff(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    question: str,
+    entry_id: str | None,
+    kind: str,
+    requested_at: datetime,
+) -> KbHandoff:
+    row = KbHandoff(
+        customer_id=customer_id,
+        question=question[:QUESTION_LENGTH],
+        entry_id=entry_id,
+        kind=kind,
+        requested_at=requested_at,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def handoffs_of(session: AsyncSession, customer_id: int) -> list[KbHandoff]:
+    result = await session.execute(
+        select(KbHandoff).where(KbHandoff.customer_id == customer_id).order_by(KbHandoff.id)
+    )
+    return list(result.scalars())
+
+
+@dataclass(frozen=True)
+class UnansweredQuestion:
+    question: str
+    count: int
+    last_asked: datetime
+
+
+@dataclass(frozen=True)
+class EntryHelpfulness:
+    entry_id: str
+    helpful: int
+    unhelpful: int
+    shown: int
+
+    @property
+    def helpful_share(self) -> float | None:
+        votes = self.helpful + self.unhelpful
+        return self.helpful / votes if votes else None
+
+
+async def top_unanswered(
+    session: AsyncSession, since: datetime, limit: int = 20
+) -> list[UnansweredQuestion]:
+    """Questions the knowledge base could not answer with confidence (and no suggestion was
+    picked), most frequent first: what the operator should add."""
+    count = func.count().label("count")
+    result = await session.execute(
+        select(KbQuestion.question, count, func.max(KbQuestion.asked_at))
+        .where(KbQuestion.outcome.in_((UNANSWERED, SUGGESTED)))
+        .where(KbQuestion.asked_at >= since)
+        .group_by(KbQuestion.question)
+        .order_by(count.desc(), KbQuestion.question)
+        .limit(limit)
+    )
+    return [
+        UnansweredQuestion(question, int(n), _aware(last)) for question, n, last in result.all()
+    ]
+
+
+async def worst_entries(
+    session: AsyncSession, since: datetime, limit: int = 20
+) -> list[EntryHelpfulness]:
+    """Entries by helpfulness, least helpful first (most 👎, then fewest 👍)."""
+    helpful = func.sum(case((KbQuestion.feedback == HELPFUL, 1), else_=0)).label("helpful")
+    unhelpful = func.sum(case((KbQuestion.feedback == UNHELPFUL, 1), else_=0)).label("unhelpful")
+    shown = func.count().label("shown")
+    result = await session.execute(
+        select(KbQuestion.entry_id, helpful, unhelpful, shown)
+        .where(KbQuestion.outcome.in_((ANSWERED, PICKED)))
+        .where(KbQuestion.entry_id.is_not(None))
+        .where(KbQuestion.asked_at >= since)
+        .group_by(KbQuestion.entry_id)
+        .having(func.sum(case((KbQuestion.feedback.is_not(None), 1), else_=0)) > 0)
+        .order_by((unhelpful - helpful).desc(), unhelpful.desc(), KbQuestion.entry_id)
+        .limit(limit)
+    )
+    return [
+        EntryHelpfulness(str(entry_id), int(up or 0), int(down or 0), int(n))
+        for entry_id, up, down, n in result.all()
+    ]
+
+
+def _aware(moment: datetime) -> datetime:
+    # Aggregates bypass the column type: SQLite returns naive UTC (or a string), PostgreSQL aware.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

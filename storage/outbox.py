@@ -1,0 +1,625 @@
+"""Queries on the outbox: every message the bot sends on its own (design, Principles 1 and 2).
+
+Producers (planners, staff relays) call ``enqueue``/``enqueue_many`` inside their own
+transaction, so the row exists exactly when their decision is committed. The dispatcher
+(``scheduler.dispatcher``) drains the table with the claim/mark functions below; each of those is
+one short statement, committed by the caller at once.
+
+Claims are leases: ``claim_due`` moves due rows to ``claimed`` with ``claimed_until`` in the
+future, and a claimed row whose lease ran out (its dispatcher died) is due again. On PostgreSQL
+the claim locks its candidates ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers never get
+the same row; SQLite has a single writer and the dispatcher enforces one dispatcher per file.
+
+Functions take the session first and only flush; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from storage.customers import _insert_ignoring_conflicts
+from storage.models import Customer, Outbox
+
+MAX_ERROR_LENGTH = 500
+
+
+class State(StrEnum):
+    """Where a row is in its life. Only pending and claimed rows are ever sent."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    """Permanent: the chat is gone or blocked, no consent, or Telegram refused the payload."""
+    DEAD = "dead"
+    """Transient errors until the last attempt; waits for an operator (``carebot outbox``)."""
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = (State.PENDING, State.CLAIMED)
+
+# ``ix_outbox_due``'s WHERE clause, written out literally in the queries that should use it:
+# both planners only use a partial index when they can prove the query implies its predicate,
+# which a bound parameter (a generic plan on PostgreSQL) does not allow.
+_OPEN = text("outbox.state IN ('pending', 'claimed')")
+
+
+class Priority(IntEnum):
+    """Which due rows go first. A fixed set of levels: the claim scans each level's slice of
+    ``ix_outbox_due`` in turn, which keeps every claim an index range scan however large the
+    backlog (an ``ORDER BY priority, due_at`` over all due rows would sort them)."""
+
+    CARE = 0
+    """Greetings, follow-ups, offers: proactive care."""
+    NOTICE = 10
+    """Messages to staff (SLA reminders) and other non-urgent notices."""
+    SURVEY = 20
+    """The next survey question after an answer: the customer is waiting for it."""
+    REPLY = 30
+    """Staff replies and answers to a customer's own ticket (queued ``transactional``)."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A claimed row as plain values, handed to the dispatcher."""
+
+    id: int
+    dedupe_key: str
+    customer_id: int | None
+    chat_id: int
+    kind: str
+    payload: dict[str, Any]
+    priority: int
+    transactional: bool
+    due_at: datetime
+    attempts: int
+    care_day: str | None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the dispatcher needs to know about a row's customer at send time."""
+
+    id: int
+    language: str
+    timezone: str
+    consent: bool
+    reachable: bool
+    erased: bool
+
+
+@dataclass(frozen=True)
+class DeadRow:
+    id: int
+    kind: str
+    chat_id: int
+    customer_id: int | None
+    attempts: int
+    last_error: str | None
+    due_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    counts: dict[tuple[str, str], int]
+    """(state, kind) -> rows."""
+    oldest_due: datetime | None
+    """The due time of the oldest row still waiting to be sent (pending or claimed)."""
+
+
+def text_payload(
+    key: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    buttons: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+    thread_id: int | None = None,
+    language: str | None = None,
+) -> dict[str, Any]:
+    """A catalogue text rendered at send time in the customer's language of that moment.
+
+    ``params`` values are plain values or ``{"key": ..., "params": {...}}`` (a catalogue text
+    used as a parameter). ``buttons`` are rows of ``{"key"|"text": ..., "data"|"url": ...}``.
+    ``language`` is used when the row has no customer (messages to the staff group).
+    """
+    payload: dict[str, Any] = {"key": key, "params": dict(params or {})}
+    return _with_extras(payload, buttons=buttons, thread_id=thread_id, language=language)
+
+
+def ready_text_payload(
+    text: str,
+    *,
+    html: bool = False,
+    buttons: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+    thread_id: int | None = None,
+) -> dict[str, Any]:
+    """A text sent as it is (a staff member's reply); plain text unless ``html``."""
+    payload: dict[str, Any] = {"text": text, "html": html}
+    return _with_extras(payload, buttons=buttons, thread_id=thread_id, language=None)
+
+
+def copy_payload(
+    from_chat_id: int, message_id: int, *, thread_id: int | None = None
+) -> dict[str, Any]:
+    """Copy an existing message (photos, documents relayed between a customer and a topic)."""
+    payload: dict[str, Any] = {"copy": {"from_chat_id": from_chat_id, "message_id": message_id}}
+    return _with_extras(payload, buttons=None, thread_id=thread_id, language=None)
+
+
+def _with_extras(
+    payload: dict[str, Any],
+    *,
+    buttons: Sequence[Sequence[Mapping[str, Any]]] | None,
+    thread_id: int | None,
+    language: str | None,
+) -> dict[str, Any]:
+    if buttons:
+        payload["buttons"] = [[dict(button) for button in row] for row in buttons]
+    if thread_id is not None:
+        payload["thread_id"] = thread_id
+    if language is not None:
+        payload["language"] = language
+    return payload
+
+
+def _row_values(
+    *,
+    dedupe_key: str,
+    chat_id: int,
+    kind: str,
+    payload: Mapping[str, Any],
+    due_at: datetime,
+    now: datetime,
+    customer_id: int | None = None,
+    priority: Priority = Priority.CARE,
+    transactional: bool = False,
+) -> dict[str, Any]:
+    if not dedupe_key or len(dedupe_key) > 200:
+        raise ValueError("dedupe_key must be 1-200 characters")
+    if not 1 <= len(kind) <= 32:
+        raise ValueError("kind must be 1-32 characters")
+    return {
+        "dedupe_key": dedupe_key,
+        "customer_id": customer_id,
+        "chat_id": chat_id,
+        "kind": kind,
+        "payload": dict(payload),
+        "priority": int(Priority(priority)),
+        "transactional": transactional,
+        "state": State.PENDING.value,
+        "due_at": due_at,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    dedupe_key: str,
+    chat_id: int,
+    kind: str,
+    payload: Mapping[str, Any],
+    due_at: datetime,
+    now: datetime,
+    customer_id: int | None = None,
+    priority: Priority = Priority.CARE,
+    transactional: bool = False,
+) -> bool:
+    """Queue one message; False when a row with this ``dedupe_key`` already exists (no-op).
+
+    ``transactional`` marks a reply to something the customer did (staff or ticket replies):
+    it is sent even without consent and outside the quiet hours and the daily cap. Everything
+    else addressed to a customer is proactive care.
+    """
+    values = _row_values(
+        dedupe_key=dedupe_key,
+        chat_id=chat_id,
+        kind=kind,
+        payload=payload,
+        due_at=due_at,
+        now=now,
+        customer_id=customer_id,
+        priority=priority,
+        transactional=transactional,
+    )
+    statement = (
+        _insert_ignoring_conflicts(session, Outbox)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Outbox.dedupe_key])
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def enqueue_many(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Queue many messages in one round trip (planners, broadcasts); existing keys are skipped.
+
+    Each row takes the keyword arguments of ``enqueue``.
+    """
+    values = [_row_values(**row) for row in rows]
+    if not values:
+        return
+    statement = _insert_ignoring_conflicts(session, Outbox).on_conflict_do_nothing(
+        index_elements=[Outbox.dedupe_key]
+    )
+    await session.execute(statement, values)
+
+
+def _claimable(now: datetime, priority: int) -> Any:
+    """Due rows of one priority level that nobody holds (or whose holder's lease ran out)."""
+    return and_(
+        _OPEN,
+        Outbox.priority == priority,
+        Outbox.due_at <= now,
+        or_(Outbox.state == State.PENDING.value, Outbox.claimed_until <= now),
+    )
+
+
+def claim_candidates(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    priority: int,
+    limit: int,
+    exclude_chats: Collection[int] = (),
+) -> Any:
+    """The SELECT a claim runs for one priority level (exposed for EXPLAIN in the benchmark)."""
+    statement = select(Outbox.id).where(_claimable(now, priority))
+    if exclude_chats:
+        statement = statement.where(Outbox.chat_id.not_in(sorted(exclude_chats)))
+    statement = statement.order_by(Outbox.due_at, Outbox.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return statement
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    exclude_chats: Collection[int] = (),
+) -> list[OutboxMessage]:
+    """Lease up to ``limit`` due rows, highest priority first, oldest due first within a level,
+    skipping rows for ``exclude_chats`` (chats the dispatcher cannot send to right now).
+
+    One ``UPDATE … WHERE id IN (SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING`` per
+    priority level, each an index range scan. The caller commits right away.
+    """
+    claimed: list[OutboxMessage] = []
+    for priority in sorted(Priority, reverse=True):
+        remaining = limit - len(claimed)
+        if remaining <= 0:
+            break
+        candidates = claim_candidates(
+            session, now=now, priority=priority, limit=remaining, exclude_chats=exclude_chats
+        )
+        statement = (
+            update(Outbox)
+            .where(Outbox.id.in_(candidates.scalar_subquery()))
+            .values(state=State.CLAIMED.value, claimed_until=lease_until, updated_at=now)
+            .returning(
+                Outbox.id,
+                Outbox.dedupe_key,
+                Outbox.customer_id,
+                Outbox.chat_id,
+                Outbox.kind,
+                Outbox.payload,
+                Outbox.priority,
+                Outbox.transactional,
+                Outbox.due_at,
+                Outbox.attempts,
+                Outbox.care_day,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        result = await session.execute(statement)
+        rows = sorted(result.all(), key=lambda row: (row.due_at, row.id))
+        claimed.extend(OutboxMessage(**row._asdict()) for row in rows)
+    return claimed
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """When the earliest pending row falls due (the dispatcher sleeps until then)."""
+    earliest: datetime | None = None
+    for priority in Priority:
+        result = await session.execute(
+            select(func.min(Outbox.due_at)).where(_OPEN, Outbox.priority == int(priority))
+        )
+        value = result.scalar_one_or_none()
+        if value is not None and (earliest is None or value < earliest):
+            earliest = value
+    return earliest
+
+
+async def recipients(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, Recipient]:
+    """The current language, time zone, consent and reachability of these customers."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    result = await session.execute(
+        select(
+            Customer.id,
+            Customer.language,
+            Customer.timezone,
+            Customer.consent,
+            Customer.reachable,
+            Customer.erased_at,
+        ).where(Customer.id.in_(ids))
+    )
+    return {
+        row.id: Recipient(
+            id=row.id,
+            language=row.language,
+            timezone=row.timezone,
+            consent=row.consent,
+            reachable=row.reachable,
+            erased=row.erased_at is not None,
+        )
+        for row in result
+    }
+
+
+async def mark_sent(
+    session: AsyncSession, message_id: int, *, telegram_message_id: int | None, now: datetime
+) -> None:
+    """Record a delivery and its Telegram message id in one statement (right after the call);
+    the id is None for calls that create no message (closing a forum topic)."""
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.id == message_id)
+        .values(
+            state=State.SENT.value,
+            telegram_message_id=telegram_message_id,
+            sent_at=now,
+            updated_at=now,
+            claimed_until=None,
+            attempts=Outbox.attempts + 1,
+            last_error=None,
+        )
+    )
+
+
+async def release(
+    session: AsyncSession,
+    message_ids: Sequence[int],
+    *,
+    now: datetime,
+    due_at: datetime | None = None,
+    clear_care_day: bool = False,
+) -> None:
+    """Give claimed rows back (shutdown, a pause, a chat not ready yet), optionally later."""
+    if not message_ids:
+        return
+    values: dict[str, Any] = {
+        "state": State.PENDING.value,
+        "claimed_until": None,
+        "updated_at": now,
+    }
+    if due_at is not None:
+        values["due_at"] = due_at
+    if clear_care_day:
+        values["care_day"] = None
+        values["care_slot"] = None
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.id.in_(list(message_ids)), Outbox.state == State.CLAIMED.value)
+        .values(**values)
+    )
+
+
+async def retry_later(
+    session: AsyncSession, message_id: int, *, due_at: datetime, error: str, now: datetime
+) -> None:
+    """A transient failure: count the attempt and try again at ``due_at``.
+
+    The row gives up its care-day slot: it will count against the day it is finally sent on.
+    """
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.id == message_id)
+        .values(
+            state=State.PENDING.value,
+            attempts=Outbox.attempts + 1,
+            due_at=due_at,
+            claimed_until=None,
+            last_error=error[:MAX_ERROR_LENGTH],
+            care_day=None,
+            care_slot=None,
+            updated_at=now,
+        )
+    )
+
+
+async def finish(
+    session: AsyncSession,
+    message_id: int,
+    *,
+    state: State,
+    error: str,
+    now: datetime,
+    attempted: bool = True,
+) -> None:
+    """Park a row as failed (permanent) or dead (out of attempts), with the reason."""
+    if state not in (State.FAILED, State.DEAD):
+        raise ValueError("finish() parks rows as failed or dead")
+    await session.execute(
+        update(Outbox)
+        .where(Outbox.id == message_id)
+        .values(
+            state=state.value,
+            attempts=Outbox.attempts + 1 if attempted else Outbox.attempts,
+            claimed_until=None,
+            last_error=error[:MAX_ERROR_LENGTH],
+            updated_at=now,
+        )
+    )
+
+
+async def change_chat(session: AsyncSession, message_id: int, new_chat_id: int) -> None:
+    """A group became a supergroup: later sends of this row go to its new id."""
+    await session.execute(
+        update(Outbox).where(Outbox.id == message_id).values(chat_id=new_chat_id)
+    )
+
+
+async def mark_unreachable(session: AsyncSession, customer_id: int, now: datetime) -> None:
+    """The customer blocked the bot or the chat is gone: no more proactive sends to them."""
+    await session.execute(
+        update(Customer).where(Customer.id == customer_id).values(reachable=False, updated_at=now)
+    )
+
+
+async def reserve_care_slot(
+    session: AsyncSession, message: OutboxMessage, *, day: str, per_day: int
+) -> bool:
+    """Count this proactive message against the customer's local ``day``; False when the day's
+    quota is used up (or another dispatcher took the last slot a moment ago).
+
+    The unique index on (customer, day, slot) is what makes the cap hold with several
+    dispatchers: two of them can never both take slot 1. Run it in a transaction of its own:
+    a lost race raises ``IntegrityError`` and the caller rolls back and tries later.
+    """
+    if message.care_day == day:
+        return True  # reclaimed after a crash: the slot is still ours
+    if message.customer_id is None:
+        return True
+    used = await session.execute(
+        select(func.count())
+        .select_from(Outbox)
+        .where(Outbox.customer_id == message.customer_id, Outbox.care_day == day)
+    )
+    count = int(used.scalar_one())
+    if count >= per_day:
+        return False
+    await session.execute(
+        update(Outbox).where(Outbox.id == message.id).values(care_day=day, care_slot=count + 1)
+    )
+    return True
+
+
+async def stats(session: AsyncSession) -> OutboxStats:
+    """Rows by state and kind, and how late the oldest unsent row is (``carebot outbox stats``)."""
+    result = await session.execute(
+        select(Outbox.state, Outbox.kind, func.count()).group_by(Outbox.state, Outbox.kind)
+    )
+    counts = {(state, kind): int(count) for state, kind, count in result}
+    oldest = await session.execute(select(func.min(Outbox.due_at)).where(_OPEN))
+    return OutboxStats(counts=counts, oldest_due=oldest.scalar_one_or_none())
+
+
+async def list_dead(session: AsyncSession, *, limit: int = 100) -> list[DeadRow]:
+    """Rows parked after their last attempt, newest first (``carebot outbox dead``)."""
+    result = await session.execute(
+        select(
+            Outbox.id,
+            Outbox.kind,
+            Outbox.chat_id,
+            Outbox.customer_id,
+            Outbox.attempts,
+            Outbox.last_error,
+            Outbox.due_at,
+            Outbox.updated_at,
+        )
+        .where(Outbox.state == State.DEAD.value)
+        .order_by(Outbox.updated_at.desc(), Outbox.id.desc())
+        .limit(limit)
+    )
+    return [DeadRow(**row._asdict()) for row in result]
+
+
+async def retry(
+    session: AsyncSession, *, now: datetime, message_ids: Sequence[int] | None = None
+) -> int:
+    """Send dead (or failed) rows again: by id, or every dead row when ``message_ids`` is None.
+
+    Attempts start from zero again; returns how many rows were requeued.
+    """
+    if message_ids is None:
+        condition = Outbox.state == State.DEAD.value
+    else:
+        condition = and_(
+            Outbox.id.in_(list(message_ids)),
+            Outbox.state.in_([State.DEAD.value, State.FAILED.value, State.CANCELLED.value]),
+        )
+    result = await session.execute(
+        update(Outbox)
+        .where(condition)
+        .values(
+            state=State.PENDING.value,
+            attempts=0,
+            due_at=now,
+            claimed_until=None,
+            care_day=None,
+            care_slot=None,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_kind(session: AsyncSession, kind: str, *, now: datetime) -> int:
+    """Cancel every unsent row of ``kind`` (pending or dead); rows stay, so their dedupe keys
+    keep a re-run planner from queueing them again. A row already claimed is left to its
+    dispatcher (it may be on the wire)."""
+    result = await session.execute(
+        update(Outbox)
+        .where(
+            Outbox.kind == kind,
+            Outbox.state.in_([State.PENDING.value, State.DEAD.value]),
+        )
+        .values(
+            state=State.CANCELLED.value,
+            last_error=case((Outbox.last_error.is_(None), "cancelled"), else_=Outbox.last_error),
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune_sent(session: AsyncSession, *, before: datetime, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows sent before ``before`` (the table stays as big as the
+    retention window). Their dedupe keys go with them, so keep the window longer than any
+    planner looks back."""
+    doomed = (
+        select(Outbox.id)
+        .where(Outbox.state == State.SENT.value, Outbox.sent_at < before)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await session.execute(delete(Outbox).where(Outbox.id.in_(doomed)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def states_by_key(session: AsyncSession, dedupe_keys: Sequence[str]) -> dict[str, str]:
+    """The state of each given row (tests, the demo)."""
+    result = await session.execute(
+        select(Outbox.dedupe_key, Outbox.state).where(Outbox.dedupe_key.in_(list(dedupe_keys)))
+    )
+    return {key: state for key, state in result}
+
+
+async def try_advisory_lock(connection: AsyncConnection, key: int) -> bool:
+    """Take a PostgreSQL session-level advisory lock if it is free (held until released or the
+    connection closes, e.g. when the process dies)."""
+    result = await connection.execute(select(func.pg_try_advisory_lock(key)))
+    return bool(result.scalar_one())
+
+
+async def advisory_unlock(connection: AsyncConnection, key: int) -> None:
+    await connection.execute(select(func.pg_advisory_unlock(key)))
+
+
+async def ping(connection: AsyncConnection) -> None:
+    """Raise if the connection is gone (a lost connection means a lost advisory lock)."""
+    await connection.execute(select(1))

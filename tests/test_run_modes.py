@@ -1,0 +1,99 @@
+"""`serve()` in webhook mode: the secret is checked, updates are handled, /healthz answers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bot.local_api import LocalBotApi
+from bot.rules import load_rules
+from bot.runner import serve
+from bot.settings import Settings
+from bot.texts import Texts
+from bot.web import SECRET_HEADER
+from scheduler.clock import ManualClock
+from tests.auxil.harness import START, harness_settings
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def webhook_bot(
+    local_api: LocalBotApi, database_url: str
+) -> AsyncIterator[tuple[LocalBotApi, Settings]]:
+    port = _free_port()
+    settings = harness_settings(
+        local_api,
+        database_url,
+        webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
+        webhook_secret="s3cret-token_for-tests",
+        listen_host="127.0.0.1",
+        listen_port=port,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(
+            settings,
+            rules=load_rules(settings.config_dir),
+            texts=Texts.load(),
+            clock=ManualClock(START),
+            stop=stop,
+        )
+    )
+    for _ in range(500):
+        if any(call.method == "setWebhook" for call in local_api.calls) or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()  # surface a start-up failure
+    yield local_api, settings
+    stop.set()
+    await asyncio.wait_for(task, timeout=15)
+
+
+async def test_wrong_secret_is_refused_right_secret_is_handled(
+    webhook_bot: tuple[LocalBotApi, Settings],
+) -> None:
+    api, settings = webhook_bot
+    url = str(settings.webhook_url)
+    user = api.add_user(2001, "Wendy", language_code="en")
+    forged = {
+        "update_id": 999_001,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": user.id, "type": "private", "first_name": "Wendy"},
+            "from": {"id": user.id, "is_bot": False, "first_name": "Wendy"},
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+        },
+    }
+    async with aiohttp.ClientSession() as client:
+        for headers in ({}, {SECRET_HEADER: "wrong"}):
+            async with client.post(url, json=forged, headers=headers) as response:
+                assert response.status == 403
+        async with client.get(f"http://127.0.0.1:{settings.listen_port}/healthz") as response:
+            assert response.status == 200
+            assert (await response.json()) == {"status": "ok"}
+    await asyncio.sleep(0.2)
+    assert api.sent(user.id) == []  # the forged update did nothing
+
+    # The local server delivers a real update to the webhook with the right secret.
+    await api.send_text(user, "/start")
+    sent = await api.wait_for_sent(user.id, 2)
+    assert sent[0].text == Texts.load().render("en", "welcome", name="Wendy")
+    texts = Texts.load()
+    zh_menu = api.my_commands("zh")
+    assert zh_menu[0]["description"] == texts.render("zh", "command_start")
+    assert [c["command"] for c in api.my_commands()][:2] == ["start", "profile"]
+    webhook_call = next(call for call in api.calls if call.method == "setWebhook")
+    assert webhook_call.params["secret_token"] == "s3cret-token_for-tests"
+    assert webhook_call.params["url"] == url
