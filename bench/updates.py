@@ -169,6 +169,11 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--customers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each bot")
+    parser.add_argument(
+        "--inline-sqlite",
+        action="store_true",
+        help="run SQLite on the event loop (storage.sqlite_inline) instead of aiosqlite's thread",
+    )
     args = parser.parse_args()
 
     server = start_server(TOKEN, range(FIRST_USER, FIRST_USER + args.customers))
@@ -195,7 +200,7 @@ async def main() -> None:
         settings = load_settings(
             telegram_token=TOKEN, telegram_api_url=server.root_url, database_url=url
         )
-        engine = create_engine(url, inline=True)
+        engine = create_engine(url, inline=args.inline_sqlite)
         application = build_application(
             settings,
             rules=rules,

@@ -110,6 +110,9 @@ async def ensure_customer(
     """The customer for this Telegram user, registered on first contact; True if new."""
     customer = await customer_queries.get_for_update(session, person.user_id)
     if customer is not None:
+        if not customer.reachable:  # they wrote, so they unblocked the bot
+            customer.reachable = True
+            customer.updated_at = now
         return customer, False
     default_language = rules.customers.default_language
     language = (

@@ -129,7 +129,8 @@ async def note(
     now: datetime,
 ) -> StaffReply | None:
     """``/note text``: an internal note (kept, never relayed)."""
-    text = (item.text or "").partition(" ")[2].strip()
+    parts = (item.text or "").split(maxsplit=1)  # "/note text", also over several lines
+    text = parts[1].strip() if len(parts) > 1 else ""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
         if not text:

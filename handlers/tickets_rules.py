@@ -44,7 +44,7 @@ from bot.texts import Markup, Texts
 from handlers.replies import Alert, Reply
 from storage import outbox as outbox_queries
 from storage import tickets as q
-from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
+from storage.models import Customer, Outbox, Ticket, TicketDelivery, TicketMessage
 from storage.outbox import OutboxMessage, Priority
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ OUTBOX_KINDS = (KIND_TOPIC, KIND_CUSTOMER)
 CAPTION_LIMIT = 1024
 MAX_TRIES = 5
 CREATE_RETRY_AFTER = timedelta(minutes=5)
+STRANDED_AFTER = timedelta(minutes=1)
 BAN_NOTICE_EVERY = timedelta(hours=24)
 SUMMARY_TEXT = 120
 TOPIC_TITLE_LIMIT = 128
@@ -884,6 +885,7 @@ async def _retitle(
             "topic": {"action": "edit", "name": topic_title(desk, ticket, customer)},
             "thread_id": ticket.topic_thread_id,
             "delivery": row.id,
+            "ticket": ticket.id,
         }
         due = None if delay else now
         if await q.replace_pending_payload(session, _dedupe_key(row), payload, due_at=due):
@@ -1019,7 +1021,7 @@ async def _join_album(
         # In the outbox already: extend the row while it still waits for the album's grace.
         built = await _build(session, desk, ticket, album, now, override=payload)
         if built is not None and await q.replace_pending_payload(
-            session, _dedupe_key(album), {**built[1], "delivery": album.id}
+            session, _dedupe_key(album), {**built[1], "delivery": album.id, "ticket": ticket.id}
         ):
             album.payload = payload
             album.updated_at = now
@@ -1051,11 +1053,9 @@ async def pump(
     skipped; a lane that needs a topic that does not exist gets its creation put in front."""
     if lane != q.CUSTOMER and desk.staff_chat_id is None:
         return False
-    if await q.lane_busy(session, ticket.id, lane):
-        return False
     for _ in range(200):
-        delivery = await q.next_delivery(session, ticket.id, lane)
-        if delivery is None:
+        delivery = await q.lane_head(session, ticket.id, lane)
+        if delivery is None or delivery.state == q.D_OUTBOX:
             return False
         if (
             lane != q.CUSTOMER
@@ -1082,7 +1082,7 @@ async def pump(
             dedupe_key=_dedupe_key(delivery),
             chat_id=chat_id,
             kind=KIND_CUSTOMER if lane == q.CUSTOMER else KIND_TOPIC,
-            payload={**payload, "delivery": delivery.id},
+            payload={**payload, "delivery": delivery.id, "ticket": ticket.id},
             due_at=due,
             now=now,
             customer_id=ticket.customer_id if lane == q.CUSTOMER else None,
@@ -1383,15 +1383,19 @@ class DeliveryHooks:
     async def _locked(
         self, session: AsyncSession, message: OutboxMessage
     ) -> tuple[TicketDelivery, Ticket] | None:
+        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``)."""
         delivery_id = message.payload.get("delivery")
         if not isinstance(delivery_id, int):
             return None
+        ticket_id = message.payload.get("ticket")
+        if not isinstance(ticket_id, int):  # a row queued before tickets went into payloads
+            found = await q.get_delivery(session, delivery_id)
+            if found is None:
+                return None
+            ticket_id = found.ticket_id
+        ticket = await q.lock_ticket(session, ticket_id)
         delivery = await q.get_delivery(session, delivery_id)
-        if delivery is None:
-            return None
-        ticket = await q.lock_ticket(session, delivery.ticket_id)
-        delivery = await q.get_delivery(session, delivery_id)
-        if ticket is None or delivery is None:
+        if ticket is None or delivery is None or delivery.ticket_id != ticket.id:
             return None
         return delivery, ticket
 
@@ -1577,6 +1581,55 @@ class DeliveryHooks:
                 "reply_to": reply_to,
             },
         )
+
+
+async def recover_one(
+    session: AsyncSession, desk: Desk, delivery_id: int, row: Outbox | None, now: datetime
+) -> bool:
+    """A delivery whose outbox row ended without its hook (the hook raised, or an operator
+    cancelled the row): replay what the row says happened, so the lane goes on."""
+    hooks = DeliveryHooks(desk)
+    if row is None:
+        message = OutboxMessage(
+            id=0,
+            dedupe_key="",
+            customer_id=None,
+            chat_id=0,
+            kind=KIND_TOPIC,
+            payload={"delivery": delivery_id},
+            priority=int(Priority.REPLY),
+            transactional=True,
+            due_at=now,
+            attempts=0,
+            care_day=None,
+        )
+        return await hooks.failed(
+            session, message, "outbox row gone", unreachable=False, dead=True, now=now
+        )
+    message = OutboxMessage(
+        id=row.id,
+        dedupe_key=row.dedupe_key,
+        customer_id=row.customer_id,
+        chat_id=row.chat_id,
+        kind=row.kind,
+        payload=dict(row.payload),
+        priority=row.priority,
+        transactional=row.transactional,
+        due_at=row.due_at,
+        attempts=row.attempts,
+        care_day=row.care_day,
+    )
+    if row.state == outbox_queries.State.SENT:
+        ids = [row.telegram_message_id] if row.telegram_message_id is not None else []
+        return await hooks.sent(session, message, ids, now)
+    return await hooks.failed(
+        session,
+        message,
+        row.last_error or row.state,
+        unreachable=False,
+        dead=row.state != outbox_queries.State.FAILED,
+        now=now,
+    )
 
 
 def hooks_by_kind(desk: Desk) -> dict[str, DeliveryHooks]:

@@ -287,6 +287,11 @@ class Dispatcher:
     async def _step(self) -> float | None:
         """Start at most one send. Returns how long to wait before the next step (0: at once,
         ``inf``: until a send ends), or None when there is nothing to do at all."""
+        # Cleared when a step starts, not when a sleep starts: a wake() or a finished send that
+        # comes while the loop is between the two (asking when the next row is due, say) must
+        # cut the coming sleep short instead of waiting out a poll interval.
+        self._progress.clear()
+        self._wake.clear()
         dispatch = self._rules.dispatch
         paused = self.limiter.pause_delay()
         if paused > 0:
@@ -385,10 +390,15 @@ class Dispatcher:
             for message, reason in skips:
                 gone = reason in (SKIP_UNREACHABLE, SKIP_ERASED)
                 await self._give_up(session, message, f"skipped: {reason}", now, unreachable=gone)
+            # Rows of a chat already held go back unchanged, in one statement (with one busy
+            # chat, a claim gives back almost all it took).
+            unchanged = [m.id for m, due, clear in later if due == m.due_at and not clear]
+            await queries.release(session, unchanged, now=now)
             for message, due, clear_day in later:
-                await queries.release(
-                    session, [message.id], now=now, due_at=due, clear_care_day=clear_day
-                )
+                if due != message.due_at or clear_day:
+                    await queries.release(
+                        session, [message.id], now=now, due_at=due, clear_care_day=clear_day
+                    )
         if skips:
             self.counters.failed += len(skips)
             logger.info("outbox: %d rows skipped (no consent, unreachable, erased)", len(skips))
@@ -465,8 +475,6 @@ class Dispatcher:
         """Wait ``seconds`` (``inf``: until a send ends), or less if woken or stopped."""
         if math.isinf(seconds):
             seconds = self._rules.dispatch.poll_seconds
-        self._progress.clear()
-        self._wake.clear()  # ``wake()`` already marked the table as worth a look
         waiters = [
             asyncio.ensure_future(event.wait()) for event in (stop, self._wake, self._progress)
         ]

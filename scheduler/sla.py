@@ -10,7 +10,8 @@ first-reply or resolution deadline (set from the customer's tier when the ticket
 Each is recorded on the ticket (``*_reminded_at``, ``*_escalated_at``) in the transaction that
 queues it, and escalations carry a dedupe key, so the planner is safe to run twice, on two
 machines or after a crash. The same job closes tickets that staff marked resolved and the
-customer never confirmed (``reopen.auto_close_resolved_hours``).
+customer never confirmed (``reopen.auto_close_resolved_hours``), and resumes a ticket's lane whose
+outbox row ended without its outcome hook (one that raised, or a row an operator cancelled).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SlaRun:
     reminders: int = 0
     escalations: int = 0
     closed: int = 0
+    recovered: int = 0
 
 
 def topic_link(staff_chat_id: int, thread_id: int | None) -> str | None:
@@ -166,14 +168,33 @@ async def plan(
                 continue
             await tickets_rules.ticket_closed(session, desk, ticket, now, "ticket_auto_closed")
             run.closed += 1
-    if run.reminders or run.escalations or run.closed:
+    run.recovered = await _recover(sessionmaker, desk, now)
+    if run.reminders or run.escalations or run.closed or run.recovered:
         logger.info(
-            "sla: %d reminders, %d escalations, %d tickets closed unconfirmed",
+            "sla: %d reminders, %d escalations, %d tickets closed unconfirmed, %d lanes resumed",
             run.reminders,
             run.escalations,
             run.closed,
+            run.recovered,
         )
     return run
+
+
+async def _recover(
+    sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, now: datetime
+) -> int:
+    """Resume ticket lanes whose outbox row ended without its outcome hook (see
+    ``tickets_rules.recover_one``); the same job, so nothing waits forever."""
+    async with sessionmaker() as session:
+        stranded = await q.stranded_deliveries(session, before=now - tickets_rules.STRANDED_AFTER)
+    recovered = 0
+    for delivery, row in stranded:
+        async with sessionmaker.begin() as session:
+            if await tickets_rules.recover_one(session, desk, delivery.id, row, now):
+                recovered += 1
+    if recovered:
+        logger.warning("sla: %d ticket deliveries ended without their hook; resumed", recovered)
+    return recovered
 
 
 def sla_jobs(sessionmaker: async_sessionmaker[AsyncSession], desk: Desk) -> list[PeriodicJob]:

@@ -47,9 +47,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout.
 
-    SQLite runs inline on the event loop by default (see ``storage.sqlite_inline``): one pooled
-    connection, no thread hops. ``inline=False`` keeps aiosqlite's worker thread, for long
-    set-based jobs that must not block the loop.
+    ``inline=True`` runs SQLite on the event loop (``storage.sqlite_inline``): one pooled
+    connection, no thread hops. It is opt-in: a unit of work that opens a second session while
+    holding the first would wait for the single connection forever, and not every code path is
+    proven free of that yet. The default keeps aiosqlite's worker thread.
     """
     parsed = parse_database_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"

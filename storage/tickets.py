@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.customers import _insert_ignoring_conflicts
@@ -377,30 +377,22 @@ async def replace_pending_payload(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def lane_busy(session: AsyncSession, ticket_id: int, lane: str) -> bool:
-    """Whether one of the lane's deliveries is in the outbox right now."""
-    result = await session.execute(
-        select(TicketDelivery.id)
-        .where(
-            TicketDelivery.ticket_id == ticket_id,
-            TicketDelivery.lane == lane,
-            TicketDelivery.state == D_OUTBOX,
-        )
-        .limit(1)
-    )
-    return result.scalar_one_or_none() is not None
-
-
-async def next_delivery(session: AsyncSession, ticket_id: int, lane: str) -> TicketDelivery | None:
-    """The lane's next queued delivery: those put in front first, then in order."""
+async def lane_head(session: AsyncSession, ticket_id: int, lane: str) -> TicketDelivery | None:
+    """The lane's delivery in the outbox if there is one, else its next queued delivery (those
+    put in front first, then in order); None when the lane is empty. One indexed query: the
+    pump runs after every send."""
     result = await session.execute(
         select(TicketDelivery)
         .where(
             TicketDelivery.ticket_id == ticket_id,
             TicketDelivery.lane == lane,
-            TicketDelivery.state == D_QUEUED,
+            TicketDelivery.state.in_([D_OUTBOX, D_QUEUED]),
         )
-        .order_by(TicketDelivery.front.desc(), TicketDelivery.id)
+        .order_by(
+            (TicketDelivery.state == D_OUTBOX).desc(),
+            TicketDelivery.front.desc(),
+            TicketDelivery.id,
+        )
         .limit(1)
     )
     return result.scalar_one_or_none()
@@ -446,6 +438,29 @@ async def deliveries_of(session: AsyncSession, ticket_id: int) -> list[TicketDel
         .order_by(TicketDelivery.id)
     )
     return list(result.scalars())
+
+
+async def stranded_deliveries(
+    session: AsyncSession, *, before: datetime, limit: int = 100
+) -> list[tuple[TicketDelivery, Outbox | None]]:
+    """Deliveries still marked as in the outbox since before ``before`` whose outbox row has
+    ended (sent, failed, dead, cancelled) or is gone: their outcome never reached the ticket
+    (a hook that failed, an operator who cancelled the row), and their lane waits."""
+    key = (
+        literal("tk:") + cast(TicketDelivery.id, String) + ":" + cast(TicketDelivery.tries, String)
+    )
+    result = await session.execute(
+        select(TicketDelivery, Outbox)
+        .outerjoin(Outbox, Outbox.dedupe_key == key)
+        .where(
+            TicketDelivery.state == D_OUTBOX,
+            TicketDelivery.updated_at < before,
+            or_(Outbox.id.is_(None), Outbox.state.not_in(["pending", "claimed"])),
+        )
+        .order_by(TicketDelivery.id)
+        .limit(limit)
+    )
+    return [(delivery, row) for delivery, row in result.tuples()]
 
 
 # --- complaint drafts ----------------------------------------------------------------------------

@@ -301,3 +301,19 @@ class TestUnexpectedInput:
         assert "+8613900001234" not in logged
         assert TOKEN not in logged
         assert await _count(harness, InboundMessage, InboundMessage.sender_user_id == mia.id) == 1
+
+
+async def test_a_customer_who_writes_again_is_reachable_again(harness: Harness) -> None:
+    api = harness.api
+    ned = api.add_user(1070, "Ned", language_code="en")
+    await api.send_text(ned, "/start")
+    await api.wait_for_sent(ned.id, 2)
+    async with harness.sessionmaker.begin() as session:
+        row = (
+            await session.execute(select(Customer).where(Customer.telegram_user_id == ned.id))
+        ).scalar_one()
+        row.reachable = False  # as the dispatcher marks a customer who blocked the bot
+    await api.send_text(ned, "/help")
+    await api.wait_for_sent(ned.id, 3)
+    refreshed = await harness.customer(ned.id)
+    assert refreshed is not None and refreshed.reachable is True

@@ -4,16 +4,23 @@ by themselves. End to end through the dispatcher and the local Bot API server.""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+
+from sqlalchemy import update
 
 from bot.runner import build_background
 from bot.texts import Markup
 from handlers import tickets_rules
 from handlers.tickets import WAKE_KEY
 from scheduler import sla
+from storage import outbox as outbox_queries
+from storage import tickets as ticket_queries
+from storage.models import Outbox
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.tickets import (
     STAFF,
+    desk_ticket,
     general,
     lanes_idle,
     open_ticket_for,
@@ -199,3 +206,45 @@ async def test_the_running_bot_registers_the_job_the_hooks_and_the_wake_up(
         assert dispatcher.hooks[tickets_rules.KIND_TOPIC].desk is harness.desk
     finally:
         await background.stop()
+
+
+async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
+    """An outbox row recorded as sent without its outcome hook (the hook raised) would leave
+    the ticket's topic lane waiting forever; the SLA job replays the outcome."""
+    api = harness.api
+    user = api.add_user(9005, "Stuck")
+    number, thread = await desk_ticket(harness, user)
+    now = harness.clock.now()
+    async with harness.sessionmaker.begin() as session:
+        found = await ticket_queries.ticket_by_number(session, number)
+        assert found is not None
+        stranded = await ticket_queries.add_delivery(
+            session,
+            ticket_id=found.id,
+            lane="topic",
+            action="text",
+            payload={"html": "a notice"},
+            front=False,
+            state="outbox",
+            tries=1,
+            created_at=now,
+            updated_at=now,
+        )
+        key = f"tk:{stranded.id}:1"
+        await outbox_queries.enqueue(
+            session,
+            dedupe_key=key,
+            chat_id=STAFF,
+            kind=tickets_rules.KIND_TOPIC,
+            payload={"text": "a notice", "delivery": stranded.id, "ticket": found.id},
+            due_at=now,
+            now=now,
+        )
+        await session.execute(update(Outbox).where(Outbox.dedupe_key == key).values(state="sent"))
+    sent = (await api.send_text(user, "hello?"))["message"]["message_id"]
+    await asyncio.sleep(0.3)
+    assert not [m for m in api.sent(STAFF, thread_id=thread) if m.copied_from == (user.id, sent)]
+
+    run = await sla.plan(harness.sessionmaker, harness.desk, now + timedelta(minutes=2))
+    assert run.recovered == 1
+    await wait_message(api, STAFF, lambda m: m.copied_from == (user.id, sent), thread_id=thread)

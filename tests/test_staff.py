@@ -271,3 +271,20 @@ class TestBan:
         )
         sent = (await api.send_text(ivy, "sorry"))["message"]["message_id"]
         await wait_message(api, STAFF, lambda m: m.copied_from == (ivy.id, sent), thread_id=thread)
+
+
+async def test_without_the_name_prefix_staff_replies_go_as_written(harness: Harness) -> None:
+    api = harness.api
+    relay = harness.rules.tickets.relay.model_copy(update={"staff_name_prefix": False})
+    harness.use_ticket_rules(harness.rules.tickets.model_copy(update={"relay": relay}))
+    jon = api.add_user(6010, "Jon")
+    amy = staff_member(api, 7109, "Amy")
+    _, thread = await desk_ticket(harness, jon)
+    before = len(api.sent(jon.id))
+    await staff_says(api, amy, thread, "Your parcel left the warehouse today.")
+    photo = await api.send_photo(amy, caption="tracking", chat_id=STAFF, message_thread_id=thread)
+    reply, copy = (await api.wait_for_sent(jon.id, before + 2))[before:]
+    assert reply.text == "Your parcel left the warehouse today."
+    assert copy.copied_from == (STAFF, photo["message"]["message_id"])
+    assert copy.caption == "tracking"  # the original caption, untouched
+    assert "caption" not in copy.params
