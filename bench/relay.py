@@ -72,7 +72,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-# -- the other machine: Telegram's side and the people ------------------------------------------
+# -- the other machine: Telegram's side and the people --------------------------------------------
 
 
 @dataclass
@@ -256,7 +256,7 @@ def _serve(args: dict[str, Any], connection: multiprocessing.connection.Connecti
     asyncio.run(main())
 
 
-# -- this machine: the bot -------------------------------------------------------------------------
+# -- this machine: the bot ------------------------------------------------------------------------
 
 
 @asynccontextmanager
@@ -385,8 +385,9 @@ async def main() -> None:
         ("staff -> customer", results.to_customer),
     ):
         if values:
+            median = statistics.median(values) * 1000
             print(
-                f"{label:<18} {len(values):5d} messages   median {statistics.median(values) * 1000:7.1f} ms"
+                f"{label:<18} {len(values):5d} messages   median {median:7.1f} ms"
                 f"   p99 {_ms(values, 0.99):7.1f} ms   max {max(values) * 1000:7.1f} ms"
             )
     calls = ", ".join(f"{method} {count}" for method, count in sorted(results.calls.items()))

@@ -25,7 +25,8 @@ from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import create_dispatcher
 from scheduler.sla import sla_jobs
-from scheduler.wiring import Background, outbox_jobs
+from scheduler.tiers import tier_jobs
+from scheduler.wiring import Background, PeriodicJob, outbox_jobs
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import current_revision, head_revision
 
@@ -75,9 +76,19 @@ def build_background(
         hooks=hooks_by_kind(desk),
     )
     application.bot_data[WAKE_KEY] = dispatcher.wake  # relays go out at once, not at a poll
-    jobs = [*outbox_jobs(sessionmaker, rules.outbox), *care_jobs(sessionmaker, planner_for(rules))]
-    jobs += sla_jobs(sessionmaker, desk)
-    return Background(dispatcher, jobs, clock)
+    return Background(dispatcher, periodic_jobs(sessionmaker, rules, desk), clock)
+
+
+def periodic_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, desk: Desk
+) -> list[PeriodicJob]:
+    """Every job the bot process runs on its own: a handful, none per customer."""
+    return [
+        *outbox_jobs(sessionmaker, rules.outbox),
+        *care_jobs(sessionmaker, planner_for(rules)),
+        *sla_jobs(sessionmaker, desk),
+        *tier_jobs(sessionmaker, rules.tiers),
+    ]
 
 
 async def serve(

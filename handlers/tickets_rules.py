@@ -3,25 +3,28 @@
 Used by the complaint flow, the staff commands, the knowledge base's hand-off, the SLA planner
 and, through ``DeliveryHooks``, by the outbox dispatcher.
 
-**Lanes.** Everything that goes into a ticket's topic (creating it, the card, copies of the
-customer's messages, notices, title changes) is a ``TicketDelivery`` in the ticket's "topic"
-lane; everything that goes to the customer (staff replies, canned replies, questions) is one in
-its "customer" lane. At most one delivery per lane is in the outbox at any time (``pump``); when
-the dispatcher has sent it (or given up), ``DeliveryHooks`` records the result in the same
-transaction and queues the next. So:
+**Lanes.** Everything that goes into a ticket's topic (creating, closing and reopening it, the
+card, copies of the customer's messages, notices) is a ``TicketDelivery`` in the ticket's
+"topic" lane; its renames are in the "title" lane (a rename never holds up a relay, and renames
+between the two waiting statuses wait ``relay.title_delay_seconds`` so they add up); everything
+that goes to the customer (staff replies, canned replies, questions) is in the "customer" lane.
+At most one delivery per lane is in the outbox at any time (``pump``); when the dispatcher has
+sent it (or given up), ``DeliveryHooks`` records the result in the same transaction and queues
+the next. So:
 
 - each direction stays in order, also across retries (a 500 is retried before anything behind
   it goes) and across processes;
 - copies wait for the topic to exist: a burst from a new customer makes one ticket and one topic;
 - a topic deleted by staff is recreated (a new topic, the card and a summary of the history, in
   front of what was waiting), a topic closed by staff is reopened, both when a send finds out;
-- an album (photos sharing a ``media_group_id``, arriving as separate updates) becomes one
-  ``copyMessages``: its delivery waits ``album_grace_seconds`` for the rest of the album;
+- an album (photos sharing a ``media_group_id``, arriving as separate updates) goes as one
+  ``sendMediaGroup`` of their files: its delivery waits ``album_grace_seconds`` for the rest;
 - what failed for good is reported in the topic (a staff reply to a customer who blocked the
   bot is marked undelivered).
 
 Payloads are built when a delivery is queued into the outbox, from the database of that moment
-(the topic's current thread id, the customer's current language).
+(the topic's current thread id, the customer's current language). Customer-visible texts the
+dispatcher renders itself (questions, notices) follow the customer's language at send time.
 
 Functions take the session first and only flush; the caller owns the transaction and wakes
 the dispatcher after committing.

@@ -460,7 +460,7 @@ async def stranded_deliveries(
         .order_by(TicketDelivery.id)
         .limit(limit)
     )
-    return [(delivery, row) for delivery, row in result.tuples()]
+    return [(delivery, row) for delivery, row in result]
 
 
 # --- complaint drafts ----------------------------------------------------------------------------

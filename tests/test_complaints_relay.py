@@ -225,7 +225,8 @@ class TestOrder:
             await staff_says(api, sam, thread_one, f"to jo {round_}")
         await api.wait_for_sent(STAFF, 4, thread_id=thread_one)
         await api.wait_for_sent(STAFF, 4, thread_id=thread_two)
-        await api.wait_for_sent(jo.id, 4)  # welcome, consent + 3 replies … and more below
+        await api.wait_for_sent(jo.id, 5)  # welcome, consent question, 3 replies
+        await api.wait_for_sent(kai.id, 5)
         await lanes_idle(harness, one.number)
         await lanes_idle(harness, two.number)
 

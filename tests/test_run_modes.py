@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.local_api import LocalBotApi
 from bot.rules import load_rules
-from bot.runner import serve
-from bot.settings import Settings
+from bot.runner import periodic_jobs, serve
+from bot.settings import EXAMPLE_CONFIG_DIR, Settings
 from bot.texts import Texts
 from bot.web import SECRET_HEADER
+from handlers.tickets_rules import Desk
 from scheduler.clock import ManualClock
 from tests.auxil.harness import START, harness_settings
 
@@ -97,3 +99,18 @@ async def test_wrong_secret_is_refused_right_secret_is_handled(
     webhook_call = next(call for call in api.calls if call.method == "setWebhook")
     assert webhook_call.params["secret_token"] == "s3cret-token_for-tests"
     assert webhook_call.params["url"] == url
+
+
+def test_the_bot_process_schedules_each_periodic_job_once() -> None:
+    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    desk = Desk.from_rules(rules, Texts.load(), -100)
+    jobs = periodic_jobs(async_sessionmaker(), rules, desk)
+    ids = [job.id for job in jobs]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {
+        "outbox.prune",
+        "outbox.report",
+        "care.plan",
+        "tickets.sla",
+        "tiers.recompute",
+    }

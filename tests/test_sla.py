@@ -245,6 +245,7 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
     await asyncio.sleep(0.3)
     assert not [m for m in api.sent(STAFF, thread_id=thread) if m.copied_from == (user.id, sent)]
 
-    run = await sla.plan(harness.sessionmaker, harness.desk, now + timedelta(minutes=2))
+    harness.clock.advance(timedelta(minutes=2))
+    run = await sla.plan(harness.sessionmaker, harness.desk, harness.clock.now())
     assert run.recovered == 1
     await wait_message(api, STAFF, lambda m: m.copied_from == (user.id, sent), thread_id=thread)
