@@ -58,7 +58,8 @@ def _build_log_inbound(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     customer_id = (
         select(Customer.id)
-        .where(Customer.telegram_user_id == bindparam("sender_user_id"))
+        # Its own parameter: asyncpg's multi-row insert needs each bind used once.
+        .where(Customer.telegram_user_id == bindparam("customer_user_id"))
         .scalar_subquery()
     )
     return (
@@ -96,7 +97,8 @@ async def log_inbound_many(session: AsyncSession, rows: Sequence[Mapping[str, An
     if not rows:
         return set()
     statement = _LOG_INBOUND[session.get_bind().dialect.name]
-    result = await session.execute(statement, list(rows))
+    params = [{**row, "customer_user_id": row["sender_user_id"]} for row in rows]
+    result = await session.execute(statement, params)
     return set(result.scalars().all())
 
 
