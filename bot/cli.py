@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TypeVar
 
 import typer
 
@@ -14,12 +12,13 @@ from bot.cli_outbox import outbox_app
 from bot.cli_plan import plan_command
 from bot.cli_report import report_app
 from bot.cli_tiers import tiers_app
+from bot.cli_tools import or_exit
 from bot.kb import load_knowledge_base
 from bot.logs import configure_logging
-from bot.rules import RulesError, load_rules
+from bot.rules import load_rules
 from bot.runner import StartupError, serve
-from bot.settings import SettingsError, load_database_settings, load_settings
-from bot.texts import CatalogueError, Texts
+from bot.settings import load_database_settings, load_settings
+from bot.texts import Texts
 from storage.engine import parse_database_url
 from storage.migrate import upgrade
 
@@ -37,28 +36,15 @@ app.add_typer(import_app, name="import")
 app.add_typer(tiers_app, name="tiers")
 app.command("plan")(plan_command)
 
-T = TypeVar("T")
-
-STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
-
-
-def _or_exit(step: Callable[[], T]) -> T:
-    """Run a start-up step; a known start-up error becomes one line on stderr and exit code 2."""
-    try:
-        return step()
-    except STARTUP_ERRORS as error:
-        typer.echo(f"carebot: {error}", err=True)
-        raise typer.Exit(2) from None
-
 
 @app.command()
 def run() -> None:
     """Run the bot: long polling, or a webhook server when CAREBOT_WEBHOOK_URL is set."""
-    settings = _or_exit(load_settings)
+    settings = or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token])
-    rules = _or_exit(lambda: load_rules(settings.config_dir))
-    _or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast: file and key
-    texts = _or_exit(Texts.load)
+    rules = or_exit(lambda: load_rules(settings.config_dir))
+    or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast: file and key
+    texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         # The embedded default upgrades itself, so the first command just works. PostgreSQL is
         # shared by several processes: it is upgraded on purpose, with `carebot db upgrade`.
@@ -75,7 +61,7 @@ def run() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database schema to this version of carebot."""
-    settings = _or_exit(load_database_settings)
+    settings = or_exit(load_database_settings)
     upgrade(settings.database_url)
     typer.echo("database schema is up to date")
 

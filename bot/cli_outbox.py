@@ -19,11 +19,12 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
+from bot.cli_tools import or_exit
 from bot.logs import configure_logging
-from bot.rules import Rules, RulesError, load_rules
+from bot.rules import Rules, load_rules
 from bot.runner import StartupError, check_schema
-from bot.settings import Settings, SettingsError, load_database_settings, load_settings
-from bot.texts import CatalogueError, Texts
+from bot.settings import Settings, load_database_settings, load_settings
+from bot.texts import Texts
 from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import create_dispatcher
 from storage import outbox as outbox_queries
@@ -34,22 +35,13 @@ outbox_app = typer.Typer(
     help="The outbox: queued messages, dead ones, the dispatcher.", no_args_is_help=True
 )
 
+
 T = TypeVar("T")
-
-STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
-
-
-def _or_exit(step: Callable[[], T]) -> T:
-    try:
-        return step()
-    except STARTUP_ERRORS as error:
-        typer.echo(f"carebot: {error}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
     """Run ``work`` in one transaction on the configured database."""
-    settings = _or_exit(load_database_settings)
+    settings = or_exit(load_database_settings)
     now = SystemClock().now()
 
     async def run() -> T:
@@ -150,10 +142,10 @@ def cancel(
 @outbox_app.command("drain")
 def drain() -> None:
     """Run only the dispatcher until SIGINT/SIGTERM (a separate worker process)."""
-    settings = _or_exit(load_settings)
+    settings = or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token])
-    rules = _or_exit(lambda: load_rules(settings.config_dir))
-    texts = _or_exit(Texts.load)
+    rules = or_exit(lambda: load_rules(settings.config_dir))
+    texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         upgrade(settings.database_url)  # as `carebot run` does for the embedded default
     _run_async(serve_dispatcher(settings, rules=rules, texts=texts))

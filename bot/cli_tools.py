@@ -14,6 +14,7 @@ from pydantic import ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.rules import Rules, RulesError, load_rules
+from bot.runner import StartupError
 from bot.settings import EXAMPLE_CONFIG_DIR, EXPECTED, DatabaseSettings, SettingsError
 from bot.texts import CatalogueError
 from scheduler.clock import Clock, SystemClock
@@ -50,11 +51,14 @@ def load_tool_settings() -> ToolSettings:
         ) from None
 
 
+STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
+
+
 def or_exit(step: Callable[[], T]) -> T:
     """Run a start-up step; a known start-up error becomes one line on stderr and exit code 2."""
     try:
         return step()
-    except (SettingsError, RulesError, CatalogueError) as error:
+    except STARTUP_ERRORS as error:
         typer.echo(f"carebot: {error}", err=True)
         raise typer.Exit(2) from None
 
