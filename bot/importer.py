@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules import GeneralRules, OrderRules
+from bot.rules import GeneralRules, OrderRules, is_time_zone
 from bot.texts import LANGUAGES
 from handlers.onboarding_rules import BirthdayError, parse_birthday
 from storage import orders as order_queries
@@ -363,10 +363,8 @@ def parse_customers(
         return code[:2]
 
     def zone(cell: str) -> str:
-        try:
-            ZoneInfo(cell)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise CellError(f"{cell!r} is not a time zone (e.g. Asia/Shanghai)") from None
+        if not is_time_zone(cell):
+            raise CellError(f"{cell!r} is not a time zone (e.g. Asia/Shanghai)")
         return cell
 
     def country(cell: str) -> str:

@@ -28,6 +28,15 @@ from bot.care_rules import CareRules
 from bot.texts import LANGUAGES
 
 
+def is_time_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows (``Asia/Shanghai``)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 class RulesError(Exception):
     """A rule file is missing or invalid; the message names the file and key."""
 
@@ -44,10 +53,8 @@ class CustomerRules(StrictModel):
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("expected an IANA time zone such as Asia/Shanghai") from None
+        if not is_time_zone(value):
+            raise ValueError("expected an IANA time zone such as Asia/Shanghai")
         return value
 
     @field_validator("default_language")
@@ -235,10 +242,8 @@ class OrderRules(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("expected an IANA time zone such as Asia/Shanghai") from None
+        if not is_time_zone(value):
+            raise ValueError("expected an IANA time zone such as Asia/Shanghai")
         return value
 
     @field_validator("rates")

@@ -9,12 +9,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kb import KnowledgeBase
-from bot.rules import GeneralRules
+from bot.rules import GeneralRules, is_time_zone
 from bot.texts import LANGUAGES, language_from_code
 from handlers import answers_rules, linking, tickets_rules
 from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
@@ -390,9 +390,7 @@ async def handle_text(
         return Reply("birthday_saved", customer.language, {"birthday": str(birthday)})
     if customer.awaiting == AWAITING_TIMEZONE:
         zone = text.strip()
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        if not is_time_zone(zone):
             return Reply("timezone_invalid", customer.language, {"value": zone[:40]})
         customer.timezone = zone
         customer.awaiting = None

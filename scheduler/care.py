@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays
 from lunardate import LunarDate
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.care_rules import CareRules, TierCare
 from bot.rules import Rules
+from scheduler.clock import LocalZones
 from scheduler.wiring import PeriodicJob
 from storage import care as queries
 from storage import outbox
@@ -170,21 +171,11 @@ class CarePlanner:
         self.rules = rules
         self.currency = currency
         self._new_code = new_code
-        self._default_zone = ZoneInfo(default_timezone)
-        self._zones: dict[str, ZoneInfo] = {}
+        self._zones = LocalZones(default_timezone)
 
     def zone(self, name: str | None) -> ZoneInfo:
         """The customer's zone; the default when it is missing or unknown."""
-        if not name:
-            return self._default_zone
-        zone = self._zones.get(name)
-        if zone is None:
-            try:
-                zone = ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                zone = self._default_zone
-            self._zones[name] = zone
-        return zone
+        return self._zones.get(name)
 
     def today_of(self, customer: CareCustomer, now: datetime) -> date | None:
         """The customer's local date, or None once their day reached ``send.end`` (nothing more

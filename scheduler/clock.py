@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock(Protocol):
@@ -38,3 +39,24 @@ class ManualClock:
         if moment.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._now = moment.astimezone(UTC)
+
+
+class LocalZones:
+    """Customers' time zones by name, each built once; a missing or unknown name means the
+    configured default (a zone stored before its name was validated must not stop a job)."""
+
+    def __init__(self, default: str) -> None:
+        self._default = ZoneInfo(default)
+        self._zones: dict[str, ZoneInfo] = {}
+
+    def get(self, name: str | None) -> ZoneInfo:
+        if not name:
+            return self._default
+        zone = self._zones.get(name)
+        if zone is None:
+            try:
+                zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                zone = self._default
+            self._zones[name] = zone
+        return zone

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bot.rules import OutboxRules
+from scheduler.clock import LocalZones
 from storage.outbox import OutboxMessage, Recipient
 
 SKIP_ERASED = "customer erased"
@@ -57,21 +58,11 @@ class SendPolicy:
     def __init__(self, rules: OutboxRules, *, default_timezone: str) -> None:
         self._quiet = rules.quiet_hours
         self.max_per_day = rules.care.max_per_day
-        self._default_zone = ZoneInfo(default_timezone)
-        self._zones: dict[str, ZoneInfo] = {}
+        self._zones = LocalZones(default_timezone)
 
     def zone(self, name: str | None) -> ZoneInfo:
         """The customer's zone; the configured default when it is missing or unknown."""
-        if not name:
-            return self._default_zone
-        zone = self._zones.get(name)
-        if zone is None:
-            try:
-                zone = ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                zone = self._default_zone
-            self._zones[name] = zone
-        return zone
+        return self._zones.get(name)
 
     def judge(self, message: OutboxMessage, recipient: Recipient | None, now: datetime) -> Verdict:
         """Send now, wait until a moment, or give up for good; see the module docstring."""
