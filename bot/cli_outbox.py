@@ -9,8 +9,6 @@ SQLite it stands by while the bot's own dispatcher holds the database, see
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,7 +20,7 @@ from telegram import Bot
 from bot.cli_tools import or_exit
 from bot.logs import configure_logging
 from bot.rules import Rules, load_rules
-from bot.runner import StartupError, check_schema
+from bot.runner import StartupError, check_schema, listen_for_shutdown
 from bot.settings import Settings, load_database_settings, load_settings
 from bot.texts import Texts
 from scheduler.clock import Clock, SystemClock
@@ -172,10 +170,7 @@ async def serve_dispatcher(
     """The dispatcher alone, with its own ``telegram.Bot``, until ``stop`` or a signal."""
     await check_schema(settings)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    stop_listening = listen_for_shutdown(stop)
     engine = create_engine(settings.database_url)
     api = settings.telegram_api_url
     try:
@@ -194,6 +189,4 @@ async def serve_dispatcher(
             await dispatcher.run(stop)
     finally:
         await engine.dispose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+        stop_listening()

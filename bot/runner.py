@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -31,6 +32,23 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
+
+
+def listen_for_shutdown(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT and SIGTERM set ``stop`` (Ctrl-C shuts down cleanly); returns the function that
+    stops listening."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+
+    def stop_listening() -> None:
+        for signum in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+
+    return stop_listening
 
 
 class StartupError(Exception):
@@ -102,10 +120,7 @@ async def serve(
     """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
     await check_schema(settings)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    stop_listening = listen_for_shutdown(stop)
 
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
@@ -163,6 +178,4 @@ async def serve(
         if runner is not None:
             await runner.cleanup()
         await engine.dispose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signum)
+        stop_listening()
