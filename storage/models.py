@@ -591,3 +591,12 @@ Index(
 )
 # Follow-ups after a resolved ticket look tickets up by resolution time.
 Index("ix_tickets_resolved", Ticket.resolved_at)
+
+
+# --- surveys (issue 8: surveys/, storage/surveys.py) ---
+
+
+# --- follow-up visits (issue 7: scheduler/care.py, storage/care.py) ---
+
+
+# --- operations (issue 10: dashboard, scale-out) ---
