@@ -45,11 +45,13 @@ async def request_handoff(
     now: datetime,
     kind: str = HANDOFF_QUESTION,
     desk: tickets_rules.Desk | None = None,
+    answer_given: Entry | None = None,
 ) -> KbHandoff:
     """A customer wants a person: the request is recorded in ``kb_handoffs`` and, with a
     ``desk``, a ticket opens ("question", or "complaint" for an entry's complaint button) with
     the question as its subject, unless the customer already has one open (a banned customer
-    gets none)."""
+    gets none). The answer that did not help (``answer_given``) follows the card into the
+    topic, so staff see what the customer was already told."""
     handoff = await kb_queries.record_handoff(
         session,
         customer_id=customer_id,
@@ -64,7 +66,7 @@ async def request_handoff(
         and customer is not None
         and await ticket_queries.get_ban(session, customer_id) is None
     ):
-        await tickets_rules.open_ticket(
+        ticket, opened = await tickets_rules.open_ticket(
             session,
             desk,
             customer,
@@ -75,6 +77,12 @@ async def request_handoff(
             subject=question,
             now=now,
         )
+        if opened and answer_given is not None:
+            answer = answer_given.answer.get(desk.staff_language)
+            text = desk.staff_text(
+                "ticket_kb_answer_given", entry=answer_given.id, answer=Markup(answer)
+            )
+            await tickets_rules.push_topic_text(session, desk, ticket, text, now)
     return handoff
 
 
@@ -182,7 +190,13 @@ async def press_button(
         case "down":
             row.feedback, row.feedback_at = kb_queries.UNHELPFUL, now
             await request_handoff(
-                session, customer.id, row.question, row.entry_id, now=now, desk=desk
+                session,
+                customer.id,
+                row.question,
+                row.entry_id,
+                now=now,
+                desk=desk,
+                answer_given=knowledge.entry(row.entry_id or ""),
             )
             return Reply("kb_handoff_requested", language)
         case "person":

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from bot.kb import load_knowledge_base
 from bot.local_api import FakeUser
+from bot.settings import EXAMPLE_CONFIG_DIR
 from bot.texts import Markup
 from handlers.tickets_rules import KIND_CUSTOMER, KIND_TOPIC
 from storage import tickets as ticket_queries
@@ -314,6 +316,40 @@ class TestHandoff:
             api,
             STAFF,
             lambda m: m.copied_from == (gus.id, sent["message"]["message_id"]),
+            thread_id=thread,
+        )
+        assert await count(harness, Ticket) == 1
+
+    async def test_thumbs_down_opens_a_question_ticket_with_the_answer_given(
+        self, harness: Harness
+    ) -> None:
+        api = harness.api
+        ida = api.add_user(5031, "Ida", language_code="en")
+        await api.send_text(ida, "Where is my parcel?")
+        answer = (await api.wait_for_sent(ida.id, 1))[0]
+        down = next(data for _, data in answer.buttons() if data.startswith("kb:down:"))
+        await api.press_button(ida, answer, down)
+        await wait_text(api, ida.id, harness.text("en", "kb_handoff_requested"))
+        thread = await topic_of(harness, "Q-000001")
+        card, given = await api.wait_for_sent(STAFF, 2, thread_id=thread)
+        assert "❓ where is my parcel" in (card.text or "")
+        entry = load_knowledge_base(EXAMPLE_CONFIG_DIR).entry("tracking")
+        assert entry is not None
+        assert given.text == harness.text(
+            "en", "ticket_kb_answer_given", entry="tracking", answer=Markup(entry.answer.en)
+        )
+        found = await ticket(harness, "Q-000001")
+        assert (found.source, found.category, found.customer_id) == (
+            "question",
+            "question",
+            (await harness.customer(ida.id)).id,  # type: ignore[union-attr]
+        )
+        # What Ida writes next goes to the ticket, not to the knowledge base.
+        sent = await api.send_text(ida, "it says delivered but it is not here")
+        await wait_message(
+            api,
+            STAFF,
+            lambda m: m.copied_from == (ida.id, sent["message"]["message_id"]),
             thread_id=thread,
         )
         assert await count(harness, Ticket) == 1
