@@ -37,6 +37,7 @@ _MEDIA_KINDS = (
 )
 
 JOURNAL_KEY = "inbound_journal"
+BUTTON_KIND = "button"
 
 
 def message_kind(message: Message) -> tuple[str, str | None]:
@@ -87,33 +88,57 @@ class InboundJournal:
                     future.set_result(row["update_id"] in new)
 
 
-async def store_inbound(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the message, then let the rule handlers run (or stop: redelivery, foreign chat)."""
+def inbound_row(update: Update) -> dict[str, Any] | None:
+    """What a person sent in this update, as an ``inbound_messages`` row without its time: a
+    message (new or edited) or a pressed button; None for anything else (status changes)."""
+    chat = update.effective_chat
+    if update.callback_query is not None:
+        query = update.callback_query
+        origin = query.message
+        return {
+            "update_id": update.update_id,
+            "chat_id": chat.id if chat else None,
+            "telegram_message_id": origin.message_id if origin else None,
+            "sender_user_id": query.from_user.id,
+            "kind": BUTTON_KIND,
+            "text": query.data,
+            "media_file_id": None,
+            "edited": False,
+        }
     message = update.message or update.edited_message
+    if message is None or chat is None:
+        return None
+    kind, file_id = message_kind(message)
+    sender = message.from_user
+    return {
+        "update_id": update.update_id,
+        "chat_id": chat.id,
+        "telegram_message_id": message.message_id,
+        "sender_user_id": sender.id if sender else None,
+        "kind": kind,
+        "text": message.text or message.caption,
+        "media_file_id": file_id,
+        "edited": update.edited_message is not None,
+    }
+
+
+async def store_inbound(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log what was sent, then let the rule handlers run (or stop: redelivery, foreign chat).
+
+    Button presses are logged too: their ``update_id`` is what makes a redelivered press (a
+    webhook retried, or delivered to a second bot process) a no-op.
+    """
     chat = update.effective_chat
     if chat is None:
         return
     deps = get_deps(context)
     if chat.type != ChatType.PRIVATE and chat.id != deps.staff_chat_id:
         raise ApplicationHandlerStop
-    if message is None:
+    row = inbound_row(update)
+    if row is None:
         return
-    kind, file_id = message_kind(message)
-    sender = message.from_user
     journal: InboundJournal = context.bot_data[JOURNAL_KEY]
-    stored = await journal.store(
-        {
-            "update_id": update.update_id,
-            "chat_id": chat.id,
-            "telegram_message_id": message.message_id,
-            "sender_user_id": sender.id if sender else None,
-            "kind": kind,
-            "text": message.text or message.caption,
-            "media_file_id": file_id,
-            "edited": update.edited_message is not None,
-            "received_at": deps.clock.now(),
-        }
-    )
+    stored = await journal.store({**row, "received_at": deps.clock.now()})
     if not stored:
         logger.info("update %s already handled: skipped", update.update_id)
         raise ApplicationHandlerStop

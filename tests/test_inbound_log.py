@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import customers as customer_queries
-from storage.models import Customer, InboundMessage
+from storage.models import Customer, InboundMessage, KbHandoff
+from tests.auxil.harness import Harness
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -67,3 +69,29 @@ async def test_a_batch_is_stored_linked_and_redeliveries_recognised(
         (3, customer_id),
         (4, None),
     ]
+
+
+async def test_a_redelivered_message_or_button_press_is_handled_once(harness: Harness) -> None:
+    """Telegram redelivers an update whose webhook answer it missed; with several bot processes
+    the copy may reach another one. The update id makes the copy a no-op."""
+    api = harness.api
+    ada = api.add_user(7001, "Ada", language_code="en")
+    question = await api.send_text(ada, "what is the capital of france")
+    reply = (await api.wait_for_sent(ada.id, 1))[0]
+    person = next(data for _, data in reply.buttons() if data.startswith("kb:person:"))
+    press = await api.press_button(ada, reply, person)
+    await api.wait_for_sent(ada.id, 2)
+
+    await api.send_raw_update(question)
+    await api.send_raw_update(press)
+    # A fresh message after the copies: once it is answered, the copies have been dealt with.
+    await api.send_text(ada, "/help")
+    sent = await api.wait_for_sent(ada.id, 3)
+    await asyncio.sleep(0.2)  # room for a wrongly handled copy to show up
+    assert [m.text for m in api.sent(ada.id)] == [m.text for m in sent[:3]]
+    async with harness.sessionmaker() as session:
+        handoffs = (await session.execute(select(func.count()).select_from(KbHandoff))).scalar()
+        kinds = (
+            await session.execute(select(InboundMessage.kind).order_by(InboundMessage.update_id))
+        ).scalars()
+        assert (handoffs, list(kinds)) == (1, ["text", "button", "text"])
