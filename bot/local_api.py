@@ -440,6 +440,19 @@ class _FailRule:
     chat_id: int | str | None
 
 
+def _update_chat(update: JSONDict) -> int | str:
+    """The chat whose queue an update joins for webhook delivery (its id if it has none)."""
+    for value in update.values():
+        if isinstance(value, dict):
+            chat = value.get("chat") or (value.get("message") or {}).get("chat")
+            if isinstance(chat, dict) and isinstance(chat.get("id"), int):
+                return int(chat["id"])
+            sender = value.get("from")
+            if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+                return int(sender["id"])
+    return f"update {update['update_id']}"  # a queue of its own
+
+
 @dataclass
 class _Webhook:
     url: str
@@ -1894,23 +1907,55 @@ class LocalBotApi:
                 await task
 
     async def _webhook_loop(self, hook: _Webhook) -> None:
-        delay = self.webhook_retry_delay
-        while self._webhook is hook and not self._closing:
-            if not self._updates:
+        """Deliver pending updates as Telegram does: up to ``max_connections`` requests at
+        once, but one at a time per chat (a chat's updates arrive in order); a failed update
+        is retried after a pause that doubles, and holds back the later updates of its chat."""
+        in_flight: dict[int | str, asyncio.Task[None]] = {}  # by chat
+        delays: dict[int, float] = {}  # by id() of a pending update that failed
+        try:
+            while self._webhook is hook and not self._closing:
                 wakeup = self._webhook_wakeup
                 if wakeup is None:
                     return
                 wakeup.clear()
+                waiting: set[int | str] = set()
+                for update in list(self._updates):
+                    if len(in_flight) >= hook.max_connections:
+                        break
+                    chat = _update_chat(update)
+                    if chat in in_flight or chat in waiting:
+                        waiting.add(chat)
+                        continue
+                    waiting.add(chat)
+                    in_flight[chat] = asyncio.create_task(
+                        self._deliver_one(hook, update, delays, in_flight, chat)
+                    )
                 await wakeup.wait()
-                continue
-            update = self._updates[0]
+        finally:
+            for task in in_flight.values():
+                task.cancel()
+
+    async def _deliver_one(
+        self,
+        hook: _Webhook,
+        update: JSONDict,
+        delays: dict[int, float],
+        in_flight: dict[int | str, asyncio.Task[None]],
+        chat: int | str,
+    ) -> None:
+        try:
             if await self._post_update(hook, update):
-                if self._updates and self._updates[0] is update:
-                    self._updates.popleft()
-                delay = self.webhook_retry_delay
+                delays.pop(id(update), None)
+                with contextlib.suppress(ValueError):
+                    self._updates.remove(update)
             else:
+                delay = delays.get(id(update), self.webhook_retry_delay)
+                delays[id(update)] = min(delay * 2, self.webhook_max_retry_delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.webhook_max_retry_delay)
+        finally:
+            in_flight.pop(chat, None)
+            if self._webhook_wakeup is not None:
+                self._webhook_wakeup.set()
 
     async def _post_update(self, hook: _Webhook, update: JSONDict) -> bool:
         if self._client is None:

@@ -362,6 +362,26 @@ class TestUpdates:
         await api.send_text(user, "polled")
         assert [u.message.text for u in await bot.get_updates() if u.message] == ["polled"]
 
+    async def test_webhook_delivers_chats_in_parallel_and_each_chat_in_order(
+        self, api: LocalBotApi, bot: Bot
+    ) -> None:
+        ann, bob = api.add_user(4003, "Ann"), api.add_user(4004, "Bob")
+        async with webhook_receiver() as receiver:
+            receiver.release = asyncio.Event()
+            assert await bot.set_webhook(receiver.url)
+            first = await api.send_text(ann, "one")
+            second = await api.send_text(ann, "two")
+            other = await api.send_text(bob, "hi")
+            # Ann's first and Bob's message are in flight together; Ann's second waits.
+            await receiver.wait_for(2)
+            await asyncio.sleep(0.1)
+            assert [u for _, u in receiver.received] == [first, other]
+            receiver.release.set()
+            await receiver.wait_for(3)
+            assert receiver.received[-1][1] == second
+            await api.wait_for(lambda: not api.pending_updates)
+            assert await bot.delete_webhook()
+
     async def test_webhook_must_be_local(self, api: LocalBotApi, bot: Bot) -> None:
         with pytest.raises(BadRequest, match=r"(?i)loopback"):
             await bot.set_webhook("https://example.com/hook")

@@ -25,9 +25,11 @@ async def ptb_bot(api: LocalBotApi) -> AsyncIterator[Bot]:
 
 @dataclass
 class WebhookReceiver:
-    """Answers webhook POSTs with the queued statuses (then 200) and records what came."""
+    """Answers webhook POSTs with the queued statuses (then 200) and records what came; while
+    ``release`` is unset, each POST is recorded but not answered yet."""
 
     statuses: list[int] = field(default_factory=list)
+    release: asyncio.Event | None = None
     received: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -58,6 +60,8 @@ class WebhookReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         self.received.append((request.headers.get(SECRET_HEADER), await request.json()))
         self._changed.set()
+        if self.release is not None:
+            await self.release.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.json_response({"ok": status == 200}, status=status)
 
