@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -41,12 +40,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot
 
+from bench._databases import scratch_database
 from bot.local_api import LocalBotApi
 from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -56,41 +54,13 @@ from scheduler.dispatcher import create_dispatcher
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker
-from storage.migrate import upgrade
 
 TOKEN = "123456:BENCH-TOKEN"
 FIRST_CHAT = 1_000_000
 BUSY_CHAT = 999_999
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CAREBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 # -- databases ---------------------------------------------------------------------------------
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@asynccontextmanager
-async def scratch_database(kind: str, directory: Path, name: str) -> AsyncIterator[str]:
-    """A migrated, empty database, removed afterwards."""
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{directory / f'{name}.db'}"
-        await asyncio.to_thread(upgrade, url)
-        yield url
-        return
-    database = f"carebot_bench_{name}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(_dsn(POSTGRES_ADMIN_URL))
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    url = make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(False)
-    try:
-        await asyncio.to_thread(upgrade, url)
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
 
 
 # -- the local Bot API server, in its own process (as Telegram is on another machine) -------------

@@ -31,26 +31,21 @@ import argparse
 import asyncio
 import multiprocessing
 import multiprocessing.connection
-import os
 import random
 import signal
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
-from sqlalchemy.engine import make_url
 
+from bench._databases import scratch_database
 from bot.app import build_application
 from bot.rules import OutboxRules, load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
@@ -61,15 +56,11 @@ from scheduler.clock import SystemClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
 from storage.engine import create_engine, create_sessionmaker
-from storage.migrate import upgrade
 
 TOKEN = "123456:BENCH-TOKEN"
 STAFF_CHAT_ID = -1001555000001
 FIRST_CUSTOMER = 700_000
 FIRST_STAFF = 900_000
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CAREBOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 # -- the other machine: Telegram's side and the people --------------------------------------------
@@ -259,30 +250,6 @@ def _serve(args: dict[str, Any], connection: multiprocessing.connection.Connecti
 # -- this machine: the bot ------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def scratch_database(kind: str, directory: Path) -> AsyncIterator[str]:
-    """A migrated, empty database, removed afterwards."""
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{directory / 'relay.db'}"
-        await asyncio.to_thread(upgrade, url)
-        yield url
-        return
-    name = f"carebot_bench_relay_{uuid.uuid4().hex[:8]}"
-    admin = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql")
-    dsn = admin.render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(upgrade, url)
-        yield url
-    finally:
-        connection = await asyncpg.connect(dsn)
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.close()
-
-
 def _outbox_rules(limits: str) -> OutboxRules:
     shipped = load_rules(EXAMPLE_CONFIG_DIR).outbox
     if limits == "telegram":
@@ -325,7 +292,7 @@ async def main() -> None:
     texts = Texts.load()
     outbox = _outbox_rules(args.limits)
     try:
-        async with scratch_database(args.database, workdir) as url:
+        async with scratch_database(args.database, workdir, "relay") as url:
             settings = load_settings(
                 telegram_token=TOKEN,
                 telegram_api_url=root,
