@@ -241,15 +241,13 @@ async def lanes_idle(harness: Harness, number: str) -> None:
     api = harness.api
 
     async def busy() -> int:
-        async with harness.sessionmaker() as session:
-            found = await ticket_queries.ticket_by_number(session, number)
-            assert found is not None
-            return await count(
-                harness,
-                TicketDelivery,
-                TicketDelivery.ticket_id == found.id,
-                TicketDelivery.state.in_(["queued", "outbox"]),
-            )
+        found = await ticket(harness, number)
+        return await count(
+            harness,
+            TicketDelivery,
+            TicketDelivery.ticket_id == found.id,
+            TicketDelivery.state.in_(["queued", "outbox"]),
+        )
 
     for _ in range(250):
         if await busy() == 0:
