@@ -414,6 +414,12 @@ async def relay_from_customer(
     Returns what to tell the customer (usually nothing), or None when there is no ticket for
     the message: the caller answers it as usual (the knowledge base).
     """
+    reopen = desk.rules.reopen
+    closed_since = now - max(
+        timedelta(hours=reopen.window_hours), timedelta(days=reopen.follow_up_days)
+    )
+    if not await q.may_take_message(session, customer.id, closed_since):
+        return None
     ban = await q.get_ban(session, customer.id)
     ticket = await q.open_ticket_of(session, customer.id)
     replies: list[Reply] = []

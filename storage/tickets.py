@@ -145,6 +145,28 @@ async def open_ticket_of(session: AsyncSession, customer_id: int) -> Ticket | No
     return result.scalar_one_or_none()
 
 
+async def may_take_message(
+    session: AsyncSession, customer_id: int, closed_since: datetime
+) -> bool:
+    """Whether a ticket may take the customer's message: they have one open, or (not banned)
+    one closed since ``closed_since`` that a message reopens or follows up. One statement: most
+    messages come from customers with no ticket at all and go straight to the knowledge base.
+    """
+    open_ticket = select(Ticket.id).where(Ticket.open_customer_id == customer_id).exists()
+    banned = select(CustomerBan.customer_id).where(CustomerBan.customer_id == customer_id).exists()
+    recently_closed = (
+        select(Ticket.id)
+        .where(
+            Ticket.customer_id == customer_id,
+            Ticket.status == CLOSED,
+            Ticket.closed_at >= closed_since,
+        )
+        .exists()
+    )
+    statement = select(or_(open_ticket, and_(~banned, recently_closed)))
+    return bool((await session.execute(statement)).scalar())
+
+
 async def last_closed_ticket(session: AsyncSession, customer_id: int) -> Ticket | None:
     result = await session.execute(
         select(Ticket)
