@@ -17,10 +17,12 @@ COPY handlers ./handlers
 COPY surveys ./surveys
 COPY storage ./storage
 COPY scheduler ./scheduler
+COPY dashboard ./dashboard
 RUN pip install --no-cache-dir .
 
 USER carebot
 VOLUME ["/data"]
-# Webhook mode (CAREBOT_WEBHOOK_URL set) listens here; /healthz answers on the same port.
+# Webhook mode (CAREBOT_WEBHOOK_URL set) listens here, with /healthz, /readyz, /metrics and
+# the dashboard on the same port.
 EXPOSE 8080
 CMD ["carebot", "run"]

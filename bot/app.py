@@ -14,7 +14,8 @@ from bot.rules import Rules
 from bot.settings import Settings
 from bot.texts import LANGUAGES, Texts
 from bot.update_processor import PerConversationUpdateProcessor
-from handlers import answers, care, complaints, inbound, onboarding, staff
+from bot.web import wire_operations
+from handlers import answers, care, complaints, inbound, onboarding, staff, surveys
 from handlers.context import DEPS_KEY, Deps
 from scheduler.clock import Clock
 
@@ -75,8 +76,11 @@ def build_application(
     application.add_handlers(onboarding.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(answers.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(care.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(surveys.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(onboarding.build_fallback_handlers(), group=GROUP_FEATURES)
     application.add_error_handler(on_error)
+    # Last: every handler registered above is counted, timed and logged per update.
+    wire_operations(application, settings)
     return application
 
 

@@ -41,7 +41,7 @@ app.command("plan")(plan_command)
 def run() -> None:
     """Run the bot: long polling, or a webhook server when CAREBOT_WEBHOOK_URL is set."""
     settings = or_exit(load_settings)
-    configure_logging(settings.log_level, secrets=[settings.token])
+    configure_logging(settings.log_level, secrets=[settings.token], log_format=settings.log_format)
     rules = or_exit(lambda: load_rules(settings.config_dir))
     or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast: file and key
     texts = or_exit(Texts.load)
@@ -53,6 +53,26 @@ def run() -> None:
         asyncio.run(serve(settings, rules=rules, texts=texts))
     except StartupError as error:
         typer.echo(f"carebot: {error}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(
+        8080, min=0, max=65535, help="Port of the page on 127.0.0.1 (0: any free port)."
+    ),
+) -> None:
+    """Try carebot in a browser, no bot token needed: the bot, a sample shop and a chat page
+    where you play customers and staff side by side, on one local URL."""
+    from bot.demo import run_demo  # the sandbox's parts load only for this command
+
+    configure_logging("WARNING", secrets=[])
+    try:
+        asyncio.run(run_demo(port, ready=lambda url: typer.echo(f"carebot demo: open {url}")))
+    except OSError as error:  # the port is taken
+        typer.echo(f"carebot demo: {error.strerror or error}; try --port 0", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass

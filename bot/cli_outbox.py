@@ -20,11 +20,11 @@ from telegram import Bot
 from bot.cli_tools import or_exit
 from bot.logs import configure_logging
 from bot.rules import Rules, load_rules
-from bot.runner import StartupError, check_schema, listen_for_shutdown
+from bot.runner import StartupError, check_schema, create_desk_dispatcher, listen_for_shutdown
 from bot.settings import Settings, load_database_settings, load_settings
 from bot.texts import Texts
+from handlers.tickets_rules import Desk
 from scheduler.clock import Clock, SystemClock
-from scheduler.dispatcher import create_dispatcher
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade
@@ -141,7 +141,7 @@ def cancel(
 def drain() -> None:
     """Run only the dispatcher until SIGINT/SIGTERM (a separate worker process)."""
     settings = or_exit(load_settings)
-    configure_logging(settings.log_level, secrets=[settings.token])
+    configure_logging(settings.log_level, secrets=[settings.token], log_format=settings.log_format)
     rules = or_exit(lambda: load_rules(settings.config_dir))
     texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
@@ -177,14 +177,14 @@ async def serve_dispatcher(
         async with Bot(
             settings.token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot"
         ) as bot:
-            dispatcher = create_dispatcher(
+            dispatcher = create_desk_dispatcher(
                 bot,
                 engine,
                 create_sessionmaker(engine),
+                desk=Desk.from_rules(rules, texts, settings.staff_chat_id),
+                rules=rules,
                 texts=texts,
-                rules=rules.outbox,
                 clock=clock or SystemClock(),
-                default_timezone=rules.general.customers.default_timezone,
             )
             await dispatcher.run(stop)
     finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import math
 import statistics
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +20,7 @@ from storage import kb as kb_queries
 from storage import tickets as ticket_queries
 from storage import tiers as tier_queries
 from storage.tiers import STAGES, ChurnFlag, TierReport
+from surveys import analytics as survey_analytics
 
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
 out = Console()
@@ -141,19 +144,18 @@ def _duration(seconds: float | None) -> str:
 
 
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M"]
+Since = Annotated[
+    datetime | None,
+    typer.Option(formats=DATE_FORMATS, help="From (UTC); default 30 days before --until."),
+]
+Until = Annotated[
+    datetime | None,
+    typer.Option(formats=DATE_FORMATS, help="Until, excluded (UTC); default now."),
+]
 
 
 @report_app.command("tickets")
-def tickets(
-    since: Annotated[
-        datetime | None,
-        typer.Option(formats=DATE_FORMATS, help="From (UTC); default 30 days before --until."),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        typer.Option(formats=DATE_FORMATS, help="Until, excluded (UTC); default now."),
-    ] = None,
-) -> None:
+def tickets(since: Since = None, until: Until = None) -> None:
     """Tickets opened in a period: counts by category, tier and status; median and p90 times
     to the first reply and to resolution; SLA breaches."""
     tool = open_tool()
@@ -197,3 +199,107 @@ def tickets(
         f"SLA breaches: first reply {report.first_response_breaches:,}, "
         f"resolution {report.resolution_breaches:,}"
     )
+
+
+# --- surveys (issue 8) ----------------------------------------------------------------------
+
+SURVEY_COLUMNS = ("scores", "CSAT %", "mean", "NPS n", "NPS", "sent", "answered", "resp. %")
+"""Each figure follows the count behind it: scores (1-5 answers) for CSAT % and mean, NPS n
+(0-10 answers) for NPS, sent (invitations) for answered and the response rate."""
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def survey_table(
+    scores: list[survey_analytics.SatisfactionRow],
+    rates: list[survey_analytics.ResponseRateRow] | None,
+) -> list[list[str]]:
+    """The report's rows, group values first; each figure beside the count behind it."""
+    by_group = {row.group: row for row in rates or []}
+    groups = sorted({row.group for row in scores} | set(by_group))
+    found = {row.group: row for row in scores}
+    table = []
+    for group in groups:
+        score = found.get(group)
+        rate = by_group.get(group)
+        table.append(
+            [
+                *group,
+                str(score.scale_answers) if score else "0",
+                _figure(score.csat_percent if score else None, 1),
+                _figure(score.mean_score if score else None, 2),
+                str(score.nps_answers) if score else "0",
+                _figure(score.nps if score else None, 1),
+                str(rate.sent) if rate else "",
+                str(rate.responded) if rate else "",
+                _figure(rate.response_rate if rate else None, 1),
+            ]
+        )
+    return table
+
+
+@report_app.command("surveys")
+def surveys(
+    since: Since = None,
+    until: Until = None,
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            help="tier, category, dimension, survey, week or month; several with commas "
+            "(tier,dimension).",
+        ),
+    ] = "tier",
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the table to this CSV file.")
+    ] = None,
+) -> None:
+    """Satisfaction of the surveys sent in a period: CSAT % (share of 4-5), mean 1-5 score,
+    NPS and response rate per group, each with the count behind it."""
+    tool = open_tool()
+    end = until.replace(tzinfo=UTC) if until else tool.clock.now()
+    start = since.replace(tzinfo=UTC) if since else end - timedelta(days=30)
+    keys = [key.strip() for key in group_by.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in survey_analytics.GROUPS]
+    if start >= end or unknown or len(set(keys)) != len(keys):
+        problem = (
+            "--since must be before --until"
+            if start >= end
+            else f"--group-by: expected some of {', '.join(survey_analytics.GROUPS)}"
+        )
+        typer.echo(f"carebot: {problem}", err=True)
+        raise typer.Exit(2)
+
+    async def read() -> tuple[
+        list[survey_analytics.SatisfactionRow], list[survey_analytics.ResponseRateRow] | None
+    ]:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            scores = await survey_analytics.satisfaction_by(
+                session, since=start, until=end, group_by=keys
+            )
+            rates = (
+                None
+                if "dimension" in keys
+                else await survey_analytics.response_rates(
+                    session, since=start, until=end, group_by=keys
+                )
+            )
+            return scores, rates
+
+    scores, rates = asyncio.run(read())
+    rows = survey_table(scores, rates)
+    header = [*keys, *SURVEY_COLUMNS]
+    table = Table(title=f"surveys sent from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+    for name in header:
+        table.add_column(name, no_wrap=name in keys)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table if rows else "no survey answers in this period")
+    if csv_file is not None:
+        with csv_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+        out.print(f"wrote {len(rows)} row(s) to {csv_file}")

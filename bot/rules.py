@@ -26,6 +26,7 @@ from pydantic import (
 
 from bot.care_rules import CareRules
 from bot.texts import LANGUAGES
+from surveys.definitions import SurveyRules, load_surveys
 
 
 def is_time_zone(name: str) -> bool:
@@ -474,6 +475,7 @@ class Rules(StrictModel):
     tiers: TierRules = TierRules()
     tickets: TicketRules = TicketRules()
     care: CareRules = CareRules()
+    surveys: SurveyRules = SurveyRules()
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -499,11 +501,21 @@ def load_rule_file(path: Path, model: type[Model]) -> Model:
 
 
 def load_rules(config_dir: Path) -> Rules:
-    """Load and validate every rule file in ``config_dir``."""
+    """Load and validate every rule file in ``config_dir`` (the first error stops it)."""
+    general = load_rule_file(config_dir / "customers.toml", GeneralRules)
+    outbox = load_rule_file(config_dir / "outbox.toml", OutboxRules)
+    tiers = load_rule_file(config_dir / "tiers.toml", TierRules)
+    tickets = load_rule_file(config_dir / "tickets.toml", TicketRules)
+    care = load_rule_file(config_dir / "care.toml", CareRules)
     return Rules(
-        general=load_rule_file(config_dir / "customers.toml", GeneralRules),
-        outbox=load_rule_file(config_dir / "outbox.toml", OutboxRules),
-        tiers=load_rule_file(config_dir / "tiers.toml", TierRules),
-        tickets=load_rule_file(config_dir / "tickets.toml", TicketRules),
-        care=load_rule_file(config_dir / "care.toml", CareRules),
+        general=general,
+        outbox=outbox,
+        tiers=tiers,
+        tickets=tickets,
+        care=care,
+        surveys=load_surveys(
+            config_dir / "surveys",
+            tiers=[tier.name for tier in tiers.tiers],
+            categories=[category.code for category in tickets.categories],
+        ),
     )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from telegram import Update
+from telegram import Bot, Update
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -18,14 +18,15 @@ from bot.kb import KB_KEY, reload_on_sighup
 from bot.rules import Rules
 from bot.settings import Settings
 from bot.texts import Texts
-from bot.web import build_web_app
+from bot.web import metrics_of, start_web_server
 from handlers.context import DEPS_KEY
 from handlers.tickets import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.clock import Clock, SystemClock
-from scheduler.dispatcher import create_dispatcher
+from scheduler.dispatcher import Dispatcher, create_dispatcher
 from scheduler.sla import sla_jobs
+from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import Background, PeriodicJob, outbox_jobs
 from storage.engine import create_engine, create_sessionmaker
@@ -70,6 +71,30 @@ async def check_schema(settings: Settings) -> None:
         )
 
 
+def create_desk_dispatcher(
+    bot: Bot,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    desk: Desk,
+    rules: Rules,
+    texts: Texts,
+    clock: Clock,
+) -> Dispatcher:
+    """The outbox dispatcher with the ticket desk's outcome hooks (a relayed message's lane
+    moves on when it is sent), in the bot process or a stand-alone ``carebot outbox drain``."""
+    return create_dispatcher(
+        bot,
+        engine,
+        sessionmaker,
+        texts=texts,
+        rules=rules.outbox,
+        clock=clock,
+        default_timezone=rules.general.customers.default_timezone,
+        hooks=hooks_by_kind(desk),
+    )
+
+
 def build_background(
     application: Application,
     engine: AsyncEngine,
@@ -83,17 +108,11 @@ def build_background(
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
     desk = Desk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
     application.bot_data[DESK_KEY] = desk
-    dispatcher = create_dispatcher(
-        application.bot,
-        engine,
-        sessionmaker,
-        texts=texts,
-        rules=rules.outbox,
-        clock=clock,
-        default_timezone=rules.general.customers.default_timezone,
-        hooks=hooks_by_kind(desk),
+    dispatcher = create_desk_dispatcher(
+        application.bot, engine, sessionmaker, desk=desk, rules=rules, texts=texts, clock=clock
     )
     application.bot_data[WAKE_KEY] = dispatcher.wake  # relays go out at once, not at a poll
+    metrics_of(application).watch_dispatcher(dispatcher.counters)  # sends by result, 429s
     return Background(dispatcher, periodic_jobs(sessionmaker, rules, desk), clock)
 
 
@@ -106,6 +125,7 @@ def periodic_jobs(
         *care_jobs(sessionmaker, planner_for(rules)),
         *sla_jobs(sessionmaker, desk),
         *tier_jobs(sessionmaker, rules.tiers),
+        *survey_jobs(sessionmaker, rules.surveys, desk),
     ]
 
 
@@ -146,17 +166,14 @@ async def serve(
                 await application.post_init(application)
             await drop_stale(sessionmaker, planner_for(rules), clock.now())  # before sends
             await background.start()
+            # The web server (health, readiness, metrics, dashboard) in polling mode too when
+            # asked for; webhook mode needs it for the webhook.
+            if webhook_mode or settings.serve_web or settings.dashboard_url is not None:
+                runner = await start_web_server(application, settings, webhook=webhook_mode)
             if webhook_mode:
-                secret = settings.effective_webhook_secret
-                web_app = build_web_app(
-                    application, webhook_path=settings.webhook_path, secret=secret
-                )
-                runner = web.AppRunner(web_app, access_log=None)
-                await runner.setup()
-                await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
                 await application.bot.set_webhook(
                     url=str(settings.webhook_url),
-                    secret_token=secret,
+                    secret_token=settings.effective_webhook_secret,
                     allowed_updates=Update.ALL_TYPES,
                 )
                 logger.info(

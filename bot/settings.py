@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -34,6 +34,9 @@ EXPECTED = {
     "listen_host": "an address to listen on, like 0.0.0.0",
     "listen_port": "a TCP port between 1 and 65535",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR",
+    "dashboard_url": "the public http(s) root of the web server, like https://bot.example.com",
+    "serve_web": "true or false",
+    "log_format": "one of auto (JSON unless on a terminal), json, text",
 }
 
 
@@ -97,6 +100,17 @@ class Settings(DatabaseSettings):
     listen_host: str = "0.0.0.0"
     listen_port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # The public root of this process's web server (the dashboard's sign-in links start with
+    # it); setting it turns the dashboard on, and the web server on in polling mode too.
+    dashboard_url: str | None = None
+    # Serve /healthz, /readyz and /metrics in polling mode too (webhook mode always does).
+    serve_web: bool = False
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard_url(cls, value: str | None) -> str | None:
+        return _check_http_url(value) if value else None
 
     @field_validator("telegram_token")
     @classmethod

@@ -9,7 +9,7 @@ conversation run one after another in the order they arrived.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
@@ -34,8 +34,12 @@ class PerConversationUpdateProcessor(BaseUpdateProcessor):
         super().__init__(max_concurrent_updates)
         self._locks: dict[ConversationKey, asyncio.Lock] = {}
         self._holders: dict[ConversationKey, int] = {}
+        # Wraps each update's handling once its turn has come (bot.metrics: count, time, log).
+        self.observer: Callable[[object, Awaitable[Any]], Awaitable[None]] | None = None
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        if self.observer is not None:
+            coroutine = self.observer(update, coroutine)
         key = conversation_key(update)
         if key is None:
             await coroutine

@@ -1,26 +1,147 @@
-"""The aiohttp server of webhook mode: the Telegram webhook (secret checked) and ``/healthz``."""
+"""The aiohttp server: the Telegram webhook (secret checked), ``/healthz`` (alive),
+``/readyz`` (database reachable, migrations current, dispatcher running), ``/metrics``
+(Prometheus) and the staff dashboard under ``/dashboard``.
+
+Webhook mode always serves it; polling mode serves it when ``CAREBOT_SERVE_WEB`` or
+``CAREBOT_DASHBOARD_URL`` is set (``bot.runner``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from telegram import Update
 from telegram.ext import Application
+
+from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handlers
+from bot.settings import Settings
+from dashboard import Dashboard, mount
+from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
+from handlers.context import DEPS_KEY, Deps
+from storage.engine import create_engine
+from storage.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+READY_TIMEOUT_SECONDS = 5.0
+DISPATCHER_TASK = "dispatcher"  # the name scheduler.wiring.Background gives its task
 
 
-def build_web_app(application: Application, *, webhook_path: str, secret: str) -> web.Application:
-    """Routes: ``POST webhook_path`` for Telegram, ``GET /healthz`` for liveness probes."""
+def dashboard_secret(token: str) -> bytes:
+    """The key signing dashboard sessions: derived from the bot token, so every replica agrees
+    and a new token signs everybody out."""
+    return hashlib.sha256(b"carebot-dashboard:" + token.encode()).digest()
+
+
+def dispatcher_task_running() -> bool:
+    """Whether this process's outbox dispatcher task is alive (``Background`` names it)."""
+    return any(
+        task.get_name() == DISPATCHER_TASK and not task.done() for task in asyncio.all_tasks()
+    )
+
+
+class Readiness:
+    """``/readyz``: a fresh connection each probe (a pooled one can outlive the database)."""
+
+    def __init__(
+        self, database_url: str, *, dispatcher_alive: Callable[[], bool] = dispatcher_task_running
+    ) -> None:
+        self._url = make_url(database_url)
+        self._engine = create_engine(database_url, poolclass=NullPool)
+        self._head = head_revision(database_url)
+        self._dispatcher_alive = dispatcher_alive
+
+    def _sqlite_file_missing(self) -> bool:
+        """SQLite would create a missing file on connect: a moved or deleted database."""
+        database = self._url.database
+        return (
+            self._url.get_backend_name() == "sqlite"
+            and database not in (None, "", ":memory:")
+            and not Path(str(database)).exists()
+        )
+
+    async def check(self) -> dict[str, str]:
+        """Each check's verdict: "ok" or what is wrong (never a URL or a secret)."""
+        checks = {"database": "ok", "migrations": "ok", "dispatcher": "ok"}
+        try:
+            if self._sqlite_file_missing():
+                raise FileNotFoundError("database file missing")
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                current = await current_revision(self._engine)
+        except Exception as error:  # any failure to reach the database means "not ready"
+            checks["database"] = f"unreachable ({type(error).__name__})"
+            checks["migrations"] = "unknown"
+        else:
+            if current != self._head:
+                checks["migrations"] = f"at {current or 'none'}, expected {self._head}"
+        if not self._dispatcher_alive():
+            checks["dispatcher"] = "not running"
+        return checks
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def wire_operations(application: Application, settings: Settings) -> BotMetrics:
+    """Per-update metrics and logs for every registered handler, and (with a dashboard URL)
+    the login links ``/dashboard`` answers with. Call after the handlers are added."""
+    metrics = metrics_of(application)
+    instrument_handlers(application)
+    processor = application.update_processor
+    if hasattr(processor, "observer"):
+        processor.observer = metrics.observe_update
+    if settings.dashboard_url is not None:
+        application.bot_data[LOGIN_LINKS_KEY] = LoginLinks(settings.dashboard_url)
+    return metrics
+
+
+def metrics_of(application: Application) -> BotMetrics:
+    """The process's metrics (made on first use)."""
+    metrics = application.bot_data.get(METRICS_KEY)
+    if not isinstance(metrics, BotMetrics):
+        metrics = BotMetrics()
+        application.bot_data[METRICS_KEY] = metrics
+    return metrics
+
+
+def dashboard_for(application: Application, settings: Settings) -> Dashboard:
+    """The dashboard on the bot's database, clock and shop time zone."""
+    deps: Deps = application.bot_data[DEPS_KEY]
+    return Dashboard(
+        sessionmaker=deps.sessionmaker,
+        secret=dashboard_secret(settings.token),
+        clock=deps.clock,
+        timezone=deps.rules.general.customers.default_timezone,
+        secure_cookies=(settings.dashboard_url or "").startswith("https://"),
+    )
+
+
+def build_web_app(
+    application: Application,
+    *,
+    webhook_path: str | None = None,
+    secret: str | None = None,
+    readiness: Readiness | None = None,
+    dashboard: Dashboard | None = None,
+) -> web.Application:
+    """``POST webhook_path`` (when given, with ``secret``), ``GET /healthz``, ``GET /metrics``,
+    ``GET /readyz`` (with ``readiness``) and the dashboard (with ``dashboard``)."""
+    metrics = metrics_of(application)
 
     async def webhook(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
+        if not hmac.compare_digest(given.encode(), (secret or "").encode()):
             logger.warning("webhook call refused: wrong or missing secret token")
             return web.json_response({"ok": False, "error": "forbidden"}, status=403)
         try:
@@ -30,13 +151,62 @@ def build_web_app(application: Application, *, webhook_path: str, secret: str) -
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
         # Handled before answering: the inbound message is committed by the time Telegram
         # hears "200", so a crash before that makes Telegram redeliver instead of losing it.
-        await application.process_update(update)
+        # Through the update processor, as in polling: per-conversation order, metrics, log.
+        processor = application.update_processor
+        await processor.process_update(update, application.process_update(update))
         return web.json_response({"ok": True})
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def readyz(_request: web.Request) -> web.Response:
+        assert readiness is not None
+        checks = await readiness.check()
+        ready = all(verdict == "ok" for verdict in checks.values())
+        body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def prometheus(_request: web.Request) -> web.Response:
+        deps = application.bot_data.get(DEPS_KEY)
+        if isinstance(deps, Deps):
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                    await metrics.refresh(deps.sessionmaker, deps.clock.now())
+            except Exception as error:  # the process's own figures are still worth serving
+                logger.warning("metrics: database figures unavailable (%s)", type(error).__name__)
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
-    app.router.add_post(webhook_path, webhook)
+    if webhook_path is not None:
+        app.router.add_post(webhook_path, webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    if readiness is not None:
+        app.router.add_get("/readyz", readyz)
+
+        async def close_readiness(_app: web.Application) -> None:
+            await readiness.close()
+
+        app.on_cleanup.append(close_readiness)
+    if dashboard is not None:
+        mount(app, dashboard)
     return app
+
+
+async def start_web_server(
+    application: Application, settings: Settings, *, webhook: bool
+) -> web.AppRunner:
+    """Serve the web app on ``listen_host:listen_port`` (with the webhook route when
+    ``webhook``, the dashboard when ``dashboard_url`` is set); ``cleanup()`` the runner."""
+    web_app = build_web_app(
+        application,
+        webhook_path=settings.webhook_path if webhook else None,
+        secret=settings.effective_webhook_secret if webhook else None,
+        readiness=Readiness(settings.database_url),
+        dashboard=dashboard_for(application, settings) if settings.dashboard_url else None,
+    )
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
+    logger.info("web server listening on %s:%s", settings.listen_host, settings.listen_port)
+    return runner

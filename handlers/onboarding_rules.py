@@ -22,6 +22,8 @@ from handlers.tickets_rules import Desk, Incoming
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
 from storage.models import Customer
+from surveys import flow as surveys_flow
+from surveys import queries as survey_queries
 
 AWAITING_BIRTHDAY = "birthday"
 AWAITING_TIMEZONE = "timezone"
@@ -364,6 +366,10 @@ async def handle_text(
     """Free text: the answer to a pending profile question, else the customer's open ticket
     takes it (relayed to staff), else the knowledge base's answer."""
     customer, _ = await ensure_customer(session, person, rules, now)
+    if customer.awaiting and customer.awaiting.startswith("survey:"):
+        answered = await surveys_flow.answer_text(session, desk, customer, text, now)
+        if answered is not None:
+            return answered
     if desk is not None and message is not None and customer.awaiting is None:
         relayed = await tickets_rules.relay_from_customer(session, desk, customer, message, now)
         if relayed is not None:
@@ -427,6 +433,7 @@ async def confirm_forget(
     if answer != "yes":
         return Reply("forget_cancelled", language, replace_message=True)
     await ticket_queries.erase_customer_texts(session, customer.id)
+    await survey_queries.erase_texts(session, customer.id)
     await customer_queries.erase_personal_data(session, customer, now)
     return Reply("forget_done", language, keyboard=Keyboard.REMOVE)
 

@@ -25,6 +25,7 @@ from telegram.ext import (
     filters,
 )
 
+from dashboard.auth import LOGIN_LINKS_KEY
 from handlers import staff_rules as rules
 from handlers import tickets_rules
 from handlers.context import get_deps
@@ -247,6 +248,17 @@ async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work)
 
 
+async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/dashboard`` in the staff group or privately: a one-time dashboard sign-in link."""
+    desk = desk_of(context)
+    links = context.bot_data.get(LOGIN_LINKS_KEY)
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
+        return await rules.dashboard_link(session, desk, links, staff, now)
+
+    await _run(update, context, work)
+
+
 def build_handlers(
     staff_chat_id: int | None,
 ) -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
@@ -259,6 +271,7 @@ def build_handlers(
     return [
         CommandHandler("note", note, filters=in_topic & new),
         CommandHandler("assign", assign, filters=group & new),
+        CommandHandler("dashboard", dashboard, filters=(group | filters.ChatType.PRIVATE) & new),
         CommandHandler(COMMANDS, command, filters=group & new),
         CallbackQueryHandler(press, pattern=f"^{tickets_rules.CB_TICKET}"),
         MessageHandler(

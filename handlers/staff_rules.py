@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashboard.auth import LINK_TTL, LoginLinks
 from handlers import tickets_rules
 from handlers.tickets_rules import Desk, Incoming, Staff, StaffReply
 from storage import tickets as q
@@ -213,3 +214,14 @@ async def press(
     if action == "canned":
         return await tickets_rules.send_canned(session, desk, ticket, staff, argument, now)
     return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
+
+
+async def dashboard_link(
+    session: AsyncSession, desk: Desk, links: LoginLinks | None, staff: Staff, now: datetime
+) -> StaffReply:
+    """``/dashboard``: a one-time sign-in link to the staff dashboard for this staff member."""
+    if links is None:
+        return StaffReply(desk.staff_text("dashboard_off"))
+    url = await links.mint(session, user_id=staff.user_id, name=staff.name, now=now)
+    minutes = int(LINK_TTL.total_seconds() // 60)
+    return StaffReply(desk.staff_text("dashboard_link", url=url, minutes=minutes))

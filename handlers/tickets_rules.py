@@ -49,6 +49,7 @@ from storage import outbox as outbox_queries
 from storage import tickets as q
 from storage.models import Customer, Outbox, Ticket, TicketDelivery, TicketMessage
 from storage.outbox import OutboxMessage, Priority
+from surveys import queries as survey_queries
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +259,26 @@ async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
         lines.append(desk.staff_text("ticket_card_tickets", tickets=Markup(items)))
     else:
         lines.append(desk.staff_text("ticket_card_no_tickets"))
+    lines.append(await _survey_scores(session, desk, ticket.customer_id))
     return "\n".join(lines)
+
+
+async def _survey_scores(session: AsyncSession, desk: Desk, customer_id: int) -> str:
+    """The card's line of the customer's latest survey scores."""
+    scores = await survey_queries.card_scores(session, customer_id)
+    if not scores:
+        return desk.staff_text("survey_card_no_scores")
+    items = ", ".join(
+        desk.staff_text(
+            "survey_card_score_item",
+            survey=line.survey_id,
+            dimension=line.dimension or "",
+            score=f"{line.score}/{5 if line.kind == 'scale' else 10}",
+            date=desk.when(line.answered_at)[:10],
+        )
+        for line in scores
+    )
+    return desk.staff_text("survey_card_scores", scores=Markup(items))
 
 
 def card_buttons(desk: Desk, ticket: Ticket) -> list[list[tuple[str, str]]]:
@@ -740,7 +760,8 @@ async def ticket_closed(
     session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime, reason_key: str
 ) -> None:
     """Close the ticket (confirmed by the customer, or resolved and left unanswered): the
-    topic says why, is renamed and closed. The satisfaction survey hooks in here."""
+    topic says why, is renamed and closed. The CSAT survey follows from ``closed_at``
+    (``surveys.planner``)."""
     ticket.closed_at = now
     ticket.open_customer_id = None
     await _set_status(session, desk, ticket, q.CLOSED, now)

@@ -596,7 +596,110 @@ Index("ix_tickets_resolved", Ticket.resolved_at)
 # --- surveys (issue 8: surveys/, storage/surveys.py) ---
 
 
+class SurveyDefinition(Base):
+    """A survey file as it was when a response started (``definition`` is its JSON): a
+    response follows the questions it was asked with even after the operator edits the file.
+    One row per survey and content ``digest``."""
+
+    __tablename__ = "survey_definitions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_survey_definitions_digest", "survey_id", "digest", unique=True),)
+
+
+class SurveyResponse(Base):
+    """One survey sent to one customer about one ``subject`` (``ticket:12``, ``order:34``,
+    ``period:2026-11-23``): asked once, never again (the unique key). ``tier`` and ``category``
+    are snapshots for the reports. ``status``: invited (no answer yet), partial, complete,
+    expired (closed without an answer); a partial response stays partial when it closes.
+    ``current_question`` is the question waiting for an answer (None when done)."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("survey_definitions.id"))
+    survey_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(100))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    tier: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(12))
+    current_question: Mapped[str | None] = mapped_column(String(32))
+    low_score: Mapped[bool] = mapped_column(Boolean, default=False)
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_answer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recovery_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL")
+    )
+    recovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_survey_responses_subject", "survey_id", "customer_id", "subject", unique=True),
+        # Fatigue: a customer's latest invitations; the reports: a period's invitations.
+        Index("ix_survey_responses_customer", "customer_id", "invited_at"),
+        Index("ix_survey_responses_invited", "invited_at"),
+        # Reminders, expiry and recovery look at the responses still open.
+        Index("ix_survey_responses_open", "closed_at", "expires_at"),
+        # "Not asked yet about this ticket / order" (and the foreign keys' ON DELETE).
+        Index("ix_survey_responses_ticket", "ticket_id"),
+        Index("ix_survey_responses_order", "order_id"),
+    )
+
+
+class SurveyAnswer(Base):
+    """One answer, saved the moment it is given. ``score`` for scale (1-5) and NPS (0-10)
+    questions, ``choice`` for single choice, ``text`` for free text (personal data: erased
+    with the customer); none of them when skipped. ``dimension`` is the question's
+    (delivery_speed, service_attitude, ...), copied for the reports."""
+
+    __tablename__ = "survey_answers"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    response_id: Mapped[int] = mapped_column(
+        ForeignKey("survey_responses.id", ondelete="CASCADE")
+    )
+    question_id: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(8))
+    dimension: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[int | None] = mapped_column(SmallInteger)
+    choice: Mapped[str | None] = mapped_column(String(32))
+    text: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_survey_answers_question", "response_id", "question_id", unique=True),
+    )
+
+
+# CSAT invitations look tickets up by closing time.
+Index("ix_tickets_closed", Ticket.closed_at)
+
+
 # --- follow-up visits (issue 7: scheduler/care.py, storage/care.py) ---
 
 
-# --- operations (issue 10: dashboard, scale-out) ---
+class DashboardLogin(Base):
+    """A one-time login link to the staff dashboard (``/dashboard`` in the staff group): only
+    the token's SHA-256 is kept, it works once (``used_at``) and until ``expires_at``."""
+
+    __tablename__ = "dashboard_logins"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -19,10 +19,15 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.local_api import LocalBotApi
+from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
+from bot.texts import Texts
+from handlers.tickets_rules import Desk, open_ticket
 from storage import outbox as outbox_queries
 from storage.outbox import State
+from tests.auxil.harness import STAFF_CHAT_ID
 from tests.auxil.outbox import delivered, rows
+from tests.auxil.shop import add_customer
 
 STOPPED = re.compile(r"dispatcher stopped: sent (\d+)")
 
@@ -56,7 +61,9 @@ def _config_dir(tmp_path: Path, outbox: str) -> Path:
     return directory
 
 
-async def _start(api: LocalBotApi, database_url: str, config_dir: Path, log: Path) -> DrainProcess:
+async def _start(
+    api: LocalBotApi, database_url: str, config_dir: Path, log: Path, **settings: str
+) -> DrainProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     env.update(
         CAREBOT_TELEGRAM_TOKEN=api.token,
@@ -64,6 +71,7 @@ async def _start(api: LocalBotApi, database_url: str, config_dir: Path, log: Pat
         CAREBOT_DATABASE_URL=database_url,
         CAREBOT_CONFIG_DIR=str(config_dir),
         CAREBOT_LOG_LEVEL="INFO",
+        **{f"CAREBOT_{name.upper()}": value for name, value in settings.items()},
     )
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
@@ -214,3 +222,38 @@ async def test_a_second_dispatcher_stands_by_while_the_first_holds_the_database(
         await proc.terminate()
     assert sorted(proc.sent() for proc in procs) == [0, 60]
     assert len(delivered(api)) == 60
+
+
+async def test_a_stand_alone_dispatcher_carries_a_tickets_lane(
+    local_api: LocalBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The ticket desk's outcome hooks run in ``carebot outbox drain`` too: once the topic is
+    created, the card queued behind it goes into that topic."""
+    api = local_api
+    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    desk = Desk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    now = datetime.now(UTC)
+    async with sessionmaker.begin() as session:
+        customer = await add_customer(session, "S-50001")
+        ticket, _ = await open_ticket(
+            session, desk, customer, source="complaint", category="delivery", now=now
+        )
+    config = _config_dir(tmp_path, "[dispatch]\npoll_seconds = 0.05\n")
+    drain = await _start(
+        api, database_url, config, tmp_path / "drain.log", staff_chat_id=str(STAFF_CHAT_ID)
+    )
+    try:
+        await api.wait_for(
+            lambda: any(m.message_thread_id for m in api.sent(STAFF_CHAT_ID)),
+            timeout=30,
+            description="the card in the new topic",
+        )
+    finally:
+        await drain.terminate()
+    [topic] = api.calls_of("createForumTopic")
+    [card] = api.sent(STAFF_CHAT_ID)
+    assert card.message_thread_id == topic.result["message_thread_id"]
+    assert (card.text or "").startswith(f"🎫 <b>{ticket.number}</b>")

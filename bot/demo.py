@@ -1,0 +1,724 @@
+"""``carebot demo``: try carebot in a browser, without a bot token.
+
+One process runs the project's local Bot API server (``bot.local_api``), the real bot polling
+it (``bot.runner.serve``) on a temporary SQLite database seeded through the real importer, tiers
+run, surveys' storage and ticket desk, and a small chat page on one loopback URL where a person
+plays customers (their private chats) and a staff member (the staff forum group and its topics)
+side by side. The page is plain HTML and JavaScript from ``bot/demo_static`` (no CDN: it works
+offline); it reads the local server's state by long polling ``/api/state`` and acts through
+``/api/send``, ``/api/press`` and ``/api/contact``. The staff dashboard, when installed, is
+mounted on the same server and ``/dashboard-login`` signs the visitor in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import importer
+from bot.local_api import FakeUser, LocalBotApi
+from bot.rules import Rules, load_rules
+from bot.runner import serve
+from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
+from bot.texts import Texts
+from handlers.linking import LINKED
+from handlers.tickets_rules import Desk, open_ticket
+from scheduler import tiers as tier_job
+from scheduler.clock import Clock, SystemClock
+from storage import linking as link_queries
+from storage.engine import create_engine, create_sessionmaker
+from storage.migrate import upgrade
+from storage.models import Customer
+from storage.tiers import find_customer
+from surveys import queries as survey_queries
+from surveys.definitions import Question, SurveyDefinition
+from surveys.planner import SurveyPlanner
+
+logger = logging.getLogger(__name__)
+
+# Never a real token: the bot only ever talks to the local server.
+DEMO_TOKEN = "100000001:DEMO-not-a-real-token"
+STAFF_CHAT_ID = -1001000000777
+STATIC_DIR = Path(__file__).parent / "demo_static"
+STATIC_FILES = frozenset({"app.js", "app.css", "strings.json"})  # index.html is served at /
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LONG_POLL_SECONDS = 20.0
+MAX_TEXT = 4096
+BOT_REPLY_SECONDS = 20.0
+
+
+# --- who the visitor can be -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Someone the visitor plays. ``note`` is a key of the page's catalogue (strings.json)."""
+
+    user_id: int
+    name: str
+    language: str
+    note: str
+    staff: bool = False
+    phone: str | None = None
+    linked_to: str | None = None
+    """The imported customer this Telegram account is linked to at start (``/start <code>``)."""
+
+    def user(self) -> FakeUser:
+        return FakeUser(self.user_id, self.name, self.language)
+
+
+PERSONAS = (
+    Persona(7001, "Alex", "en", "persona_new"),
+    Persona(7002, "王芳", "zh", "persona_vip", phone="+8613800000001", linked_to="C001"),
+    Persona(7003, "李雷", "zh", "persona_phone", phone="+8613800000002"),
+    Persona(7900, "Mei", "en", "persona_staff", staff=True),
+)
+
+
+# --- the sample shop ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleCustomer:
+    external_id: str
+    name: str
+    phone: str
+    language: str
+    birthday: str
+    orders: int
+    every_days: int
+    last_days_ago: int
+    amount: str
+
+
+SAMPLE_CUSTOMERS = (
+    SampleCustomer(
+        "C001", "王芳", "+86 138 0000 0001", "zh", "1990-03-12", 14, 24, 3, "¥1,280.00"
+    ),
+    SampleCustomer("C002", "李雷", "138 0000 0002", "zh", "1988-07-02", 6, 40, 12, "¥640.00"),
+    SampleCustomer("C003", "Emma Brown", "+44 7700 900003", "en", "", 9, 30, 6, "USD 120"),
+    SampleCustomer("C004", "张伟", "138 0000 0004", "zh", "1979-11-30", 4, 60, 45, "¥320.00"),
+    SampleCustomer("C005", "刘洋", "138 0000 0005", "zh", "", 2, 90, 200, "¥150.00"),
+    SampleCustomer("C006", "陈静", "138 0000 0006", "zh", "1995-01-20", 11, 28, 2, "¥899.00"),
+    SampleCustomer("C007", "Olivia Smith", "+1 415 555 0107", "en", "", 3, 50, 130, "USD 45"),
+    SampleCustomer("C008", "杨帆", "138 0000 0008", "zh", "", 1, 1, 8, "¥99.00"),
+    SampleCustomer("C009", "赵磊", "138 0000 0009", "zh", "1992-09-09", 7, 35, 95, "¥520.00"),
+    SampleCustomer("C010", "黄丽", "138 0000 0010", "zh", "", 5, 45, 20, "¥260.00"),
+    SampleCustomer("C011", "Noah Wilson", "+61 4 1234 0111", "en", "", 0, 0, 0, ""),
+    SampleCustomer("C012", "周杰", "138 0000 0012", "zh", "", 2, 150, 400, "¥2,100.00"),
+)
+# Weeks of answered surveys behind the dashboard's satisfaction charts.
+SURVEY_WEEKS = 8
+# A sample score by dimension (moved by customer and week); other questions are skipped.
+SAMPLE_SCORES = {"delivery_speed": 4, "service_attitude": 4, "product_quality": 5, "recommend": 9}
+# A ticket the VIP persona has open: (her Telegram id, category, what she wrote).
+SAMPLE_TICKET = (7002, "delivery", "快递显示已签收，但我没有收到包裹。")
+
+
+def _sample_files(directory: Path, now: datetime, zone: ZoneInfo) -> tuple[Path, Path]:
+    """The sample shop as the CSV exports ``carebot import`` reads, dated around ``now``."""
+    customers_csv = directory / "customers.csv"
+    orders_csv = directory / "orders.csv"
+    today = now.astimezone(zone)
+    with customers_csv.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "name", "phone", "language", "birthday"])
+        for sample in SAMPLE_CUSTOMERS:
+            writer.writerow(
+                [sample.external_id, sample.name, sample.phone, sample.language, sample.birthday]
+            )
+    with orders_csv.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["order_id", "customer_id", "amount", "placed_at", "status", "delivered_at"]
+        )
+        for sample in SAMPLE_CUSTOMERS:
+            for index in range(sample.orders):
+                placed = today - timedelta(days=sample.last_days_ago + index * sample.every_days)
+                arrives = placed + timedelta(days=2)
+                # The latest order is on its way or just delivered (what surveys and follow-ups
+                # look at); older ones are completed.
+                status = "shipped" if arrives > today else "delivered" if index == 0 else None
+                writer.writerow(
+                    [
+                        f"{sample.external_id}-{index}",
+                        sample.external_id,
+                        sample.amount,
+                        placed.strftime("%Y-%m-%d %H:%M"),
+                        status or "completed",
+                        arrives.strftime("%Y-%m-%d %H:%M") if status == "delivered" else "",
+                    ]
+                )
+    return customers_csv, orders_csv
+
+
+async def seed_shop(
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, directory: Path, now: datetime
+) -> None:
+    """Import the sample customers and orders (the real importer), compute their tiers and
+    give them a history of answered surveys."""
+    zone = ZoneInfo(rules.tiers.orders.timezone)
+    customers_csv, orders_csv = _sample_files(directory, now, zone)
+    async with sessionmaker.begin() as session:
+        await importer.import_customers(
+            session, customers_csv, rules.tiers.orders, rules.general, now
+        )
+    async with sessionmaker.begin() as session:
+        await importer.import_orders(session, orders_csv, rules.tiers.orders, now)
+    async with sessionmaker.begin() as session:
+        await tier_job.recompute(session, rules.tiers, now, full=True)
+    async with sessionmaker.begin() as session:
+        await seed_survey_history(session, rules, now)
+
+
+def _sample_score(
+    planner: SurveyPlanner, survey: SurveyDefinition, question: Question, turn: int
+) -> int:
+    """A plausible score above the recovery threshold (a low one would need its ticket)."""
+    top = 10 if question.type == "nps" else 5
+    score = SAMPLE_SCORES.get(question.dimension or "", top - 1) + turn % 3 - 1
+    return max(planner.rules.threshold(survey, question.type) + 1, min(top, score))
+
+
+async def seed_survey_history(session: AsyncSession, rules: Rules, now: datetime) -> None:
+    """``SURVEY_WEEKS`` weeks of answered surveys from the sample customers, through the
+    surveys' own storage functions, as the planner and the question flow would have left them."""
+    planner = SurveyPlanner(rules.surveys)
+    customers: list[Customer] = []
+    for sample in SAMPLE_CUSTOMERS:
+        customer = await find_customer(session, sample.external_id)
+        if customer is not None and sample.orders:
+            customers.append(customer)
+    for survey in rules.surveys.surveys:
+        stored = planner.snapshot(survey)
+        started = now - timedelta(weeks=SURVEY_WEEKS)
+        definition = await survey_queries.definition_id(
+            session, stored.id, stored.digest, stored.model_dump(mode="json"), started
+        )
+        audience = [c for c in customers if not survey.tiers or c.tier in survey.tiers]
+        if not audience:
+            continue
+        for turn in range(SURVEY_WEEKS * 2):
+            customer = audience[(turn * 5 + len(survey.id)) % len(audience)]
+            answered = now - timedelta(days=turn * 3.5 + 1)
+            response = await survey_queries.insert_response(
+                session,
+                {
+                    "definition_id": definition,
+                    "survey_id": survey.id,
+                    "customer_id": customer.id,
+                    "subject": f"period:{answered.date().isoformat()}",
+                    "tier": customer.tier,
+                    "status": survey_queries.COMPLETE,
+                    "low_score": False,
+                    "invited_at": answered - timedelta(hours=2),
+                    "expires_at": answered + timedelta(hours=survey.expire_after_hours),
+                    "last_answer_at": answered,
+                    "completed_at": answered,
+                    "closed_at": answered,
+                    "updated_at": answered,
+                },
+            )
+            if response is None:
+                continue
+            for position, question in enumerate(survey.questions):
+                if not question.scored:
+                    continue
+                await survey_queries.add_answer(
+                    session,
+                    {
+                        "response_id": response,
+                        "question_id": question.id,
+                        "position": position,
+                        "kind": question.type,
+                        "dimension": question.dimension,
+                        "score": _sample_score(planner, survey, question, turn + position),
+                        "answered_at": answered,
+                    },
+                )
+
+
+async def link_code_of(sessionmaker: async_sessionmaker[AsyncSession], external_id: str) -> str:
+    """The one-time code the shop would send the imported customer (``carebot import
+    link-codes``)."""
+    async with sessionmaker() as session:
+        codes = await link_queries.unlinked_codes(session)
+    return next(code for customer, _, _, code in codes if customer == external_id)
+
+
+def _has_sent(api: LocalBotApi, chat_id: int, text: str) -> Callable[[], bool]:
+    return lambda: any(message.text == text for message in api.sent(chat_id))
+
+
+async def seed_conversations(
+    api: LocalBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    desk: Desk,
+    texts: Texts,
+    clock: Clock,
+) -> None:
+    """What happened on Telegram before the visitor came: the VIP persona opened the shop's
+    link (``/start <code>``) and has a ticket open, whose topic the bot creates in the group."""
+    for persona in PERSONAS:
+        if persona.linked_to is None:
+            continue
+        code = await link_code_of(sessionmaker, persona.linked_to)
+        await api.send_text(persona.user(), f"/start {code}")
+        await api.wait_for(
+            _has_sent(api, persona.user_id, texts.render(persona.language, LINKED)),
+            timeout=BOT_REPLY_SECONDS,
+            description=f"{persona.name} linked to {persona.linked_to}",
+        )
+    user_id, category, subject = SAMPLE_TICKET
+    async with sessionmaker.begin() as session:
+        customer = await find_customer(session, f"tg:{user_id}")
+        if customer is None:
+            raise RuntimeError(f"demo: persona {user_id} is not registered")
+        await open_ticket(
+            session,
+            desk,
+            customer,
+            source="complaint",
+            category=category,
+            subject=subject,
+            now=clock.now(),
+        )
+
+
+DashboardLogin = Callable[[], Awaitable[str]]
+"""Mints a one-time dashboard login path for the visitor (the staff persona)."""
+DASHBOARD_LOGIN_PATH = "/dashboard-login"
+
+
+# --- what the page shows -------------------------------------------------------------------
+
+
+def _buttons(markup: Any) -> list[list[dict[str, Any]]]:
+    """An inline keyboard as the page draws it: text plus callback data or a URL."""
+    rows = (markup or {}).get("inline_keyboard", [])
+    return [
+        [
+            {"text": button.get("text", ""), "data": button.get("callback_data")}
+            if "callback_data" in button
+            else {"text": button.get("text", ""), "url": button.get("url")}
+            for button in row
+        ]
+        for row in rows
+    ]
+
+
+@dataclass
+class DemoWorld:
+    """The local server seen as chats: what the page draws and what it may do."""
+
+    api: LocalBotApi
+    personas: tuple[Persona, ...] = PERSONAS
+    staff_chat_id: int = STAFF_CHAT_ID
+    dashboard_login: DashboardLogin | None = None
+    _pressed_by: dict[str, int] = field(default_factory=dict)
+
+    def persona(self, user_id: Any) -> Persona:
+        for persona in self.personas:
+            if persona.user_id == user_id:
+                return persona
+        raise KeyError(f"no persona {user_id!r}")
+
+    def add_people(self) -> None:
+        """The personas on the local server; staff are members of the staff group."""
+        self.api.add_group(self.staff_chat_id, "Staff · 客服组", forum=True)
+        for persona in self.personas:
+            self.api.add_user(
+                persona.user_id, persona.name, language_code=persona.language, started=False
+            )
+            if persona.staff:
+                self.api.add_member(self.staff_chat_id, persona.user_id, "administrator")
+
+    def _message(self, message: dict[str, Any], me: int) -> dict[str, Any]:
+        """A stored message as the page draws it, from the point of view of user ``me``."""
+        sender = message.get("from", {})
+        if sender.get("id") == self.api.bot_id:
+            origin = "bot"
+        elif sender.get("id") == me:
+            origin = "me"
+        else:
+            origin = "other"
+        service = next((key for key in message if key.startswith("forum_topic_")), None)
+        view: dict[str, Any] = {
+            "id": message["message_id"],
+            "from": "service" if service else origin,
+            "author": sender.get("first_name", ""),
+            "thread": message.get("message_thread_id"),
+            "text": message.get("text", message.get("caption", "")),
+            "entities": message.get("entities", message.get("caption_entities", [])),
+            "kind": next(
+                (
+                    kind
+                    for kind in ("photo", "document", "voice", "video", "contact", "sticker")
+                    if kind in message
+                ),
+                "text",
+            ),
+            "buttons": _buttons(message.get("reply_markup")),
+            "edited": "edit_date" in message,
+        }
+        if service:
+            view["service"] = service
+            view["text"] = (message[service] or {}).get("name", "")
+        if "contact" in message:
+            view["text"] = message["contact"].get("phone_number", "")
+        return view
+
+    def _keyboard(self, chat_id: int) -> list[list[dict[str, Any]]] | None:
+        """The reply keyboard the bot last showed in the chat, unless removed or used up."""
+        current: dict[str, Any] | None = None
+        shown_at = 0
+        for sent in self.api.sent(chat_id):
+            markup = sent.reply_markup or {}
+            if "keyboard" in markup:
+                current, shown_at = markup, sent.message_id
+            elif markup.get("remove_keyboard"):
+                current = None
+        if current is None:
+            return None
+        if current.get("one_time_keyboard") and any(
+            message["message_id"] > shown_at and message.get("from", {}).get("id") == chat_id
+            for message in self.api.history(chat_id)
+        ):
+            return None
+        return [
+            [
+                {
+                    "text": button if isinstance(button, str) else button.get("text", ""),
+                    "contact": isinstance(button, dict) and bool(button.get("request_contact")),
+                }
+                for button in row
+            ]
+            for row in current["keyboard"]
+        ]
+
+    def _toasts(self) -> list[dict[str, Any]]:
+        """The bot's answers to pressed buttons that carry a text (Telegram shows a toast)."""
+        return [
+            {
+                "seq": index,
+                "persona": self._pressed_by.get(str(answer.get("callback_query_id"))),
+                "text": answer["text"],
+                "alert": bool(answer.get("show_alert")),
+            }
+            for index, answer in enumerate(self.api.answered_callbacks)
+            if answer.get("text")
+        ]
+
+    def view(self) -> dict[str, Any]:
+        """Everything the page draws, with a version that changes when anything does."""
+        staff = next(persona for persona in self.personas if persona.staff)
+        topics = [
+            {"id": topic.message_thread_id, "name": topic.name, "closed": topic.closed}
+            for topic in self.api.topics(self.staff_chat_id)
+            if not topic.deleted
+        ]
+        state: dict[str, Any] = {
+            "customers": [
+                {
+                    "id": persona.user_id,
+                    "name": persona.name,
+                    "language": persona.language,
+                    "note": persona.note,
+                    "phone": persona.phone,
+                    "messages": [
+                        self._message(message, persona.user_id)
+                        for message in self.api.history(persona.user_id)
+                    ],
+                    "keyboard": self._keyboard(persona.user_id),
+                }
+                for persona in self.personas
+                if not persona.staff
+            ],
+            "staff": {
+                "id": staff.user_id,
+                "name": staff.name,
+                "note": staff.note,
+                "topics": topics,
+                "messages": [
+                    self._message(message, staff.user_id)
+                    for message in self.api.history(self.staff_chat_id)
+                ],
+            },
+            "toasts": self._toasts(),
+            "dashboard": DASHBOARD_LOGIN_PATH if self.dashboard_login else None,
+        }
+        encoded = json.dumps(state, sort_keys=True, ensure_ascii=False, default=str)
+        state["version"] = hashlib.sha1(encoded.encode()).hexdigest()[:16]
+        return state
+
+    async def changed_view(self, since: str | None) -> dict[str, Any]:
+        """The view, once its version differs from ``since`` (or after a long-poll wait)."""
+        view = self.view()
+        if since and view["version"] == since:
+            with contextlib.suppress(AssertionError):
+                await self.api.wait_for(
+                    lambda: self.view()["version"] != since,
+                    timeout=LONG_POLL_SECONDS,
+                    description="a change",
+                )
+            view = self.view()
+        return view
+
+    # What the visitor does -----------------------------------------------------------------
+
+    async def send(self, persona: Persona, text: str, thread: int | None) -> None:
+        """A customer writes in private; staff write in the group (in topic ``thread``)."""
+        if persona.staff:
+            await self.api.send_text(
+                persona.user(), text, chat_id=self.staff_chat_id, message_thread_id=thread
+            )
+        else:
+            await self.api.send_text(persona.user(), text)
+
+    async def press(self, persona: Persona, message_id: int, data: str) -> None:
+        """Press one of the buttons the message shows (no other callback data)."""
+        chat_id = self.staff_chat_id if persona.staff else persona.user_id
+        shown = self.api.message(chat_id, message_id)
+        if data not in {
+            button.get("data") for row in _buttons(shown.get("reply_markup")) for button in row
+        }:
+            raise KeyError(f"message {message_id} has no button {data!r}")
+        update = await self.api.press_button(persona.user(), message_id, data, chat_id=chat_id)
+        self._pressed_by[update["callback_query"]["id"]] = persona.user_id
+
+    async def share_contact(self, persona: Persona) -> None:
+        """The customer shares their own phone number (Telegram's contact button)."""
+        if persona.phone is None or persona.staff:
+            raise KeyError(f"{persona.name} has no phone to share")
+        await self.api.send_contact(
+            persona.user(),
+            persona.phone,
+            contact_user_id=persona.user_id,
+            first_name=persona.name,
+        )
+
+
+# --- the page's server ---------------------------------------------------------------------
+
+
+@web.middleware
+async def loopback_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Answer only requests addressed to a loopback name (no DNS rebinding), and take the
+    page's actions only as JSON (a page elsewhere cannot post a form to them)."""
+    host = request.url.host or ""
+    if host not in LOOPBACK_HOSTS:
+        raise web.HTTPForbidden(text="the demo answers on loopback addresses only")
+    if (
+        request.path.startswith("/api/")
+        and request.method == "POST"
+        and request.content_type != "application/json"
+    ):
+        raise web.HTTPUnsupportedMediaType(text="send JSON")
+    return await handler(request)
+
+
+async def _body(request: web.Request, world: DemoWorld) -> tuple[Persona, dict[str, Any]]:
+    try:
+        body = await request.json()
+        persona = world.persona(body.get("persona"))
+    except (ValueError, KeyError, AttributeError) as error:
+        raise web.HTTPBadRequest(text=f"bad request: {error}") from None
+    return persona, body
+
+
+def build_demo_app(world: DemoWorld) -> web.Application:
+    """The chat page, its JSON API and the dashboard's login hand-off (when mounted)."""
+    app = web.Application(middlewares=[loopback_only])
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def static(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if name not in STATIC_FILES:
+            raise web.HTTPNotFound()
+        response = web.FileResponse(STATIC_DIR / name)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(await world.changed_view(request.query.get("since")))
+
+    async def send(request: web.Request) -> web.Response:
+        persona, body = await _body(request, world)
+        text = body.get("text")
+        thread = body.get("thread")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise web.HTTPBadRequest(text=f"text: 1 to {MAX_TEXT} characters")
+        if thread is not None and not isinstance(thread, int):
+            raise web.HTTPBadRequest(text="thread: a topic id or null")
+        await world.send(persona, text, thread)
+        return web.json_response({"ok": True})
+
+    async def press(request: web.Request) -> web.Response:
+        persona, body = await _body(request, world)
+        try:
+            await world.press(persona, int(body["message"]), str(body["data"]))
+        except (KeyError, ValueError, TypeError) as error:
+            raise web.HTTPBadRequest(text=f"bad button: {error}") from None
+        return web.json_response({"ok": True})
+
+    async def contact(request: web.Request) -> web.Response:
+        persona, _ = await _body(request, world)
+        try:
+            await world.share_contact(persona)
+        except KeyError as error:
+            raise web.HTTPBadRequest(text=str(error)) from None
+        return web.json_response({"ok": True})
+
+    async def dashboard(_: web.Request) -> web.Response:
+        if world.dashboard_login is None:
+            raise web.HTTPNotFound(text="the dashboard is not installed in this carebot")
+        raise web.HTTPFound(await world.dashboard_login())
+
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/api/state", state)
+    app.router.add_post("/api/send", send)
+    app.router.add_post("/api/press", press)
+    app.router.add_post("/api/contact", contact)
+    app.router.add_get(DASHBOARD_LOGIN_PATH, dashboard)
+    return app
+
+
+def mount_dashboard(
+    app: web.Application,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    staff: Persona,
+    rules: Rules,
+    clock: Clock,
+) -> DashboardLogin | None:
+    """Mount the staff dashboard on the demo's server; None when this carebot has none."""
+    try:
+        from dashboard import Dashboard, mount
+        from dashboard.auth import mint_login_path
+    except ImportError:
+        logger.warning("no dashboard package: the demo page runs without it")
+        return None
+    mount(
+        app,
+        Dashboard(
+            sessionmaker=sessionmaker,
+            secret=secrets.token_bytes(32),  # sessions last as long as this sandbox
+            clock=clock,
+            timezone=rules.tiers.orders.timezone,
+            secure_cookies=False,
+        ),
+    )
+
+    async def login() -> str:
+        path: str = await mint_login_path(
+            sessionmaker, user_id=staff.user_id, name=staff.name, now=clock.now()
+        )
+        return path
+
+    return login
+
+
+# --- running it ----------------------------------------------------------------------------
+
+
+def demo_settings(api: LocalBotApi, database_url: str) -> Settings:
+    """The bot's settings: everything given, so nothing from the environment, a ``.env`` or a
+    ``carebot.toml`` (a real token, a webhook, PostgreSQL) can leak into the sandbox."""
+    return load_settings(
+        telegram_token=DEMO_TOKEN,
+        telegram_api_url=api.root_url,
+        database_url=database_url,
+        staff_chat_id=STAFF_CHAT_ID,
+        config_dir=EXAMPLE_CONFIG_DIR,
+        webhook_url=None,
+        listen_host="127.0.0.1",
+        dashboard_url=None,
+        serve_web=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _site(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}/"
+    finally:
+        await runner.cleanup()
+
+
+async def run_demo(
+    port: int = 8080,
+    *,
+    ready: Callable[[str], None],
+    stop: asyncio.Event | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Run the sandbox until ``stop`` (or Ctrl-C); ``ready`` gets the page's URL once the
+    bot answers and the sample shop is in place. Everything lives in a temporary directory."""
+    stop = stop or asyncio.Event()
+    clock = clock or SystemClock()
+    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    texts = Texts.load()
+    with tempfile.TemporaryDirectory(prefix="carebot-demo-") as directory:
+        database_url = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
+        await asyncio.to_thread(upgrade, database_url)
+        engine = create_engine(database_url)
+        sessionmaker = create_sessionmaker(engine)
+        api = LocalBotApi(DEMO_TOKEN, bot_username="carebot_demo_bot")
+        world = DemoWorld(api)
+        bot: asyncio.Task[None] | None = None
+        try:
+            await seed_shop(sessionmaker, rules, Path(directory), clock.now())
+            await api.start("127.0.0.1", 0)
+            world.add_people()
+            settings = demo_settings(api, database_url)
+            bot = asyncio.create_task(
+                serve(settings, rules=rules, texts=texts, clock=clock, stop=stop)
+            )
+            desk = Desk.from_rules(rules, texts, STAFF_CHAT_ID)
+            seeding = asyncio.create_task(
+                seed_conversations(api, sessionmaker, desk, texts, clock)
+            )
+            await asyncio.wait({bot, seeding}, return_when=asyncio.FIRST_COMPLETED)
+            if not seeding.done():  # the bot stopped (or failed) before the sandbox was ready
+                seeding.cancel()
+                return await bot
+            await seeding
+            app = build_demo_app(world)
+            staff = next(persona for persona in world.personas if persona.staff)
+            world.dashboard_login = mount_dashboard(
+                app, sessionmaker, staff=staff, rules=rules, clock=clock
+            )
+            async with _site(app, "127.0.0.1", port) as url:
+                ready(url)
+                await bot
+        finally:
+            stop.set()
+            if bot is not None and not bot.done():
+                with contextlib.suppress(Exception):
+                    await bot
+            await api.stop()
+            await engine.dispose()

@@ -1,0 +1,37 @@
+"""The dashboard's configuration, shared by its pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.texts import Texts
+from dashboard.auth import CookieSigner
+from scheduler.clock import Clock
+
+PACKAGE_DIR = Path(__file__).parent
+STATIC_DIR = PACKAGE_DIR / "static"
+CATALOGUE_DIR = PACKAGE_DIR / "catalogue"
+
+
+def load_catalogue() -> Texts:
+    """The dashboard's own strings (``catalogue/en.toml``, ``zh.toml``; same keys checked)."""
+    return Texts.load(CATALOGUE_DIR)
+
+
+@dataclass
+class Dashboard:
+    """What the pages need: the database, the signing secret, the clock and the shop's zone."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    secret: bytes
+    clock: Clock
+    timezone: str = "UTC"
+    secure_cookies: bool = False
+    texts: Texts = field(default_factory=load_catalogue)
+
+    @property
+    def signer(self) -> CookieSigner:
+        return CookieSigner(self.secret)

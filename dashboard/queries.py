@@ -1,0 +1,240 @@
+"""The dashboard's and the metrics' SQL: read-only figures, and the one-time login tokens.
+
+What already has a query in ``storage`` is reused from there (outbox stats and dead rows,
+ticket history, the tier report); what is here is what only the dashboard asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import outbox as outbox_queries
+from storage import tickets as ticket_queries
+from storage.models import Customer, DashboardLogin, Outbox, RfmScore, Ticket
+from storage.tiers import ChurnFlag
+
+NOT_CLOSED = tuple(status for status in ticket_queries.STATUSES if status != ticket_queries.CLOSED)
+CARE_KINDS = "care.%"
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+async def outbox_depth(session: AsyncSession) -> dict[str, int]:
+    """Rows per state, every state present (0 when none)."""
+    stats = await outbox_queries.stats(session)
+    depth = {state.value: 0 for state in outbox_queries.State}
+    for (state, _kind), count in stats.counts.items():
+        depth[state] = depth.get(state, 0) + count
+    return depth
+
+
+async def care_messages(
+    session: AsyncSession, since: datetime, until: datetime
+) -> dict[tuple[str, str], int]:
+    """Care messages (``care.*`` outbox rows) due in ``[since, until)``: (kind, state) -> rows."""
+    result = await session.execute(
+        select(Outbox.kind, Outbox.state, func.count())
+        .where(Outbox.kind.like(CARE_KINDS), Outbox.due_at >= since, Outbox.due_at < until)
+        .group_by(Outbox.kind, Outbox.state)
+    )
+    return {(kind, state): int(count) for kind, state, count in result}
+
+
+# --- tickets ---------------------------------------------------------------------------------
+
+
+async def open_tickets_by_status(session: AsyncSession) -> dict[str, int]:
+    """Tickets not closed, per status, every such status present."""
+    counts = {status: 0 for status in NOT_CLOSED}
+    for (status, _tier), count in (await open_tickets_by_status_and_tier(session)).items():
+        counts[status] += count
+    return counts
+
+
+async def open_tickets_by_status_and_tier(session: AsyncSession) -> dict[tuple[str, str], int]:
+    result = await session.execute(
+        select(Ticket.status, Ticket.tier, func.count())
+        .where(Ticket.status.in_(NOT_CLOSED))
+        .group_by(Ticket.status, Ticket.tier)
+    )
+    return {(status, tier): int(count) for status, tier, count in result}
+
+
+@dataclass(frozen=True)
+class Breaches:
+    """Running tickets past a deadline they have not met (the same rule as the SLA planner)."""
+
+    first_response: int
+    resolution: int
+
+
+async def sla_breaches(session: AsyncSession, now: datetime) -> Breaches:
+    running = Ticket.status.in_(ticket_queries.SLA_RUNNING)
+    first = await session.execute(
+        select(func.count()).where(
+            running, Ticket.first_response_at.is_(None), Ticket.first_response_due < now
+        )
+    )
+    resolution = await session.execute(
+        select(func.count()).where(running, Ticket.resolution_due < now)
+    )
+    return Breaches(int(first.scalar_one()), int(resolution.scalar_one()))
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    id: int
+    number: str
+    status: str
+    tier: str
+    category: str
+    priority: int
+    assignee_name: str | None
+    opened_at: datetime
+    first_response_due: datetime
+    first_response_at: datetime | None
+    resolution_due: datetime
+    customer_name: str | None
+
+
+async def ticket_list(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    tier: str | None = None,
+    number: str | None = None,
+    limit: int = 200,
+) -> list[TicketRow]:
+    """Newest first; ``status`` "not_closed" means every status but closed."""
+    statement = select(
+        Ticket.id,
+        Ticket.number,
+        Ticket.status,
+        Ticket.tier,
+        Ticket.category,
+        Ticket.priority,
+        Ticket.assignee_name,
+        Ticket.opened_at,
+        Ticket.first_response_due,
+        Ticket.first_response_at,
+        Ticket.resolution_due,
+        Customer.name.label("customer_name"),
+    ).join(Customer, Customer.id == Ticket.customer_id)
+    if status == "not_closed":
+        statement = statement.where(Ticket.status.in_(NOT_CLOSED))
+    elif status:
+        statement = statement.where(Ticket.status == status)
+    if tier:
+        statement = statement.where(Ticket.tier == tier)
+    if number:
+        statement = statement.where(Ticket.number.ilike(f"%{number.strip()}%"))
+    result = await session.execute(
+        statement.order_by(Ticket.opened_at.desc(), Ticket.id.desc()).limit(limit)
+    )
+    return [TicketRow(**row._asdict()) for row in result]
+
+
+async def ticket_tiers(session: AsyncSession) -> list[str]:
+    result = await session.execute(select(Ticket.tier).distinct().order_by(Ticket.tier))
+    return list(result.scalars())
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    customer_id: int
+    name: str | None
+    tier: str
+    stage: str
+    flags: list[ChurnFlag]
+    last_day: int
+    monetary_cents: int
+
+
+async def at_risk(session: AsyncSession, *, limit: int = 100) -> list[AtRisk]:
+    """Customers at risk or with a churn signal, the longest silent first."""
+    result = await session.execute(
+        select(
+            Customer.id,
+            Customer.name,
+            Customer.tier,
+            Customer.stage,
+            RfmScore.churn_flags,
+            RfmScore.last_day,
+            RfmScore.monetary_cents,
+        )
+        .join(RfmScore, RfmScore.customer_id == Customer.id)
+        .where(or_(Customer.stage == "at_risk", RfmScore.churn_flags != 0))
+        .order_by(RfmScore.last_day, Customer.id)
+        .limit(limit)
+    )
+    return [
+        AtRisk(
+            customer_id=row.id,
+            name=row.name,
+            tier=row.tier,
+            stage=row.stage,
+            flags=[flag for flag in ChurnFlag if row.churn_flags & flag],
+            last_day=row.last_day,
+            monetary_cents=row.monetary_cents,
+        )
+        for row in result
+    ]
+
+
+# --- one-time login tokens -------------------------------------------------------------------
+
+
+async def add_login(
+    session: AsyncSession,
+    *,
+    token_hash: str,
+    user_id: int,
+    name: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    session.add(
+        DashboardLogin(
+            token_hash=token_hash,
+            user_id=user_id,
+            name=name,
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+
+
+async def use_login(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> tuple[int, str] | None:
+    """Mark the token used if it is unused and unexpired; returns (user id, name) or None.
+    One UPDATE: two requests racing with the same link cannot both get in."""
+    result = await session.execute(
+        update(DashboardLogin)
+        .where(
+            DashboardLogin.token_hash == token_hash,
+            DashboardLogin.used_at.is_(None),
+            DashboardLogin.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(DashboardLogin.user_id, DashboardLogin.name)
+    )
+    row = result.one_or_none()
+    return (int(row.user_id), str(row.name)) if row is not None else None
+
+
+async def prune_logins(session: AsyncSession, before: datetime) -> int:
+    """Forget tokens that expired before ``before`` (used or not)."""
+    result = await session.execute(
+        delete(DashboardLogin).where(DashboardLogin.expires_at < before)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,293 @@
+"""``carebot demo``: the sandbox starts on one loopback URL, its chat page talks to the real bot
+(customer and staff side by side), and the sample shop is seeded through the real importer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import async_playwright
+from sqlalchemy import func, select
+
+from bot.demo import DEMO_TOKEN, PERSONAS, SAMPLE_CUSTOMERS, STATIC_DIR, run_demo, seed_shop
+from bot.rules import load_rules
+from bot.settings import EXAMPLE_CONFIG_DIR
+from bot.texts import Texts
+from storage.engine import create_engine, create_sessionmaker
+from storage.models import Customer, Order, SurveyResponse
+from surveys.analytics import satisfaction_by
+from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
+
+NEWCOMER, VIP, BY_PHONE, STAFF = (persona.user_id for persona in PERSONAS)
+State = dict[str, Any]
+
+
+@dataclass
+class Page:
+    """The chat page's side of the demo: the HTTP calls its JavaScript makes."""
+
+    url: str
+    http: aiohttp.ClientSession
+    state: State | None = None
+
+    async def get_state(self) -> State:
+        """The next state, as the page's long poll gets it."""
+        since = f"?since={self.state['version']}" if self.state else ""
+        async with self.http.get(f"{self.url}api/state{since}") as response:
+            assert response.status == 200
+            self.state = await response.json()
+        return self.state
+
+    async def until(self, predicate: Callable[[State], bool], within: float = 15.0) -> State:
+        async with asyncio.timeout(within):
+            state = self.state or await self.get_state()
+            while not predicate(state):
+                state = await self.get_state()
+        return state
+
+    async def post(self, action: str, **body: Any) -> aiohttp.ClientResponse:
+        async with self.http.post(f"{self.url}api/{action}", json=body) as response:
+            await response.read()
+            return response
+
+
+def chat(state: State, persona: int) -> list[dict[str, Any]]:
+    customer = next(c for c in state["customers"] if c["id"] == persona)
+    return list(customer["messages"])
+
+
+def bot_texts(state: State, persona: int) -> list[str]:
+    return [m["text"] for m in chat(state, persona) if m["from"] == "bot"]
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Page]:
+    """The demo running in this process on a free port, and a client for its page."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    demo = asyncio.create_task(run_demo(0, ready=ready.set_result, stop=stop))
+    await asyncio.wait({demo, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if demo.done():
+        await demo  # raises what stopped it
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1 (browsers keep them)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        try:
+            yield Page(ready.result(), http)
+        finally:
+            stop.set()
+            await asyncio.wait_for(demo, timeout=30)
+
+
+class TestChatPage:
+    async def test_start_from_the_page_gets_the_bots_reply_and_its_buttons_work(
+        self, page: Page
+    ) -> None:
+        texts = Texts.load()
+        assert page.url.startswith("http://127.0.0.1:")
+        before = await page.get_state()
+        assert chat(before, NEWCOMER) == []
+
+        response = await page.post("send", persona=NEWCOMER, text="/start")
+        assert response.status == 200
+        state = await page.until(lambda s: len(bot_texts(s, NEWCOMER)) >= 2)
+        assert bot_texts(state, NEWCOMER)[0].startswith("Hello Alex!")
+        consent = chat(state, NEWCOMER)[-1]
+        assert consent["text"] == texts.render("en", "consent_question")
+        yes = consent["buttons"][0][0]
+
+        await page.post("press", persona=NEWCOMER, message=consent["id"], data=yes["data"])
+        state = await page.until(
+            lambda s: texts.render("en", "consent_on") in bot_texts(s, NEWCOMER)
+        )
+
+    async def test_staff_answer_the_vip_in_her_tickets_topic(self, page: Page) -> None:
+        state = await page.until(lambda s: bool(s["staff"]["topics"]))
+        (topic,) = state["staff"]["topics"]
+        assert "王芳" in topic["name"]
+        assert bot_texts(state, VIP)  # she linked her account by the shop's link
+        card = await page.until(
+            lambda s: any(
+                m["thread"] == topic["id"] and m["buttons"] for m in s["staff"]["messages"]
+            )
+        )
+        assert card
+
+        await page.post(
+            "send", persona=STAFF, text="您好，我们马上查一下物流。", thread=topic["id"]
+        )
+        await page.until(lambda s: any("我们马上查一下物流" in text for text in bot_texts(s, VIP)))
+
+    async def test_sharing_the_phone_links_the_imported_customer(self, page: Page) -> None:
+        linked = Texts.load().render("zh", "phone_saved_linked")
+        await page.post("send", persona=BY_PHONE, text="/start")
+        await page.until(lambda s: len(bot_texts(s, BY_PHONE)) >= 1)
+        assert (await page.post("contact", persona=BY_PHONE)).status == 200
+        state = await page.until(lambda s: linked in bot_texts(s, BY_PHONE))
+        shared = [m for m in chat(state, BY_PHONE) if m["kind"] == "contact"]
+        assert [m["text"] for m in shared] == ["+8613800000002"]
+
+    async def test_the_page_and_its_catalogue_are_served_from_the_package(
+        self, page: Page
+    ) -> None:
+        async with page.http.get(page.url) as response:
+            html = await response.text()
+        assert response.status == 200
+        assert '<script src="/static/app.js">' in html
+        assert "http" not in html.replace("http-equiv", "")  # nothing from the network
+        async with page.http.get(f"{page.url}static/strings.json") as response:
+            catalogue = await response.json(content_type=None)
+        assert set(catalogue["en"]) == set(catalogue["zh"])
+        script = (STATIC_DIR / "app.js").read_text()
+        assert "fetch(" in script and "https://" not in script
+        async with page.http.get(f"{page.url}static/../demo.py") as response:
+            assert response.status == 404
+
+    async def test_what_the_page_may_not_do(self, page: Page) -> None:
+        state = await page.get_state()
+        vip_message = chat(state, VIP)[-1]
+        refused = [
+            await page.post("send", persona=999, text="/start"),
+            await page.post("send", persona=NEWCOMER, text=""),
+            await page.post("send", persona=NEWCOMER, text="x" * 5000),
+            await page.post("press", persona=VIP, message=vip_message["id"], data="tk:1:close"),
+            await page.post("contact", persona=NEWCOMER),
+        ]
+        assert [response.status for response in refused] == [400] * len(refused)
+        form = await page.http.post(f"{page.url}api/send", data={"persona": "7001"})
+        assert form.status == 415
+        async with page.http.get(page.url, headers={"Host": "evil.example:80"}) as response:
+            assert response.status == 403
+        assert chat(await page.get_state(), NEWCOMER) == []
+
+    async def test_the_dashboard_link_signs_the_visitor_in(self, page: Page) -> None:
+        state = await page.get_state()
+        if state["dashboard"] is None:
+            pytest.skip("this carebot has no dashboard package")
+        async with page.http.get(f"{page.url}{state['dashboard'].lstrip('/')}") as response:
+            assert response.status == 200
+            assert response.url.path.startswith("/dashboard")
+
+
+@pytest.fixture
+def chromium() -> str:
+    return require_chromium()
+
+
+async def test_a_person_in_a_browser_starts_the_bot_and_answers_as_staff(
+    page: Page, chromium: str, tmp_path: Path
+) -> None:
+    """The page's JavaScript, in headless Chromium: type /start as the newcomer, see the reply,
+    press its button; switch to Chinese; write in the VIP's ticket topic as staff."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, args=list(CHROMIUM_FLAGS)
+        )
+        try:
+            tab = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="en-US")
+            await tab.goto(page.url)
+            customer_log = tab.locator("#customer-log")
+            await tab.locator("#personas button", has_text="Alex").click()
+            await tab.fill("#customer-text", "/start")
+            await tab.locator("#customer-form button[type=submit]").click()
+            await customer_log.locator(".bubble.bot", has_text="Hello Alex!").wait_for()
+            await customer_log.locator("button.inline", has_text="Yes").click()
+            consent_on = Texts.load().render("en", "consent_on")
+            await customer_log.locator(".bubble.bot", has_text=consent_on[:20]).wait_for()
+
+            await tab.locator("#lang").click()
+            assert await tab.locator("#customer-title").inner_text() == "顾客 — 与机器人的私聊"
+            topic = tab.locator("#topics button", has_text="王芳")
+            await topic.click()
+            await tab.fill("#staff-text", "马上为您查询。")
+            await tab.locator("#staff-form button[type=submit]").click()
+            await tab.locator("#personas button", has_text="王芳").click()
+            await customer_log.locator(".bubble.bot", has_text="马上为您查询。").wait_for()
+            await tab.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def test_the_sample_shop_goes_through_the_importer_and_gets_tiers_and_surveys(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(database_url)
+    sessionmaker = create_sessionmaker(engine)
+    now = datetime.now(UTC)
+    try:
+        await seed_shop(sessionmaker, load_rules(EXAMPLE_CONFIG_DIR), tmp_path, now)
+        async with sessionmaker() as session:
+            customers = (await session.execute(select(Customer))).scalars().all()
+            orders = (await session.execute(select(func.count()).select_from(Order))).scalar()
+            by_dimension = await satisfaction_by(
+                session, since=now - timedelta(weeks=9), until=now, group_by=["dimension"]
+            )
+            weeks = await satisfaction_by(
+                session, since=now - timedelta(weeks=9), until=now, group_by=["week"]
+            )
+            low = await session.execute(
+                select(func.count()).where(SurveyResponse.low_score.is_(True))
+            )
+    finally:
+        await engine.dispose()
+    assert len(customers) == len(SAMPLE_CUSTOMERS)
+    assert orders == sum(sample.orders for sample in SAMPLE_CUSTOMERS)
+    assert {customer.tier for customer in customers} == {"vip", "important", "normal"}
+    assert all(customer.link_code for customer in customers)  # ready for /start <code>
+    by_id = {customer.external_id: customer for customer in customers}
+    assert by_id["C002"].phone == "+8613800000002"  # normalised: the contact button finds it
+    dimensions = {row.group[0]: row for row in by_dimension}
+    assert set(dimensions) >= {"delivery_speed", "service_attitude", "product_quality"}
+    assert all(3 <= (row.mean_score or 0) <= 5 for row in by_dimension if row.scale_answers)
+    assert dimensions["recommend"].nps is not None and dimensions["recommend"].detractors == 0
+    assert len(weeks) >= 8  # a trend to draw
+    assert low.scalar() == 0  # no low score without its recovery ticket
+
+
+def test_the_command_prints_one_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    environment = {
+        **os.environ,
+        "CAREBOT_TELEGRAM_TOKEN": "",  # never needed, never used
+        "CAREBOT_DATABASE_URL": "postgresql+asyncpg://nobody@192.0.2.1/none",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from bot.cli import main; main()", "demo", "--port", "0"],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("carebot demo: open http://127.0.0.1:"), process.stderr
+        url = line.split("open ", 1)[1].strip()
+        state = asyncio.run(_fetch_json(f"{url}api/state"))
+        assert [c["id"] for c in state["customers"]] == [NEWCOMER, VIP, BY_PHONE]
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    assert process.returncode == 0, errors
+    assert rest == ""  # one URL, nothing else
+    assert DEMO_TOKEN not in errors
+    assert not list(tmp_path.iterdir())  # the sandbox's database was temporary
+
+
+async def _fetch_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return json.loads(await response.text())
