@@ -667,9 +667,7 @@ class SurveyAnswer(Base):
     __tablename__ = "survey_answers"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    response_id: Mapped[int] = mapped_column(
-        ForeignKey("survey_responses.id", ondelete="CASCADE")
-    )
+    response_id: Mapped[int] = mapped_column(ForeignKey("survey_responses.id", ondelete="CASCADE"))
     question_id: Mapped[str] = mapped_column(String(32))
     position: Mapped[int] = mapped_column(SmallInteger)
     kind: Mapped[str] = mapped_column(String(8))
