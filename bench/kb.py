@@ -1,6 +1,6 @@
 """Knowledge-base matching benchmark (a script, not a test).
 
-    /work/venv/bin/python bench/kb.py [--entries 10000] [--queries 1000] [--seed 7]
+    python bench/kb.py [--entries 10000] [--queries 1000] [--seed 7]
 
 Builds the shipped example knowledge base plus ``--entries`` synthetic entries (each one
 question in Chinese and one in English: words and characters drawn with a Zipf distribution, so
