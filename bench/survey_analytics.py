@@ -1,7 +1,7 @@
 """Benchmark: the satisfaction-survey analytics over 200,000 customers (SQLite, PostgreSQL).
 
-    /work/venv/bin/python bench/surveys.py                          # both databases, full size
-    /work/venv/bin/python bench/surveys.py --database sqlite --customers 20000   # a quicker look
+    python bench/survey_analytics.py                          # both databases, full size
+    python bench/survey_analytics.py --database sqlite --customers 20000   # a quicker look
 
 The customers are bench/plan.py's (5 % VIP, 15 % important, 80 % normal), registered a year
 ago. Over the six months before 2026-11-23 09:00 UTC they got the three shipped surveys
