@@ -1,7 +1,7 @@
 """Benchmark: RFM tiers for 1,000,000 customers and 5,000,000 orders, on SQLite and PostgreSQL.
 
-    /work/venv/bin/python bench/tiers.py                  # both databases, full size
-    /work/venv/bin/python bench/tiers.py --customers 100000 --orders 500000 --only sqlite
+    python bench/tiers.py                  # both databases, full size
+    python bench/tiers.py --customers 100000 --orders 500000 --only sqlite
 
 The data is the same on both databases (seeded): a quarter of the customers never ordered, a
 third ordered once, a few heavy buyers (Pareto) hold a large share of the orders; orders spread

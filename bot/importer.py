@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.rules import GeneralRules, OrderRules, is_time_zone
 from bot.texts import LANGUAGES
 from handlers.onboarding_rules import BirthdayError, parse_birthday
+from storage import care as care_queries
 from storage import orders as order_queries
 from storage.orders import CustomerRow, ImportCounts, OrderRow
 
@@ -561,13 +562,15 @@ async def import_customers(
     today = now.astimezone(ZoneInfo(rules.timezone)).date()
     rows = parse_customers(path, rules, today, progress.read if progress else None)
     await order_queries.stage_customers(session, rows, progress.written if progress else None)
-    return await order_queries.apply_staged_customers(
+    counts = await order_queries.apply_staged_customers(
         session,
         now,
         language=general.customers.default_language,
         timezone=general.customers.default_timezone,
         country=general.customers.default_country,
     )
+    await care_queries.reschedule_updated_customers(session, now)  # time zones may have moved
+    return counts
 
 
 async def import_orders(

@@ -54,6 +54,7 @@ STOP_DATA = "care:stop"
 FOLLOWUP_GOOD = "care:good:"
 FOLLOWUP_PROBLEM = "care:problem:"
 PLAN_EVERY = timedelta(minutes=10)
+DST_SLACK = timedelta(hours=2)  # more than any clock change (the planner re-checks each day)
 COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 
 
@@ -311,10 +312,14 @@ class CarePlanner:
         return planned
 
     def _visit_ranges(
-        self, now: datetime, offsets_of: Callable[[TierCare], Iterable[int]]
+        self,
+        now: datetime,
+        offsets_of: Callable[[TierCare], Iterable[int]],
+        before: timedelta,
+        after: timedelta,
     ) -> list[TierRange]:
-        """Time ranges (±1 day around ``now`` minus each cadence offset) and the tiers that
-        have a visit at that offset."""
+        """Time ranges (``now`` minus each cadence offset, widened by ``before`` and ``after``)
+        and the tiers that have a visit at that offset."""
         by_offset: dict[int, list[str]] = {}
         for name, tier in self.rules.tiers.items():
             for offset in offsets_of(tier):
@@ -322,8 +327,8 @@ class CarePlanner:
         known = tuple(sorted(self.rules.tiers))
         return [
             TierRange(
-                start=now - timedelta(days=offset + 1),
-                end=now - timedelta(days=offset - 1),
+                start=now - timedelta(days=offset) - before,
+                end=now - timedelta(days=offset) + after,
                 tiers=tuple(sorted(tiers)),
                 others=self.rules.fallback_tier in tiers,
                 known=known,
@@ -366,7 +371,13 @@ class CarePlanner:
         def offsets(tier: TierCare) -> list[int]:
             return tier.followup.visit_offsets()
 
-        candidates = await queries.delivered_orders(session, self._visit_ranges(now, offsets))
+        # The schedule holds when each delivery's local day began. A customer still plans
+        # today while their local time is before ``send.end``, so today began within
+        # ``send.end`` before now; ``DST_SLACK`` either side covers a clock change in between
+        # (``_visits`` then checks the exact local day).
+        window_end = timedelta(hours=self.rules.send.end.hour, minutes=self.rules.send.end.minute)
+        ranges = self._visit_ranges(now, offsets, window_end + DST_SLACK, DST_SLACK)
+        candidates = await queries.delivered_orders(session, ranges)
         return self._visits("followup", candidates, now, offsets)
 
     async def after_tickets(self, session: AsyncSession, now: datetime) -> list[Planned]:
@@ -376,7 +387,9 @@ class CarePlanner:
             days = tier.followup.after_ticket_days
             return [days] if days else []
 
-        candidates = await queries.resolved_tickets(session, self._visit_ranges(now, offsets))
+        one_day = timedelta(days=1)
+        ranges = self._visit_ranges(now, offsets, one_day, one_day)
+        candidates = await queries.resolved_tickets(session, ranges)
         return self._visits("after_ticket", candidates, now, offsets)
 
     # --- putting it together ---

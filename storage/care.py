@@ -1,8 +1,10 @@
 """Queries of the care planners (issue 7): who has a birthday, a holiday, a follow-up visit or a
 retention offer due, coupons, and stale greetings in the outbox.
 
-Every lookup is set-based and indexed (``ix_customers_birthday``, ``ix_orders_delivered``,
+Every lookup is set-based and indexed (``ix_customers_birthday``, ``ix_followup_visits_day``,
 ``ix_tickets_resolved``); the planner narrows the rows to each customer's local day in Python.
+Follow-ups after a delivery read the schedule ``followup_visits`` (one row per customer: their
+latest delivery), which ``schedule_followups`` rewrites whenever a customer's orders change.
 Only customers who may get care messages are returned: consented, reachable, not erased, with
 a chat. Functions take the session first and only flush.
 """
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, exists, false, func, or_, select, text, true, update
+from sqlalchemy import Select, and_, delete, exists, false, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,13 +29,16 @@ from storage.models import (
     WITH_COUPON,
     Coupon,
     Customer,
+    FollowupVisit,
     Order,
     Outbox,
     Ticket,
 )
 
 COUPON_BATCH = 1000  # rows per INSERT (SQLite allows 32,766 parameters per statement)
+SCHEDULE_BATCH = 5000  # follow-up schedule rows per INSERT (3 parameters each)
 _OPEN = text("outbox.state IN ('pending', 'claimed')")
+AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any columns (here: customer ids)
 
 
 @dataclass(frozen=True)
@@ -157,75 +164,146 @@ async def customers_in_countries(
     return [_customer(row) for row in result]
 
 
+def _in_ranges(moment: Any, ranges: Sequence[TierRange]) -> Any:
+    """``moment`` within one of ``ranges`` for the customer's tier (an index range each)."""
+    return or_(
+        *(and_(moment >= item.start, moment < item.end, _tier_condition(item)) for item in ranges)
+    )
+
+
+async def _visit_candidates(session: AsyncSession, statement: Any) -> list[VisitCandidate]:
+    """Run a candidate query: customer columns, then ``reference_id``, ``reference``, ``at``."""
+    result = await session.execute(statement)
+    return [
+        VisitCandidate(_customer(row), row.reference_id, row.reference, row.at) for row in result
+    ]
+
+
 async def delivered_orders(
     session: AsyncSession, ranges: Sequence[TierRange]
 ) -> list[VisitCandidate]:
-    """Each customer's latest delivered order, when it was delivered within one of ``ranges``
-    for the customer's tier, and the customer has no open ticket."""
+    """Each customer's latest delivered order (``followup_visits``) whose local delivery day
+    began within one of ``ranges`` for the customer's tier, still counted, and the customer has
+    no open ticket. Reads only the schedule rows of those days, not the orders delivered
+    around them."""
     if not ranges:
         return []
-    later = _LATER_ORDER
-    found: dict[int, VisitCandidate] = {}
-    for item in ranges:  # one index range scan each (an OR of ranges would scan the table)
-        statement = (
-            select(
-                *_CUSTOMER_COLUMNS,
-                Order.id.label("order_id"),
-                Order.external_id,
-                Order.delivered_at,
-            )
-            .join(Customer, Customer.id == Order.customer_id)
-            .where(
-                Order.delivered_at >= item.start,
-                Order.delivered_at < item.end,
-                _tier_condition(item),
-                text(f"orders.{COUNTED_ORDERS}"),
-                _reachable(),
-                _no_open_ticket(),
-                ~exists().where(
-                    later.customer_id == Order.customer_id,
-                    later.delivered_at > Order.delivered_at,
-                ),
-            )
+    statement = (
+        select(
+            *_CUSTOMER_COLUMNS,
+            Order.id.label("reference_id"),
+            Order.external_id.label("reference"),
+            Order.delivered_at.label("at"),
         )
-        for row in await session.execute(statement):
-            found[row.order_id] = VisitCandidate(
-                _customer(row), row.order_id, row.external_id, row.delivered_at
-            )
-    return [found[order_id] for order_id in sorted(found)]
+        .select_from(FollowupVisit)
+        .join(Customer, Customer.id == FollowupVisit.customer_id)
+        .join(Order, Order.id == FollowupVisit.order_id)
+        .where(
+            _in_ranges(FollowupVisit.day_start, ranges),
+            _reachable(),
+            text(f"orders.{COUNTED_ORDERS}"),
+            _no_open_ticket(),
+        )
+        .order_by(Order.id)
+    )
+    return await _visit_candidates(session, statement)
+
+
+def latest_deliveries(customers: AnySelect | None = None) -> AnySelect:
+    """(customer, order, delivered at, time zone) of each customer's latest delivered order,
+    whatever its status (a later refunded delivery means no visit for an earlier one; ties go
+    to the lower order id); only for the customer ids ``customers`` selects, if given."""
+    later = _LATER_ORDER
+    statement: AnySelect = (
+        select(Order.customer_id, Order.id, Order.delivered_at, Customer.timezone)
+        .join(Customer, Customer.id == Order.customer_id)
+        .where(
+            Order.delivered_at.is_not(None),
+            ~exists().where(
+                later.customer_id == Order.customer_id,
+                or_(
+                    later.delivered_at > Order.delivered_at,
+                    and_(later.delivered_at == Order.delivered_at, later.id < Order.id),
+                ),
+            ),
+        )
+    )
+    if customers is not None:
+        statement = statement.where(Order.customer_id.in_(customers))
+    return statement
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # validated on the way in; never stop a write
+        return ZoneInfo("UTC")
+
+
+def schedule_row(
+    customer_id: int, order_id: int, delivered_at: datetime, zone: str
+) -> dict[str, Any]:
+    """The ``followup_visits`` row of a latest delivery: its local day's start, in UTC."""
+    local = delivered_at.astimezone(_zone(zone))
+    day_start = datetime.combine(local.date(), time(0, 0), tzinfo=local.tzinfo)
+    return {
+        "customer_id": customer_id,
+        "order_id": order_id,
+        "day_start": day_start.astimezone(UTC),
+    }
+
+
+async def schedule_followups(session: AsyncSession, customers: AnySelect | None = None) -> int:
+    """Rewrite the follow-up schedule of the customers ``customers`` selects (everybody when
+    None): their latest delivery, or no row. Called in the transaction that changes their
+    orders, so the planner never sees orders without their schedule. Returns the rows
+    written."""
+    target = delete(FollowupVisit)
+    if customers is not None:
+        target = target.where(FollowupVisit.customer_id.in_(customers))
+    await session.execute(target)
+    rows = [schedule_row(*row) for row in await session.execute(latest_deliveries(customers))]
+    insert = _insert_ignoring_conflicts(session, FollowupVisit)
+    statement = insert.on_conflict_do_update(
+        index_elements=[FollowupVisit.customer_id],
+        set_={"order_id": insert.excluded.order_id, "day_start": insert.excluded.day_start},
+    )
+    for start in range(0, len(rows), SCHEDULE_BATCH):
+        await session.execute(statement, rows[start : start + SCHEDULE_BATCH])
+    return len(rows)
+
+
+async def reschedule_updated_customers(session: AsyncSession, updated_at: datetime) -> int:
+    """Rewrite the follow-up schedule of the customers last updated at ``updated_at`` (an
+    import that may have changed their time zone, hence their deliveries' local days)."""
+    return await schedule_followups(
+        session, select(Customer.id).where(Customer.updated_at == updated_at)
+    )
 
 
 async def resolved_tickets(
     session: AsyncSession, ranges: Sequence[TierRange]
 ) -> list[VisitCandidate]:
     """Tickets resolved within one of ``ranges`` for their customer's tier, whose customer has
-    no open ticket now (a follow-up visit after a ticket)."""
+    no open ticket now (a follow-up visit after a ticket).
+
+    Not scheduled like deliveries: tickets are few, each has one visit, and a reopened ticket
+    clears ``resolved_at``, so ``ix_tickets_resolved`` already reads only the visits due."""
     if not ranges:
         return []
     statement = (
-        select(*_CUSTOMER_COLUMNS, Ticket.id.label("ticket_id"), Ticket.number, Ticket.resolved_at)
-        .join(Customer, Customer.id == Ticket.customer_id)
-        .where(
-            or_(
-                *(
-                    and_(
-                        Ticket.resolved_at >= item.start,
-                        Ticket.resolved_at < item.end,
-                        _tier_condition(item),
-                    )
-                    for item in ranges
-                )
-            ),
-            _reachable(),
-            _no_open_ticket(),
+        select(
+            *_CUSTOMER_COLUMNS,
+            Ticket.id.label("reference_id"),
+            Ticket.number.label("reference"),
+            Ticket.resolved_at.label("at"),
         )
+        .join(Customer, Customer.id == Ticket.customer_id)
+        .where(_in_ranges(Ticket.resolved_at, ranges), _reachable(), _no_open_ticket())
         .order_by(Ticket.id)
     )
-    result = await session.execute(statement)
-    return [
-        VisitCandidate(_customer(row), row.ticket_id, row.number, row.resolved_at)
-        for row in result
-    ]
+    return await _visit_candidates(session, statement)
 
 
 async def at_risk_customers(

@@ -689,6 +689,31 @@ Index("ix_tickets_closed", Ticket.closed_at)
 # --- follow-up visits (issue 7: scheduler/care.py, storage/care.py) ---
 
 
+class FollowupVisit(Base):
+    """The delivery a customer's follow-up visits count from: their latest delivered order.
+
+    One row per customer, rewritten whenever their orders change (``storage.care.
+    schedule_followups``). ``day_start`` is when the delivery's local day began (UTC), so the
+    planner finds the visits due today with one index range per cadence step instead of
+    visiting every order delivered around that day. The steps are not stored: the customer's
+    current tier gives them when the planner reads, so a tier change or a new cadence in
+    ``care.toml`` needs no rewrite.
+    """
+
+    __tablename__ = "followup_visits"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    day_start: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_followup_visits_day", "day_start", "customer_id"),)
+
+
+# --- operations (issue 10: dashboard, scale-out) ---
+
+
 class DashboardLogin(Base):
     """A one-time login link to the staff dashboard (``/dashboard`` in the staff group): only
     the token's SHA-256 is kept, it works once (``used_at``) and until ``expires_at``."""

@@ -20,8 +20,9 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
+from storage.care import schedule_followups
 from storage.columns import UTCDateTime
-from storage.models import Order
+from storage.models import Order, RfmPending
 
 STAGE_BATCH = 5_000
 Progress = Callable[[int], None]
@@ -344,6 +345,9 @@ async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCou
         ),
         {"now": now},
     )
+    # The customers just queued (marked now) get their follow-up visits rescheduled.
+    queued_now = select(RfmPending.customer_id).where(RfmPending.marked_at == now)
+    await schedule_followups(session, queued_now)
     return ImportCounts(
         rows=rows,
         inserted=max(int(insert.rowcount), 0),  # type: ignore[attr-defined]

@@ -65,6 +65,10 @@ async def add_order(
     }
     values.update(extra)
     result = await session.execute(insert(Order).values(**values).returning(Order.id))
+    # What the importer does when a customer's orders change: reschedule their follow-ups.
+    await care_queries.schedule_followups(
+        session, select(Customer.id).where(Customer.id == customer_id)
+    )
     return int(result.scalar_one())
 
 

@@ -140,6 +140,32 @@ async def pin(sessionmaker: async_sessionmaker[AsyncSession], name: str, tier: s
         await tier_queries.mark_pending(session, [customer.id], NOW)
 
 
+async def assert_worked_out_by_hand(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Every customer's scores, tier, stage and flags are the ones worked out in EXPECTED."""
+    async with sessionmaker() as session:
+        rfm = await rfm_by_name(session)
+        customers = await customers_by_name(session)
+    assert set(rfm) == set(EXPECTED)  # Q (cancelled only) and Z (no order) have no scores
+    for name, expected in EXPECTED.items():
+        row = rfm[name]
+        got = Expected(
+            TODAY - row.last_day,
+            row.frequency,
+            row.monetary_cents // 100,
+            (row.r_score or 0, row.f_score or 0, row.m_score or 0),
+            str(row.tier),
+            str(row.stage),
+            row.at_risk_after or 0.0,
+            row.median_gap,
+            row.churn_flags,
+        )
+        assert got == expected, name
+        tier = "vip" if name == "P" else expected.rule_tier
+        assert (customers[name].tier, customers[name].stage) == (tier, expected.stage), name
+    for name in ("Q", "Z"):
+        assert (customers[name].tier, customers[name].stage) == ("normal", "prospect")
+
+
 class TestHandMadeDataSet:
     async def test_scores_tiers_stages_and_flags(
         self, sessionmaker: async_sessionmaker[AsyncSession]
@@ -150,28 +176,22 @@ class TestHandMadeDataSet:
 
         assert summary.full and summary.scored == 10
         assert summary.thresholds == THRESHOLDS
-        async with sessionmaker() as session:
-            rfm = await rfm_by_name(session)
-            customers = await customers_by_name(session)
-        assert set(rfm) == set(EXPECTED)  # Q (cancelled only) and Z (no order) have no scores
-        for name, expected in EXPECTED.items():
-            row = rfm[name]
-            got = Expected(
-                TODAY - row.last_day,
-                row.frequency,
-                row.monetary_cents // 100,
-                (row.r_score or 0, row.f_score or 0, row.m_score or 0),
-                str(row.tier),
-                str(row.stage),
-                row.at_risk_after or 0.0,
-                row.median_gap,
-                row.churn_flags,
-            )
-            assert got == expected, name
-            tier = "vip" if name == "P" else expected.rule_tier
-            assert (customers[name].tier, customers[name].stage) == (tier, expected.stage), name
-        for name in ("Q", "Z"):
-            assert (customers[name].tier, customers[name].stage) == ("normal", "prospect")
+        await assert_worked_out_by_hand(sessionmaker)
+
+    async def test_the_first_run_after_a_bulk_load_gives_the_same_numbers(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await load(sessionmaker, HAND_MADE)
+        await pin(sessionmaker, "P", "vip")
+        async with sessionmaker.begin() as session:
+            rebuilt = await tier_job.recompute(session, tier_rules(), NOW, rebuild=True)
+        assert (rebuilt.full, rebuilt.scored, rebuilt.thresholds) == (True, 10, THRESHOLDS)
+        assert rebuilt.tier_changes == 5  # A, B to vip; C, F, R to important (P is pinned)
+        await assert_worked_out_by_hand(sessionmaker)
+        rebuilt_rows = await snapshot(sessionmaker)
+        again = await run(sessionmaker)
+        assert (again.tier_changes, again.customer_changes) == (0, 0)
+        assert await snapshot(sessionmaker) == rebuilt_rows
 
     async def test_counts_in_windows_and_totals(
         self, sessionmaker: async_sessionmaker[AsyncSession]
