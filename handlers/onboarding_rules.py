@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kb import KnowledgeBase
@@ -19,6 +20,7 @@ from bot.texts import LANGUAGES, language_from_code
 from handlers import answers_rules, linking, tickets_rules
 from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
 from handlers.tickets_rules import Desk, Incoming
+from storage import care as care_queries
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
 from storage.models import Customer
@@ -401,6 +403,10 @@ async def handle_text(
         customer.timezone = zone
         customer.awaiting = None
         customer.updated_at = now
+        # Follow-up visits fall on the delivery's local day: it moves with the zone.
+        await care_queries.schedule_followups(
+            session, select(Customer.id).where(Customer.id == customer.id)
+        )
         return Reply("timezone_saved", customer.language, {"timezone": zone})
     if knowledge is None:
         return Reply("fallback", customer.language)

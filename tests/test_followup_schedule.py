@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
 from bot.rules import GeneralRules, OrderRules
+from handlers.onboarding_rules import AWAITING_TIMEZONE, Person, handle_text
+from handlers.replies import Reply
 from storage import orders as order_queries
 from storage.migrate import alembic_config
 from storage.models import Customer, FollowupVisit, Ticket
@@ -112,6 +114,25 @@ class TestWrittenWithTheOrders:
             rules = OrderRules(currency="CNY", timezone="Asia/Shanghai")
             await importer.import_customers(session, path, rules, GeneralRules(), delivered)
         # Normal tier: 14 days after 02-28, at 11:00 in Pago Pago.
+        assert await plan(sessionmaker, datetime(2027, 3, 14, 22, 0, tzinfo=UTC), planner()) == 1
+        assert await visit_days(sessionmaker) == ["2027-03-14"]
+
+    async def test_a_time_zone_set_in_the_profile_moves_the_visit_day(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with sessionmaker.begin() as session:
+            await add_customer(
+                session, 1, timezone="Pacific/Kiritimati", awaiting=AWAITING_TIMEZONE
+            )
+            delivered = datetime(2027, 3, 1, 10, 0, tzinfo=UTC)  # 03-02 there, 02-28 in Pago Pago
+            customer_id = (await session.execute(select(Customer.id))).scalar_one()
+            await add_order(session, customer_id, "O1", placed=delivered, delivered_at=delivered)
+        async with sessionmaker.begin() as session:
+            person = Person(user_id=1, chat_id=1, first_name="One")
+            reply = await handle_text(
+                session, person, "Pacific/Pago_Pago", GeneralRules(), delivered
+            )
+        assert isinstance(reply, Reply) and reply.key == "timezone_saved"
         assert await plan(sessionmaker, datetime(2027, 3, 14, 22, 0, tzinfo=UTC), planner()) == 1
         assert await visit_days(sessionmaker) == ["2027-03-14"]
 
