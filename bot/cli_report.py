@@ -51,6 +51,7 @@ def tiers() -> None:
         ChurnFlag.OVERDUE: "overdue (no order for longer than usual)",
         ChurnFlag.FREQUENCY: "order frequency falling",
         ChurnFlag.SPEND: "spend falling",
+        ChurnFlag.SATISFACTION: "satisfaction falling (survey scores)",
     }
     for flag, count in report.churn_flags.items():
         out.print(f"churn signal {labels[flag]}: {count:,} customer(s)")

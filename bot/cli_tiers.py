@@ -13,6 +13,7 @@ from scheduler import tiers as tier_job
 from storage import tiers as tier_queries
 from storage.models import Customer
 from storage.tiers import RunSummary, TierCard
+from surveys.analytics import SatisfactionDrop, satisfaction_drops
 
 tiers_app = typer.Typer(
     help="RFM scores, tiers, lifecycle stages and churn signals.", no_args_is_help=True
@@ -56,16 +57,38 @@ def recompute(
 
 
 def _find(tool: Tool, reference: str) -> TierCard:
-    async def read() -> TierCard | None:
+    card, _ = _find_with_satisfaction(tool, reference, satisfaction=False)
+    return card
+
+
+def _find_with_satisfaction(
+    tool: Tool, reference: str, *, satisfaction: bool = True
+) -> tuple[TierCard, SatisfactionDrop | None]:
+    """The customer's tier card and, with ``satisfaction``, their survey scores (recent
+    against earlier, over the churn period)."""
+
+    async def read() -> tuple[TierCard | None, SatisfactionDrop | None]:
         async with database(tool) as sessionmaker, sessionmaker() as session:
             customer = await tier_queries.find_customer(session, reference)
-            return await tier_queries.tier_card(session, customer.id) if customer else None
+            if customer is None:
+                return None, None
+            drops = (
+                await satisfaction_drops(
+                    session,
+                    now=tool.clock.now(),
+                    customer_ids=[customer.id],
+                    recent_days=tool.rules.tiers.churn.period_days,
+                )
+                if satisfaction
+                else {}
+            )
+            return await tier_queries.tier_card(session, customer.id), drops.get(customer.id)
 
-    card = asyncio.run(read())
+    card, drop = asyncio.run(read())
     if card is None:
         typer.echo(f"carebot: no customer {reference!r} ({CUSTOMER_HELP})", err=True)
         raise typer.Exit(1)
-    return card
+    return card, drop
 
 
 def _who(customer: Customer) -> str:
@@ -80,7 +103,7 @@ def _who(customer: Customer) -> str:
 def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
     """A customer's tier, stage, RFM scores with their numbers, churn signals and tier history."""
     tool = open_tool()
-    card = _find(tool, customer)
+    card, satisfaction = _find_with_satisfaction(tool, customer)
     rules = tool.rules.tiers
     currency = rules.orders.currency
     today = tier_job.shop_today(rules, tool.clock.now())
@@ -109,7 +132,7 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
             f"{rfm.orders_total} counted orders since {tier_job.day_of(rfm.first_day)}; "
             f"median gap {gap}; at risk after {rfm.at_risk_after or 0:g} days without an order"
         )
-        signals = tier_job.churn_signals(rfm, today)
+        signals = tier_job.churn_signals(rfm, today, satisfaction)
         period = rules.churn.period_days
         for signal in signals:
             if signal.kind == "overdue":
@@ -122,10 +145,15 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
                     f"frequency falling: {signal.recent:g} orders in the last {period} days, "
                     f"{signal.before:g} in the {period} before"
                 )
-            else:
+            elif signal.kind == "spend":
                 text = (
                     f"spend falling: {money(int(signal.recent), currency)} in the last {period} "
                     f"days, {money(int(signal.before), currency)} in the {period} before"
+                )
+            else:
+                text = (
+                    f"satisfaction falling: survey scores {signal.recent:.0f}/100 on average in "
+                    f"the last {period} days, {signal.before:.0f}/100 before"
                 )
             out.print(f"[yellow]churn signal[/yellow] {text}")
         if not signals:

@@ -21,6 +21,7 @@ from bot.rules import TierCondition, TierRules
 from scheduler.wiring import PeriodicJob
 from storage import tiers as tier_queries
 from storage.models import RfmScore
+from surveys.analytics import SatisfactionDrop, satisfaction_drops
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,15 @@ async def recompute(
     rebuild: bool = False,
     recount: bool = False,
 ) -> tier_queries.RunSummary:
-    """Recompute tiers as of ``now`` (see ``storage.tiers.recompute``); the caller commits."""
-    return await tier_queries.recompute(
+    """Recompute tiers as of ``now`` (see ``storage.tiers.recompute``), then flag the customers
+    whose satisfaction is falling; the caller commits.
+
+    The survey signal is read for the customers the run scored: everybody on a full run, the
+    queued ones on an incremental run. New survey answers alone reach the flag with the next
+    full run (nightly).
+    """
+    scope = None if full or rebuild else await tier_queries.pending_customers(session)
+    summary = await tier_queries.recompute(
         session,
         build_spec(rules),
         today=shop_today(rules, now),
@@ -107,6 +115,16 @@ async def recompute(
         rebuild=rebuild,
         recount=recount,
     )
+    if summary.run_id is not None:
+        drops = await satisfaction_drops(
+            session,
+            now=now,
+            customer_ids=None if summary.full else scope,
+            recent_days=rules.churn.period_days,
+        )
+        falling = [drop.customer_id for drop in drops.values() if drop.falling]
+        await tier_queries.flag_satisfaction_falling(session, falling)
+    return summary
 
 
 def full_run_due(rules: TierRules, now: datetime, last_full_day: int | None) -> bool:
@@ -159,13 +177,18 @@ class ChurnSignal:
     """One reason a customer is flagged at risk of churning, with its numbers (for the customer
     card and ``carebot tiers show``; rendering is the caller's)."""
 
-    kind: str  # "overdue", "frequency" or "spend"
-    recent: float  # days since the last order / orders / spend (cents) in the last period
-    before: float  # at-risk gap in days / orders / spend (cents) in the period before
+    kind: str  # "overdue", "frequency", "spend" or "satisfaction"
+    # days since the last order / orders / spend (cents) in the last period / mean score (0-100)
+    recent: float
+    # at-risk gap in days / orders / spend (cents) in the period before / mean score before
+    before: float
 
 
-def churn_signals(rfm: RfmScore, today: int) -> list[ChurnSignal]:
-    """The flags of ``rfm`` with the numbers behind each."""
+def churn_signals(
+    rfm: RfmScore, today: int, satisfaction: SatisfactionDrop | None = None
+) -> list[ChurnSignal]:
+    """The flags of ``rfm`` with the numbers behind each (``satisfaction``: the customer's
+    survey scores, from ``surveys.analytics.satisfaction_drops``)."""
     flags = tier_queries.ChurnFlag(rfm.churn_flags)
     signals = []
     if tier_queries.ChurnFlag.OVERDUE in flags:
@@ -174,4 +197,8 @@ def churn_signals(rfm: RfmScore, today: int) -> list[ChurnSignal]:
         signals.append(ChurnSignal("frequency", rfm.orders_recent, rfm.orders_previous))
     if tier_queries.ChurnFlag.SPEND in flags:
         signals.append(ChurnSignal("spend", rfm.spend_recent_cents, rfm.spend_previous_cents))
+    if tier_queries.ChurnFlag.SATISFACTION in flags and satisfaction is not None:
+        signals.append(
+            ChurnSignal("satisfaction", satisfaction.recent_mean, satisfaction.earlier_mean)
+        )
     return signals

@@ -26,13 +26,13 @@ thresholds from the rules. Incremental runs reuse the thresholds of the last ful
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntFlag
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,7 @@ class ChurnFlag(IntFlag):
     OVERDUE = 1  # stage "at_risk": no order for longer than their usual gap
     FREQUENCY = 2  # fewer orders in the last period than in the one before
     SPEND = 4  # less spend in the last period than in the one before
+    SATISFACTION = 8  # recent survey scores below the customer's own earlier ones
 
 
 @dataclass(frozen=True)
@@ -989,6 +990,23 @@ async def mark_pending(session: AsyncSession, customer_ids: Sequence[int], now: 
         set_={"marked_at": statement.excluded.marked_at},
     )
     await session.execute(statement)
+
+
+async def pending_customers(session: AsyncSession) -> list[int]:
+    """The customers queued for the next incremental run."""
+    return list((await session.execute(select(RfmPending.customer_id))).scalars())
+
+
+async def flag_satisfaction_falling(session: AsyncSession, customer_ids: Collection[int]) -> None:
+    """Add the "satisfaction falling" flag to these customers' scores (a run writes the other
+    flags from scratch, so it only ever needs adding)."""
+    ids = sorted(customer_ids)
+    for start in range(0, len(ids), 1000):
+        await session.execute(
+            update(RfmScore)
+            .where(RfmScore.customer_id.in_(ids[start : start + 1000]))
+            .values(churn_flags=RfmScore.churn_flags.op("|")(int(ChurnFlag.SATISFACTION)))
+        )
 
 
 async def pending_count(session: AsyncSession) -> int:

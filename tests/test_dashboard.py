@@ -34,11 +34,11 @@ from storage import orders as order_queries
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox, Ticket
 from storage.outbox import State
-from surveys import queries as survey_queries
 from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
 from tests.auxil.harness import STAFF_CHAT_ID, START, TOKEN, Harness
 from tests.auxil.outbox import queue_text
 from tests.auxil.shop import add_customer, customers_by_name, order_rows, tier_rules
+from tests.auxil.surveys import answered_survey
 from tests.auxil.tickets import open_ticket_for, staff_member, wait_message
 from tests.test_metrics import serving
 
@@ -300,38 +300,15 @@ async def seed_surveys(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker.begin() as session:
         people = await customers_by_name(session)
         for index, (survey, name, tier, day, answers) in enumerate(SURVEYS):
-            invited = datetime.fromisoformat(day).replace(hour=10, tzinfo=UTC)
-            definition = await survey_queries.definition_id(session, survey, "d1", {}, invited)
-            response = await survey_queries.insert_response(
+            await answered_survey(
                 session,
-                {
-                    "definition_id": definition,
-                    "survey_id": survey,
-                    "customer_id": people[name].id,
-                    "subject": f"period:{index}",
-                    "tier": tier,
-                    "status": "complete",
-                    "low_score": False,
-                    "invited_at": invited,
-                    "expires_at": invited + timedelta(days=3),
-                    "last_answer_at": invited,
-                    "updated_at": invited,
-                },
+                customer_id=people[name].id,
+                survey=survey,
+                subject=f"period:{index}",
+                tier=tier,
+                at=datetime.fromisoformat(day).replace(hour=10, tzinfo=UTC),
+                scores=answers,
             )
-            assert response is not None
-            for position, (dimension, kind, score) in enumerate(answers):
-                await survey_queries.add_answer(
-                    session,
-                    {
-                        "response_id": response,
-                        "question_id": dimension,
-                        "position": position,
-                        "kind": kind,
-                        "dimension": dimension,
-                        "score": score,
-                        "answered_at": invited,
-                    },
-                )
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from scheduler import tiers as tier_job
 from storage import orders as order_queries
 from storage import tiers as tier_queries
 from storage.models import Customer, RfmPending, RfmScore, TierHistory, TierRun
+from surveys.analytics import satisfaction_drops
 from tests.auxil.shop import (
     NOW,
     TODAY,
@@ -32,6 +33,7 @@ from tests.auxil.shop import (
     rfm_by_name,
     tier_rules,
 )
+from tests.auxil.surveys import answered_survey
 
 DONE = "completed"
 
@@ -460,6 +462,56 @@ class TestChurnSignals:
             tier_job.ChurnSignal("spend", 40_000, 80_000),
         ]
 
+    async def test_falling_satisfaction_is_flagged_with_the_scores(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        """Survey scores normalised to 0-100 (1-5: (s-1) x 25, NPS: s x 10). "cooling": 5 and
+        NPS 10 earlier (100, 100), 2 in the last 90 days (25): falling. "content": 4 and 4
+        earlier (75, 75), 5 lately (100): not. "new": only recent answers: no history, no flag.
+        """
+        histories = {name: self.HISTORIES["steady"] for name in ("cooling", "content", "new")}
+        await load(sessionmaker, histories)
+        csat, nps = "csat", "nps"
+        answers = {  # name: [(days ago, survey, kind, score)]
+            "cooling": [(120, csat, "scale", 5), (100, nps, "nps", 10), (20, csat, "scale", 2)],
+            "content": [(150, csat, "scale", 4), (110, csat, "scale", 4), (5, csat, "scale", 5)],
+            "new": [(10, csat, "scale", 1)],
+        }
+        async with sessionmaker.begin() as session:
+            people = await customers_by_name(session)
+            for name, given in answers.items():
+                for days_ago, survey, kind, score in given:
+                    await answered_survey(
+                        session,
+                        customer_id=people[name].id,
+                        survey=survey,
+                        subject=f"period:{days_ago}",
+                        tier="normal",
+                        at=NOW - timedelta(days=days_ago),
+                        scores=[("score", kind, score)],
+                    )
+        flags = tier_queries.ChurnFlag
+        await run(sessionmaker, scores={"method": "fixed"})
+        async with sessionmaker() as session:
+            rfm = await rfm_by_name(session)
+            drops = await satisfaction_drops(session, now=NOW)
+        assert {name: flags(row.churn_flags) for name, row in rfm.items()} == {
+            "cooling": flags.SATISFACTION,
+            "content": flags(0),
+            "new": flags(0),
+        }
+        cooling = drops[rfm["cooling"].customer_id]
+        assert tier_job.churn_signals(rfm["cooling"], TODAY, cooling) == [
+            tier_job.ChurnSignal("satisfaction", 25.0, 100.0)
+        ]
+        # An incremental run rescoring "cooling" (a new order) keeps the flag.
+        async with sessionmaker.begin() as session:
+            await tier_queries.mark_pending(session, [rfm["cooling"].customer_id], NOW)
+        summary = await run(sessionmaker, full=False, scores={"method": "fixed"})
+        assert (summary.full, summary.scored) == (False, 1)
+        async with sessionmaker() as session:
+            assert flags((await rfm_by_name(session))["cooling"].churn_flags) == flags.SATISFACTION
+
 
 class TestRuns:
     async def test_fixed_thresholds_come_from_the_rules(
@@ -520,7 +572,12 @@ class TestRuns:
             ("normal", "prospect"): 2,  # Q, Z
         }
         flags = tier_queries.ChurnFlag
-        assert report.churn_flags == {flags.OVERDUE: 4, flags.FREQUENCY: 2, flags.SPEND: 3}
+        assert report.churn_flags == {
+            flags.OVERDUE: 4,
+            flags.FREQUENCY: 2,
+            flags.SPEND: 3,
+            flags.SATISFACTION: 0,
+        }
         # What the runs changed since the last full one (the staff pin is not a movement).
         assert report.movements == {("normal", "vip"): 2, ("normal", "important"): 3}
 
