@@ -16,10 +16,8 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from handlers import tickets_rules
-from handlers.context import get_deps
-from handlers.render import respond
 from handlers.replies import Alert, Reply
-from handlers.tickets import desk_of, wake_dispatcher
+from handlers.tickets import on_desk_button
 from storage import care as care_queries
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
@@ -30,11 +28,10 @@ PROBLEM_SUBJECT = "Follow-up visit: the customer reports a problem with this ord
 
 async def press_care_button(
     session: AsyncSession,
+    desk: tickets_rules.Desk | None,
     user_id: int,
     data: str,
     now: datetime,
-    *,
-    desk: tickets_rules.Desk | None,
 ) -> Reply | Alert | None:
     """What a tap on a care message's button does; None for an unknown sender or button."""
     match = CALLBACK.match(data)
@@ -68,21 +65,5 @@ async def press_care_button(
     return Reply("care_problem", language)
 
 
-async def on_care_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    query = update.callback_query
-    if query is None:
-        return
-    deps = get_deps(context)
-    async with deps.sessionmaker.begin() as session:
-        result = await press_care_button(
-            session, query.from_user.id, query.data or "", deps.clock.now(), desk=desk_of(context)
-        )
-    wake_dispatcher(context)
-    if result is None:
-        await query.answer()
-        return
-    await respond(update, deps.texts, result)
-
-
 def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
-    return [CallbackQueryHandler(on_care_button, pattern=r"^care:")]
+    return [CallbackQueryHandler(on_desk_button(press_care_button), pattern=r"^care:")]

@@ -32,7 +32,7 @@ from handlers import complaints_rules as rules
 from handlers import onboarding_rules, tickets_rules
 from handlers.context import get_deps, person_of
 from handlers.render import respond
-from handlers.tickets import desk_of, incoming_of, wake_dispatcher
+from handlers.tickets import desk_of, incoming_of, on_desk_button, wake_dispatcher
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
 
@@ -268,26 +268,15 @@ async def relay_edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     wake_dispatcher(context)
 
 
-async def answer_resolution(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """ "Is your problem solved?": yes closes the ticket, no hands it back to staff."""
-    query = update.callback_query
-    if query is None:
-        return
-    deps = get_deps(context)
-    async with deps.sessionmaker.begin() as session:
-        result = await tickets_rules.confirm_resolution(
-            session, desk_of(context), query.from_user.id, query.data or "", deps.clock.now()
-        )
-    wake_dispatcher(context)
-    await respond(update, deps.texts, result)
-
-
 def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
     """The flow, then the customer's side of tickets (before onboarding's handlers)."""
     private_message = PRIVATE & NEW_MESSAGE
     return [
         build_conversation(),
-        CallbackQueryHandler(answer_resolution, pattern=f"^{tickets_rules.CB_RESOLUTION}"),
+        CallbackQueryHandler(
+            on_desk_button(tickets_rules.confirm_resolution),
+            pattern=f"^{tickets_rules.CB_RESOLUTION}",
+        ),
         MessageHandler(private_message & MEDIA, relay_media),
         MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, relay_edit),
     ]

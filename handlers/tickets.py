@@ -3,14 +3,23 @@ knowledge base's hand-off): the desk, messages as plain values, waking the dispa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any
 
-from telegram import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from handlers.context import get_deps
 from handlers.inbound import message_kind
+from handlers.render import respond
+from handlers.replies import Alert, Reply
 from handlers.tickets_rules import Desk, Incoming
+
+DeskButtonRule = Callable[
+    [AsyncSession, Desk, int, str, datetime], Awaitable[Reply | Sequence[Reply] | Alert | None]
+]
 
 DESK_KEY = "tickets.desk"
 WAKE_KEY = "outbox.wake"
@@ -54,3 +63,32 @@ def incoming_of(message: Message) -> Incoming:
         media_group_id=message.media_group_id,
         file_id=file_id,
     )
+
+
+def on_desk_button(
+    rule: DeskButtonRule,
+) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+    """A callback for an inline button whose rule may open tickets or queue messages: the rule
+    (given the desk, the presser, the button's data and the time) in one transaction, the
+    dispatcher woken after the commit, then the answer (a bare acknowledgement when the rule
+    has nothing to say)."""
+
+    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        deps = get_deps(context)
+        async with deps.sessionmaker.begin() as session:
+            result = await rule(
+                session, desk_of(context), query.from_user.id, query.data or "", deps.clock.now()
+            )
+        wake_dispatcher(context)
+        if result is None:
+            await query.answer()
+            return
+        await respond(update, deps.texts, result)
+
+    # Named after the rule: the metrics and the per-update log say which button it was.
+    callback.__module__, callback.__qualname__ = rule.__module__, rule.__qualname__
+    callback.__doc__ = rule.__doc__
+    return callback

@@ -493,9 +493,9 @@ class TestButtons:
             customer = await add_customer(session, 7, birth_month=3, birth_day=15, language="zh")
         now = datetime(2027, 3, 1, 3, 0, tzinfo=UTC)
         async with sessionmaker.begin() as session:
-            first = await press_care_button(session, 7, "care:stop", now, desk=None)
-            again = await press_care_button(session, 7, "care:stop", now, desk=None)
-            unknown = await press_care_button(session, 8, "care:stop", now, desk=None)
+            first = await press_care_button(session, None, 7, "care:stop", now)
+            again = await press_care_button(session, None, 7, "care:stop", now)
+            unknown = await press_care_button(session, None, 8, "care:stop", now)
         assert first == Reply("care_stopped", "zh")
         assert again == Reply("care_already_stopped", "zh")
         assert unknown is None
@@ -522,11 +522,11 @@ class TestButtons:
         problem = row.payload["buttons"][0][1]["data"]
         assert problem == f"care:problem:{order}"
         async with sessionmaker.begin() as session:
-            fine = await press_care_button(session, 7, f"care:good:{order}", visit, desk=None)
+            fine = await press_care_button(session, None, 7, f"care:good:{order}", visit)
         assert fine == Alert("care_thanks_good", "en")
         desk = Desk.from_rules(RULES, Texts.load(), -1001000000001)
         async with sessionmaker.begin() as session:
-            reply = await press_care_button(session, 7, problem, visit, desk=desk)
+            reply = await press_care_button(session, desk, 7, problem, visit)
         assert reply == Reply("care_problem", "en")
         async with sessionmaker() as session:
             ticket = await ticket_queries.open_ticket_of(session, customer)
