@@ -302,7 +302,9 @@ class SurveyPlanner:
         return opened
 
     async def run(self, session: AsyncSession, desk: Desk | None, now: datetime) -> PlanReport:
-        """One pass: close what expired, open pending recoveries, remind, invite."""
+        """One pass: close what expired, open pending recoveries, remind, invite (one planner
+        at a time across processes)."""
+        await q.lock_planning(session)
         report = PlanReport()
         report.expired = await self.expire(session, now)
         report.recovered = await self.recover(session, desk, now)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, update
+from sqlalchemy import String, and_, cast, exists, func, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.customers import _insert_ignoring_conflicts
@@ -68,6 +68,18 @@ class ScoreLine:
 
 
 # --- definitions --------------------------------------------------------------------------------
+
+
+PLAN_LOCK_KEY = 0x73757276657973  # "surveys"
+
+
+async def lock_planning(session: AsyncSession) -> None:
+    """Serialise survey planning until this transaction ends. Every bot process runs the
+    planner; the fatigue cap (one survey per customer per period, across surveys) is a query,
+    so two planners at once could each invite the same customer to a different survey.
+    (SQLite: one writer at a time anyway.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"SELECT pg_advisory_xact_lock({PLAN_LOCK_KEY})"))
 
 
 async def definition_id(
