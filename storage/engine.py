@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event
@@ -17,6 +20,7 @@ from storage.sqlite_inline import inline_connector
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITE_TURN_TIMEOUT_SECONDS = 30.0
 
 
 def parse_database_url(url: str) -> URL:
@@ -66,6 +70,39 @@ def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngi
     return engine
 
 
+class _SerialWrites(async_sessionmaker[AsyncSession]):
+    """SQLite: ``begin()`` (a unit of work that may write) waits its turn in the process.
+
+    SQLite has one writer at a time. Without a queue, concurrent units of work on pooled
+    connections meet at SQLite's lock, and the losers sleep in its busy handler's backoff steps
+    (up to 100 ms each): the tail of the update latency. Queued here, they wait exactly as
+    long as the one before them takes. Read-only sessions (``sessionmaker()``) do not queue.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._turn = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        try:
+            async with asyncio.timeout(WRITE_TURN_TIMEOUT_SECONDS):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise TimeoutError(
+                f"no turn to write to SQLite within {WRITE_TURN_TIMEOUT_SECONDS:g} s "
+                "(a unit of work holding it for that long, or opening a second one inside it)"
+            ) from None
+        try:
+            async with super().begin() as session:
+                yield session
+        finally:
+            self._turn.release()
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit (handlers render them afterwards)."""
+    """Sessions that keep loaded objects usable after commit (handlers render them afterwards);
+    on SQLite, units of work opened with ``begin()`` run one at a time (``_SerialWrites``)."""
+    if engine.dialect.name == "sqlite":
+        return _SerialWrites(engine)
     return async_sessionmaker(engine, expire_on_commit=False)
