@@ -4,10 +4,8 @@ API server, on both databases; plus the start-up check, reload and the report.""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from bot.texts import Markup
 from storage.models import KbHandoff, KbQuestion
 from tests.auxil.harness import TOKEN, Harness
+from tests.auxil.processes import CAREBOT, carebot_env
 
 KNOWLEDGE = load_knowledge_base(EXAMPLE_CONFIG_DIR)
 
@@ -265,16 +264,15 @@ class TestStartup:
                 clock=harness.clock,
             )
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
-        env |= {
-            "CAREBOT_TELEGRAM_TOKEN": TOKEN,
-            "CAREBOT_TELEGRAM_API_URL": harness.settings.telegram_api_url,
-            "CAREBOT_DATABASE_URL": harness.settings.database_url,
-            "CAREBOT_CONFIG_DIR": str(config),
-        }
+        env = carebot_env(
+            telegram_token=TOKEN,
+            telegram_api_url=harness.settings.telegram_api_url,
+            database_url=harness.settings.database_url,
+            config_dir=str(config),
+        )
         run = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-c", "from bot.cli import main; main()", "run"],
+            [*CAREBOT, "run"],
             env=env,
             cwd=tmp_path,
             capture_output=True,

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, Order, SurveyResponse
 from surveys.analytics import satisfaction_by
 from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
+from tests.auxil.processes import CAREBOT
 
 NEWCOMER, VIP, BY_PHONE, STAFF = (persona.user_id for persona in PERSONAS)
 State = dict[str, Any]
@@ -263,7 +263,7 @@ def test_the_command_prints_one_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         "PYTHONPATH": str(Path(__file__).parents[1]),
     }
     process = subprocess.Popen(
-        [sys.executable, "-c", "from bot.cli import main; main()", "demo", "--port", "0"],
+        [*CAREBOT, "demo", "--port", "0"],
         cwd=tmp_path,
         env=environment,
         stdout=subprocess.PIPE,

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from tests.auxil.outbox import (
     rows,
     running,
 )
+from tests.auxil.processes import CAREBOT, carebot_env
 
 
 @pytest.fixture
@@ -222,10 +222,9 @@ class TestTelegramErrors:
 
 
 def _cli(database_url: str, cwd: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     result = subprocess.run(
-        [sys.executable, "-c", "from bot.cli import main; main()", *args],
-        env={**env, "CAREBOT_DATABASE_URL": database_url},
+        [*CAREBOT, *args],
+        env=carebot_env(database_url=database_url),
         cwd=cwd,
         capture_output=True,
         text=True,

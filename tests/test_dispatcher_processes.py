@@ -4,11 +4,9 @@ running in the test process: a SIGKILL mid-broadcast, and two dispatchers on one
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from storage import outbox as outbox_queries
 from storage.outbox import State
 from tests.auxil.harness import STAFF_CHAT_ID
 from tests.auxil.outbox import delivered, rows
+from tests.auxil.processes import start_carebot
 from tests.auxil.shop import add_customer
 
 STOPPED = re.compile(r"dispatcher stopped: sent (\d+)")
@@ -64,27 +63,17 @@ def _config_dir(tmp_path: Path, outbox: str) -> Path:
 async def _start(
     api: LocalBotApi, database_url: str, config_dir: Path, log: Path, **settings: str
 ) -> DrainProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
-    env.update(
-        CAREBOT_TELEGRAM_TOKEN=api.token,
-        CAREBOT_TELEGRAM_API_URL=api.root_url,
-        CAREBOT_DATABASE_URL=database_url,
-        CAREBOT_CONFIG_DIR=str(config_dir),
-        CAREBOT_LOG_LEVEL="INFO",
-        **{f"CAREBOT_{name.upper()}": value for name, value in settings.items()},
+    process = await start_carebot(
+        "outbox",
+        "drain",
+        log=log,
+        telegram_token=api.token,
+        telegram_api_url=api.root_url,
+        database_url=database_url,
+        config_dir=str(config_dir),
+        log_level="INFO",
+        **settings,
     )
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from bot.cli import main; main()",
-            "outbox",
-            "drain",
-            env=env,
-            cwd=log.parent,
-            stdout=sink,
-            stderr=sink,
-        )
     return DrainProcess(process, log)
 
 

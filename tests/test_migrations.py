@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from sqlalchemy.engine import Connection
 from storage.engine import create_engine
 from storage.models import Base
 from tests.auxil import databases
+from tests.auxil.processes import CAREBOT, carebot_env
 
 
 def _family(column_type: Any) -> str:
@@ -62,10 +61,9 @@ async def _read_schema(url: str) -> dict[str, Any]:
 
 
 def _db_upgrade(url: str, cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     result = subprocess.run(
-        [sys.executable, "-c", "from bot.cli import main; main()", "db", "upgrade"],
-        env={**env, "CAREBOT_DATABASE_URL": url},
+        [*CAREBOT, "db", "upgrade"],
+        env=carebot_env(database_url=url),
         cwd=cwd,
         capture_output=True,
         text=True,

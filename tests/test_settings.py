@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.rules import RulesError, load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, SettingsError, load_settings
-
-CAREBOT = [sys.executable, "-c", "from bot.cli import main; main()"]
+from tests.auxil.processes import CAREBOT, carebot_env
 
 
 def _run_carebot(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
     return subprocess.run(
         [*CAREBOT, *args],
         cwd=tmp_path,
-        env={**clean, **env},
+        env={**carebot_env(), **env},
         capture_output=True,
         text=True,
         timeout=60,

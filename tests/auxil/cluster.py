@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import shutil
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from aiohttp import web
 
 from bot.local_api import SECRET_HEADER, LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
+from tests.auxil.processes import start_carebot
 
 WEBHOOK_PATH = "/telegram/hook"
 SECRET = "cluster-test-secret"
@@ -131,30 +130,20 @@ async def start_bot(
 ) -> BotProcess:
     """``carebot run`` in webhook mode as its own process, on a port of its own."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREBOT_")}
-    env.update(
-        CAREBOT_TELEGRAM_TOKEN=api.token,
-        CAREBOT_TELEGRAM_API_URL=api.root_url,
-        CAREBOT_DATABASE_URL=database_url,
-        CAREBOT_CONFIG_DIR=str(config_dir),
-        CAREBOT_STAFF_CHAT_ID=str(staff_chat_id),
-        CAREBOT_WEBHOOK_URL=webhook_url,
-        CAREBOT_WEBHOOK_SECRET=SECRET,
-        CAREBOT_LISTEN_HOST="127.0.0.1",
-        CAREBOT_LISTEN_PORT=str(port),
-        CAREBOT_LOG_LEVEL="WARNING",
+    process = await start_carebot(
+        "run",
+        log=log,
+        telegram_token=api.token,
+        telegram_api_url=api.root_url,
+        database_url=database_url,
+        config_dir=str(config_dir),
+        staff_chat_id=str(staff_chat_id),
+        webhook_url=webhook_url,
+        webhook_secret=SECRET,
+        listen_host="127.0.0.1",
+        listen_port=str(port),
+        log_level="WARNING",
     )
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from bot.cli import main; main()",
-            "run",
-            env=env,
-            cwd=log.parent,
-            stdout=sink,
-            stderr=sink,
-        )
     return BotProcess(process, port, log)
 
 
