@@ -201,6 +201,23 @@ def read_table(path: Path, columns: dict[str, bool]) -> Table:
     return Table(name, header, rows)
 
 
+def _repeated_id(
+    table: Table, row: Row, column: str, value: object, first_line: dict[str, int]
+) -> Problem | None:
+    """The id in ``column`` already stood on an earlier line of the file (else it is noted)."""
+    if not isinstance(value, str):
+        return None
+    if value in first_line:
+        return Problem(
+            table.path,
+            row.line,
+            row.columns[column],
+            f"{column} {value!r} also on line {first_line[value]}",
+        )
+    first_line[value] = row.line
+    return None
+
+
 def _check_row_shape(table: Table, row: Row) -> Problem | None:
     """A line with more cells than the header (usually an unquoted delimiter in a value)."""
     if row.width > len(table.header):
@@ -401,18 +418,10 @@ def parse_customers(
         values, row_problems = _cells(table, row, parsers)
         problems.extend(row_problems)
         external_id = values.get("customer_id")
-        if isinstance(external_id, str):
-            if external_id in first_line:
-                problems.append(
-                    Problem(
-                        table.path,
-                        row.line,
-                        row.columns["customer_id"],
-                        f"customer_id {external_id!r} also on line {first_line[external_id]}",
-                    )
-                )
-            else:
-                first_line[external_id] = row.line
+        if (
+            repeated := _repeated_id(table, row, "customer_id", external_id, first_line)
+        ) is not None:
+            problems.append(repeated)
         if row_problems or not isinstance(external_id, str):
             continue
         born = values["birthday"]
@@ -480,18 +489,8 @@ def parse_orders(
             continue
         values, row_problems = _cells(table, row, parsers)
         order_id = values.get("order_id")
-        if isinstance(order_id, str):
-            if order_id in first_line:
-                row_problems.append(
-                    Problem(
-                        table.path,
-                        row.line,
-                        row.columns["order_id"],
-                        f"order_id {order_id!r} also on line {first_line[order_id]}",
-                    )
-                )
-            else:
-                first_line[order_id] = row.line
+        if (repeated := _repeated_id(table, row, "order_id", order_id, first_line)) is not None:
+            row_problems.append(repeated)
         placed_at, delivered_at = values.get("placed_at"), values.get("delivered_at")
         if (
             isinstance(placed_at, datetime)
