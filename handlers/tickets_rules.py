@@ -370,7 +370,7 @@ async def open_ticket(
     await _push(session, ticket, q.TOPIC, CREATE_TOPIC, now)
     await _push(session, ticket, q.TOPIC, CARD, now)
     for item in items:
-        message = await _store_customer_message(session, ticket, item, now)
+        message = await _store_message(session, ticket, item, now)
         await _queue_to_topic(session, desk, ticket, message, now, album_grace=False)
     await pump(session, desk, ticket, q.TOPIC, now)
     return ticket, True
@@ -383,7 +383,7 @@ async def add_customer_items(
     locked = await q.lock_ticket(session, ticket.id)
     assert locked is not None
     for item in items:
-        message = await _store_customer_message(session, locked, item, now)
+        message = await _store_message(session, locked, item, now)
         await _queue_to_topic(session, desk, locked, message, now, album_grace=False)
     await pump(session, desk, locked, q.TOPIC, now)
 
@@ -404,13 +404,21 @@ async def _event(
     )
 
 
-async def _store_customer_message(
-    session: AsyncSession, ticket: Ticket, item: Incoming, now: datetime, state: str = q.QUEUED
+async def _store_message(
+    session: AsyncSession,
+    ticket: Ticket,
+    item: Incoming,
+    now: datetime,
+    state: str = q.QUEUED,
+    staff: Staff | None = None,
 ) -> TicketMessage:
+    """A message the customer (or, with ``staff``, a staff member) sent into the ticket."""
     return await q.add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.IN,
+        direction=q.OUT if staff else q.IN,
+        author_user_id=staff.user_id if staff else None,
+        author_name=staff.name if staff else None,
         kind=item.kind,
         text=item.text,
         html=item.html,
@@ -453,7 +461,7 @@ async def relay_from_customer(
     assert locked is not None
     ticket = locked
     if ban is not None:
-        await _store_customer_message(session, ticket, item, now, state=q.BANNED)
+        await _store_message(session, ticket, item, now, state=q.BANNED)
         if ban.notified_at is None or ban.notified_at <= now - BAN_NOTICE_EVERY:
             ban.notified_at = now
             return [Reply("ticket_banned_notice", customer.language)]
@@ -463,13 +471,13 @@ async def relay_from_customer(
         session, ticket.id, now - timedelta(seconds=flood.per_seconds)
     )
     if recent >= flood.max_messages:
-        await _store_customer_message(session, ticket, item, now, state=q.THROTTLED)
+        await _store_message(session, ticket, item, now, state=q.THROTTLED)
         noticed = ticket.flood_noticed_at
         if noticed is None or noticed <= now - timedelta(seconds=flood.per_seconds):
             ticket.flood_noticed_at = now
             replies.append(Reply("ticket_flood_notice", customer.language))
         return replies
-    message = await _store_customer_message(session, ticket, item, now)
+    message = await _store_message(session, ticket, item, now)
     await _queue_to_topic(session, desk, ticket, message, now, album_grace=True)
     await pump(session, desk, ticket, q.TOPIC, now)
     if ticket.status == q.WAITING_CUSTOMER:
@@ -551,21 +559,7 @@ async def staff_reply(
         return None
     if ticket.status == q.CLOSED:
         return StaffReply(desk.staff_text("ticket_is_closed"))
-    message = await q.add_message(
-        session,
-        ticket_id=ticket.id,
-        direction=q.OUT,
-        author_user_id=staff.user_id,
-        author_name=staff.name,
-        kind=item.kind,
-        text=item.text,
-        html=item.html,
-        media_file_id=item.file_id,
-        media_group_id=item.media_group_id,
-        chat_message_id=item.message_id,
-        state=q.QUEUED,
-        created_at=now,
-    )
+    message = await _store_message(session, ticket, item, now, staff=staff)
     await _staff_responded(session, desk, ticket, now)
     await _queue_to_customer(session, desk, ticket, message, now)
     await pump(session, desk, ticket, q.CUSTOMER, now)
