@@ -56,31 +56,20 @@ def recompute(
     )
 
 
-def _find(tool: Tool, reference: str) -> TierCard:
-    card, _ = _find_with_satisfaction(tool, reference, satisfaction=False)
-    return card
-
-
-def _find_with_satisfaction(
-    tool: Tool, reference: str, *, satisfaction: bool = True
-) -> tuple[TierCard, SatisfactionDrop | None]:
-    """The customer's tier card and, with ``satisfaction``, their survey scores (recent
-    against earlier, over the churn period)."""
+def _find(tool: Tool, reference: str) -> tuple[TierCard, SatisfactionDrop | None]:
+    """The customer's tier card and their survey scores, recent against earlier (over the
+    churn period; None without enough answers)."""
 
     async def read() -> tuple[TierCard | None, SatisfactionDrop | None]:
         async with database(tool) as sessionmaker, sessionmaker() as session:
             customer = await tier_queries.find_customer(session, reference)
             if customer is None:
                 return None, None
-            drops = (
-                await satisfaction_drops(
-                    session,
-                    now=tool.clock.now(),
-                    customer_ids=[customer.id],
-                    recent_days=tool.rules.tiers.churn.period_days,
-                )
-                if satisfaction
-                else {}
+            drops = await satisfaction_drops(
+                session,
+                now=tool.clock.now(),
+                customer_ids=[customer.id],
+                recent_days=tool.rules.tiers.churn.period_days,
             )
             return await tier_queries.tier_card(session, customer.id), drops.get(customer.id)
 
@@ -103,7 +92,7 @@ def _who(customer: Customer) -> str:
 def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
     """A customer's tier, stage, RFM scores with their numbers, churn signals and tier history."""
     tool = open_tool()
-    card, satisfaction = _find_with_satisfaction(tool, customer)
+    card, satisfaction = _find(tool, customer)
     rules = tool.rules.tiers
     currency = rules.orders.currency
     today = tier_job.shop_today(rules, tool.clock.now())
@@ -190,7 +179,7 @@ def pin(
             f"carebot: unknown tier {tier!r} (expected one of {', '.join(names)})", err=True
         )
         raise typer.Exit(2)
-    card = _find(tool, customer)
+    card, _ = _find(tool, customer)
 
     async def run() -> None:
         async with database(tool) as sessionmaker, sessionmaker.begin() as session:
@@ -206,7 +195,7 @@ def pin(
 def unpin(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
     """Unpin a customer's tier: it goes back to what the rules give."""
     tool = open_tool()
-    card = _find(tool, customer)
+    card, _ = _find(tool, customer)
 
     async def run() -> str | None:
         async with database(tool) as sessionmaker, sessionmaker.begin() as session:
