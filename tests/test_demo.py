@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +27,7 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, Order, SurveyResponse
 from surveys.analytics import satisfaction_by
 from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
-from tests.auxil.processes import CAREBOT
+from tests.auxil.processes import CAREBOT, carebot_env
 
 NEWCOMER, VIP, BY_PHONE, STAFF = (persona.user_id for persona in PERSONAS)
 State = dict[str, Any]
@@ -256,12 +255,10 @@ async def test_the_sample_shop_goes_through_the_importer_and_gets_tiers_and_surv
 
 
 def test_the_command_prints_one_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    environment = {
-        **os.environ,
-        "CAREBOT_TELEGRAM_TOKEN": "",  # never needed, never used
-        "CAREBOT_DATABASE_URL": "postgresql+asyncpg://nobody@192.0.2.1/none",
-        "PYTHONPATH": str(Path(__file__).parents[1]),
-    }
+    # Settings the demo must ignore: it never needs a token and runs on its own database.
+    environment = carebot_env(
+        telegram_token="", database_url="postgresql+asyncpg://nobody@192.0.2.1/none"
+    )
     process = subprocess.Popen(
         [*CAREBOT, "demo", "--port", "0"],
         cwd=tmp_path,
