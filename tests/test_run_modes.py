@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,19 +18,14 @@ from bot.web import SECRET_HEADER
 from handlers.tickets_rules import Desk
 from scheduler.clock import ManualClock
 from tests.auxil.harness import START, harness_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.auxil.processes import free_port
 
 
 @pytest.fixture
 async def webhook_bot(
     local_api: LocalBotApi, database_url: str
 ) -> AsyncIterator[tuple[LocalBotApi, Settings]]:
-    port = _free_port()
+    port = free_port()
     settings = harness_settings(
         local_api,
         database_url,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,13 +26,8 @@ from scheduler.clock import ManualClock
 from storage.migrate import head_revision
 from tests.auxil import databases
 from tests.auxil.harness import START, TOKEN, harness_settings
+from tests.auxil.processes import free_port
 from tests.test_metrics import serving
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _get(url: str) -> tuple[int, Any]:
@@ -53,7 +47,7 @@ def _web_app(database_url: str, *, dispatcher_alive: bool = True) -> Any:
 @pytest.fixture
 async def polling_bot(local_api: LocalBotApi, database_url: str) -> AsyncIterator[str]:
     """``carebot run`` in polling mode with the web server on; yields its root URL."""
-    port = _free_port()
+    port = free_port()
     settings = harness_settings(
         local_api, database_url, serve_web=True, listen_host="127.0.0.1", listen_port=port
     )

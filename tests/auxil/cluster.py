@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from aiohttp import web
 
 from bot.local_api import SECRET_HEADER, LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
-from tests.auxil.processes import start_carebot
+from tests.auxil.processes import free_port, start_carebot
 
 WEBHOOK_PATH = "/telegram/hook"
 SECRET = "cluster-test-secret"
@@ -40,12 +39,6 @@ per_second = 1000
 per_private_chat_second = 1000
 per_group_minute = 10000
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def fast_config(directory: Path) -> Path:

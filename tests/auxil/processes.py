@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from pathlib import Path
 
 CAREBOT = [sys.executable, "-c", "from bot.cli import main; main()"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def carebot_env(**settings: str) -> dict[str, str]:
