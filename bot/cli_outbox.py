@@ -20,7 +20,13 @@ from telegram import Bot
 from bot.cli_tools import or_exit
 from bot.logs import configure_logging
 from bot.rules import Rules, load_rules
-from bot.runner import StartupError, check_schema, create_desk_dispatcher, listen_for_shutdown
+from bot.runner import (
+    StartupError,
+    check_schema,
+    connect,
+    create_desk_dispatcher,
+    listen_for_shutdown,
+)
 from bot.settings import Settings, load_database_settings, load_settings
 from bot.texts import Texts
 from handlers.tickets_rules import Desk
@@ -174,9 +180,9 @@ async def serve_dispatcher(
     engine = create_engine(settings.database_url)
     api = settings.telegram_api_url
     try:
-        async with Bot(
-            settings.token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot"
-        ) as bot:
+        bot = Bot(settings.token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
+        await connect(bot, settings)
+        async with bot:
             dispatcher = create_desk_dispatcher(
                 bot,
                 engine,

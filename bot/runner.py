@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot, Update
+from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application
 
 from bot.app import build_application
@@ -69,6 +70,25 @@ async def check_schema(settings: Settings) -> None:
             f"database schema is at revision {current or 'none'}, this carebot needs {head}: "
             "run `carebot db upgrade`"
         )
+
+
+async def connect(bot: Bot, settings: Settings) -> None:
+    """Initialise the bot (PTB asks the Bot API ``getMe``); a refused token or an unreachable
+    server stops start-up with one line instead of a traceback."""
+    try:
+        await bot.initialize()
+    except (InvalidToken, NetworkError) as error:
+        await bot.shutdown()  # the HTTP sessions opened before getMe
+        if isinstance(error, InvalidToken):
+            raise StartupError(
+                "the Bot API refused the bot token (CAREBOT_TELEGRAM_TOKEN): "
+                "check it with @BotFather"
+            ) from None
+        reason = str(error).replace(settings.token, "<redacted>")
+        raise StartupError(
+            f"cannot reach the Bot API at {settings.telegram_api_url} "
+            f"(CAREBOT_TELEGRAM_API_URL): {reason}"
+        ) from None
 
 
 def create_desk_dispatcher(
@@ -160,6 +180,7 @@ async def serve(
     )
     runner: web.AppRunner | None = None
     try:
+        await connect(application.bot, settings)
         async with application:
             await application.start()
             if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook

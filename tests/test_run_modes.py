@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.local_api import LocalBotApi
 from bot.rules import load_rules
-from bot.runner import periodic_jobs, serve
+from bot.runner import StartupError, periodic_jobs, serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings
 from bot.texts import Texts
 from bot.web import SECRET_HEADER
@@ -109,3 +110,30 @@ def test_the_bot_process_schedules_each_periodic_job_once() -> None:
         "tiers.recompute",
         "surveys.plan",
     }
+
+
+async def test_a_refused_token_stops_start_up_with_one_line_naming_the_setting(
+    local_api: LocalBotApi, database_url: str
+) -> None:
+    settings = harness_settings(local_api, database_url).model_copy(
+        update={"telegram_token": SecretStr("999999:NOT-THIS-BOTS-TOKEN")}
+    )
+    with pytest.raises(StartupError) as error:
+        await serve(settings, rules=load_rules(settings.config_dir), texts=Texts.load())
+    assert str(error.value) == (
+        "the Bot API refused the bot token (CAREBOT_TELEGRAM_TOKEN): check it with @BotFather"
+    )
+
+
+async def test_an_unreachable_bot_api_stops_start_up_with_one_line(
+    local_api: LocalBotApi, database_url: str
+) -> None:
+    root = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    settings = harness_settings(local_api, database_url).model_copy(
+        update={"telegram_api_url": root}
+    )
+    with pytest.raises(StartupError) as error:
+        await serve(settings, rules=load_rules(settings.config_dir), texts=Texts.load())
+    message = str(error.value)
+    assert message.startswith(f"cannot reach the Bot API at {root} (CAREBOT_TELEGRAM_API_URL): ")
+    assert settings.token not in message
