@@ -172,7 +172,7 @@ async def main() -> None:
     parser.add_argument(
         "--inline-sqlite",
         action="store_true",
-        help="run SQLite on the event loop (storage.sqlite_inline) instead of aiosqlite's thread",
+        help="run SQLite on the event loop instead of a worker thread (storage.sqlite_driver)",
     )
     args = parser.parse_args()
 

@@ -135,7 +135,7 @@ async def answer_question(
         Band.SUGGEST: kb_queries.SUGGESTED,
         Band.NONE: kb_queries.UNANSWERED,
     }[band]
-    row = await kb_queries.record_question(
+    question_id = await kb_queries.record_question(
         session,
         customer_id=customer.id,
         language=language,
@@ -146,14 +146,14 @@ async def answer_question(
         asked_at=now,
     )
     if band is Band.ANSWER:
-        return answer_reply(entries[0][1], language, row.id)
-    person = [Button("kb_person_button", f"kb:person:{row.id}")]
+        return answer_reply(entries[0][1], language, question_id)
+    person = [Button("kb_person_button", f"kb:person:{question_id}")]
     if band is Band.SUGGEST:
         choices = [
             [
                 Button(
                     "kb_suggestion_button",
-                    f"kb:pick:{row.id}:{entry.id}",
+                    f"kb:pick:{question_id}:{entry.id}",
                     {"question": _suggestion_label(entry, language)},
                 )
             ]

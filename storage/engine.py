@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.sqlite_inline import inline_connector
+from storage.sqlite_driver import sqlite_connector
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -51,19 +51,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout.
 
-    ``inline=True`` runs SQLite on the event loop (``storage.sqlite_inline``): one pooled
-    connection, no thread hops (1.7-1.9x the update rate, see the README). It is opt-in: a
-    statement blocks the loop while it runs, so a long one (a nightly tier run, a dashboard
-    page over a big table) would stop the bot meanwhile, and a unit of work that opened a
-    second session while holding the first would wait for the connection until the pool
-    times out. The default keeps aiosqlite's worker thread.
+    A SQLite file is opened through ``storage.sqlite_driver``: one thread hop per statement
+    instead of aiosqlite's four. ``inline=True`` runs it on the event loop instead, with no hop
+    at all, on one pooled connection. That is opt-in: a statement blocks the loop while it
+    runs, so a long one (a nightly tier run, a dashboard page over a big table) would stop the
+    bot meanwhile.
     """
     parsed = parse_database_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and inline and parsed.database not in (None, "", ":memory:"):
-        kwargs.setdefault("async_creator", inline_connector(parsed.database))
-        kwargs.setdefault("pool_size", 1)
-        kwargs.setdefault("max_overflow", 0)
+    if is_sqlite and parsed.database not in (None, "", ":memory:"):
+        kwargs.setdefault("async_creator", sqlite_connector(parsed.database, inline=inline))
+        if inline:
+            kwargs.setdefault("pool_size", 1)
+            kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(parsed, **kwargs)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

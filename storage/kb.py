@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import KbHandoff, KbQuestion
@@ -22,6 +23,11 @@ UNHELPFUL = "unhelpful"
 QUESTION_LENGTH = 500
 
 
+# Built once: every free-text message records its question.
+_QUESTIONS = cast(Table, KbQuestion.__table__)
+_RECORD_QUESTION = insert(_QUESTIONS).returning(_QUESTIONS.c.id)
+
+
 async def record_question(
     session: AsyncSession,
     *,
@@ -32,20 +38,23 @@ async def record_question(
     score: float,
     outcome: str,
     asked_at: datetime,
-) -> KbQuestion:
-    """Store a question and how it was matched; flushed, so the row has its id."""
-    row = KbQuestion(
-        customer_id=customer_id,
-        language=language,
-        question=question[:QUESTION_LENGTH],
-        entry_id=entry_id,
-        score=score,
-        outcome=outcome,
-        asked_at=asked_at,
+) -> int:
+    """Store a question and how it was matched; returns its id (the buttons under the answer
+    carry it)."""
+    connection = await session.connection()  # Core: no ORM bookkeeping for a plain row
+    result = await connection.execute(
+        _RECORD_QUESTION,
+        {
+            "customer_id": customer_id,
+            "language": language,
+            "question": question[:QUESTION_LENGTH],
+            "entry_id": entry_id,
+            "score": score,
+            "outcome": outcome,
+            "asked_at": asked_at,
+        },
     )
-    session.add(row)
-    await session.flush()
-    return row
+    return int(result.scalar_one())
 
 
 async def get_question_for_update(session: AsyncSession, question_id: int) -> KbQuestion | None:

@@ -13,9 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, func, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.columns import UTCDateTime
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import (
     ComplaintDraft,
@@ -145,13 +158,8 @@ async def open_ticket_of(session: AsyncSession, customer_id: int) -> Ticket | No
     return result.scalar_one_or_none()
 
 
-async def may_take_message(
-    session: AsyncSession, customer_id: int, closed_since: datetime
-) -> bool:
-    """Whether a ticket may take the customer's message: they have one open, or (not banned)
-    one closed since ``closed_since`` that a message reopens or follows up. One statement: most
-    messages come from customers with no ticket at all and go straight to the knowledge base.
-    """
+def _build_may_take_message() -> Any:
+    customer_id = bindparam("customer_id", type_=Integer())
     open_ticket = select(Ticket.id).where(Ticket.open_customer_id == customer_id).exists()
     banned = select(CustomerBan.customer_id).where(CustomerBan.customer_id == customer_id).exists()
     recently_closed = (
@@ -159,12 +167,28 @@ async def may_take_message(
         .where(
             Ticket.customer_id == customer_id,
             Ticket.status == CLOSED,
-            Ticket.closed_at >= closed_since,
+            Ticket.closed_at >= bindparam("closed_since", type_=UTCDateTime()),
         )
         .exists()
     )
-    statement = select(or_(open_ticket, and_(~banned, recently_closed)))
-    return bool((await session.execute(statement)).scalar())
+    return select(or_(open_ticket, and_(~banned, recently_closed)))
+
+
+# Built once: every free-text message asks, and building it cost more than running it.
+_MAY_TAKE_MESSAGE = _build_may_take_message()
+
+
+async def may_take_message(
+    session: AsyncSession, customer_id: int, closed_since: datetime
+) -> bool:
+    """Whether a ticket may take the customer's message: they have one open, or (not banned)
+    one closed since ``closed_since`` that a message reopens or follows up. One statement: most
+    messages come from customers with no ticket at all and go straight to the knowledge base.
+    """
+    result = await session.execute(
+        _MAY_TAKE_MESSAGE, {"customer_id": customer_id, "closed_since": closed_since}
+    )
+    return bool(result.scalar())
 
 
 async def last_closed_ticket(session: AsyncSession, customer_id: int) -> Ticket | None:
