@@ -40,10 +40,15 @@ from telegram.ext import (
 from bench._server import start_server
 from bot.app import MAX_CONCURRENT_UPDATES, build_application
 from bot.http import AiohttpRequest
+from bot.kb import KnowledgeBase, load_knowledge_base
 from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from bot.texts import Texts
 from bot.update_processor import PerConversationUpdateProcessor
+from handlers.answers_rules import answer_reply
+from handlers.kb_match import Band
+from handlers.render import respond
+from handlers.replies import Reply
 from scheduler.clock import SystemClock
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
@@ -121,9 +126,33 @@ async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.message.reply_text(update.message.text)
 
 
-def echo_application(root: str, *, stock_transport: bool) -> Application:  # type: ignore[type-arg]
-    """A bare PTB echo bot; with ``stock_transport`` on PTB's default HTTP client (httpx),
-    otherwise on the same transport carebot uses."""
+def answering(knowledge: KnowledgeBase, texts: Texts) -> Callable[..., Coroutine[Any, Any, None]]:
+    """A callback that sends carebot's answer to the text (matched in the knowledge base and
+    rendered with its buttons, as carebot does), with nothing stored: what the answer itself
+    costs, apart from storage, the ticket check and the per-update metrics and log."""
+
+    async def answer(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None and update.message.text is not None
+        result = knowledge.index.match(update.message.text)
+        entry = knowledge.entry(result.best.entry_id) if result.best else None
+        if result.band is Band.ANSWER and entry is not None:
+            reply = answer_reply(entry, "en", question_id=0)
+        else:
+            reply = Reply("kb_no_answer", "en")
+        await respond(update, texts, reply)
+
+    return answer
+
+
+def echo_application(
+    root: str,
+    *,
+    stock_transport: bool,
+    callback: Callable[..., Coroutine[Any, Any, None]] = echo,
+) -> Application:  # type: ignore[type-arg]
+    """A bare PTB bot answering every text with ``callback`` (echo by default); with
+    ``stock_transport`` on PTB's default HTTP client (httpx), otherwise on the same transport
+    carebot uses."""
     builder = (
         ApplicationBuilder()
         .token(TOKEN)
@@ -135,7 +164,7 @@ def echo_application(root: str, *, stock_transport: bool) -> Application:  # typ
     if not stock_transport:
         builder = builder.request(AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES))
     application = builder.build()
-    application.add_handler(MessageHandler(filters.TEXT, echo))
+    application.add_handler(MessageHandler(filters.TEXT, callback))
     return application
 
 
@@ -180,12 +209,19 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="carebot-bench-"))
     texts = Texts.load()
     rules = load_rules(EXAMPLE_CONFIG_DIR)
+    knowledge = load_knowledge_base(EXAMPLE_CONFIG_DIR)
 
     async def nothing() -> None:
         return None
 
     async def make_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
         return echo_application(server.root_url, stock_transport=False), nothing
+
+    async def make_answering() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
+        bot = echo_application(
+            server.root_url, stock_transport=False, callback=answering(knowledge, texts)
+        )
+        return bot, nothing
 
     async def make_stock_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
         return echo_application(server.root_url, stock_transport=True), nothing
@@ -218,16 +254,15 @@ async def main() -> None:
         )
         stock = await run_one("echo-httpx", make_stock_echo, args.customers, args.messages)
         print(stock.line(), "(bare PTB echo on PTB's default transport, for reference)")
-        echo_results: list[Result] = []
-        full_results: list[Result] = []
+        bots = {"echo": make_echo, "answer-only": make_answering, "carebot": make_full}
+        results: dict[str, list[Result]] = {name: [] for name in bots}
         for _ in range(args.rounds):
-            echo_results.append(await run_one("echo", make_echo, args.customers, args.messages))
-            print(echo_results[-1].line())
-            full_results.append(await run_one("carebot", make_full, args.customers, args.messages))
-            print(full_results[-1].line())
-        best_echo = max(r.rate for r in echo_results)
-        best_full = max(r.rate for r in full_results)
-        print(f"ratio (best carebot / best echo, same transport): {best_full / best_echo:.2f}")
+            for name, make in bots.items():
+                results[name].append(await run_one(name, make, args.customers, args.messages))
+                print(results[name][-1].line())
+        best = {name: max(r.rate for r in runs) for name, runs in results.items()}
+        ratios = ", ".join(f"{name} {best[name] / best['echo']:.2f}" for name in list(bots)[1:])
+        print(f"ratio (best / best echo, same transport): {ratios}")
     finally:
         server.stop()
 
