@@ -1,20 +1,30 @@
-"""Customer text messages through the whole stack, against a bare PTB echo bot.
+"""Customer text messages through the whole stack, against bare PTB bots.
 
-Both bots run the real ``telegram.ext.Application`` and reply over HTTP to the project's local
+Every bot runs the real ``telegram.ext.Application`` and replies over HTTP to the project's local
 Bot API server, which runs in its own process (as Telegram would be on another machine). Each of
 ``--customers`` virtual customers sends its next message when the reply to the previous one has
 been sent, so the figures are a rate and a latency (update in -> reply acknowledged), not queueing.
 
-    python bench/updates.py --messages 4000 --customers 32
+    python bench/updates.py --messages 2000 --customers 8 --rounds 2
 
-The full stack stores every message (SQLite, WAL) before its rule runs, loads the customer and
-answers through the same rules as production (``bot.app.build_application``).
+The bots, measured in turn in each round:
+
+- ``echo``: a bare PTB echo bot (the target's baseline), on carebot's HTTP transport; once, for
+  reference, on PTB's default one (``echo-httpx``);
+- ``answer-only``: the same bare bot sending carebot's answer (matched in the knowledge base,
+  rendered with its link and buttons), storing nothing;
+- ``answer+sqlite3``: that, plus the rows carebot writes (the message, then the question) through
+  ``sqlite3`` directly: the floor for any storage layer;
+- ``carebot``: the full stack (``bot.app.build_application``): every message stored (SQLite,
+  WAL) before its rule runs, the customer loaded, the ticket check, the question recorded, the
+  per-update metrics and log line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -26,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ParseMode
 from telegram.ext import (
     Application,
@@ -46,7 +56,7 @@ from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from bot.texts import Texts
 from bot.update_processor import PerConversationUpdateProcessor
 from handlers.answers_rules import answer_reply
-from handlers.kb_match import Band
+from handlers.kb_match import Band, MatchResult
 from handlers.render import respond
 from handlers.replies import Reply
 from scheduler.clock import SystemClock
@@ -54,6 +64,9 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 
 TOKEN = "123456:BENCH-TOKEN"
+Bot = Application[Any, Any, Any, Any, Any, Any]
+Made = tuple[Bot, Callable[[], Coroutine[Any, Any, None]]]
+"""A bot to measure and what to call when it is done."""
 FIRST_USER = 500_000
 
 
@@ -68,7 +81,7 @@ class Result:
         p50 = statistics.median(ordered) * 1000
         p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
         return (
-            f"{self.name:<12} {self.rate:8.0f} updates/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+            f"{self.name:<14} {self.rate:8.0f} updates/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
         )
 
 
@@ -76,7 +89,7 @@ class UpdateFactory:
     def __init__(self) -> None:
         self.next_id = 1
 
-    def text(self, application: Application, user_id: int, text: str) -> Update:  # type: ignore[type-arg]
+    def text(self, application: Bot, user_id: int, text: str) -> Update:
         self.next_id += 1
         data = {
             "update_id": self.next_id,
@@ -97,7 +110,7 @@ class UpdateFactory:
 
 
 async def drive(
-    application: Application,  # type: ignore[type-arg]
+    application: Bot,
     factory: UpdateFactory,
     customers: int,
     messages: int,
@@ -126,17 +139,25 @@ async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.message.reply_text(update.message.text)
 
 
-def answering(knowledge: KnowledgeBase, texts: Texts) -> Callable[..., Coroutine[Any, Any, None]]:
+StoreRows = Callable[[Message, MatchResult], int]
+"""Stores a message and the question matched from it; returns the question's id."""
+
+
+def answering(
+    knowledge: KnowledgeBase, texts: Texts, store: StoreRows | None = None
+) -> Callable[..., Coroutine[Any, Any, None]]:
     """A callback that sends carebot's answer to the text (matched in the knowledge base and
-    rendered with its buttons, as carebot does), with nothing stored: what the answer itself
-    costs, apart from storage, the ticket check and the per-update metrics and log."""
+    rendered with its buttons, as carebot does), storing the rows with ``store`` if given:
+    what the answer itself costs, apart from carebot's storage layer, ticket check and
+    per-update metrics and log."""
 
     async def answer(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None and update.message.text is not None
         result = knowledge.index.match(update.message.text)
+        question_id = store(update.message, result) if store is not None else 0
         entry = knowledge.entry(result.best.entry_id) if result.best else None
         if result.band is Band.ANSWER and entry is not None:
-            reply = answer_reply(entry, "en", question_id=0)
+            reply = answer_reply(entry, "en", question_id)
         else:
             reply = Reply("kb_no_answer", "en")
         await respond(update, texts, reply)
@@ -144,12 +165,47 @@ def answering(knowledge: KnowledgeBase, texts: Texts) -> Callable[..., Coroutine
     return answer
 
 
+def raw_sqlite_rows(connection: sqlite3.Connection) -> StoreRows:
+    """The rows carebot writes for a question, through ``sqlite3`` on the event loop with no
+    ORM, no pool and no thread: the message committed first, then the customer looked up and
+    the question recorded in a second transaction. The floor for any storage layer."""
+
+    def store(message: Message, result: MatchResult) -> int:
+        user_id = message.chat.id
+        now = message.date.isoformat()
+        connection.execute(
+            "INSERT INTO inbound_messages (update_id, customer_id, chat_id, telegram_message_id,"
+            " sender_user_id, kind, text, media_file_id, edited, received_at) VALUES (?, (SELECT"
+            " id FROM customers WHERE telegram_user_id = ?), ?, ?, ?, 'text', ?, NULL, 0, ?)",
+            (message.message_id, user_id, user_id, message.message_id, user_id, message.text, now),
+        )
+        connection.commit()
+        customer = connection.execute(
+            "SELECT id, language FROM customers WHERE telegram_user_id = ?", (user_id,)
+        ).fetchone()
+        (question_id,) = connection.execute(
+            "INSERT INTO kb_questions (customer_id, language, question, entry_id, score, outcome,"
+            " asked_at) VALUES (?, 'en', ?, ?, ?, 'answered', ?) RETURNING id",
+            (
+                customer[0] if customer else None,
+                result.normalised,
+                result.best.entry_id if result.best else None,
+                result.best.score if result.best else 0.0,
+                now,
+            ),
+        ).fetchone()
+        connection.commit()
+        return int(question_id)
+
+    return store
+
+
 def echo_application(
     root: str,
     *,
     stock_transport: bool,
     callback: Callable[..., Coroutine[Any, Any, None]] = echo,
-) -> Application:  # type: ignore[type-arg]
+) -> Bot:
     """A bare PTB bot answering every text with ``callback`` (echo by default); with
     ``stock_transport`` on PTB's default HTTP client (httpx), otherwise on the same transport
     carebot uses."""
@@ -170,9 +226,7 @@ def echo_application(
 
 async def run_one(
     name: str,
-    make: Callable[
-        [], Coroutine[Any, Any, tuple[Application, Callable[[], Coroutine[Any, Any, None]]]]
-    ],  # type: ignore[type-arg]
+    make: Callable[[], Coroutine[Any, Any, Made]],
     customers: int,
     messages: int,
 ) -> Result:
@@ -214,25 +268,38 @@ async def main() -> None:
     async def nothing() -> None:
         return None
 
-    async def make_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
-        return echo_application(server.root_url, stock_transport=False), nothing
+    databases = 0
 
-    async def make_answering() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
-        bot = echo_application(
-            server.root_url, stock_transport=False, callback=answering(knowledge, texts)
-        )
-        return bot, nothing
+    async def fresh_database() -> Path:
+        nonlocal databases
+        databases += 1
+        path = workdir / f"bench-{databases}.db"
+        await asyncio.to_thread(upgrade, f"sqlite+aiosqlite:///{path}")
+        return path
 
-    async def make_stock_echo() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
+    async def make_stock_echo() -> Made:
         return echo_application(server.root_url, stock_transport=True), nothing
 
-    round_number = 0
+    async def make_echo() -> Made:
+        return echo_application(server.root_url, stock_transport=False), nothing
 
-    async def make_full() -> tuple[Application, Callable[[], Coroutine[Any, Any, None]]]:  # type: ignore[type-arg]
-        nonlocal round_number
-        round_number += 1
-        url = f"sqlite+aiosqlite:///{workdir / f'bench-{round_number}.db'}"
-        await asyncio.to_thread(upgrade, url)
+    async def make_answering() -> Made:
+        callback = answering(knowledge, texts)
+        return echo_application(server.root_url, stock_transport=False, callback=callback), nothing
+
+    async def make_answering_raw_sqlite() -> Made:
+        connection = sqlite3.connect(await fresh_database())
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        callback = answering(knowledge, texts, raw_sqlite_rows(connection))
+
+        async def close() -> None:
+            connection.close()
+
+        return echo_application(server.root_url, stock_transport=False, callback=callback), close
+
+    async def make_full() -> Made:
+        url = f"sqlite+aiosqlite:///{await fresh_database()}"
         settings = load_settings(
             telegram_token=TOKEN, telegram_api_url=server.root_url, database_url=url
         )
@@ -254,7 +321,12 @@ async def main() -> None:
         )
         stock = await run_one("echo-httpx", make_stock_echo, args.customers, args.messages)
         print(stock.line(), "(bare PTB echo on PTB's default transport, for reference)")
-        bots = {"echo": make_echo, "answer-only": make_answering, "carebot": make_full}
+        bots = {
+            "echo": make_echo,
+            "answer-only": make_answering,
+            "answer+sqlite3": make_answering_raw_sqlite,
+            "carebot": make_full,
+        }
         results: dict[str, list[Result]] = {name: [] for name in bots}
         for _ in range(args.rounds):
             for name, make in bots.items():
