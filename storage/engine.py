@@ -55,7 +55,7 @@ def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngi
     instead of aiosqlite's four. ``inline=True`` runs it on the event loop instead, with no hop
     at all, on one pooled connection. That is opt-in: a statement blocks the loop while it
     runs, so a long one (a nightly tier run, a dashboard page over a big table) would stop the
-    bot meanwhile.
+    bot meanwhile, and a session opened inside another would wait for the one connection.
     """
     parsed = parse_database_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
