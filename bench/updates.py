@@ -55,10 +55,8 @@ from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from bot.texts import Texts
 from bot.update_processor import PerConversationUpdateProcessor
-from handlers.answers_rules import answer_reply
-from handlers.kb_match import Band, MatchResult
+from handlers.answers_rules import Answer, find_answer
 from handlers.render import respond
-from handlers.replies import Reply
 from scheduler.clock import SystemClock
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
@@ -139,28 +137,23 @@ async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.message.reply_text(update.message.text)
 
 
-StoreRows = Callable[[Message, MatchResult], int]
-"""Stores a message and the question matched from it; returns the question's id."""
+StoreRows = Callable[[Message, Answer], int]
+"""Stores a message and the question answered from it; returns the question's id."""
 
 
 def answering(
     knowledge: KnowledgeBase, texts: Texts, store: StoreRows | None = None
 ) -> Callable[..., Coroutine[Any, Any, None]]:
-    """A callback that sends carebot's answer to the text (matched in the knowledge base and
+    """A callback that sends carebot's answer to the text (``answers_rules.find_answer``, then
     rendered with its buttons, as carebot does), storing the rows with ``store`` if given:
     what the answer itself costs, apart from carebot's storage layer, ticket check and
     per-update metrics and log."""
 
     async def answer(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None and update.message.text is not None
-        result = knowledge.index.match(update.message.text)
-        question_id = store(update.message, result) if store is not None else 0
-        entry = knowledge.entry(result.best.entry_id) if result.best else None
-        if result.band is Band.ANSWER and entry is not None:
-            reply = answer_reply(entry, "en", question_id)
-        else:
-            reply = Reply("kb_no_answer", "en")
-        await respond(update, texts, reply)
+        found = find_answer(update.message.text, knowledge)
+        question_id = store(update.message, found) if store is not None else 0
+        await respond(update, texts, found.reply("en", question_id))
 
     return answer
 
@@ -170,9 +163,10 @@ def raw_sqlite_rows(connection: sqlite3.Connection) -> StoreRows:
     ORM, no pool and no thread: the message committed first, then the customer looked up and
     the question recorded in a second transaction. The floor for any storage layer."""
 
-    def store(message: Message, result: MatchResult) -> int:
+    def store(message: Message, answer: Answer) -> int:
         user_id = message.chat.id
         now = message.date.isoformat()
+        best = answer.match.best
         connection.execute(
             "INSERT INTO inbound_messages (update_id, customer_id, chat_id, telegram_message_id,"
             " sender_user_id, kind, text, media_file_id, edited, received_at) VALUES (?, (SELECT"
@@ -185,12 +179,13 @@ def raw_sqlite_rows(connection: sqlite3.Connection) -> StoreRows:
         ).fetchone()
         (question_id,) = connection.execute(
             "INSERT INTO kb_questions (customer_id, language, question, entry_id, score, outcome,"
-            " asked_at) VALUES (?, 'en', ?, ?, ?, 'answered', ?) RETURNING id",
+            " asked_at) VALUES (?, 'en', ?, ?, ?, ?, ?) RETURNING id",
             (
                 customer[0] if customer else None,
-                result.normalised,
-                result.best.entry_id if result.best else None,
-                result.best.score if result.best else 0.0,
+                answer.match.normalised,
+                best.entry_id if best else None,
+                best.score if best else 0.0,
+                answer.outcome,
                 now,
             ),
         ).fetchone()

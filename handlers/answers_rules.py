@@ -13,6 +13,7 @@ The caller owns the transaction; these functions only ``flush``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,6 +114,55 @@ def _suggestion_label(entry: Entry, language: str) -> Markup:
     return Markup(question)
 
 
+_OUTCOME = {
+    Band.ANSWER: kb_queries.ANSWERED,
+    Band.SUGGEST: kb_queries.SUGGESTED,
+    Band.NONE: kb_queries.UNANSWERED,
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the knowledge base makes of a question, before it is recorded."""
+
+    match: MatchResult
+    band: Band
+    entries: list[Entry]
+    """The matched entries still in the knowledge base, best first."""
+
+    @property
+    def outcome(self) -> str:
+        return _OUTCOME[self.band]
+
+    def reply(self, language: str, question_id: int) -> Reply:
+        """Answer, suggest, or offer a person; the buttons carry the recorded question's id."""
+        if self.band is Band.ANSWER:
+            return answer_reply(self.entries[0], language, question_id)
+        person = [Button("kb_person_button", f"kb:person:{question_id}")]
+        if self.band is Band.SUGGEST:
+            choices = [
+                [
+                    Button(
+                        "kb_suggestion_button",
+                        f"kb:pick:{question_id}:{entry.id}",
+                        {"question": _suggestion_label(entry, language)},
+                    )
+                ]
+                for entry in self.entries
+            ]
+            return Reply("kb_suggest", language, buttons=[*choices, person])
+        return Reply("kb_no_answer", language, buttons=[person])
+
+
+def find_answer(text: str, knowledge: KnowledgeBase) -> Answer:
+    """Match ``text`` in the knowledge base (no database: the caller records the question)."""
+    match = knowledge.index.match(text)
+    entries = [
+        entry for found in match.matches if (entry := knowledge.entry(found.entry_id)) is not None
+    ]
+    return Answer(match, match.band if entries else Band.NONE, entries)
+
+
 async def answer_question(
     session: AsyncSession,
     customer: Customer,
@@ -121,46 +171,19 @@ async def answer_question(
     now: datetime,
 ) -> Reply:
     """Free text from a customer who is in no flow: answer, suggest, or offer a person."""
-    result: MatchResult = knowledge.index.match(text)
-    language = customer.language
-    best = result.best
-    entries = [
-        (match, entry)
-        for match in result.matches
-        if (entry := knowledge.entry(match.entry_id)) is not None
-    ]
-    band = result.band if entries else Band.NONE
-    outcome = {
-        Band.ANSWER: kb_queries.ANSWERED,
-        Band.SUGGEST: kb_queries.SUGGESTED,
-        Band.NONE: kb_queries.UNANSWERED,
-    }[band]
+    answer = find_answer(text, knowledge)
+    best = answer.match.best
     question_id = await kb_queries.record_question(
         session,
         customer_id=customer.id,
-        language=language,
-        question=result.normalised or text.strip(),
+        language=customer.language,
+        question=answer.match.normalised or text.strip(),
         entry_id=best.entry_id if best else None,
         score=best.score if best else 0.0,
-        outcome=outcome,
+        outcome=answer.outcome,
         asked_at=now,
     )
-    if band is Band.ANSWER:
-        return answer_reply(entries[0][1], language, question_id)
-    person = [Button("kb_person_button", f"kb:person:{question_id}")]
-    if band is Band.SUGGEST:
-        choices = [
-            [
-                Button(
-                    "kb_suggestion_button",
-                    f"kb:pick:{question_id}:{entry.id}",
-                    {"question": _suggestion_label(entry, language)},
-                )
-            ]
-            for _, entry in entries
-        ]
-        return Reply("kb_suggest", language, buttons=[*choices, person])
-    return Reply("kb_no_answer", language, buttons=[person])
+    return answer.reply(customer.language, question_id)
 
 
 async def press_button(
