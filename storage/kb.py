@@ -41,8 +41,7 @@ async def record_question(
 ) -> int:
     """Store a question and how it was matched; returns its id (the buttons under the answer
     carry it)."""
-    connection = await session.connection()  # Core: no ORM bookkeeping for a plain row
-    result = await connection.execute(
+    result = await session.execute(
         _RECORD_QUESTION,
         {
             "customer_id": customer_id,

@@ -65,8 +65,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self._jobs: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="carebot-sqlite", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve, name="carebot-sqlite", daemon=True).start()
 
     def call(self, function: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``function`` on the thread; its result (or error) arrives in the future."""
@@ -228,14 +227,16 @@ def sqlite_connector(database: str, *, inline: bool) -> Callable[[], Any]:
     """The ``async_creator`` for ``create_async_engine``: a fresh connection to ``database``,
     threaded (one worker thread each) or inline."""
 
-    async def connect() -> SqliteConnection:
+    def open_database() -> sqlite3.Connection:
         # pysqlite's default transaction handling, which SQLAlchemy's dialect expects.
+        return sqlite3.connect(database, check_same_thread=False)
+
+    async def connect() -> SqliteConnection:
         if inline:
-            return SqliteConnection(sqlite3.connect(database, check_same_thread=False), None)
+            return SqliteConnection(open_database(), None)
         worker = _Worker()
-        opened = worker.call(lambda: sqlite3.connect(database, check_same_thread=False))
         try:
-            return SqliteConnection(await opened, worker)
+            return SqliteConnection(await worker.call(open_database), worker)
         except BaseException:
             worker.stop()
             raise

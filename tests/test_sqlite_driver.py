@@ -51,14 +51,6 @@ async def engine(
     await engine.dispose()
 
 
-async def _raw(engine: AsyncEngine) -> tuple[Any, sqlite_driver.SqliteConnection]:
-    connection = await engine.connect()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, sqlite_driver.SqliteConnection)
-    return connection, driver
-
-
 async def test_commit_rollback_and_errors(engine: AsyncEngine) -> None:
     sessionmaker = create_sessionmaker(engine)
     async with engine.connect() as connection:
@@ -87,8 +79,10 @@ async def test_commit_rollback_and_errors(engine: AsyncEngine) -> None:
 
 
 async def test_cursor_reads_rows_counts_and_ids(engine: AsyncEngine) -> None:
-    connection, driver = await _raw(engine)
+    connection = await engine.connect()
     try:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(driver, sqlite_driver.SqliteConnection)
         cursor = driver.cursor()
         await cursor.execute("CREATE TEMP TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
         await cursor.executemany("INSERT INTO t (v) VALUES (?)", [("a",), ("b",), ("c",)])
