@@ -14,8 +14,13 @@ What it promises (design, Principle 2):
   with its Telegram message id, in one statement right after the API call returns. After a crash
   at any point every message is delivered, and only the sends that were on the wire (at most
   ``dispatch.concurrency``) can be delivered twice; rows claimed but not yet sent are claimed
-  again once their lease runs out.
-- **One dispatcher per database** (``scheduler.locks``): the others stand by.
+  again once their lease runs out, or at once by the next dispatcher to take the lock.
+- **One dispatcher per database** (``scheduler.locks``): the others stand by. The one that takes
+  an exclusive lock reclaims the rows its predecessor left claimed (``_reclaim``), so a restart
+  after a SIGKILL does not wait out the lease; the sends that were on the wire when it died may
+  go out a second time, as they would after the lease. (A PostgreSQL holder that lost its lock
+  connection but lives on notices within ``LOCK_CHECK_SECONDS``; what it starts meanwhile from
+  its buffer may go twice too.)
 - **Outcome hooks**: a feature can register ``OutcomeHooks`` for its outbox kinds (tickets do,
   to keep each lane in order); they run in the transaction that records a row's outcome.
 
@@ -83,6 +88,7 @@ logger = logging.getLogger(__name__)
 INVALID_TOKEN_PAUSE = 60.0
 LOCK_CHECK_SECONDS = 5.0
 STANDBY_POLLS = 5
+RECLAIM_IDS_LOGGED = 50  # a reclaim logs the ids of the first rows, not thousands
 # 400 descriptions meaning the chat itself is gone for this bot (same as a 403).
 UNREACHABLE_400 = ("chat not found", "user not found", "peer_id_invalid", "chat_id_invalid")
 
@@ -229,6 +235,7 @@ class Dispatcher:
             standing_by = False
             logger.info("dispatcher started")
             try:
+                await self._reclaim()
                 await self._drain(stop)
             finally:
                 await self._shutdown()
@@ -249,6 +256,7 @@ class Dispatcher:
             raise RuntimeError("another dispatcher holds this database")
         never = asyncio.Event()
         try:
+            await self._reclaim()
             while True:
                 wait = await self._step()
                 if wait is None:
@@ -281,6 +289,29 @@ class Dispatcher:
                 if not await self._lock.held():
                     logger.warning("dispatcher lock lost: standing by")
                     return
+
+    async def _reclaim(self) -> None:
+        """Just after taking an exclusive lock: put the rows a dead predecessor left claimed
+        back in line now (a SIGKILL leaves them leased for ``lease_seconds``). With a
+        non-exclusive lock other dispatchers are alive and their claims are theirs: nothing.
+        A failure is logged and left to the leases, as before."""
+        if not self._lock.exclusive:
+            return
+        try:
+            async with self._sessionmaker.begin() as session:
+                ids = await queries.reclaim_claimed(session, now=self._clock.now())
+        except Exception:
+            logger.exception("could not reclaim claimed outbox rows; their lease will expire")
+            return
+        if ids:
+            self._table_drained = False
+            logger.info(
+                "reclaimed %d outbox rows left claimed by a previous dispatcher: %s",
+                len(ids),
+                ", ".join(map(str, ids[:RECLAIM_IDS_LOGGED]))
+                + (", …" if len(ids) > RECLAIM_IDS_LOGGED else ""),
+                extra={"reclaimed": len(ids)},
+            )
 
     # -- one step of the loop -----------------------------------------------------------------
 

@@ -14,6 +14,10 @@ over after a crash without any clean-up.
   connection; the server drops it when that connection closes. With ``exclusive = false`` in
   ``outbox.toml`` there is no lock: several dispatchers drain together and ``FOR UPDATE SKIP
   LOCKED`` claims keep them off each other's rows.
+
+Holding an exclusive lock (``DispatchLock.exclusive``) means every other dispatcher on the
+database is gone, so the dispatcher that takes it reclaims the rows still claimed at once
+(``Dispatcher._reclaim``) instead of waiting out their lease.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ ADVISORY_KEY = int.from_bytes(
 
 
 class DispatchLock(Protocol):
+    exclusive: bool
+    """True when holding the lock means no other dispatcher runs on this database (so rows
+    still claimed when it is taken belong to a dispatcher that died)."""
+
     async def acquire(self) -> bool:
         """Take the lock if it is free; True when this process now holds it."""
         ...
@@ -52,6 +60,8 @@ class DispatchLock(Protocol):
 class NoLock:
     """Several dispatchers may run (PostgreSQL with ``exclusive = false``)."""
 
+    exclusive = False
+
     async def acquire(self) -> bool:
         return True
 
@@ -64,6 +74,8 @@ class NoLock:
 
 class FileLock:
     """``flock`` on a file beside the SQLite database; released by the kernel on exit."""
+
+    exclusive = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,6 +107,8 @@ class FileLock:
 
 class AdvisoryLock:
     """A PostgreSQL advisory lock on a connection kept open while dispatching."""
+
+    exclusive = True
 
     def __init__(self, engine: AsyncEngine, key: int = ADVISORY_KEY) -> None:
         self._engine = engine

@@ -9,6 +9,8 @@ Claims are leases: ``claim_due`` moves due rows to ``claimed`` with ``claimed_un
 future, and a claimed row whose lease ran out (its dispatcher died) is due again. On PostgreSQL
 the claim locks its candidates ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers never get
 the same row; SQLite has a single writer and the dispatcher enforces one dispatcher per file.
+A dispatcher that takes the exclusive lock knows the claimed rows' holder is gone and puts them
+back in line at once (``reclaim_claimed``) rather than waiting out the lease.
 
 Functions take the session first and only flush; the caller owns the transaction.
 """
@@ -416,6 +418,24 @@ async def release(
         .where(Outbox.id.in_(list(message_ids)), Outbox.state == State.CLAIMED.value)
         .values(**values)
     )
+
+
+async def reclaim_claimed(session: AsyncSession, *, now: datetime) -> list[int]:
+    """Give every claimed row back (pending, no lease) in one statement; returns their ids.
+
+    Only for a dispatcher that has just taken the exclusive lock: no other dispatcher is alive
+    then, so each claimed row was left by one that died and would otherwise wait out its lease.
+    Attempts, due time, priority and care-day slot stay as they were, so the rows keep their
+    place in the queue and their day's slot.
+    """
+    result = await session.execute(
+        update(Outbox)
+        .where(_OPEN, Outbox.state == State.CLAIMED.value)
+        .values(state=State.PENDING.value, claimed_until=None, updated_at=now)
+        .returning(Outbox.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars())
 
 
 async def retry_later(
