@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sqlite3
 import statistics
 import sys
@@ -36,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telegram import Message, Update
+from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import (
     Application,
@@ -50,11 +51,11 @@ from telegram.ext import (
 from bench._server import start_server
 from bot.app import MAX_CONCURRENT_UPDATES, build_application
 from bot.http import AiohttpRequest
+from bot.inbox import INBOX_KEY, Inbox
 from bot.kb import KnowledgeBase, load_knowledge_base
 from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from bot.texts import Texts
-from bot.update_processor import PerConversationUpdateProcessor
 from handlers.answers_rules import Answer, find_answer
 from handlers.render import respond
 from scheduler.clock import SystemClock
@@ -86,8 +87,13 @@ class Result:
 class UpdateFactory:
     def __init__(self) -> None:
         self.next_id = 1
+        self.raw: dict[int, str] = {}
+        """Each update as it would come over the wire (what an inbox stores)."""
 
     def text(self, application: Bot, user_id: int, text: str) -> Update:
+        return Update.de_json(self.data(user_id, text), application.bot)
+
+    def data(self, user_id: int, text: str) -> dict[str, Any]:
         self.next_id += 1
         data = {
             "update_id": self.next_id,
@@ -104,7 +110,8 @@ class UpdateFactory:
                 ),
             },
         }
-        return Update.de_json(data, application.bot)
+        self.raw[self.next_id] = json.dumps(data, separators=(",", ":"))
+        return data
 
 
 async def drive(
@@ -114,16 +121,35 @@ async def drive(
     messages: int,
     text: str,
 ) -> tuple[float, list[float]]:
-    """Closed loop: each customer sends, waits for the update to be fully handled, sends again."""
+    """Closed loop: each customer sends, waits for the update to be fully handled, sends again.
+    carebot's updates go in through its inbox (stored, then handled from there, as from
+    getUpdates or the webhook); the bare bots' through PTB's update processor."""
     processor = application.update_processor
+    inbox = application.bot_data.get(INBOX_KEY)
+    handled: dict[int, asyncio.Future[None]] = {}
+    if isinstance(inbox, Inbox):
+
+        def done(update_ids: list[int]) -> None:
+            for update_id in update_ids:
+                waiting = handled.pop(update_id, None)
+                if waiting is not None:
+                    waiting.set_result(None)
+
+        inbox.on_handled = done
     latencies: list[float] = []
     per_customer = messages // customers
 
     async def customer(user_id: int) -> None:
         for _ in range(per_customer):
-            update = factory.text(application, user_id, text)
             started = time.perf_counter()
-            await processor.process_update(update, application.process_update(update))
+            if isinstance(inbox, Inbox):
+                data = factory.data(user_id, text)
+                waiting = handled[data["update_id"]] = asyncio.get_running_loop().create_future()
+                await inbox.receive([data])
+                await waiting
+            else:
+                update = factory.text(application, user_id, text)
+                await processor.process_update(update, application.process_update(update))
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
@@ -137,7 +163,7 @@ async def echo(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.message.reply_text(update.message.text)
 
 
-StoreRows = Callable[[Message, Answer], int]
+StoreRows = Callable[[Update, Answer], int]
 """Stores a message and the question answered from it; returns the question's id."""
 
 
@@ -152,27 +178,40 @@ def answering(
     async def answer(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None and update.message.text is not None
         found = find_answer(update.message.text, knowledge)
-        question_id = store(update.message, found) if store is not None else 0
+        question_id = store(update, found) if store is not None else 0
         await respond(update, texts, found.reply("en", question_id))
 
     return answer
 
 
-def raw_sqlite_rows(connection: sqlite3.Connection) -> StoreRows:
+def raw_sqlite_rows(connection: sqlite3.Connection, factory: UpdateFactory) -> StoreRows:
     """The rows carebot writes for a question, through ``sqlite3`` on the event loop with no
-    ORM, no pool and no thread: the message committed first, then the customer looked up and
-    the question recorded in a second transaction. The floor for any storage layer."""
+    ORM, no pool and no thread: the update committed to the inbox first (with its raw JSON),
+    then the customer looked up, the question recorded and the update marked handled in a
+    second transaction. The floor for any storage layer."""
 
-    def store(message: Message, answer: Answer) -> int:
+    def store(update: Update, answer: Answer) -> int:
+        message = update.message
+        assert message is not None
         user_id = message.chat.id
         now = message.date.isoformat()
         best = answer.match.best
-        connection.execute(
-            "INSERT INTO inbound_messages (update_id, customer_id, chat_id, telegram_message_id,"
-            " sender_user_id, kind, text, media_file_id, edited, received_at) VALUES (?, (SELECT"
-            " id FROM customers WHERE telegram_user_id = ?), ?, ?, ?, 'text', ?, NULL, 0, ?)",
-            (message.message_id, user_id, user_id, message.message_id, user_id, message.text, now),
-        )
+        (row_id,) = connection.execute(
+            "INSERT INTO inbox (update_id, customer_id, chat_id, thread_id, telegram_message_id,"
+            " sender_user_id, kind, text, media_file_id, edited, received_at, state, payload,"
+            " attempts) VALUES (?, (SELECT id FROM customers WHERE telegram_user_id = ?), ?,"
+            " NULL, ?, ?, 'text', ?, NULL, 0, ?, 'pending', ?, 0) RETURNING id",
+            (
+                update.update_id,
+                user_id,
+                user_id,
+                message.message_id,
+                user_id,
+                message.text,
+                now,
+                factory.raw.pop(update.update_id),
+            ),
+        ).fetchone()
         connection.commit()
         customer = connection.execute(
             "SELECT id, language FROM customers WHERE telegram_user_id = ?", (user_id,)
@@ -189,6 +228,10 @@ def raw_sqlite_rows(connection: sqlite3.Connection) -> StoreRows:
                 now,
             ),
         ).fetchone()
+        connection.execute(
+            "UPDATE inbox SET state = 'handled', payload = NULL, handled_at = ? WHERE id = ?",
+            (now, row_id),
+        )
         connection.commit()
         return int(question_id)
 
@@ -209,7 +252,7 @@ def echo_application(
         .token(TOKEN)
         .base_url(f"{root}/bot")
         .defaults(Defaults(parse_mode=ParseMode.HTML))
-        .concurrent_updates(PerConversationUpdateProcessor(MAX_CONCURRENT_UPDATES))
+        .concurrent_updates(MAX_CONCURRENT_UPDATES)
         .updater(None)
     )
     if not stock_transport:
@@ -224,9 +267,9 @@ async def run_one(
     make: Callable[[], Coroutine[Any, Any, Made]],
     customers: int,
     messages: int,
+    factory: UpdateFactory,
 ) -> Result:
     application, cleanup = await make()
-    factory = UpdateFactory()
     async with application:
         await application.start()
         # Warm-up (and registration for the full stack): not timed.
@@ -260,6 +303,8 @@ async def main() -> None:
     rules = load_rules(EXAMPLE_CONFIG_DIR)
     knowledge = load_knowledge_base(EXAMPLE_CONFIG_DIR)
 
+    factory = UpdateFactory()
+
     async def nothing() -> None:
         return None
 
@@ -286,7 +331,7 @@ async def main() -> None:
         connection = sqlite3.connect(await fresh_database())
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
-        callback = answering(knowledge, texts, raw_sqlite_rows(connection))
+        callback = answering(knowledge, texts, raw_sqlite_rows(connection, factory))
 
         async def close() -> None:
             connection.close()
@@ -305,7 +350,6 @@ async def main() -> None:
             texts=texts,
             sessionmaker=create_sessionmaker(engine),
             clock=SystemClock(),
-            with_updater=False,
         )
         return application, engine.dispose
 
@@ -314,7 +358,9 @@ async def main() -> None:
             f"{args.messages} messages from {args.customers} customers, "
             f"{args.rounds} alternating rounds; local Bot API server in its own process"
         )
-        stock = await run_one("echo-httpx", make_stock_echo, args.customers, args.messages)
+        stock = await run_one(
+            "echo-httpx", make_stock_echo, args.customers, args.messages, factory
+        )
         print(stock.line(), "(bare PTB echo on PTB's default transport, for reference)")
         bots = {
             "echo": make_echo,
@@ -325,7 +371,9 @@ async def main() -> None:
         results: dict[str, list[Result]] = {name: [] for name in bots}
         for _ in range(args.rounds):
             for name, make in bots.items():
-                results[name].append(await run_one(name, make, args.customers, args.messages))
+                results[name].append(
+                    await run_one(name, make, args.customers, args.messages, factory)
+                )
                 print(results[name][-1].line())
         best = {name: max(r.rate for r in runs) for name, runs in results.items()}
         ratios = ", ".join(f"{name} {best[name] / best['echo']:.2f}" for name in list(bots)[1:])

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import BotCommand
 from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot.errors import on_error
 from bot.http import AiohttpRequest
+from bot.inbox import INBOX_KEY, Inbox, InboxBot
 from bot.kb import KB_KEY, KbLibrary, KnowledgeBase
 from bot.rules import Rules
 from bot.settings import Settings
 from bot.texts import LANGUAGES, Texts
-from bot.update_processor import PerConversationUpdateProcessor
 from bot.web import wire_operations
-from handlers import answers, care, complaints, inbound, onboarding, staff, surveys
+from handlers import answers, care, complaints, onboarding, staff, surveys
 from handlers.context import DEPS_KEY, Deps
+from handlers.tickets import DESK_KEY
+from handlers.tickets_rules import Desk
 from scheduler.clock import Clock
+from storage import outbox as outbox_queries
+from storage.engine import Sessions
 
 COMMANDS = ("start", "profile", "complaint", "language", "stop", "forget", "help")
 MAX_CONCURRENT_UPDATES = 64
+KIND_INBOX_PARKED = "inbox.parked"
 
 # Handler groups: lower runs first; each group's first matching handler runs.
-GROUP_STORE_INBOUND = -10
 GROUP_FEATURES = 0
 
 
@@ -32,32 +39,33 @@ def build_application(
     *,
     rules: Rules,
     texts: Texts,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Sessions,
     clock: Clock,
-    with_updater: bool = True,
     knowledge: KnowledgeBase | None = None,
 ) -> Application:
-    """The bot with every handler registered; ``with_updater=False`` for webhook mode.
+    """The bot with every handler registered, and its inbox (``inbox_of``): what arrives, by
+    long polling or the webhook, is stored there and handled from there.
 
     ``knowledge`` defaults to the knowledge base in ``settings.config_dir`` (loaded here).
     """
     api = settings.telegram_api_url
-    builder = (
+    bot = InboxBot(
+        settings.token,
+        base_url=f"{api}/bot",
+        base_file_url=f"{api}/file/bot",
+        defaults=Defaults(parse_mode=ParseMode.HTML),
+        request=AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES),
+        get_updates_request=AiohttpRequest(connection_pool_size=1),
+    )
+    application = (
         ApplicationBuilder()
-        .token(settings.token)
-        .base_url(f"{api}/bot")
-        .base_file_url(f"{api}/file/bot")
-        .defaults(Defaults(parse_mode=ParseMode.HTML))
-        .request(AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES))
-        .get_updates_request(AiohttpRequest(connection_pool_size=1))
+        .bot(bot)
+        .updater(None)  # the inbox fetches (bot.inbox.Inbox.poll)
         .post_init(_publish_commands)
-        .concurrent_updates(PerConversationUpdateProcessor(MAX_CONCURRENT_UPDATES))
         # Loads the complaint flow's steps from the database (see handlers.complaints).
         .persistence(complaints.DraftPersistence(sessionmaker))
+        .build()
     )
-    if not with_updater:
-        builder = builder.updater(None)
-    application = builder.build()
     application.bot_data[DEPS_KEY] = Deps(
         sessionmaker=sessionmaker,
         texts=texts,
@@ -66,9 +74,17 @@ def build_application(
         staff_chat_id=settings.staff_chat_id,
     )
     application.bot_data[KB_KEY] = KbLibrary(settings.config_dir, knowledge)
-    application.bot_data[inbound.JOURNAL_KEY] = inbound.InboundJournal(sessionmaker)
-    # Order matters: store what arrived, then features, then catch-alls.
-    application.add_handler(inbound.build_handler(), group=GROUP_STORE_INBOUND)
+    application.bot_data[INBOX_KEY] = Inbox(
+        application,
+        sessionmaker,
+        clock=clock,
+        rules=rules.outbox.inbox,
+        staff_chat_id=settings.staff_chat_id,
+        notify_parked=_parked_notice(application),
+        exclusive=sessionmaker.dialect == "sqlite",
+    )
+    # Order matters: features, then catch-alls. (What arrived is stored before any of them
+    # runs: bot.inbox.)
     # The complaint flow before onboarding's free text; a customer with an open ticket is
     # relayed to it; the staff group's topics.
     application.add_handlers(complaints.build_handlers(), group=GROUP_FEATURES)
@@ -95,3 +111,33 @@ async def _publish_commands(application: Application) -> None:
         await application.bot.set_my_commands(
             commands, language_code=None if language == "en" else language
         )
+
+
+def _parked_notice(application: Application) -> Any:
+    """Tell staff, once per update, in the staff group's General topic that an update was
+    parked (in the transaction that parks it)."""
+
+    async def notify(
+        session: AsyncSession, row_id: int, kind: str, attempts: int, error: str, now: datetime
+    ) -> None:
+        deps: Deps = application.bot_data[DEPS_KEY]
+        desk = application.bot_data.get(DESK_KEY)
+        if not isinstance(desk, Desk):
+            desk = Desk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
+        if desk.staff_chat_id is None:
+            return
+        text = desk.staff_text(
+            "inbox_parked", id=row_id, kind=kind, attempts=attempts, error=error
+        )
+        await outbox_queries.enqueue(
+            session,
+            dedupe_key=f"inbox-parked:{row_id}",
+            chat_id=desk.staff_chat_id,
+            kind=KIND_INBOX_PARKED,
+            payload=outbox_queries.ready_text_payload(text, html=True),
+            due_at=now,
+            now=now,
+            priority=outbox_queries.Priority.NOTICE,
+        )
+
+    return notify

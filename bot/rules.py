@@ -118,14 +118,23 @@ class DispatchRules(StrictModel):
     keep_sent_days: int = Field(default=90, ge=1, le=3650)
 
 
+class InboxRules(StrictModel):
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_seconds: float = Field(default=1.0, gt=0, le=3600)
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    sweep_seconds: float = Field(default=10.0, gt=0, le=3600)
+
+
 class OutboxRules(StrictModel):
-    """``outbox.toml``: when proactive messages may go out and how the dispatcher sends."""
+    """``outbox.toml``: when proactive messages may go out and how the dispatcher sends; and
+    how what arrives is handled from the inbox."""
 
     quiet_hours: QuietHoursRules = QuietHoursRules()
     care: CareCapRules = CareCapRules()
     limits: LimitRules = LimitRules()
     retry: RetryRules = RetryRules()
     dispatch: DispatchRules = DispatchRules()
+    inbox: InboxRules = InboxRules()
 
 
 # --- tiers.toml: RFM scores, tiers, lifecycle stages, churn signals (issue 6) ---

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -15,6 +16,7 @@ from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application
 
 from bot.app import build_application
+from bot.inbox import inbox_of
 from bot.kb import KB_KEY, reload_on_sighup
 from bot.rules import Rules
 from bot.settings import Settings
@@ -51,6 +53,24 @@ def listen_for_shutdown(stop: asyncio.Event) -> Callable[[], None]:
                 loop.remove_signal_handler(signum)
 
     return stop_listening
+
+
+async def _until_stopped(stop: asyncio.Event, polling: asyncio.Task[None] | None) -> None:
+    """Wait for ``stop``; long polling that ends on its own (a second process polling the same
+    bot, a revoked token) stops the bot too, with its error."""
+    waiting = asyncio.ensure_future(stop.wait())
+    tasks: set[asyncio.Future[Any]] = {waiting} | ({polling} if polling is not None else set())
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if polling is not None and polling.done() and not polling.cancelled():
+        error = polling.exception()
+        if isinstance(error, InvalidToken):
+            raise StartupError(
+                "the Bot API refused the bot token (CAREBOT_TELEGRAM_TOKEN): "
+                "check it with @BotFather"
+            )
+        if error is not None:
+            raise StartupError(f"long polling stopped: {type(error).__name__}: {error}")
 
 
 class StartupError(Exception):
@@ -167,13 +187,9 @@ async def serve(
     clock = clock or SystemClock()
     webhook_mode = settings.webhook_url is not None
     application = build_application(
-        settings,
-        rules=rules,
-        texts=texts,
-        sessionmaker=sessionmaker,
-        clock=clock,
-        with_updater=not webhook_mode,
+        settings, rules=rules, texts=texts, sessionmaker=sessionmaker, clock=clock
     )
+    inbox = inbox_of(application)
     stop_kb_reloads = reload_on_sighup(application.bot_data[KB_KEY])
     background = build_background(
         application, engine, sessionmaker, rules=rules, texts=texts, clock=clock
@@ -187,6 +203,8 @@ async def serve(
                 await application.post_init(application)
             await drop_stale(sessionmaker, planner_for(rules), clock.now())  # before sends
             await background.start()
+            # What a previous process stored but did not handle goes first, in order.
+            await inbox.start(polling=not webhook_mode)
             # The web server (health, readiness, metrics, dashboard) in polling mode too when
             # asked for; webhook mode needs it for the webhook.
             if webhook_mode or settings.serve_web or settings.dashboard_url is not None:
@@ -201,17 +219,15 @@ async def serve(
                     "webhook mode: listening on %s:%s", settings.listen_host, settings.listen_port
                 )
             else:
-                assert application.updater is not None
-                await application.updater.start_polling(allowed_updates=Update.ALL_TYPES)
                 logger.info("long polling started")
-            await stop.wait()
+            await _until_stopped(stop, inbox.polling)
             logger.info("shutting down")
+            await inbox.stop()
             await background.stop()
-            if application.updater is not None and application.updater.running:
-                await application.updater.stop()
             await application.stop()
     finally:
-        await background.stop()  # no-op after a clean stop
+        await inbox.stop()  # no-op after a clean stop
+        await background.stop()
         stop_kb_reloads()
         if runner is not None:
             await runner.cleanup()

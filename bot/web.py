@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
-from telegram import Update
 from telegram.ext import Application
 
+from bot.inbox import INBOX_KEY, Inbox, inbox_of
 from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handlers
 from bot.settings import Settings
 from dashboard import Dashboard, mount
@@ -98,9 +98,9 @@ def wire_operations(application: Application, settings: Settings) -> BotMetrics:
     the login links ``/dashboard`` answers with. Call after the handlers are added."""
     metrics = metrics_of(application)
     instrument_handlers(application)
-    processor = application.update_processor
-    if hasattr(processor, "observer"):
-        processor.observer = metrics.observe_update
+    inbox = application.bot_data.get(INBOX_KEY)
+    if isinstance(inbox, Inbox):
+        inbox.observer = metrics.observe_update
     if settings.dashboard_url is not None:
         application.bot_data[LOGIN_LINKS_KEY] = LoginLinks(settings.dashboard_url)
     return metrics
@@ -146,14 +146,13 @@ def build_web_app(
             return web.json_response({"ok": False, "error": "forbidden"}, status=403)
         try:
             data = await request.json()
-            update = Update.de_json(data, application.bot)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (json.JSONDecodeError, ValueError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
-        # Handled before answering: the inbound message is committed by the time Telegram
-        # hears "200", so a crash before that makes Telegram redeliver instead of losing it.
-        # Through the update processor, as in polling: per-conversation order, metrics, log.
-        processor = application.update_processor
-        await processor.process_update(update, application.process_update(update))
+        # Committed to the inbox before Telegram hears "200": a crash before that makes
+        # Telegram deliver it again (recognised by its update_id). It is handled from there.
+        await inbox_of(application).receive([data])
         return web.json_response({"ok": True})
 
     async def healthz(_request: web.Request) -> web.Response:

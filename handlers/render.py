@@ -17,6 +17,7 @@ from telegram.error import BadRequest
 
 from bot.texts import Texts
 from handlers.replies import Alert, Keyboard, Reply, TextRef
+from storage.engine import after_commit
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
@@ -70,7 +71,12 @@ def _button_label(texts: Texts, language: str, key: str, params: dict[str, Any],
 
 
 async def respond(update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]) -> None:
-    """Send what a rule returned: answer a pressed button, edit its message or send new ones."""
+    """Send what a rule returned: answer a pressed button, edit its message or send new ones;
+    once the update's unit of work has committed (``storage.engine.after_commit``)."""
+    await after_commit(lambda: _send(update, texts, result))
+
+
+async def _send(update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]) -> None:
     query = update.callback_query
     if isinstance(result, Alert):
         if query is not None:

@@ -32,6 +32,7 @@ from handlers.context import get_deps
 from handlers.staff_rules import MemberCache
 from handlers.tickets import desk_of, incoming_of, wake_dispatcher
 from handlers.tickets_rules import Staff, StaffReply
+from storage.engine import after_commit
 
 MEMBERS_KEY = "tickets.members"
 ANONYMOUS_ADMIN = "GroupAnonymousBot"
@@ -80,7 +81,12 @@ async def _membership(
 async def _reply(
     update: Update, context: ContextTypes.DEFAULT_TYPE, result: StaffReply | None
 ) -> None:
-    """Answer in the topic (or as a toast / by editing the pressed message for buttons)."""
+    """Answer in the topic (or as a toast / by editing the pressed message for buttons), once
+    the update's unit of work has committed."""
+    await after_commit(lambda: _send(update, result))
+
+
+async def _send(update: Update, result: StaffReply | None) -> None:
     query = update.callback_query
     if result is None:
         if query is not None:

@@ -16,6 +16,7 @@ from handlers.inbound import message_kind
 from handlers.render import respond
 from handlers.replies import Alert, Reply
 from handlers.tickets_rules import Desk, Incoming
+from storage.engine import current_unit
 
 DeskButtonRule = Callable[
     [AsyncSession, Desk, int, str, datetime], Awaitable[Reply | Sequence[Reply] | Alert | None]
@@ -37,11 +38,20 @@ def desk_of(context: ContextTypes.DEFAULT_TYPE) -> Desk:
 
 
 def wake_dispatcher(context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Tell the dispatcher something was queued (call after the commit): relays go out at
-    once instead of at its next poll."""
+    """Tell the dispatcher something was queued, once it is committed (at once outside a unit
+    of work): relays go out at once instead of at its next poll."""
     wake: Callable[[], None] | None = context.bot_data.get(WAKE_KEY)
-    if wake is not None:
+    if wake is None:
+        return
+
+    async def wake_now() -> None:
         wake()
+
+    unit = current_unit()
+    if unit is None:
+        wake()
+    else:
+        unit.after_commit.append(wake_now)
 
 
 def incoming_of(message: Message) -> Incoming:

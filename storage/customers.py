@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.columns import UTCDateTime
-from storage.models import Base, Customer, InboundMessage, KbHandoff, KbQuestion
+from storage.models import Base, Customer, InboxUpdate, KbHandoff, KbQuestion
 
 
 def _insert_ignoring_conflicts(session: AsyncSession, model: type[Base]) -> Any:
@@ -54,62 +52,14 @@ async def insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> boo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _build_log_inbound(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    customer_id = (
-        select(Customer.id)
-        # Its own parameter: asyncpg's multi-row insert needs each bind used once.
-        .where(Customer.telegram_user_id == bindparam("customer_user_id"))
-        .scalar_subquery()
-    )
-    return (
-        insert(cast(Table, InboundMessage.__table__))
-        .values(
-            update_id=bindparam("update_id"),
-            customer_id=customer_id,
-            chat_id=bindparam("chat_id"),
-            telegram_message_id=bindparam("telegram_message_id"),
-            sender_user_id=bindparam("sender_user_id"),
-            kind=bindparam("kind"),
-            text=bindparam("text"),
-            media_file_id=bindparam("media_file_id"),
-            edited=bindparam("edited"),
-            received_at=bindparam("received_at", type_=UTCDateTime()),
-        )
-        .on_conflict_do_nothing(index_elements=["update_id"])
-        .returning(InboundMessage.update_id)
-    )
-
-
-# Built once per dialect: this runs for every update, and building a statement costs more than
-# executing it on SQLite.
-_LOG_INBOUND = {dialect: _build_log_inbound(dialect) for dialect in ("sqlite", "postgresql")}
-
-
-async def log_inbound_many(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[int]:
-    """Store inbound messages in one statement; returns the update ids that were new (the
-    others were already stored: redeliveries).
-
-    Each row has ``update_id``, ``chat_id``, ``telegram_message_id``, ``sender_user_id``,
-    ``kind``, ``text``, ``media_file_id``, ``edited`` and ``received_at``; the sender's customer
-    id is looked up in the same statement.
-    """
-    if not rows:
-        return set()
-    statement = _LOG_INBOUND[session.get_bind().dialect.name]
-    params = [{**row, "customer_user_id": row["sender_user_id"]} for row in rows]
-    result = await session.execute(statement, params)
-    return set(result.scalars().all())
-
-
 async def link_inbound_to_customer(
     session: AsyncSession, customer_id: int, telegram_user_id: int
 ) -> None:
     """Attach a newly registered customer's earlier messages (sent before /start) to them."""
     await session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.sender_user_id == telegram_user_id)
-        .where(InboundMessage.customer_id.is_(None))
+        update(InboxUpdate)
+        .where(InboxUpdate.sender_user_id == telegram_user_id)
+        .where(InboxUpdate.customer_id.is_(None))
         .values(customer_id=customer_id)
     )
 
@@ -118,10 +68,10 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
     """Clear personal data and detach from Telegram; counts (messages, orders) stay anonymous."""
     telegram_user_id = customer.telegram_user_id
     await session.execute(
-        update(InboundMessage)
+        update(InboxUpdate)
         .where(
-            (InboundMessage.customer_id == customer.id)
-            | (InboundMessage.sender_user_id == telegram_user_id)
+            (InboxUpdate.customer_id == customer.id)
+            | (InboxUpdate.sender_user_id == telegram_user_id)
         )
         .values(
             customer_id=customer.id,
@@ -129,7 +79,12 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
             media_file_id=None,
             sender_user_id=None,
             chat_id=None,
+            thread_id=None,
             telegram_message_id=None,
+            # An update still waiting for its rules keeps the raw update they need (this
+            # very /forget's is among them); marking it handled drops it.
+            payload=case((InboxUpdate.state == "pending", InboxUpdate.payload), else_=None),
+            error=None,
         )
     )
     for model in (KbQuestion, KbHandoff):  # what they asked the knowledge base, in their words
@@ -152,8 +107,6 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
 
 async def count_inbound(session: AsyncSession, customer_id: int) -> int:
     result = await session.execute(
-        select(func.count())
-        .select_from(InboundMessage)
-        .where(InboundMessage.customer_id == customer_id)
+        select(func.count()).select_from(InboxUpdate).where(InboxUpdate.customer_id == customer_id)
     )
     return int(result.scalar_one())

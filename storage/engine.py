@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
@@ -70,9 +72,46 @@ def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngi
     return engine
 
 
-class _SerialWrites(async_sessionmaker[AsyncSession]):
-    """SQLite: ``begin()`` (a unit of work that may write) waits its turn in the process.
+@dataclass
+class UnitOfWork:
+    """One transaction shared by everything that runs inside it (the inbox handles a
+    conversation's waiting updates in one), and what to do once it has committed."""
 
+    session: AsyncSession
+    after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    failed: BaseException | None = None
+    """Set when a rule inside the unit raised: the unit must roll back, not commit."""
+
+
+_CURRENT_UNIT: ContextVar[UnitOfWork | None] = ContextVar("carebot_unit_of_work", default=None)
+
+
+def current_unit() -> UnitOfWork | None:
+    """The unit of work the running code is part of, if any."""
+    return _CURRENT_UNIT.get()
+
+
+async def after_commit(action: Callable[[], Awaitable[object]]) -> None:
+    """Run ``action`` once the current unit of work has committed, or at once outside one:
+    a reply goes out only for effects that are stored, and never for a rolled-back attempt."""
+    unit = _CURRENT_UNIT.get()
+    if unit is None:
+        await action()
+    else:
+        unit.after_commit.append(action)
+
+
+def mark_unit_failed(error: BaseException) -> None:
+    """The current unit of work must roll back (a rule failed and its error was handled)."""
+    unit = _CURRENT_UNIT.get()
+    if unit is not None and unit.failed is None:
+        unit.failed = error
+
+
+class Sessions(async_sessionmaker[AsyncSession]):
+    """Sessions whose ``begin()`` joins the current unit of work when there is one.
+
+    On SQLite, a unit of work that may write (``begin()``) also waits its turn in the process.
     SQLite has one writer at a time. Without a queue, concurrent units of work on pooled
     connections meet at SQLite's lock, and the losers sleep in its busy handler's backoff steps
     (up to 100 ms each): the tail of the update latency. Queued here, they wait exactly as
@@ -81,10 +120,23 @@ class _SerialWrites(async_sessionmaker[AsyncSession]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine, expire_on_commit=False)
-        self._turn = asyncio.Lock()
+        self.dialect: str = engine.dialect.name
+        self._turn = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        unit = _CURRENT_UNIT.get()
+        if unit is not None:
+            try:
+                yield unit.session
+            except BaseException as error:
+                mark_unit_failed(error)
+                raise
+            return
+        if self._turn is None:
+            async with super().begin() as session:
+                yield session
+            return
         try:
             async with asyncio.timeout(WRITE_TURN_TIMEOUT_SECONDS):
                 await self._turn.acquire()
@@ -99,10 +151,20 @@ class _SerialWrites(async_sessionmaker[AsyncSession]):
         finally:
             self._turn.release()
 
+    @contextlib.asynccontextmanager
+    async def unit(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction that every ``begin()`` inside joins; it commits when the block ends
+        (the caller raises to roll it back) and the caller runs ``after_commit`` afterwards."""
+        async with self.begin() as session:
+            unit = UnitOfWork(session)
+            token = _CURRENT_UNIT.set(unit)
+            try:
+                yield unit
+            finally:
+                _CURRENT_UNIT.reset(token)
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit (handlers render them afterwards);
-    on SQLite, units of work opened with ``begin()`` run one at a time (``_SerialWrites``)."""
-    if engine.dialect.name == "sqlite":
-        return _SerialWrites(engine)
-    return async_sessionmaker(engine, expire_on_commit=False)
+
+def create_sessionmaker(engine: AsyncEngine) -> Sessions:
+    """Sessions that keep loaded objects usable after commit (handlers render them afterwards),
+    join the current unit of work, and on SQLite write one unit at a time (``Sessions``)."""
+    return Sessions(engine)

@@ -76,10 +76,17 @@ class Customer(Base):
     )
 
 
-class InboundMessage(Base):
-    """Everything a person sent the bot, stored before any rule runs (nothing is lost)."""
+class InboxUpdate(Base):
+    """Every update a person sent, committed before Telegram is told it arrived (the next
+    ``getUpdates`` offset, the webhook's ``200``), then handled from here exactly once.
 
-    __tablename__ = "inbound_messages"
+    While ``pending`` the row keeps the raw update (``payload``); the transaction that handles
+    it marks it ``handled`` and drops the payload, keeping only the record of what was sent
+    (kind, text, file) that reports and ``/forget`` read. An update that fails
+    ``inbox.max_attempts`` times is ``failed``: parked with its error until retried.
+    """
+
+    __tablename__ = "inbox"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     update_id: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -87,6 +94,8 @@ class InboundMessage(Base):
         ForeignKey("customers.id", ondelete="SET NULL"), index=True
     )
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    """With ``chat_id``, the conversation: a private chat, or one topic of the staff group."""
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     sender_user_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
@@ -94,8 +103,16 @@ class InboundMessage(Base):
     media_file_id: Mapped[str | None] = mapped_column(String(256))
     edited: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    payload: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_inbound_messages_chat", "chat_id", "telegram_message_id"),)
+    __table_args__ = (
+        Index("ix_inbox_chat", "chat_id", "telegram_message_id"),
+        Index("ix_inbox_state", "state", "chat_id", "thread_id", "id"),
+    )
 
 
 class Outbox(Base):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import customers as customer_queries
-from storage.models import Customer, InboundMessage, KbHandoff
+from storage import inbox as inbox_queries
+from storage.models import Customer, InboxUpdate, KbHandoff
 from tests.auxil.harness import Harness
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -26,7 +26,14 @@ def _row(update_id: int, sender: int) -> dict[str, object]:
         "media_file_id": None,
         "edited": False,
         "received_at": NOW,
+        "thread_id": None,
+        "payload": "{}",
     }
+
+
+async def _store(session: AsyncSession, rows: list[dict[str, object]]) -> set[int]:
+    """The update ids the inbox took as new."""
+    return set(await inbox_queries.store(session, rows))
 
 
 async def test_a_batch_is_stored_linked_and_redeliveries_recognised(
@@ -45,18 +52,16 @@ async def test_a_batch_is_stored_linked_and_redeliveries_recognised(
             )
         )
     async with sessionmaker.begin() as session:
-        new = await customer_queries.log_inbound_many(
-            session, [_row(1, 11), _row(2, 22), _row(3, 11)]
-        )
+        new = await _store(session, [_row(1, 11), _row(2, 22), _row(3, 11)])
     assert new == {1, 2, 3}
     async with sessionmaker.begin() as session:
-        again = await customer_queries.log_inbound_many(session, [_row(3, 11), _row(4, 22)])
+        again = await _store(session, [_row(3, 11), _row(4, 22)])
     assert again == {4}
     async with sessionmaker() as session:
         rows = (
             await session.execute(
-                select(InboundMessage.update_id, InboundMessage.customer_id).order_by(
-                    InboundMessage.update_id
+                select(InboxUpdate.update_id, InboxUpdate.customer_id).order_by(
+                    InboxUpdate.update_id
                 )
             )
         ).all()
@@ -92,6 +97,6 @@ async def test_a_redelivered_message_or_button_press_is_handled_once(harness: Ha
     async with harness.sessionmaker() as session:
         handoffs = (await session.execute(select(func.count()).select_from(KbHandoff))).scalar()
         kinds = (
-            await session.execute(select(InboundMessage.kind).order_by(InboundMessage.update_id))
+            await session.execute(select(InboxUpdate.kind).order_by(InboxUpdate.update_id))
         ).scalars()
         assert (handoffs, list(kinds)) == (1, ["text", "button", "text"])

@@ -11,7 +11,7 @@ from handlers.onboarding_rules import Person
 from handlers.replies import Reply
 from storage import customers as customer_queries
 from storage import orders as order_queries
-from storage.models import Customer, InboundMessage, Order, TierHistory
+from storage.models import Customer, InboxUpdate, Order, TierHistory
 from tests.auxil.harness import Harness
 from tests.auxil.shop import NOW, add_customer, order_rows
 
@@ -33,7 +33,7 @@ async def say_hello(session: AsyncSession, person: Person, update_id: int) -> No
     """A message the person sent before they were linked (it must follow them)."""
     customer = await customer_queries.get_by_telegram_id(session, person.user_id)
     session.add(
-        InboundMessage(
+        InboxUpdate(
             update_id=update_id,
             customer_id=customer.id if customer else None,
             chat_id=person.chat_id,
@@ -87,7 +87,7 @@ class TestLinkCode:
             assert (linked.link_code, linked.chat_id, linked.language) == (None, 5001, "en")
             orders = await session.execute(select(Order.customer_id))
             assert list(orders.scalars()) == [imported_id]
-            messages = await session.execute(select(InboundMessage.customer_id))
+            messages = await session.execute(select(InboxUpdate.customer_id))
             assert list(messages.scalars()) == [imported_id]
             history = await session.execute(select(TierHistory.customer_id))
             assert list(history.scalars()) == [imported_id]

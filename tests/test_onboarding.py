@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.logs import configure_logging
-from storage.models import Customer, InboundMessage
+from storage.models import Customer, InboxUpdate
 from tests.auxil.harness import TOKEN, Harness
 
 
@@ -204,7 +204,7 @@ class TestStopAndForget:
             messages = (
                 (
                     await session.execute(
-                        select(InboundMessage).where(InboundMessage.customer_id == original.id)
+                        select(InboxUpdate).where(InboxUpdate.customer_id == original.id)
                     )
                 )
                 .scalars()
@@ -232,7 +232,7 @@ class TestUnexpectedInput:
             await getattr(api, f"send_{kind}")(hal)
         reply = (await api.wait_for_sent(hal.id, 1))[0]
         assert reply.text == harness.text("en", "unsupported_input")
-        assert await _count(harness, InboundMessage, InboundMessage.kind == kind) == 1
+        assert await _count(harness, InboxUpdate, InboxUpdate.kind == kind) == 1
 
     async def test_edit_is_stored_not_answered(self, harness: Harness) -> None:
         api = harness.api
@@ -243,7 +243,7 @@ class TestUnexpectedInput:
         await api.send_text(ivy, "/help")
         sent = await api.wait_for_sent(ivy.id, 2)
         assert sent[1].text == harness.text("en", "help")
-        assert await _count(harness, InboundMessage, InboundMessage.edited.is_(True)) == 1
+        assert await _count(harness, InboxUpdate, InboxUpdate.edited.is_(True)) == 1
 
     async def test_very_long_text_is_kept_and_answered(self, harness: Harness) -> None:
         api = harness.api
@@ -252,7 +252,7 @@ class TestUnexpectedInput:
         reply = (await api.wait_for_sent(jay.id, 1))[0]
         assert reply.text == harness.text("en", "too_long", length=10_000, limit=4000)
         async with harness.sessionmaker() as session:
-            stored = (await session.execute(select(InboundMessage.text))).scalar_one()
+            stored = (await session.execute(select(InboxUpdate.text))).scalar_one()
         assert stored is not None and len(stored) == 10_000
 
     async def test_button_from_an_old_keyboard_is_answered_harmlessly(
@@ -281,7 +281,7 @@ class TestUnexpectedInput:
         sent = await api.wait_for_sent(lee.id, 1)
         assert sent[0].text == harness.text("en", "help")
         assert api.sent(-100777) == []
-        assert await _count(harness, InboundMessage, InboundMessage.chat_id == -100777) == 0
+        assert await _count(harness, InboxUpdate, InboxUpdate.chat_id == -100777) == 0
 
     async def test_failed_reply_loses_nothing_and_logs_no_private_data(
         self, harness: Harness, restore_logging: None
@@ -300,7 +300,7 @@ class TestUnexpectedInput:
         assert f"error while handling update {update['update_id']}: Forbidden" in logged
         assert "+8613900001234" not in logged
         assert TOKEN not in logged
-        assert await _count(harness, InboundMessage, InboundMessage.sender_user_id == mia.id) == 1
+        assert await _count(harness, InboxUpdate, InboxUpdate.sender_user_id == mia.id) == 1
 
 
 async def test_a_customer_who_writes_again_is_reachable_again(harness: Harness) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.local_api import FakeUser, LocalBotApi
 from storage.engine import create_engine
-from storage.models import Customer, InboundMessage, KbHandoff, Ticket
+from storage.models import Customer, InboxUpdate, KbHandoff, Ticket
 from tests.auxil import databases
 from tests.auxil.cluster import cluster
 from tests.auxil.harness import STAFF_CHAT_ID
@@ -64,7 +64,7 @@ async def _counts(url: str) -> dict[str, Any]:
                 "customers": await count(Customer),
                 "tickets": await count(Ticket),
                 "ticket owners": ticket_owners,
-                "inbound": await count(InboundMessage),
+                "inbound": await count(InboxUpdate),
                 "handoffs": await count(KbHandoff),
             }
     finally:

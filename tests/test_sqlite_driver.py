@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from storage import customers as customer_queries
+from storage import inbox as inbox_queries
 from storage import sqlite_driver
 from storage.engine import create_engine, create_sessionmaker
-from storage.models import InboundMessage
+from storage.models import InboxUpdate
 from tests.auxil import databases
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -39,6 +39,8 @@ def _row(update_id: int) -> dict[str, object]:
         "media_file_id": None,
         "edited": False,
         "received_at": NOW,
+        "thread_id": None,
+        "payload": "{}",
     }
 
 
@@ -51,6 +53,11 @@ async def engine(
     await engine.dispose()
 
 
+async def _store(session: AsyncSession, rows: list[dict[str, object]]) -> set[int]:
+    """The update ids the inbox took as new."""
+    return set(await inbox_queries.store(session, rows))
+
+
 async def test_commit_rollback_and_errors(engine: AsyncEngine) -> None:
     sessionmaker = create_sessionmaker(engine)
     async with engine.connect() as connection:
@@ -61,20 +68,20 @@ async def test_commit_rollback_and_errors(engine: AsyncEngine) -> None:
     assert pragmas == ["wal", 1, 1]
 
     async with sessionmaker.begin() as session:
-        new = await customer_queries.log_inbound_many(session, [_row(1), _row(2)])
+        new = await _store(session, [_row(1), _row(2)])
     assert new == {1, 2}
     async with sessionmaker.begin() as session:  # a redelivery is recognised
-        assert await customer_queries.log_inbound_many(session, [_row(2), _row(3)]) == {3}
+        assert await _store(session, [_row(2), _row(3)]) == {3}
 
     with pytest.raises(RuntimeError):
         async with sessionmaker.begin() as session:
-            await customer_queries.log_inbound_many(session, [_row(4)])
+            await _store(session, [_row(4)])
             raise RuntimeError("rule failed")
     with pytest.raises(IntegrityError):
         async with sessionmaker.begin() as session:
-            session.add(InboundMessage(**{**_row(5), "kind": None}))
+            session.add(InboxUpdate(**{**_row(5), "kind": None}))
     async with sessionmaker() as session:
-        count = (await session.execute(select(func.count(InboundMessage.id)))).scalar_one()
+        count = (await session.execute(select(func.count(InboxUpdate.id)))).scalar_one()
     assert count == 3  # 1, 2, 3: the rolled-back and the refused rows are not there
 
 
@@ -123,7 +130,7 @@ async def test_one_worker_call_per_statement_and_none_for_idle_commits(
     assert calls == ["_execute"]
     calls.clear()
     async with sessionmaker.begin() as session:
-        await customer_queries.log_inbound_many(session, [_row(9)])
+        await _store(session, [_row(9)])
     assert calls == ["_execute", "commit"]
 
 
@@ -174,9 +181,9 @@ async def test_a_cancelled_statement_leaves_the_engine_usable(
         with pytest.raises(asyncio.CancelledError):
             await task
         async with sessionmaker.begin() as session:
-            assert await customer_queries.log_inbound_many(session, [_row(11)]) == {11}
+            assert await _store(session, [_row(11)]) == {11}
         async with sessionmaker() as session:
-            count = (await session.execute(select(func.count(InboundMessage.id)))).scalar_one()
+            count = (await session.execute(select(func.count(InboxUpdate.id)))).scalar_one()
         assert count == 1
     finally:
         await engine.dispose()

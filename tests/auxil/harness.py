@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram.ext import Application
 
 from bot.app import build_application
+from bot.inbox import inbox_of
 from bot.local_api import LocalBotApi
 from bot.rules import OutboxRules, Rules, TicketRules, load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
@@ -128,8 +129,7 @@ class Harness:
             )
         await application.initialize()
         await application.start()
-        assert application.updater is not None
-        await application.updater.start_polling(poll_interval=0, timeout=1)
+        await inbox_of(application).start(polling=True, wait_seconds=1)
         self.application = application
         desk = self.desk
         self.dispatch_clock = DispatchClock(self.clock)
@@ -149,15 +149,15 @@ class Harness:
         self._dispatch_task = asyncio.create_task(dispatcher.run(self._dispatch_stop))
 
     async def stop(self) -> None:
-        """Stop the dispatcher (its sends finish) and the bot, as a process would on SIGTERM."""
+        """Stop receiving (what is under way finishes), the dispatcher (its sends finish) and
+        the bot, as a process would on SIGTERM."""
+        await inbox_of(self.application).stop()
         if self._dispatch_task is not None:
             self._dispatch_stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._dispatch_task, timeout=30)
             self._dispatch_task = None
         application = self.application
-        if application.updater is not None and application.updater.running:
-            await application.updater.stop()
         if application.running:
             await application.stop()
         await application.shutdown()

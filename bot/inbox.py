@@ -1,0 +1,492 @@
+"""The inbox: every update is committed before Telegram is told it arrived, then handled from
+there exactly once (design, Principle 2). The outbox's mirror.
+
+**Receiving.** In long polling, carebot's own fetch loop stores each ``getUpdates`` batch in one
+transaction and only then asks for the next offset, which is what confirms the batch to
+Telegram: a crash before the commit makes Telegram send the batch again, and its ``update_id``
+makes the second copy a no-op. In webhook mode the update is committed, then the ``200`` goes
+back at once. Updates from chats that are neither private nor the staff group are not stored.
+
+**Handling.** The updates of one conversation (a private chat, one topic of the staff group) are
+handled one after another in arrival order, different conversations concurrently. The updates
+of a conversation waiting together run in one unit of work (``storage.engine.Sessions.unit``):
+their rules' effects (ticket messages, outbox rows, state) and the mark "handled" commit in one
+transaction, and what the rules answer goes out after the commit (``after_commit``). A crash at
+any point replays exactly what had not committed. A batch whose rules fail rolls back and its
+updates are tried one at a time; one that keeps failing is tried again with backoff and parked
+after ``inbox.max_attempts`` (staff are told in the General topic), and its conversation goes on.
+
+**Several processes (PostgreSQL).** Each process handles what it received. A conversation's unit
+of work holds a transaction-level advisory lock on it, so two processes never handle one
+conversation at once, and it skips what another process handled meanwhile. On start, and every
+``inbox.sweep_seconds``, pending updates this process does not hold are picked up: those left by
+a process that died, and those put back by ``carebot inbox retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.ext import Application, ExtBot
+
+from bot.rules import InboxRules
+from handlers.inbound import ConversationKey, conversation_key, record_of
+from scheduler.clock import Clock
+from storage import inbox as inbox_queries
+from storage.engine import Sessions, UnitOfWork
+
+logger = logging.getLogger(__name__)
+errors_logger = logging.getLogger("carebot.errors")  # as bot.errors logs a rule's error
+
+POLL_TIMEOUT_SECONDS = 10
+"""How long one ``getUpdates`` waits for something to arrive (long polling)."""
+READ_MARGIN_SECONDS = 5.0
+MAX_CONCURRENT_CONVERSATIONS = 64
+MAX_RETRY_SECONDS = 60.0
+FETCH_ERROR_PAUSE_SECONDS = 1.0
+INBOX_KEY = "inbox"
+
+Observer = Callable[[object, Awaitable[Any]], Awaitable[None]]
+ParkedNotice = Callable[[AsyncSession, int, str, int, str, datetime], Awaitable[None]]
+"""``(session, inbox id, kind, attempts, error, now)``: tell staff an update was parked."""
+
+
+class InboxBot(ExtBot[None]):
+    """PTB's bot, with ``getUpdates`` answered as raw JSON: the inbox stores each update as it
+    came (and reads it back with ``Update.de_json``), without a round trip through PTB's
+    objects."""
+
+    async def fetch_updates(
+        self, offset: int | None, wait_seconds: int, allowed_updates: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """``getUpdates`` from ``offset`` (which confirms everything before it to Telegram)."""
+        result = await self._post(
+            "getUpdates",
+            {"offset": offset, "timeout": wait_seconds, "allowed_updates": list(allowed_updates)},
+            read_timeout=wait_seconds + READ_MARGIN_SECONDS,
+        )
+        return cast(list[dict[str, Any]], result)
+
+
+@dataclass(order=True)
+class _Item:
+    id: int
+    update: Update = field(compare=False)
+
+
+@dataclass
+class _Conversation:
+    items: list[_Item] = field(default_factory=list)
+    """Waiting, in arrival (row id) order."""
+    running: bool = False
+
+
+class Inbox:
+    """Stores what arrives, then handles it from the database (see the module docstring)."""
+
+    def __init__(
+        self,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        sessions: Sessions,
+        *,
+        clock: Clock,
+        rules: InboxRules,
+        staff_chat_id: int | None,
+        notify_parked: ParkedNotice | None = None,
+        exclusive: bool = True,
+    ) -> None:
+        self._application = application
+        self._sessions = sessions
+        self._clock = clock
+        self._rules = rules
+        self._staff_chat_id = staff_chat_id
+        self.notify_parked = notify_parked
+        self._exclusive = exclusive
+        """SQLite: this process is the only one handling the database (no locks, no checks)."""
+        self.observer: Observer | None = None
+        """Wraps each update's handling (``bot.metrics``: count, time, log)."""
+        self.on_handled: Callable[[list[int]], None] | None = None
+        """Told the update ids of each unit of work once it committed and answered
+        (benchmarks)."""
+        self._conversations: dict[ConversationKey, _Conversation] = {}
+        self._held: set[int] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_CONVERSATIONS)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+        self._storing: asyncio.Task[None] | None = None
+        self._sweep_mark = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    async def receive(self, raw_updates: list[dict[str, Any]]) -> int:
+        """Commit these updates (with any others arriving meanwhile: one transaction), then
+        queue them for handling; returns how many were new. Raises when they could not be
+        stored: nothing may tell Telegram they arrived."""
+        if not raw_updates:
+            return 0
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((raw_updates, future))
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.create_task(self._store_waiting())
+        return await future
+
+    async def _store_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                counts = await self._store([raw for raws, _ in batch for raw in raws])
+            except Exception as error:  # every caller sees the failure (no 200, no offset)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for raws, future in batch:
+                if not future.done():
+                    future.set_result(sum(counts.get(raw.get("update_id"), 0) for raw in raws))
+
+    async def _store(self, raw_updates: list[dict[str, Any]]) -> dict[Any, int]:
+        now = self._clock.now()
+        rows: list[dict[str, Any]] = []
+        updates: dict[int, Update] = {}
+        bot = self._application.bot
+        for raw in raw_updates:
+            try:
+                update = Update.de_json(raw, bot)
+            except Exception as error:  # nothing a rule could handle: said, not stored
+                logger.warning(
+                    "update %s is malformed (%s): not stored", raw.get("update_id"), _name(error)
+                )
+                continue
+            if not self._ours(update) or update.update_id in updates:
+                continue
+            chat_id, thread_id = conversation_key(update)
+            rows.append(
+                {
+                    **record_of(update),
+                    "update_id": update.update_id,
+                    "chat_id": chat_id,
+                    "thread_id": thread_id,
+                    "received_at": now,
+                    "payload": json.dumps(raw, ensure_ascii=False, separators=(",", ":")),
+                }
+            )
+            updates[update.update_id] = update
+        async with self._sessions.begin() as session:
+            stored = await inbox_queries.store(session, rows)
+        for update_id, row_id in sorted(stored.items(), key=lambda pair: pair[1]):
+            self._queue(_Item(row_id, updates[update_id]))
+        skipped = len(rows) - len(stored)
+        if skipped:
+            logger.info("%d update(s) already stored: redelivery skipped", skipped)
+        return dict.fromkeys(stored, 1)
+
+    def _ours(self, update: Update) -> bool:
+        """Private chats and the staff group; other groups are not carebot's to keep."""
+        chat = update.effective_chat
+        return chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_chat_id
+
+    async def _poll(self, wait_seconds: int) -> None:
+        """Long polling until the inbox stops: fetch, commit, and only then confirm with the
+        next offset. The last batch is confirmed (a short ``getUpdates``) before returning."""
+        stop = self._stopping
+        bot = self._application.bot
+        assert isinstance(bot, InboxBot), "build the Application with an InboxBot"
+        offset: int | None = None
+        allowed = Update.ALL_TYPES
+        while not stop.is_set():
+            fetching = asyncio.ensure_future(bot.fetch_updates(offset, wait_seconds, allowed))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not fetching.done():  # stopped while waiting: nothing fetched is lost
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TelegramError):
+                    await fetching
+                break
+            try:
+                raw_updates = fetching.result()
+                if raw_updates:
+                    await self.receive(raw_updates)
+                    offset = max(raw["update_id"] for raw in raw_updates) + 1
+            except (InvalidToken, Conflict):
+                raise
+            except RetryAfter as error:
+                await _pause(stop, _seconds(error.retry_after))
+            except Exception as error:  # the network or the database: the same batch again
+                logger.warning("getUpdates or storing failed (%s): trying again", _name(error))
+                await _pause(stop, FETCH_ERROR_PAUSE_SECONDS)
+        if offset is not None:  # confirm what was stored, as PTB's Updater does on stop
+            with contextlib.suppress(TelegramError):
+                await bot.fetch_updates(offset, 0, allowed)
+
+    # -- handling ------------------------------------------------------------------------------
+
+    async def start(self, *, polling: bool, wait_seconds: int = POLL_TIMEOUT_SECONDS) -> int:
+        """Queue every pending update (a previous process's, in arrival order: handled before
+        anything that arrives later in the same conversation), then sweep now and then and, with
+        ``polling``, fetch updates (long polls of ``wait_seconds``). Returns how many were
+        pending."""
+        self._stopping.clear()
+        recovered = await self.sweep(everything=True)
+        self._background = [asyncio.create_task(self._run_sweeps(), name="inbox-sweeps")]
+        if polling:
+            self._background.append(
+                asyncio.create_task(self._poll(wait_seconds), name="inbox-polling")
+            )
+        return recovered
+
+    async def sweep(self, *, everything: bool = False) -> int:
+        """Queue the pending updates this process does not hold: all of them (on start), or
+        those already stored at the previous sweep (a whole interval pending)."""
+        async with self._sessions() as session:
+            waiting = await inbox_queries.pending(
+                session, up_to_id=None if everything else self._sweep_mark
+            )
+            self._sweep_mark = await inbox_queries.last_id(session)
+        bot = self._application.bot
+        queued = 0
+        for row in waiting:
+            if row.id in self._held:
+                continue
+            self._queue(_Item(row.id, Update.de_json(json.loads(row.payload), bot)))
+            queued += 1
+        if queued:
+            logger.info("inbox: %d pending update(s) picked up", queued)
+        return queued
+
+    @property
+    def polling(self) -> asyncio.Task[None] | None:
+        """The fetch loop's task while long polling (it ends with an error the bot cannot get
+        past: another process polling the same bot, a revoked token)."""
+        return next(
+            (task for task in self._background if task.get_name() == "inbox-polling"), None
+        )
+
+    async def _run_sweeps(self) -> None:
+        while not await _pause(self._stopping, self._rules.sweep_seconds):
+            try:
+                await self.sweep()
+            except Exception as error:  # the database is away: next time
+                logger.warning("inbox sweep failed (%s)", _name(error))
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or being handled (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Stop fetching (confirming what was stored), let the units of work under way finish;
+        what is still queued stays pending for the next start."""
+        self._stopping.set()
+        background, self._background = self._background, []
+        for outcome in await asyncio.gather(*background, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.warning("inbox: %s while stopping", _name(outcome))
+        for conversation in self._conversations.values():
+            conversation.items.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _queue(self, item: _Item) -> None:
+        if item.id in self._held:
+            return
+        self._held.add(item.id)
+        key = conversation_key(item.update)
+        conversation = self._conversations.setdefault(key, _Conversation())
+        bisect.insort(conversation.items, item)
+        if not conversation.running:
+            conversation.running = True
+            self._idle.clear()
+            task = asyncio.create_task(self._drain(key, conversation))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, key: ConversationKey, conversation: _Conversation) -> None:
+        try:
+            async with self._slots:
+                while conversation.items:
+                    batch = conversation.items[: self._rules.batch_size]
+                    del conversation.items[: len(batch)]
+                    try:
+                        await self._handle(key, batch)
+                    finally:
+                        self._held.difference_update(item.id for item in batch)
+        finally:
+            conversation.running = False
+            if self._conversations.get(key) is conversation and not conversation.items:
+                del self._conversations[key]
+            if not self._conversations:
+                self._idle.set()
+
+    async def _handle(self, key: ConversationKey, batch: list[_Item]) -> None:
+        """All of the batch in one unit of work; after a failure, one update at a time, each
+        tried again with backoff until it is handled or parked."""
+        error, tried = await self._attempt(key, batch, limit=self._rules.batch_size)
+        if error is None:
+            return
+        if len(tried) > 1:
+            for item in tried:
+                error, alone = await self._attempt(key, [item], limit=1)
+                if error is not None and alone:
+                    await self._retry(key, alone[0], error)
+        elif tried:
+            await self._retry(key, tried[0], error)
+
+    async def _retry(self, key: ConversationKey, item: _Item, error: BaseException) -> None:
+        """Count the failure, wait, try again; until handled or parked."""
+        while True:
+            attempts = await self._record_failure(item, error)
+            if attempts is None:  # parked (or no longer pending): the conversation goes on
+                return
+            delay = min(self._rules.retry_seconds * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
+            if await _pause(self._stopping, delay):
+                return  # stays pending: the next process tries it
+            again, tried = await self._attempt(key, [item], limit=1)
+            if again is None or not tried:
+                return
+            item, error = tried[0], again
+
+    async def _attempt(
+        self, key: ConversationKey, items: list[_Item], *, limit: int
+    ) -> tuple[BaseException | None, list[_Item]]:
+        """One unit of work over ``items`` (several processes: over the conversation's oldest
+        pending updates, at most ``limit``); the rule's error (None when it committed) and the
+        updates it was over."""
+        unit: UnitOfWork | None = None
+        owners: list[int] = []
+        try:
+            async with self._sessions.unit() as unit:
+                if not self._exclusive:
+                    items = await self._claim(unit.session, key, items, limit)
+                for item in items:
+                    await self._process(item.update)
+                    if unit.failed is not None:
+                        raise _RolledBack(unit.failed)
+                    # What the update's rules left to do after the commit is theirs.
+                    owners += [item.update.update_id] * (len(unit.after_commit) - len(owners))
+                await inbox_queries.mark_handled(
+                    unit.session, [item.id for item in items], self._clock.now()
+                )
+        except _RolledBack as rolled_back:
+            return rolled_back.error, items
+        except Exception as error:  # the database itself (commit, lock): the same as a rule
+            return error, items
+        assert unit is not None
+        # Replies and the dispatcher's wake-up, now that the effects are stored. A reply that
+        # fails is logged like any error of its update (the customer's message is kept).
+        for update_id, action in zip(owners, unit.after_commit, strict=True):
+            try:
+                await action()
+            except Exception as error:
+                errors_logger.error(
+                    "error while handling update %s: %s",
+                    update_id,
+                    _name(error),
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+        if self.on_handled is not None:
+            self.on_handled([item.update.update_id for item in items])
+        return None, items
+
+    async def _claim(
+        self, session: AsyncSession, key: ConversationKey, items: list[_Item], limit: int
+    ) -> list[_Item]:
+        """Several processes: hold the conversation (until the commit), then take its pending
+        updates in arrival order, whichever process stored them. Those another process handled
+        meanwhile are gone; those it stored first come first. (Telegram sends a chat's next
+        update only once the previous one is acknowledged, that is stored.)"""
+        await inbox_queries.lock_conversation(session, key)
+        mine = {item.id: item for item in items}
+        bot = self._application.bot
+        return [
+            mine.get(row.id) or _Item(row.id, Update.de_json(json.loads(row.payload), bot))
+            for row in await inbox_queries.pending_in(session, key, limit)
+        ]
+
+    async def _process(self, update: Update) -> None:
+        handling = self._application.process_update(update)
+        if self.observer is not None:
+            await self.observer(update, handling)
+        else:
+            await handling
+
+    async def _record_failure(self, item: _Item, error: BaseException) -> int | None:
+        """Count the failed attempt; its number, or None once the update is parked."""
+        text = _name(error)
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            outcome = await inbox_queries.record_failure(
+                session, item.id, text, max_attempts=self._rules.max_attempts
+            )
+            if outcome is None:
+                return None
+            attempts, parked = outcome
+            if parked and self.notify_parked is not None:
+                await self.notify_parked(session, item.id, _kind(item.update), attempts, text, now)
+        if parked:
+            logger.error(
+                "inbox: update %s (inbox #%s) parked after %d attempts: %s",
+                item.update.update_id,
+                item.id,
+                attempts,
+                text,
+            )
+            return None
+        logger.warning(
+            "inbox: update %s (inbox #%s) failed, attempt %d: %s",
+            item.update.update_id,
+            item.id,
+            attempts,
+            text,
+        )
+        return attempts
+
+
+class _RolledBack(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+
+
+def _name(error: BaseException) -> str:
+    """An error for logs and the inbox: its type only (a database error's text can carry what
+    a customer wrote)."""
+    return type(error).__name__
+
+
+def _kind(update: Update) -> str:
+    return str(record_of(update)["kind"])
+
+
+def _seconds(value: object) -> float:
+    seconds = getattr(value, "total_seconds", None)
+    return float(seconds()) if callable(seconds) else float(cast(float, value))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True when stopped."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
+def inbox_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Inbox:
+    """The application's inbox (``bot.app.build_application`` makes it with the bot)."""
+    inbox = application.bot_data[INBOX_KEY]
+    assert isinstance(inbox, Inbox)
+    return inbox
