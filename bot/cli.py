@@ -7,6 +7,7 @@ import asyncio
 import typer
 
 from bot.cli_import import import_app
+from bot.cli_inbox import inbox_app
 from bot.cli_kb import kb_app
 from bot.cli_outbox import outbox_app
 from bot.cli_plan import plan_command
@@ -30,6 +31,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(inbox_app, name="inbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(report_app, name="report")
 app.add_typer(import_app, name="import")

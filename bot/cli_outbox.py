@@ -43,8 +43,8 @@ outbox_app = typer.Typer(
 T = TypeVar("T")
 
 
-def _with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction on the configured database."""
+def with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on the configured database (``outbox``, ``inbox``)."""
     settings = or_exit(load_database_settings)
     now = SystemClock().now()
 
@@ -59,14 +59,16 @@ def _with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def _ago(moment: datetime, now: datetime) -> str:
+def ago(moment: datetime, now: datetime) -> str:
+    """``5 min ago`` / ``in 2 h``: how far a moment is from now, for an operator."""
     seconds = int((now - moment).total_seconds())
     if seconds < 0:
-        return f"in {_span(-seconds)}"
-    return f"{_span(seconds)} ago"
+        return f"in {span(-seconds)}"
+    return f"{span(seconds)} ago"
 
 
-def _span(seconds: int) -> str:
+def span(seconds: int) -> str:
+    """A duration in its largest whole unit (d, h, min, s)."""
     for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit}"
@@ -87,11 +89,11 @@ def stats() -> None:
             typer.echo(f"{state:<10} {kind:<32} {count:>9}")
         if result.oldest_due is not None:
             due = result.oldest_due.isoformat(timespec="seconds")
-            typer.echo(f"oldest waiting row due {due} ({_ago(result.oldest_due, now)})")
+            typer.echo(f"oldest waiting row due {due} ({ago(result.oldest_due, now)})")
         else:
             typer.echo("nothing waiting")
 
-    _with_session(work)
+    with_session(work)
 
 
 @outbox_app.command("dead")
@@ -107,10 +109,10 @@ def dead(limit: int = typer.Option(100, min=1, help="Show at most this many rows
         for row in rows:
             typer.echo(
                 f"{row.id:>8} {row.kind:<20} {row.chat_id:>16} {row.attempts:>5}  "
-                f"{_ago(row.updated_at, now):<12} {row.last_error or ''}"
+                f"{ago(row.updated_at, now):<12} {row.last_error or ''}"
             )
 
-    _with_session(work)
+    with_session(work)
 
 
 @outbox_app.command("retry")
@@ -126,7 +128,7 @@ def retry(
     async def work(session: AsyncSession, now: datetime) -> int:
         return await outbox_queries.retry(session, now=now, message_ids=None if all_dead else ids)
 
-    count = _with_session(work)
+    count = with_session(work)
     typer.echo(f"requeued {count} message{'s' if count != 1 else ''}")
 
 
@@ -139,7 +141,7 @@ def cancel(
     async def work(session: AsyncSession, now: datetime) -> int:
         return await outbox_queries.cancel_kind(session, kind, now=now)
 
-    count = _with_session(work)
+    count = with_session(work)
     typer.echo(f"cancelled {count} message{'s' if count != 1 else ''} of kind {kind}")
 
 

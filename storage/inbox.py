@@ -121,9 +121,11 @@ async def pending(session: AsyncSession, *, up_to_id: int | None = None) -> list
     ]
 
 
+_INBOX = cast(Table, InboxUpdate.__table__)
+# Core, not an ORM-enabled UPDATE: this runs in every unit of work.
 _MARK_HANDLED = (
-    update(InboxUpdate)
-    .where(InboxUpdate.id.in_(bindparam("ids", expanding=True)), _PENDING)
+    update(_INBOX)
+    .where(_INBOX.c.id.in_(bindparam("ids", expanding=True)), _PENDING)
     .values(
         state=State.HANDLED.value,
         payload=None,

@@ -164,10 +164,12 @@ async def cluster(
     database_url: str,
     workdir: Path,
     staff_chat_id: int,
+    config_dir: Path | None = None,
 ) -> AsyncIterator[tuple[RoundRobin, list[BotProcess]]]:
     """``replicas`` bot processes on one (migrated) database behind a :class:`RoundRobin`,
-    with the local server's webhook pointing at the balancer. Stopped cleanly on exit."""
-    config_dir = fast_config(workdir / "config")
+    with the local server's webhook pointing at the balancer, with the rule files in
+    ``config_dir`` (default: :func:`fast_config`). Stopped cleanly on exit."""
+    config_dir = config_dir or fast_config(workdir / "config")
     balancer = RoundRobin()
     url = await balancer.start()
     bots: list[BotProcess] = []

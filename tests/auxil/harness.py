@@ -170,9 +170,19 @@ class Harness:
 
 def harness_rules(rules: Rules) -> Rules:
     """The shipped rules, with the topic renames of back-and-forth statuses made at once (a
-    test that wants the delay sets it with ``Harness.use_ticket_rules``)."""
+    test that wants the delay sets it with ``Harness.use_ticket_rules``) and short inbox
+    waits."""
     relay = rules.tickets.relay.model_copy(update={"title_delay_seconds": 0})
-    return rules.model_copy(update={"tickets": rules.tickets.model_copy(update={"relay": relay})})
+    # Failed updates retried at once and parked soon; pending ones picked up quickly.
+    inbox = rules.outbox.inbox.model_copy(
+        update={"retry_seconds": 0.05, "max_attempts": 3, "sweep_seconds": 0.2}
+    )
+    return rules.model_copy(
+        update={
+            "tickets": rules.tickets.model_copy(update={"relay": relay}),
+            "outbox": rules.outbox.model_copy(update={"inbox": inbox}),
+        }
+    )
 
 
 def harness_settings(api: LocalBotApi, database_url: str, **extra: Any) -> Settings:

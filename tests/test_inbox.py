@@ -1,0 +1,165 @@
+"""The inbox in one process: a poison update is parked after its attempts while its
+conversation goes on, staff are told once, and ``carebot inbox retry`` has it handled once its
+cause is fixed; a burst from one customer is relayed in order; ``carebot inbox`` reports."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.local_api import SentMessage
+from storage.models import InboxUpdate
+from tests.auxil.harness import STAFF_CHAT_ID, Harness
+from tests.auxil.processes import CAREBOT, carebot_env
+from tests.auxil.tickets import desk_ticket, general
+
+SQLITE_POISON = (
+    "CREATE TRIGGER poison BEFORE INSERT ON ticket_messages WHEN NEW.text = 'poison' "
+    "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+)
+POSTGRES_POISON = (
+    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
+    "IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; "
+    "END IF; RETURN NEW; END "
+    "$$ LANGUAGE plpgsql",
+    "CREATE TRIGGER poison BEFORE INSERT ON ticket_messages FOR EACH ROW "
+    "EXECUTE FUNCTION poison()",
+)
+
+
+async def _poison(harness: Harness, on: bool) -> None:
+    """A fault of the database itself: storing the ticket message 'poison' fails."""
+    async with harness.sessionmaker.begin() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            statements = [SQLITE_POISON] if on else ["DROP TRIGGER IF EXISTS poison"]
+        else:
+            statements = (
+                list(POSTGRES_POISON)
+                if on
+                else ["DROP TRIGGER IF EXISTS poison ON ticket_messages", "DROP FUNCTION poison()"]
+            )
+        for statement in statements:
+            await session.execute(text(statement))
+
+
+def _cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CAREBOT, "inbox", *args],
+        env=carebot_env(database_url=harness.settings.database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _states(session: AsyncSession) -> dict[str, int]:
+    result = await session.execute(
+        select(InboxUpdate.state, func.count()).group_by(InboxUpdate.state)
+    )
+    return {state: int(count) for state, count in result.all()}
+
+
+def _notices(harness: Harness) -> list[SentMessage]:
+    """What staff were told in the General topic about parked updates."""
+    return [m for m in general(harness.api) if "carebot inbox retry" in (m.body or "")]
+
+
+def _copies(harness: Harness, thread: int) -> list[str]:
+    return [
+        m.body or ""
+        for m in harness.api.sent(STAFF_CHAT_ID, thread_id=thread)
+        if m.copied_from is not None
+    ]
+
+
+async def test_a_poison_update_is_parked_its_conversation_goes_on_and_retry_handles_it(
+    harness: Harness,
+) -> None:
+    api = harness.api
+    mia = api.add_user(4101, "Mia", language_code="en")
+    _, thread = await desk_ticket(harness, mia)
+    await _poison(harness, on=True)
+    try:
+        for body in ("before", "poison", "after"):
+            await api.send_text(mia, body)
+        await api.wait_for(
+            lambda: _copies(harness, thread) == ["before", "after"],
+            timeout=15,
+            description="the messages around the poison relayed",
+        )
+        await api.wait_for(
+            lambda: bool(_notices(harness)), timeout=10, description="staff told in General"
+        )
+        async with harness.sessionmaker() as session:
+            parked = (
+                await session.execute(select(InboxUpdate).where(InboxUpdate.state == "failed"))
+            ).scalar_one()
+        assert (parked.text, parked.attempts, parked.error) == ("poison", 3, "IntegrityError")
+        assert parked.payload is not None  # kept for the retry
+        assert f"inbox #{parked.id}" in (_notices(harness)[0].body or "")
+
+        listed = _cli(harness, "failed")
+        assert listed.returncode == 0, listed.stderr
+        assert str(parked.id) in listed.stdout and "IntegrityError" in listed.stdout
+        assert "poison" not in listed.stdout  # what the customer wrote stays out of it
+    finally:
+        await _poison(harness, on=False)
+
+    retried = _cli(harness, "retry", str(parked.id))
+    assert retried.returncode == 0, retried.stderr
+    assert "1 update back to pending" in retried.stdout
+    await api.wait_for(
+        lambda: _copies(harness, thread) == ["before", "after", "poison"],
+        timeout=10,
+        description="the retried update relayed by the running bot",
+    )
+    await asyncio.sleep(0.5)  # room for a second copy or notice to show up
+    assert _copies(harness, thread) == ["before", "after", "poison"]
+    assert len(_notices(harness)) == 1
+    async with harness.sessionmaker() as session:
+        assert await _states(session) == {"handled": await _count(session)}
+    again = _cli(harness, "retry", str(parked.id))
+    assert again.returncode == 1 and "not parked" in again.stderr
+
+
+async def _count(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(InboxUpdate))).scalar())
+
+
+async def test_a_burst_from_one_customer_is_relayed_in_order(harness: Harness) -> None:
+    api = harness.api
+    ada = api.add_user(4102, "Ada", language_code="en")
+    _, thread = await desk_ticket(harness, ada)
+    bodies = [f"part {number}" for number in range(8)]  # under the flood throttle
+    for body in bodies:
+        await api.send_text(ada, body)
+    await api.wait_for(
+        lambda: len(_copies(harness, thread)) == len(bodies), timeout=10, description="copies"
+    )
+    assert _copies(harness, thread) == bodies
+    async with harness.sessionmaker() as session:
+        handled = (
+            await session.execute(
+                select(InboxUpdate.text, InboxUpdate.payload)
+                .where(InboxUpdate.state == "handled", InboxUpdate.text.like("part %"))
+                .order_by(InboxUpdate.id)
+            )
+        ).all()
+    assert [row.text for row in handled] == bodies
+    assert {row.payload for row in handled} == {None}  # handled: only the record is kept
+
+
+async def test_inbox_stats(harness: Harness) -> None:
+    api = harness.api
+    zoe = api.add_user(4103, "Zoe", language_code="en")
+    await api.send_text(zoe, "/start")
+    await api.wait_for_sent(zoe.id, 1)
+    await asyncio.sleep(0.2)
+    result = _cli(harness, "stats")
+    assert result.returncode == 0, result.stderr
+    assert "handled" in result.stdout and "nothing pending" in result.stdout
+    wrong = _cli(harness, "retry")
+    assert wrong.returncode == 2 and "give inbox ids or --all-failed" in wrong.stderr
