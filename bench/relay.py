@@ -90,7 +90,7 @@ from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.clock import SystemClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import BotDatabase
 
 TOKEN = "123456:BENCH-TOKEN"
 STAFF_CHAT_ID = -1001555000001
@@ -514,11 +514,16 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         database_url=database_url,
         staff_chat_id=STAFF_CHAT_ID,
     )
-    engine = create_engine(database_url)
-    sessionmaker = create_sessionmaker(engine)
+    database = BotDatabase.open(database_url)  # as carebot run opens it
+    sessionmaker = database.hot
     clock = SystemClock()
     application = build_application(
-        settings, rules=rules, texts=texts, sessionmaker=sessionmaker, clock=clock
+        settings,
+        rules=rules,
+        texts=texts,
+        sessionmaker=sessionmaker,
+        background_sessionmaker=database.background,
+        clock=clock,
     )
     inbox = inbox_of(application)
     desk = Desk.from_rules(rules, texts, STAFF_CHAT_ID)
@@ -530,7 +535,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         rules=rules.outbox,
         clock=clock,
         default_timezone=rules.general.customers.default_timezone,
-        lock=lock_for(engine, exclusive=True),
+        lock=lock_for(database.hot.engine, exclusive=True),
         hooks=hooks_by_kind(desk),
     )
     application.bot_data[WAKE_KEY] = dispatcher.wake
@@ -548,7 +553,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
                 await dispatching
                 await application.stop()
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 def _cpu() -> float:

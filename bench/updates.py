@@ -59,7 +59,7 @@ from bot.texts import Texts
 from handlers.answers_rules import Answer, find_answer
 from handlers.render import respond
 from scheduler.clock import SystemClock
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import BotDatabase
 from storage.migrate import upgrade
 
 TOKEN = "123456:BENCH-TOKEN"
@@ -290,11 +290,6 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--customers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each bot")
-    parser.add_argument(
-        "--inline-sqlite",
-        action="store_true",
-        help="run SQLite on the event loop instead of a worker thread (storage.sqlite_driver)",
-    )
     args = parser.parse_args()
 
     server = start_server(TOKEN, range(FIRST_USER, FIRST_USER + args.customers))
@@ -343,15 +338,16 @@ async def main() -> None:
         settings = load_settings(
             telegram_token=TOKEN, telegram_api_url=server.root_url, database_url=url
         )
-        engine = create_engine(url, inline=args.inline_sqlite)
+        database = BotDatabase.open(url)  # as carebot run opens it
         application = build_application(
             settings,
             rules=rules,
             texts=texts,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=database.hot,
+            background_sessionmaker=database.background,
             clock=SystemClock(),
         )
-        return application, engine.dispose
+        return application, database.dispose
 
     try:
         print(

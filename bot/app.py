@@ -42,11 +42,13 @@ def build_application(
     sessionmaker: Sessions,
     clock: Clock,
     knowledge: KnowledgeBase | None = None,
+    background_sessionmaker: Sessions | None = None,
 ) -> Application:
     """The bot with every handler registered, and its inbox (``inbox_of``): what arrives, by
     long polling or the webhook, is stored there and handled from there.
 
-    ``knowledge`` defaults to the knowledge base in ``settings.config_dir`` (loaded here).
+    ``knowledge`` defaults to the knowledge base in ``settings.config_dir`` (loaded here);
+    ``background_sessionmaker`` serves the dashboard and the metrics (``BotDatabase``).
     """
     api = settings.telegram_api_url
     bot = InboxBot(
@@ -72,6 +74,7 @@ def build_application(
         rules=rules,
         clock=clock,
         staff_chat_id=settings.staff_chat_id,
+        background_sessionmaker=background_sessionmaker,
     )
     application.bot_data[KB_KEY] = KbLibrary(settings.config_dir, knowledge)
     application.bot_data[INBOX_KEY] = Inbox(

@@ -32,7 +32,7 @@ from scheduler.sla import sla_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import Background, PeriodicJob, outbox_jobs
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import BotDatabase, create_engine
 from storage.migrate import current_revision, head_revision
 
 logger = logging.getLogger(__name__)
@@ -137,23 +137,29 @@ def create_desk_dispatcher(
 
 def build_background(
     application: Application,
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    database: BotDatabase,
     *,
     rules: Rules,
     texts: Texts,
     clock: Clock,
 ) -> Background:
-    """The outbox dispatcher (sending with the Application's bot) and the periodic jobs."""
+    """The outbox dispatcher (sending with the Application's bot, on the hot path's sessions)
+    and the periodic jobs (on the background ones)."""
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
     desk = Desk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
     application.bot_data[DESK_KEY] = desk
     dispatcher = create_desk_dispatcher(
-        application.bot, engine, sessionmaker, desk=desk, rules=rules, texts=texts, clock=clock
+        application.bot,
+        database.hot.engine,
+        database.hot,
+        desk=desk,
+        rules=rules,
+        texts=texts,
+        clock=clock,
     )
     application.bot_data[WAKE_KEY] = dispatcher.wake  # relays go out at once, not at a poll
     metrics_of(application).watch_dispatcher(dispatcher.counters)  # sends by result, 429s
-    return Background(dispatcher, periodic_jobs(sessionmaker, rules, desk), clock)
+    return Background(dispatcher, periodic_jobs(database.background, rules, desk), clock)
 
 
 def periodic_jobs(
@@ -182,18 +188,20 @@ async def serve(
     stop = stop or asyncio.Event()
     stop_listening = listen_for_shutdown(stop)
 
-    engine = create_engine(settings.database_url)
-    sessionmaker = create_sessionmaker(engine)
+    database = BotDatabase.open(settings.database_url)
     clock = clock or SystemClock()
     webhook_mode = settings.webhook_url is not None
     application = build_application(
-        settings, rules=rules, texts=texts, sessionmaker=sessionmaker, clock=clock
+        settings,
+        rules=rules,
+        texts=texts,
+        sessionmaker=database.hot,
+        background_sessionmaker=database.background,
+        clock=clock,
     )
     inbox = inbox_of(application)
     stop_kb_reloads = reload_on_sighup(application.bot_data[KB_KEY])
-    background = build_background(
-        application, engine, sessionmaker, rules=rules, texts=texts, clock=clock
-    )
+    background = build_background(application, database, rules=rules, texts=texts, clock=clock)
     runner: web.AppRunner | None = None
     try:
         await connect(application.bot, settings)
@@ -201,7 +209,7 @@ async def serve(
             await application.start()
             if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook
                 await application.post_init(application)
-            await drop_stale(sessionmaker, planner_for(rules), clock.now())  # before sends
+            await drop_stale(database.background, planner_for(rules), clock.now())  # first
             await background.start()
             # What a previous process stored but did not handle goes first, in order.
             await inbox.start(polling=not webhook_mode)
@@ -231,5 +239,5 @@ async def serve(
         stop_kb_reloads()
         if runner is not None:
             await runner.cleanup()
-        await engine.dispose()
+        await database.dispose()
         stop_listening()

@@ -119,7 +119,7 @@ def dashboard_for(application: Application, settings: Settings) -> Dashboard:
     """The dashboard on the bot's database, clock and shop time zone."""
     deps: Deps = application.bot_data[DEPS_KEY]
     return Dashboard(
-        sessionmaker=deps.sessionmaker,
+        sessionmaker=deps.reports,
         secret=dashboard_secret(settings.token),
         clock=deps.clock,
         timezone=deps.rules.general.customers.default_timezone,
@@ -170,7 +170,7 @@ def build_web_app(
         if isinstance(deps, Deps):
             try:
                 async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                    await metrics.refresh(deps.sessionmaker, deps.clock.now())
+                    await metrics.refresh(deps.reports, deps.clock.now())
             except Exception as error:  # the process's own figures are still worth serving
                 logger.warning("metrics: database figures unavailable (%s)", type(error).__name__)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})

@@ -25,6 +25,14 @@ class Deps:
     rules: Rules
     clock: Clock
     staff_chat_id: int | None
+    background_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    """For what may read long (the dashboard, the metrics): off the message path's sessions,
+    which on SQLite run on the event loop (``storage.engine.BotDatabase``)."""
+
+    @property
+    def reports(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions for long reads (the message path's when there is no other)."""
+        return self.background_sessionmaker or self.sessionmaker
 
 
 def get_deps(context: ContextTypes.DEFAULT_TYPE) -> Deps:

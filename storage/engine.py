@@ -118,10 +118,11 @@ class Sessions(async_sessionmaker[AsyncSession]):
     long as the one before them takes. Read-only sessions (``sessionmaker()``) do not queue.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, turn: asyncio.Lock | None = None) -> None:
         super().__init__(engine, expire_on_commit=False)
+        self.engine = engine
         self.dialect: str = engine.dialect.name
-        self._turn = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._turn = (turn or asyncio.Lock()) if self.dialect == "sqlite" else None
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
@@ -164,7 +165,44 @@ class Sessions(async_sessionmaker[AsyncSession]):
                 _CURRENT_UNIT.reset(token)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> Sessions:
+def create_sessionmaker(engine: AsyncEngine, *, turn: asyncio.Lock | None = None) -> Sessions:
     """Sessions that keep loaded objects usable after commit (handlers render them afterwards),
-    join the current unit of work, and on SQLite write one unit at a time (``Sessions``)."""
-    return Sessions(engine)
+    join the current unit of work, and on SQLite write one unit at a time (``Sessions``; give
+    ``turn`` to share the turns with other sessions on the same file)."""
+    return Sessions(engine, turn=turn)
+
+
+@dataclass
+class BotDatabase:
+    """A bot process's two ways into one database.
+
+    ``hot``: what every message does (the inbox's units of work, the outbox dispatcher): short
+    indexed statements. On SQLite they run on the event loop itself (``inline``): a thread hop
+    per statement cost more CPU than the statements, about half of a relayed message's.
+    ``background``: the periodic jobs, the dashboard, the metrics: statements that may run long
+    (a nightly tier run) stay on a worker thread, off the event loop. On SQLite both write one
+    unit of work at a time (one turn), so the loop never waits at SQLite's lock for this
+    process; another process writing the file (``carebot import``) makes it wait up to the busy
+    timeout. On PostgreSQL both are one engine.
+    """
+
+    hot: Sessions
+    background: Sessions
+
+    @classmethod
+    def open(cls, url: str) -> BotDatabase:
+        engine = create_engine(url)
+        if engine.dialect.name != "sqlite" or parse_database_url(url).database in (
+            None,
+            "",
+            ":memory:",
+        ):
+            sessions = create_sessionmaker(engine)
+            return cls(sessions, sessions)
+        turn = asyncio.Lock()
+        inline = create_engine(url, inline=True)
+        return cls(create_sessionmaker(inline, turn=turn), create_sessionmaker(engine, turn=turn))
+
+    async def dispose(self) -> None:
+        for engine in {self.hot.engine, self.background.engine}:
+            await engine.dispose()

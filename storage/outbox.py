@@ -23,9 +23,10 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from storage.columns import UTCDateTime
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import Customer, Outbox
 
@@ -284,6 +285,65 @@ def claim_candidates(
     return statement
 
 
+def _build_claim(dialect: str) -> Any:
+    """``UPDATE … WHERE id IN (the best :limit of each level's best :limit) RETURNING``: one
+    statement for every priority level, each level's candidates an index range scan of
+    ``ix_outbox_due``; the outer ORDER BY sorts at most ``levels × limit`` ids."""
+    now = bindparam("now", type_=UTCDateTime())
+    levels = []
+    for priority in sorted(Priority, reverse=True):
+        candidates = (
+            select(Outbox.id, Outbox.priority, Outbox.due_at)
+            .where(
+                _OPEN,
+                Outbox.priority == int(priority),
+                Outbox.due_at <= now,
+                or_(Outbox.state == State.PENDING.value, Outbox.claimed_until <= now),
+                Outbox.chat_id.not_in(bindparam("exclude", expanding=True)),
+            )
+            .order_by(Outbox.due_at, Outbox.id)
+            .limit(bindparam("limit"))
+        )
+        if dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        level = candidates.subquery(f"level{int(priority)}")
+        levels.append(select(level.c.id, level.c.priority, level.c.due_at))
+    every = union_all(*levels).subquery("due")
+    best = (
+        select(every.c.id)
+        .order_by(every.c.priority.desc(), every.c.due_at, every.c.id)
+        .limit(bindparam("limit"))
+    )
+    return (
+        update(Outbox)
+        .where(Outbox.id.in_(best.scalar_subquery()))
+        .values(
+            state=State.CLAIMED.value,
+            claimed_until=bindparam("lease_until", type_=UTCDateTime()),
+            updated_at=now,
+        )
+        .returning(
+            Outbox.id,
+            Outbox.dedupe_key,
+            Outbox.customer_id,
+            Outbox.chat_id,
+            Outbox.kind,
+            Outbox.payload,
+            Outbox.priority,
+            Outbox.transactional,
+            Outbox.due_at,
+            Outbox.attempts,
+            Outbox.care_day,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+# Built once per dialect: the dispatcher claims after every wake-up, and building this costs
+# more than running it.
+_CLAIM = {dialect: _build_claim(dialect) for dialect in ("sqlite", "postgresql")}
+
+
 async def claim_due(
     session: AsyncSession,
     *,
@@ -293,42 +353,19 @@ async def claim_due(
     exclude_chats: Collection[int] = (),
 ) -> list[OutboxMessage]:
     """Lease up to ``limit`` due rows, highest priority first, oldest due first within a level,
-    skipping rows for ``exclude_chats`` (chats the dispatcher cannot send to right now).
-
-    One ``UPDATE … WHERE id IN (SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING`` per
-    priority level, each an index range scan. The caller commits right away.
-    """
-    claimed: list[OutboxMessage] = []
-    for priority in sorted(Priority, reverse=True):
-        remaining = limit - len(claimed)
-        if remaining <= 0:
-            break
-        candidates = claim_candidates(
-            session, now=now, priority=priority, limit=remaining, exclude_chats=exclude_chats
-        )
-        statement = (
-            update(Outbox)
-            .where(Outbox.id.in_(candidates.scalar_subquery()))
-            .values(state=State.CLAIMED.value, claimed_until=lease_until, updated_at=now)
-            .returning(
-                Outbox.id,
-                Outbox.dedupe_key,
-                Outbox.customer_id,
-                Outbox.chat_id,
-                Outbox.kind,
-                Outbox.payload,
-                Outbox.priority,
-                Outbox.transactional,
-                Outbox.due_at,
-                Outbox.attempts,
-                Outbox.care_day,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        result = await session.execute(statement)
-        rows = sorted(result.all(), key=lambda row: (row.due_at, row.id))
-        claimed.extend(OutboxMessage(**row._asdict()) for row in rows)
-    return claimed
+    skipping rows for ``exclude_chats`` (chats the dispatcher cannot send to right now), in one
+    statement (``_build_claim``). The caller commits right away."""
+    result = await session.execute(
+        _CLAIM[session.get_bind().dialect.name],
+        {
+            "now": now,
+            "lease_until": lease_until,
+            "limit": limit,
+            "exclude": sorted(exclude_chats),
+        },
+    )
+    rows = sorted(result.all(), key=lambda row: (-row.priority, row.due_at, row.id))
+    return [OutboxMessage(**row._asdict()) for row in rows]
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

@@ -16,6 +16,7 @@ from handlers.tickets import WAKE_KEY
 from scheduler import sla
 from storage import outbox as outbox_queries
 from storage import tickets as ticket_queries
+from storage.engine import BotDatabase
 from storage.models import Outbox
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.tickets import (
@@ -187,10 +188,10 @@ async def test_the_running_bot_registers_the_job_the_hooks_and_the_wake_up(
 ) -> None:
     """What ``carebot run`` starts beside the handlers (``bot.runner.build_background``)."""
     assert harness.engine is not None
+    database = BotDatabase(harness.sessionmaker, harness.sessionmaker)
     background = build_background(
         harness.application,
-        harness.engine,
-        harness.sessionmaker,
+        database,
         rules=harness.rules,
         texts=harness.texts,
         clock=harness.clock,
