@@ -21,9 +21,22 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, union_all, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage.columns import UTCDateTime
@@ -204,6 +217,16 @@ def _row_values(
     }
 
 
+_OUTBOX = cast(Table, Outbox.__table__)
+# Core, built once per dialect: producers queue a row for every relayed message.
+_ENQUEUE = {
+    dialect: (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
+        _OUTBOX
+    ).on_conflict_do_nothing(index_elements=[_OUTBOX.c.dedupe_key])
+    for dialect in ("sqlite", "postgresql")
+}
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -234,12 +257,7 @@ async def enqueue(
         priority=priority,
         transactional=transactional,
     )
-    statement = (
-        _insert_ignoring_conflicts(session, Outbox)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[Outbox.dedupe_key])
-    )
-    result = await session.execute(statement)
+    result = await session.execute(_ENQUEUE[session.get_bind().dialect.name], values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -409,23 +427,29 @@ async def recipients(session: AsyncSession, customer_ids: Iterable[int]) -> dict
     }
 
 
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("message_id"))
+    .values(
+        state=State.SENT.value,
+        telegram_message_id=bindparam("telegram_message_id"),
+        sent_at=bindparam("now", type_=UTCDateTime()),
+        updated_at=bindparam("now", type_=UTCDateTime()),
+        claimed_until=None,
+        attempts=_OUTBOX.c.attempts + 1,
+        last_error=None,
+    )
+)
+
+
 async def mark_sent(
     session: AsyncSession, message_id: int, *, telegram_message_id: int | None, now: datetime
 ) -> None:
     """Record a delivery and its Telegram message id in one statement (right after the call);
     the id is None for calls that create no message (closing a forum topic)."""
     await session.execute(
-        update(Outbox)
-        .where(Outbox.id == message_id)
-        .values(
-            state=State.SENT.value,
-            telegram_message_id=telegram_message_id,
-            sent_at=now,
-            updated_at=now,
-            claimed_until=None,
-            attempts=Outbox.attempts + 1,
-            last_error=None,
-        )
+        _MARK_SENT,
+        {"message_id": message_id, "telegram_message_id": telegram_message_id, "now": now},
     )
 
 

@@ -117,10 +117,25 @@ async def insert_ticket(session: AsyncSession, values: dict[str, Any]) -> int | 
     return int(inserted) if inserted is not None else None
 
 
+# The statements every relayed message runs (a ticket locked and read, its lane's head, the
+# message and delivery read back) are built once: building one costs more than running it.
+_GET_TICKET = (
+    select(Ticket)
+    .where(Ticket.id == bindparam("ticket_id"))
+    .execution_options(populate_existing=True)
+)
+_TICKET_OWNER = select(Ticket.customer_id).where(Ticket.id == bindparam("ticket_id"))
+_LOCK_OWNER = select(Customer.id).where(Customer.id == bindparam("customer_id")).with_for_update()
+_BUMP_TICKET = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket_id"))
+    .values(lock_version=Ticket.lock_version + 1)
+    .returning(Ticket.id)
+)
+
+
 async def get_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
-    result = await session.execute(
-        select(Ticket).where(Ticket.id == ticket_id).execution_options(populate_existing=True)
-    )
+    result = await session.execute(_GET_TICKET, {"ticket_id": ticket_id})
     return result.scalar_one_or_none()
 
 
@@ -134,19 +149,12 @@ async def lock_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
     that point (a SELECT ... FOR UPDATE means nothing there) and PostgreSQL locks the row.
     """
     if session.get_bind().dialect.name == "postgresql":
-        owner = await session.execute(select(Ticket.customer_id).where(Ticket.id == ticket_id))
+        owner = await session.execute(_TICKET_OWNER, {"ticket_id": ticket_id})
         customer_id = owner.scalar_one_or_none()
         if customer_id is None:
             return None
-        await session.execute(
-            select(Customer.id).where(Customer.id == customer_id).with_for_update()
-        )
-    result = await session.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket_id)
-        .values(lock_version=Ticket.lock_version + 1)
-        .returning(Ticket.id)
-    )
+        await session.execute(_LOCK_OWNER, {"customer_id": customer_id})
+    result = await session.execute(_BUMP_TICKET, {"ticket_id": ticket_id})
     if result.scalar_one_or_none() is None:
         return None
     return await get_ticket(session, ticket_id)
@@ -294,13 +302,16 @@ async def add_message(session: AsyncSession, **values: Any) -> TicketMessage:
     return message
 
 
+_GET_MESSAGE = (
+    select(TicketMessage)
+    .where(TicketMessage.id == bindparam("message_id"))
+    .execution_options(populate_existing=True)
+)
+
+
 async def get_message(session: AsyncSession, message_id: int) -> TicketMessage | None:
     """The message as the database has it now (also when this session read it before)."""
-    result = await session.execute(
-        select(TicketMessage)
-        .where(TicketMessage.id == message_id)
-        .execution_options(populate_existing=True)
-    )
+    result = await session.execute(_GET_MESSAGE, {"message_id": message_id})
     return result.scalar_one_or_none()
 
 
@@ -393,12 +404,15 @@ async def add_delivery(session: AsyncSession, **values: Any) -> TicketDelivery:
     return delivery
 
 
+_GET_DELIVERY = (
+    select(TicketDelivery)
+    .where(TicketDelivery.id == bindparam("delivery_id"))
+    .execution_options(populate_existing=True)
+)
+
+
 async def get_delivery(session: AsyncSession, delivery_id: int) -> TicketDelivery | None:
-    result = await session.execute(
-        select(TicketDelivery)
-        .where(TicketDelivery.id == delivery_id)
-        .execution_options(populate_existing=True)
-    )
+    result = await session.execute(_GET_DELIVERY, {"delivery_id": delivery_id})
     return result.scalar_one_or_none()
 
 
@@ -423,24 +437,27 @@ async def replace_pending_payload(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+_LANE_HEAD = (
+    select(TicketDelivery)
+    .where(
+        TicketDelivery.ticket_id == bindparam("ticket_id"),
+        TicketDelivery.lane == bindparam("lane"),
+        TicketDelivery.state.in_([D_OUTBOX, D_QUEUED]),
+    )
+    .order_by(
+        (TicketDelivery.state == D_OUTBOX).desc(),
+        TicketDelivery.front.desc(),
+        TicketDelivery.id,
+    )
+    .limit(1)
+)
+
+
 async def lane_head(session: AsyncSession, ticket_id: int, lane: str) -> TicketDelivery | None:
     """The lane's delivery in the outbox if there is one, else its next queued delivery (those
     put in front first, then in order); None when the lane is empty. One indexed query: the
     pump runs after every send."""
-    result = await session.execute(
-        select(TicketDelivery)
-        .where(
-            TicketDelivery.ticket_id == ticket_id,
-            TicketDelivery.lane == lane,
-            TicketDelivery.state.in_([D_OUTBOX, D_QUEUED]),
-        )
-        .order_by(
-            (TicketDelivery.state == D_OUTBOX).desc(),
-            TicketDelivery.front.desc(),
-            TicketDelivery.id,
-        )
-        .limit(1)
-    )
+    result = await session.execute(_LANE_HEAD, {"ticket_id": ticket_id, "lane": lane})
     return result.scalar_one_or_none()
 
 
