@@ -399,21 +399,22 @@ async def next_due(session: AsyncSession) -> datetime | None:
     return earliest
 
 
+_RECIPIENTS = select(
+    Customer.id,
+    Customer.language,
+    Customer.timezone,
+    Customer.consent,
+    Customer.reachable,
+    Customer.erased_at,
+).where(Customer.id.in_(bindparam("ids", expanding=True)))
+
+
 async def recipients(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, Recipient]:
     """The current language, time zone, consent and reachability of these customers."""
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    result = await session.execute(
-        select(
-            Customer.id,
-            Customer.language,
-            Customer.timezone,
-            Customer.consent,
-            Customer.reachable,
-            Customer.erased_at,
-        ).where(Customer.id.in_(ids))
-    )
+    result = await session.execute(_RECIPIENTS, {"ids": ids})
     return {
         row.id: Recipient(
             id=row.id,
@@ -453,6 +454,17 @@ async def mark_sent(
     )
 
 
+_RELEASE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)), _OUTBOX.c.state == "claimed")
+    .values(
+        state=State.PENDING.value,
+        claimed_until=None,
+        updated_at=bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
 async def release(
     session: AsyncSession,
     message_ids: Sequence[int],
@@ -463,6 +475,9 @@ async def release(
 ) -> None:
     """Give claimed rows back (shutdown, a pause, a chat not ready yet), optionally later."""
     if not message_ids:
+        return
+    if due_at is None and not clear_care_day:  # the common case: built once
+        await session.execute(_RELEASE, {"ids": list(message_ids), "now": now})
         return
     values: dict[str, Any] = {
         "state": State.PENDING.value,

@@ -160,9 +160,12 @@ async def lock_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
     return await get_ticket(session, ticket_id)
 
 
+_OPEN_TICKET_OF = select(Ticket).where(Ticket.open_customer_id == bindparam("customer_id"))
+
+
 async def open_ticket_of(session: AsyncSession, customer_id: int) -> Ticket | None:
     """The customer's ticket that is not closed, if any (there is at most one)."""
-    result = await session.execute(select(Ticket).where(Ticket.open_customer_id == customer_id))
+    result = await session.execute(_OPEN_TICKET_OF, {"customer_id": customer_id})
     return result.scalar_one_or_none()
 
 
@@ -209,14 +212,17 @@ async def last_closed_ticket(session: AsyncSession, customer_id: int) -> Ticket 
     return result.scalar_one_or_none()
 
 
+_TICKET_BY_TOPIC = (
+    select(Ticket)
+    .where(Ticket.topic_thread_id == bindparam("thread_id"))
+    .order_by(Ticket.id.desc())
+    .limit(1)
+)
+
+
 async def ticket_by_topic(session: AsyncSession, thread_id: int) -> Ticket | None:
     """The ticket whose topic this is (the newest, should a thread id ever come back)."""
-    result = await session.execute(
-        select(Ticket)
-        .where(Ticket.topic_thread_id == thread_id)
-        .order_by(Ticket.id.desc())
-        .limit(1)
-    )
+    result = await session.execute(_TICKET_BY_TOPIC, {"thread_id": thread_id})
     return result.scalar_one_or_none()
 
 
@@ -380,17 +386,20 @@ async def history(session: AsyncSession, ticket_id: int) -> list[TicketMessage]:
     return list(result.scalars())
 
 
+_COUNT_INBOUND_SINCE = (
+    select(func.count())
+    .select_from(TicketMessage)
+    .where(
+        TicketMessage.ticket_id == bindparam("ticket_id"),
+        TicketMessage.direction == IN,
+        TicketMessage.created_at >= bindparam("since", type_=UTCDateTime()),
+    )
+)
+
+
 async def count_inbound_since(session: AsyncSession, ticket_id: int, since: datetime) -> int:
     """Customer messages of the ticket at or after ``since`` (the flood throttle)."""
-    result = await session.execute(
-        select(func.count())
-        .select_from(TicketMessage)
-        .where(
-            TicketMessage.ticket_id == ticket_id,
-            TicketMessage.direction == IN,
-            TicketMessage.created_at >= since,
-        )
-    )
+    result = await session.execute(_COUNT_INBOUND_SINCE, {"ticket_id": ticket_id, "since": since})
     return int(result.scalar_one())
 
 
