@@ -127,8 +127,6 @@ class Inbox:
         self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
         self._storing: asyncio.Task[None] | None = None
         self._sweep_mark = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -150,7 +148,7 @@ class Inbox:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                counts = await self._store([raw for raws, _ in batch for raw in raws])
+                new = await self._store([raw for raws, _ in batch for raw in raws])
             except Exception as error:  # every caller sees the failure (no 200, no offset)
                 for _, future in batch:
                     if not future.done():
@@ -158,9 +156,10 @@ class Inbox:
                 continue
             for raws, future in batch:
                 if not future.done():
-                    future.set_result(sum(counts.get(raw.get("update_id"), 0) for raw in raws))
+                    future.set_result(sum(raw.get("update_id") in new for raw in raws))
 
-    async def _store(self, raw_updates: list[dict[str, Any]]) -> dict[Any, int]:
+    async def _store(self, raw_updates: list[dict[str, Any]]) -> set[int]:
+        """Store what is carebot's to keep in one transaction; the update ids that were new."""
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
         updates: dict[int, Update] = {}
@@ -187,6 +186,8 @@ class Inbox:
                 }
             )
             updates[update.update_id] = update
+        if not rows:
+            return set()
         async with self._sessions.begin() as session:
             stored = await inbox_queries.store(session, rows)
         for update_id, row_id in sorted(stored.items(), key=lambda pair: pair[1]):
@@ -194,7 +195,7 @@ class Inbox:
         skipped = len(rows) - len(stored)
         if skipped:
             logger.info("%d update(s) already stored: redelivery skipped", skipped)
-        return dict.fromkeys(stored, 1)
+        return set(stored)
 
     def _ours(self, update: Update) -> bool:
         """Private chats and the staff group; other groups are not carebot's to keep."""
@@ -285,10 +286,6 @@ class Inbox:
             except Exception as error:  # the database is away: next time
                 logger.warning("inbox sweep failed (%s)", _name(error))
 
-    async def wait_idle(self) -> None:
-        """Return once nothing is queued or being handled (tests, shutdown)."""
-        await self._idle.wait()
-
     async def stop(self) -> None:
         """Stop fetching (confirming what was stored), let the units of work under way finish;
         what is still queued stays pending for the next start."""
@@ -298,6 +295,7 @@ class Inbox:
             if isinstance(outcome, Exception):
                 logger.warning("inbox: %s while stopping", _name(outcome))
         for conversation in self._conversations.values():
+            self._held.difference_update(item.id for item in conversation.items)
             conversation.items.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -311,7 +309,6 @@ class Inbox:
         bisect.insort(conversation.items, item)
         if not conversation.running:
             conversation.running = True
-            self._idle.clear()
             task = asyncio.create_task(self._drain(key, conversation))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -330,8 +327,6 @@ class Inbox:
             conversation.running = False
             if self._conversations.get(key) is conversation and not conversation.items:
                 del self._conversations[key]
-            if not self._conversations:
-                self._idle.set()
 
     async def _handle(self, key: ConversationKey, batch: list[_Item]) -> None:
         """All of the batch in one unit of work; after a failure, one update at a time, each

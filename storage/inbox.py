@@ -103,22 +103,28 @@ async def store(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> dic
 _PENDING = text("inbox.state = 'pending'")
 
 
-async def pending(session: AsyncSession, *, up_to_id: int | None = None) -> list[Pending]:
-    """Pending updates in arrival order: all of them, or those stored up to ``up_to_id``."""
-    statement = select(
-        InboxUpdate.id,
-        InboxUpdate.update_id,
-        InboxUpdate.chat_id,
-        InboxUpdate.thread_id,
-        InboxUpdate.payload,
-    ).where(_PENDING)
-    if up_to_id is not None:
-        statement = statement.where(InboxUpdate.id <= up_to_id)
-    result = await session.execute(statement.order_by(InboxUpdate.id))
+_SELECT_PENDING = select(
+    InboxUpdate.id,
+    InboxUpdate.update_id,
+    InboxUpdate.chat_id,
+    InboxUpdate.thread_id,
+    InboxUpdate.payload,
+).where(_PENDING)
+
+
+def _pending_rows(result: Any) -> list[Pending]:
     return [
         Pending(row_id, update_id, (chat_id, thread_id), payload or "{}")
         for row_id, update_id, chat_id, thread_id, payload in result.all()
     ]
+
+
+async def pending(session: AsyncSession, *, up_to_id: int | None = None) -> list[Pending]:
+    """Pending updates in arrival order: all of them, or those stored up to ``up_to_id``."""
+    statement = _SELECT_PENDING
+    if up_to_id is not None:
+        statement = statement.where(InboxUpdate.id <= up_to_id)
+    return _pending_rows(await session.execute(statement.order_by(InboxUpdate.id)))
 
 
 _INBOX = cast(Table, InboxUpdate.__table__)
@@ -247,28 +253,13 @@ async def pending_in(
     """A conversation's pending updates in arrival order, whichever process stored them (read
     under ``lock_conversation``)."""
     chat_id, thread_id = conversation
-    result = await session.execute(
-        select(
-            InboxUpdate.id,
-            InboxUpdate.update_id,
-            InboxUpdate.chat_id,
-            InboxUpdate.thread_id,
-            InboxUpdate.payload,
-        )
-        .where(
-            _PENDING,
-            InboxUpdate.chat_id.is_(None) if chat_id is None else InboxUpdate.chat_id == chat_id,
-            InboxUpdate.thread_id.is_(None)
-            if thread_id is None
-            else InboxUpdate.thread_id == thread_id,
-        )
-        .order_by(InboxUpdate.id)
-        .limit(limit)
+    statement = _SELECT_PENDING.where(
+        InboxUpdate.chat_id.is_(None) if chat_id is None else InboxUpdate.chat_id == chat_id,
+        InboxUpdate.thread_id.is_(None)
+        if thread_id is None
+        else InboxUpdate.thread_id == thread_id,
     )
-    return [
-        Pending(row_id, update_id, (chat_id, thread_id), payload or "{}")
-        for row_id, update_id, chat_id, thread_id, payload in result.all()
-    ]
+    return _pending_rows(await session.execute(statement.order_by(InboxUpdate.id).limit(limit)))
 
 
 async def last_id(session: AsyncSession) -> int:
