@@ -124,13 +124,21 @@ _GET_TICKET = (
     .where(Ticket.id == bindparam("ticket_id"))
     .execution_options(populate_existing=True)
 )
-_TICKET_OWNER = select(Ticket.customer_id).where(Ticket.id == bindparam("ticket_id"))
-_LOCK_OWNER = select(Customer.id).where(Customer.id == bindparam("customer_id")).with_for_update()
+_LOCK_OWNER = (
+    select(Customer.id)
+    .where(
+        Customer.id
+        == select(Ticket.customer_id).where(Ticket.id == bindparam("ticket_id")).scalar_subquery()
+    )
+    .with_for_update(of=Customer)
+)
+# The lock and the read in one statement: the row as it is now, identity map refreshed.
 _BUMP_TICKET = (
     update(Ticket)
     .where(Ticket.id == bindparam("ticket_id"))
     .values(lock_version=Ticket.lock_version + 1)
-    .returning(Ticket.id)
+    .returning(Ticket)
+    .execution_options(synchronize_session=False, populate_existing=True)
 )
 
 
@@ -149,15 +157,11 @@ async def lock_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
     that point (a SELECT ... FOR UPDATE means nothing there) and PostgreSQL locks the row.
     """
     if session.get_bind().dialect.name == "postgresql":
-        owner = await session.execute(_TICKET_OWNER, {"ticket_id": ticket_id})
-        customer_id = owner.scalar_one_or_none()
-        if customer_id is None:
+        owner = await session.execute(_LOCK_OWNER, {"ticket_id": ticket_id})
+        if owner.scalar_one_or_none() is None:
             return None
-        await session.execute(_LOCK_OWNER, {"customer_id": customer_id})
     result = await session.execute(_BUMP_TICKET, {"ticket_id": ticket_id})
-    if result.scalar_one_or_none() is None:
-        return None
-    return await get_ticket(session, ticket_id)
+    return result.scalar_one_or_none()
 
 
 _OPEN_TICKET_OF = select(Ticket).where(Ticket.open_customer_id == bindparam("customer_id"))
