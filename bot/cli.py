@@ -45,14 +45,14 @@ def run() -> None:
     settings = or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token], log_format=settings.log_format)
     rules = or_exit(lambda: load_rules(settings.config_dir))
-    or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast: file and key
+    knowledge = or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast
     texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         # The embedded default upgrades itself, so the first command just works. PostgreSQL is
         # shared by several processes: it is upgraded on purpose, with `carebot db upgrade`.
         upgrade(settings.database_url)
     try:
-        asyncio.run(serve(settings, rules=rules, texts=texts))
+        asyncio.run(serve(settings, rules=rules, texts=texts, knowledge=knowledge))
     except StartupError as error:
         typer.echo(f"carebot: {error}", err=True)
         raise typer.Exit(2) from None

@@ -17,7 +17,7 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.inbox import inbox_of
-from bot.kb import KB_KEY, reload_on_sighup
+from bot.kb import KB_KEY, KnowledgeBase, reload_on_sighup
 from bot.rules import Rules
 from bot.settings import Settings
 from bot.texts import Texts
@@ -182,8 +182,10 @@ async def serve(
     texts: Texts,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
+    knowledge: KnowledgeBase | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly. ``knowledge``:
+    the knowledge base if the caller loaded it already (else it is loaded here)."""
     await check_schema(settings)
     stop = stop or asyncio.Event()
     stop_listening = listen_for_shutdown(stop)
@@ -198,6 +200,7 @@ async def serve(
         sessionmaker=database.hot,
         background_sessionmaker=database.background,
         clock=clock,
+        knowledge=knowledge,
     )
     inbox = inbox_of(application)
     stop_kb_reloads = reload_on_sighup(application.bot_data[KB_KEY])
