@@ -17,29 +17,33 @@ from tests.auxil.processes import CAREBOT, carebot_env
 from tests.auxil.tickets import desk_ticket, general
 
 SQLITE_POISON = (
-    "CREATE TRIGGER poison BEFORE INSERT ON ticket_messages WHEN NEW.text = 'poison' "
+    "CREATE TRIGGER poison BEFORE INSERT ON {table} WHEN NEW.{column} LIKE '%poison%' "
     "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
 )
 POSTGRES_POISON = (
     "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
-    "IF NEW.text = 'poison' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; "
-    "END IF; RETURN NEW; END "
+    "IF NEW.{column} LIKE '%poison%' THEN "
+    "RAISE EXCEPTION 'poisoned' USING ERRCODE = 'check_violation'; END IF; RETURN NEW; END "
     "$$ LANGUAGE plpgsql",
-    "CREATE TRIGGER poison BEFORE INSERT ON ticket_messages FOR EACH ROW "
-    "EXECUTE FUNCTION poison()",
+    "CREATE TRIGGER poison BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION poison()",
 )
 
 
-async def _poison(harness: Harness, on: bool) -> None:
-    """A fault of the database itself: storing the ticket message 'poison' fails."""
+async def _poison(harness: Harness, on: bool, table: str = "ticket_messages") -> None:
+    """A fault of the database itself: storing a row whose ``column`` says 'poison' fails."""
+    column = "text" if table == "ticket_messages" else "question"
     async with harness.sessionmaker.begin() as session:
         if session.get_bind().dialect.name == "sqlite":
-            statements = [SQLITE_POISON] if on else ["DROP TRIGGER IF EXISTS poison"]
+            statements = (
+                [SQLITE_POISON.format(table=table, column=column)]
+                if on
+                else ["DROP TRIGGER IF EXISTS poison"]
+            )
         else:
             statements = (
-                list(POSTGRES_POISON)
+                [POSTGRES_POISON[0].format(column=column), POSTGRES_POISON[1].format(table=table)]
                 if on
-                else ["DROP TRIGGER IF EXISTS poison ON ticket_messages", "DROP FUNCTION poison()"]
+                else [f"DROP TRIGGER IF EXISTS poison ON {table}", "DROP FUNCTION poison()"]
             )
         for statement in statements:
             await session.execute(text(statement))
@@ -163,3 +167,31 @@ async def test_inbox_stats(harness: Harness) -> None:
     assert "handled" in result.stdout and "nothing pending" in result.stdout
     wrong = _cli(harness, "retry")
     assert wrong.returncode == 2 and "give inbox ids or --all-failed" in wrong.stderr
+
+
+async def test_no_answer_goes_out_for_an_attempt_that_rolled_back(harness: Harness) -> None:
+    """What a rule answers is sent after its unit of work commits: a question whose storing
+    fails is answered by none of its attempts, and the questions around it once each."""
+    api = harness.api
+    leo = api.add_user(4104, "Leo", language_code="en")
+    await api.send_text(leo, "/start")
+    await api.wait_for_sent(leo.id, 1)
+    await asyncio.sleep(0.3)  # the greeting's follow-up (consent) too
+    greeted = len(api.sent(leo.id))
+    await _poison(harness, on=True, table="kb_questions")
+    try:
+        for body in ("where is my parcel", "poison parcel please", "how do I return something"):
+            await api.send_text(leo, body)
+        await api.wait_for(
+            lambda: bool(_notices(harness)), timeout=15, description="the question parked"
+        )
+        await asyncio.sleep(0.5)  # room for a wrong answer to show up
+    finally:
+        await _poison(harness, on=False, table="kb_questions")
+    answers = api.sent(leo.id)[greeted:]
+    assert len(answers) == 2, [m.body for m in answers]
+    async with harness.sessionmaker() as session:
+        parked = (
+            await session.execute(select(InboxUpdate).where(InboxUpdate.state == "failed"))
+        ).scalar_one()
+    assert parked.text == "poison parcel please" and parked.attempts == 3
