@@ -21,7 +21,7 @@ from bot.runner import StartupError, serve
 from bot.settings import load_database_settings, load_settings
 from bot.texts import Texts
 from storage.engine import parse_database_url
-from storage.migrate import upgrade
+from storage.migrate import HEAD_REVISION, revision_of, upgrade
 
 app = typer.Typer(
     help="carebot — customer care on Telegram: tickets, surveys, tiers and proactive care.",
@@ -47,7 +47,10 @@ def run() -> None:
     rules = or_exit(lambda: load_rules(settings.config_dir))
     knowledge = or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast
     texts = or_exit(Texts.load)
-    if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
+    if (
+        parse_database_url(settings.database_url).get_backend_name() == "sqlite"
+        and asyncio.run(revision_of(settings.database_url)) != HEAD_REVISION
+    ):
         # The embedded default upgrades itself, so the first command just works. PostgreSQL is
         # shared by several processes: it is upgraded on purpose, with `carebot db upgrade`.
         upgrade(settings.database_url)

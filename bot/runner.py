@@ -32,8 +32,8 @@ from scheduler.sla import sla_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import Background, PeriodicJob, outbox_jobs
-from storage.engine import BotDatabase, create_engine
-from storage.migrate import current_revision, head_revision
+from storage.engine import BotDatabase
+from storage.migrate import head_revision, revision_of
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +79,8 @@ class StartupError(Exception):
 
 async def check_schema(settings: Settings) -> None:
     """Refuse to start on a database whose schema is not the one this version expects."""
-    engine = create_engine(settings.database_url)
-    try:
-        current = await current_revision(engine)
-    finally:
-        await engine.dispose()
-    head = head_revision(settings.database_url)
+    current = await revision_of(settings.database_url)
+    head = head_revision()
     if current != head:
         raise StartupError(
             f"database schema is at revision {current or 'none'}, this carebot needs {head}: "

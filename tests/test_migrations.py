@@ -91,3 +91,14 @@ def test_db_upgrade_twice_is_harmless(tmp_path: Path, repeat: int) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"
     for _ in range(repeat):
         _db_upgrade(url, tmp_path)
+
+
+def test_the_head_revision_carebot_expects_is_alembics_head() -> None:
+    """``storage.migrate.HEAD_REVISION`` (read without loading Alembic) is the newest
+    migration shipped: a new migration must raise it."""
+    from alembic.script import ScriptDirectory
+
+    from storage.migrate import HEAD_REVISION, alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused.db"))
+    assert scripts.get_current_head() == HEAD_REVISION
