@@ -195,3 +195,32 @@ async def test_no_answer_goes_out_for_an_attempt_that_rolled_back(harness: Harne
             await session.execute(select(InboxUpdate).where(InboxUpdate.state == "failed"))
         ).scalar_one()
     assert parked.text == "poison parcel please" and parked.attempts == 3
+
+
+async def test_forget_leaves_nothing_of_the_customer_in_the_inbox(harness: Harness) -> None:
+    """The inbox keeps raw updates (names, usernames, texts) while they wait: after /forget no
+    row of it holds anything the customer sent or is, the /forget itself included."""
+    api = harness.api
+    ida = api.add_user(4105, "Idafirstname", language_code="en", username="idausername")
+    await api.send_text(ida, "/start")
+    await api.wait_for_sent(ida.id, 1)
+    await api.send_text(ida, "my number is 13900001234, secretword")
+    await api.wait_for_sent(ida.id, 2)
+    await asyncio.sleep(0.3)
+    before = len(api.sent(ida.id))
+    await api.send_text(ida, "/forget")
+    confirm = (await api.wait_for_sent(ida.id, before + 1))[-1]
+    await api.press_button(ida, confirm, "forget:yes")
+    await api.wait_for_sent(ida.id, before + 2)
+    await asyncio.sleep(0.3)  # the last unit's mark "handled" is committed before its answer
+    async with harness.sessionmaker() as session:
+        rows = (await session.execute(select(InboxUpdate))).scalars().all()
+    assert rows and {row.state for row in rows} == {"handled"}
+    cells = [
+        str(getattr(row, column.key))
+        for row in rows
+        for column in InboxUpdate.__table__.columns
+        if column.key not in ("id", "update_id", "customer_id", "received_at", "handled_at")
+    ]
+    for secret in ("Idafirstname", "idausername", "13900001234", "secretword", str(ida.id)):
+        assert not [cell for cell in cells if secret in cell], secret
