@@ -44,6 +44,7 @@ from telegram.ext import Application, ExtBot
 from bot.rules import InboxRules
 from handlers.inbound import ConversationKey, conversation_key, record_of
 from scheduler.clock import Clock
+from scheduler.dispatcher import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
 
@@ -228,7 +229,7 @@ class Inbox:
             except (InvalidToken, Conflict):
                 raise
             except RetryAfter as error:
-                await _pause(stop, _seconds(error.retry_after))
+                await _pause(stop, retry_after_seconds(error))
             except Exception as error:  # the network or the database: the same batch again
                 logger.warning("getUpdates or storing failed (%s): trying again", _name(error))
                 await _pause(stop, FETCH_ERROR_PAUSE_SECONDS)
@@ -466,11 +467,6 @@ def _name(error: BaseException) -> str:
 
 def _kind(update: Update) -> str:
     return str(record_of(update)["kind"])
-
-
-def _seconds(value: object) -> float:
-    seconds = getattr(value, "total_seconds", None)
-    return float(seconds()) if callable(seconds) else float(cast(float, value))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> bool:

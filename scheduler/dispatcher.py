@@ -631,7 +631,7 @@ class Dispatcher:
             result = await getattr(self._bot, request.method)(**request.kwargs)
             outcome.message_ids = _message_ids(result)
         except RetryAfter as error:
-            outcome.pause = _seconds(error)
+            outcome.pause = retry_after_seconds(error)
             outcome.error = "429 flood control"
             self.limiter.pause(outcome.pause)  # at once: no other send may start meanwhile
         except ChatMigrated as error:
@@ -796,7 +796,9 @@ def _send_order(message: OutboxMessage) -> tuple[int, datetime, int]:
     return (-message.priority, message.due_at, message.id)
 
 
-def _seconds(error: RetryAfter) -> float:
+def retry_after_seconds(error: RetryAfter) -> float:
+    """How long Telegram asked to wait, in seconds (PTB gives an int or a timedelta; reading
+    the int is deprecated, without being wrong)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = error.retry_after

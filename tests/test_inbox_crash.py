@@ -134,6 +134,22 @@ async def _customers_with_tickets(api: LocalBotApi, database_url: str) -> list[F
     return users
 
 
+async def _desk_bot(
+    api: LocalBotApi, database_url: str, workdir: Path, mode: str
+) -> tuple[Bot, list[FakeUser]]:
+    """``carebot run`` (long polling or webhook) once every customer's ticket has its topic
+    and card."""
+    users = await _customers_with_tickets(api, database_url)
+    bot = Bot(api, database_url, _crash_config(workdir), workdir, webhook=mode == "webhook")
+    await bot.start()
+    try:
+        await _until(lambda: _cards(api) >= CUSTOMERS, "every ticket's topic and card", bot)
+    except BaseException:
+        await bot.stop()
+        raise
+    return bot, users
+
+
 def _crash_config(workdir: Path) -> Path:
     """Telegram's limits lifted (what is tested is losing nothing, not pacing) and no flood
     throttle (25 messages at once from one customer are all relayed)."""
@@ -182,17 +198,8 @@ async def test_sigkill_at_many_points_loses_nothing_and_keeps_order(
     local_server: LocalBotApi, database_url: str, tmp_path: Path, mode: str
 ) -> None:
     api = local_server
-    users = await _customers_with_tickets(api, database_url)
-    bot = Bot(api, database_url, _crash_config(tmp_path), tmp_path, webhook=mode == "webhook")
-    await bot.start()
+    bot, users = await _desk_bot(api, database_url, tmp_path, mode)
     try:
-        await _until(
-            lambda: (
-                len([m for m in api.sent(STAFF_CHAT_ID) if m.text and "🎫" in m.text]) >= CUSTOMERS
-            ),
-            "every ticket's topic and card",
-            bot,
-        )
         sent: dict[int, list[int]] = {user.id: [] for user in users}
         for number in range(MESSAGES):
             for user in users:
@@ -236,11 +243,8 @@ async def test_a_crash_before_the_inbox_commit_means_a_redelivery_handled_once(
     taken by the test holds the bot between the fetch and the commit.)"""
     database_url = databases.sqlite_copy(sqlite_template, tmp_path)
     api = local_server
-    (user,) = (await _customers_with_tickets(api, database_url))[:1]
-    bot = Bot(api, database_url, _crash_config(tmp_path), tmp_path, webhook=mode == "webhook")
-    await bot.start()
+    bot, (user, *_) = await _desk_bot(api, database_url, tmp_path, mode)
     try:
-        await _until(lambda: _cards(api) >= CUSTOMERS, "cards", bot)
         path = database_url.split("///", 1)[1]
         blocker = sqlite3.connect(path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # every writer now waits: the bot cannot store
@@ -274,12 +278,9 @@ async def test_a_crash_after_the_inbox_commit_is_handled_after_the_restart(
     databases.truncate_all(postgres_url)
     database_url = postgres_url
     api = local_server
-    (user,) = (await _customers_with_tickets(api, database_url))[:1]
-    bot = Bot(api, database_url, _crash_config(tmp_path), tmp_path, webhook=mode == "webhook")
-    await bot.start()
+    bot, (user, *_) = await _desk_bot(api, database_url, tmp_path, mode)
     engine = create_engine(database_url)
     try:
-        await _until(lambda: _cards(api) >= CUSTOMERS, "cards", bot)
         async with engine.connect() as holder:
             # The rules lock the customer first; storing the update (a foreign key) only
             # shares the row.
