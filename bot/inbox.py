@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.constants import ChatType
@@ -344,12 +346,30 @@ class Inbox:
             await self._retry(key, tried[0], error)
 
     async def _retry(self, key: ConversationKey, item: _Item, error: BaseException) -> None:
-        """Count the failure, wait, try again; until handled or parked."""
+        """Count the failure, wait, try again; until handled or parked. The database being
+        away (locked by another process, unreachable, a deadlock) is no fault of the update's:
+        it waits, with the same backoff, without using up its attempts."""
+        waits = 0
         while True:
-            attempts = await self._record_failure(item, error)
-            if attempts is None:  # parked (or no longer pending): the conversation goes on
-                return
-            delay = min(self._rules.retry_seconds * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
+            attempts: int | None = None
+            if not database_away(error):
+                try:
+                    attempts = await self._record_failure(item, error)
+                except Exception as failure:  # the database went away meanwhile: wait
+                    error = failure
+                else:
+                    if attempts is None:  # parked (or no longer pending): the conversation
+                        return  # goes on
+            if attempts is None:
+                waits += 1
+                logger.warning(
+                    "inbox: update %s (inbox #%s) waits for the database (%s)",
+                    item.update.update_id,
+                    item.id,
+                    _name(error),
+                )
+            step = attempts if attempts is not None else waits
+            delay = min(self._rules.retry_seconds * 2 ** (step - 1), MAX_RETRY_SECONDS)
             if await _pause(self._stopping, delay):
                 return  # stays pending: the next process tries it
             again, tried = await self._attempt(key, [item], limit=1)
@@ -451,6 +471,33 @@ class Inbox:
             text,
         )
         return attempts
+
+
+RETRY_SQLSTATES = ("40001", "40P01")
+"""PostgreSQL's serialization failure and deadlock: try again, the update is not at fault."""
+DATABASE_AWAY = (
+    OperationalError,
+    InterfaceError,
+    SQLAlchemyTimeoutError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+def database_away(error: BaseException) -> bool:
+    """Whether an update's unit of work failed because the database was away (locked by
+    another process, unreachable, a lost connection, a deadlock, no connection in time)
+    rather than because of the update: such a failure is waited out, not counted."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error,
+        OperationalError
+        | InterfaceError
+        | SQLAlchemyTimeoutError
+        | TimeoutError
+        | ConnectionError,
+    )
 
 
 class _RolledBack(Exception):

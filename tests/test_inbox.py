@@ -5,11 +5,16 @@ cause is fixed; a burst from one customer is relayed in order; ``carebot inbox``
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
+from pathlib import Path
 
-from sqlalchemy import func, select, text
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.inbox import database_away
 from bot.local_api import SentMessage
 from storage.models import InboxUpdate
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
@@ -224,3 +229,29 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_inbox(harness: Harne
     ]
     for secret in ("Idafirstname", "idausername", "13900001234", "secretword", str(ida.id)):
         assert not [cell for cell in cells if secret in cell], secret
+
+
+def test_a_database_that_is_away_is_waited_out_not_held_against_the_update(
+    tmp_path: Path,
+) -> None:
+    """A locked SQLite file (another process writing) is the database being away: the update
+    waits without using up its attempts. A constraint a rule breaks is the update's failure."""
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    engine = create_engine(url, connect_args={"timeout": 0})
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the file
+        with pytest.raises(OperationalError) as locked, engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (2)"))
+        holder.execute("ROLLBACK")
+        with pytest.raises(IntegrityError) as broken, engine.begin() as connection:
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        holder.close()
+        engine.dispose()
+    assert database_away(locked.value)
+    assert not database_away(broken.value)
+    assert not database_away(ValueError("a rule's own bug"))
