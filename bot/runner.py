@@ -33,7 +33,7 @@ from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import Background, PeriodicJob, outbox_jobs
 from storage.engine import BotDatabase
-from storage.migrate import head_revision, revision_of
+from storage.migrate import HEAD_REVISION, revision_of
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class StartupError(Exception):
 async def check_schema(settings: Settings) -> None:
     """Refuse to start on a database whose schema is not the one this version expects."""
     current = await revision_of(settings.database_url)
-    head = head_revision()
+    head = HEAD_REVISION
     if current != head:
         raise StartupError(
             f"database schema is at revision {current or 'none'}, this carebot needs {head}: "

@@ -29,7 +29,7 @@ from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
 from handlers.context import DEPS_KEY, Deps
 from storage.engine import create_engine
-from storage.migrate import current_revision, head_revision
+from storage.migrate import HEAD_REVISION, current_revision
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Readiness:
     ) -> None:
         self._url = make_url(database_url)
         self._engine = create_engine(database_url, poolclass=NullPool)
-        self._head = head_revision(database_url)
+        self._head = HEAD_REVISION
         self._dispatcher_alive = dispatcher_alive
 
     def _sqlite_file_missing(self) -> bool:

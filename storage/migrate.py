@@ -42,12 +42,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-def head_revision(database_url: str | None = None) -> str:
-    """The newest migration shipped with this version of carebot (the same for every
-    database; the argument is accepted for the callers that name theirs)."""
-    return HEAD_REVISION
-
-
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     async with engine.connect() as connection:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -181,16 +182,19 @@ async def _until(check: Callable[[], bool], what: str, bot: Bot, within: float =
     raise AssertionError(f"{what} did not happen within {within:g} s\n{bot.logs()}")
 
 
-async def _inbox_states(database_url: str) -> dict[str, int]:
+async def _rows(database_url: str, statement: Any) -> list[Any]:
+    """``statement``'s rows, read on an engine of its own (the bot is another process)."""
     engine = create_engine(database_url)
     try:
         async with engine.connect() as connection:
-            result = await connection.execute(
-                select(InboxUpdate.state, func.count()).group_by(InboxUpdate.state)
-            )
-            return {state: int(count) for state, count in result.all()}
+            return list((await connection.execute(statement)).all())
     finally:
         await engine.dispose()
+
+
+async def _inbox_states(database_url: str) -> dict[str, int]:
+    statement = select(InboxUpdate.state, func.count()).group_by(InboxUpdate.state)
+    return {state: int(count) for state, count in await _rows(database_url, statement)}
 
 
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
@@ -322,15 +326,9 @@ def _fetched(api: LocalBotApi, update_id: int) -> bool:
 
 
 async def _stored(database_url: str, update_id: int) -> int:
-    engine = create_engine(database_url)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(
-                select(func.count()).where(InboxUpdate.update_id == update_id)
-            )
-            return int(result.scalar_one())
-    finally:
-        await engine.dispose()
+    statement = select(func.count()).where(InboxUpdate.update_id == update_id)
+    ((count,),) = await _rows(database_url, statement)
+    return int(count)
 
 
 async def test_two_processes_on_postgresql_handle_each_update_once_in_order(

@@ -23,7 +23,7 @@ from bot.runner import serve
 from bot.texts import Texts
 from bot.web import Readiness, build_web_app
 from scheduler.clock import ManualClock
-from storage.migrate import head_revision
+from storage.migrate import HEAD_REVISION
 from tests.auxil import databases
 from tests.auxil.harness import START, TOKEN, harness_settings
 from tests.auxil.processes import free_port
@@ -121,7 +121,7 @@ async def test_readiness_fails_while_postgres_is_away_and_recovers() -> None:
     """A throwaway database of our own, renamed away and back (the server stays up)."""
     url = databases.create_empty_postgres_database()
     name = str(make_url(url).database)
-    head = head_revision(url)
+    head = HEAD_REVISION
     connection = await asyncpg.connect(
         make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
@@ -157,6 +157,6 @@ async def test_readiness_names_an_old_schema_and_a_stopped_dispatcher(tmp_path: 
     assert status == 503
     assert body["checks"] == {
         "database": "ok",
-        "migrations": f"at 0008, expected {head_revision(url)}",
+        "migrations": f"at 0008, expected {HEAD_REVISION}",
         "dispatcher": "not running",
     }
