@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
 from bot.cli_tools import or_exit
+from bot.inbox import database_away
 from bot.logs import configure_logging
 from bot.rules import Rules, load_rules
 from bot.runner import (
@@ -41,6 +42,8 @@ outbox_app = typer.Typer(
 
 
 T = TypeVar("T")
+BUSY_ATTEMPTS = 5
+BUSY_PAUSE_SECONDS = 0.5
 
 
 def with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
@@ -51,12 +54,31 @@ def with_session(work: Callable[[AsyncSession, datetime], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings.database_url)
         try:
-            async with create_sessionmaker(engine).begin() as session:
-                return await work(session, now)
+            attempt = 1
+            while True:
+                try:
+                    async with create_sessionmaker(engine).begin() as session:
+                        return await work(session, now)
+                except Exception as error:
+                    # A running bot writes the same database: a moment later it is free.
+                    if not database_away(error) or attempt == BUSY_ATTEMPTS:
+                        raise
+                await asyncio.sleep(BUSY_PAUSE_SECONDS * attempt)
+                attempt += 1
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except Exception as error:
+        if not database_away(error):
+            raise
+        typer.echo(
+            f"carebot: the database stayed busy or unreachable ({type(error).__name__}); "
+            "try again",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def ago(moment: datetime, now: datetime) -> str:

@@ -131,7 +131,7 @@ async def test_a_poison_update_is_parked_its_conversation_goes_on_and_retry_hand
     async with harness.sessionmaker() as session:
         assert await _states(session) == {"handled": await _count(session)}
     again = _cli(harness, "retry", str(parked.id))
-    assert again.returncode == 1 and "not parked" in again.stderr
+    assert again.returncode == 1 and "not parked" in again.stderr, again.stderr[-1500:]
 
 
 async def _count(session: AsyncSession) -> int:
