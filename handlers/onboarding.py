@@ -23,7 +23,7 @@ from handlers.answers import current_knowledge
 from handlers.context import get_deps, person_of
 from handlers.render import respond
 from handlers.replies import Alert, Reply
-from handlers.tickets import desk_of, incoming_of, wake_dispatcher
+from handlers.tickets import desk_of, incoming_of, on_desk_button, wake_dispatcher
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 PersonRule = Callable[
@@ -138,7 +138,7 @@ def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None
             on_button(rules.profile_action), pattern=f"^{rules.CB_PROFILE}[a-z]+$"
         ),
         CallbackQueryHandler(
-            on_button(rules.confirm_forget), pattern=f"^{rules.CB_FORGET}(yes|no)$"
+            on_desk_button(rules.confirm_forget), pattern=f"^{rules.CB_FORGET}(yes|no)$"
         ),
         MessageHandler(private_message & filters.CONTACT, on_contact),
         MessageHandler(private_message & filters.TEXT & ~filters.COMMAND, on_text),

@@ -17,15 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kb import KnowledgeBase
 from bot.rules import GeneralRules, is_time_zone
 from bot.texts import LANGUAGES, language_from_code
-from handlers import answers_rules, linking, tickets_rules
+from handlers import answers_rules, linking, privacy_rules, tickets_rules
 from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
 from handlers.tickets_rules import Desk, Incoming
 from storage import care as care_queries
 from storage import customers as customer_queries
-from storage import tickets as ticket_queries
 from storage.models import Customer
 from surveys import flow as surveys_flow
-from surveys import queries as survey_queries
 
 AWAITING_BIRTHDAY = "birthday"
 AWAITING_TIMEZONE = "timezone"
@@ -429,18 +427,16 @@ async def ask_forget(
 
 
 async def confirm_forget(
-    session: AsyncSession, user_id: int, answer: str, now: datetime
+    session: AsyncSession, desk: Desk, user_id: int, data: str, now: datetime
 ) -> Reply | Alert:
     """Erase personal data after confirmation; a later ``/start`` registers a fresh customer."""
     customer = await customer_queries.get_for_update(session, user_id)
     if customer is None:
         return Alert("button_expired", "en")
     language = customer.language
-    if answer != "yes":
+    if data.removeprefix(CB_FORGET) != "yes":
         return Reply("forget_cancelled", language, replace_message=True)
-    await ticket_queries.erase_customer_texts(session, customer.id)
-    await survey_queries.erase_texts(session, customer.id)
-    await customer_queries.erase_personal_data(session, customer, now)
+    await privacy_rules.erase_customer(session, desk, customer, now)
     return Reply("forget_done", language, keyboard=Keyboard.REMOVE)
 
 

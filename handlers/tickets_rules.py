@@ -188,7 +188,10 @@ def tier_label(tier: str) -> str:
 
 
 def topic_title(desk: Desk, ticket: Ticket, customer: Customer | None) -> str:
-    """Ticket number, tier, status and customer, as the topic is named (at most 128)."""
+    """Ticket number, tier, status and customer, as the topic is named (at most 128); only the
+    number once the customer has erased their data (``/forget``)."""
+    if customer is not None and customer.erased_at is not None:
+        return ticket.number
     name = (customer.name if customer else None) or desk.staff_text("ticket_anonymous")
     title = desk.staff_text(
         "ticket_topic_title",
@@ -1065,8 +1068,59 @@ async def _join_album(
     return True
 
 
-def _dedupe_key(delivery: TicketDelivery) -> str:
-    return f"tk:{delivery.id}:{delivery.tries}"
+def _dedupe_key(delivery: TicketDelivery, tries: int | None = None) -> str:
+    """The outbox key of a delivery's attempt (its latest unless ``tries`` is given)."""
+    return f"tk:{delivery.id}:{delivery.tries if tries is None else tries}"
+
+
+KEPT_ON_ERASURE = (CLOSE_TOPIC, REOPEN_TOPIC)
+"""Deliveries that carry nothing of the customer: ``/forget`` lets them go on."""
+
+
+async def forget_customer(
+    session: AsyncSession, desk: Desk, customer_id: int, now: datetime
+) -> None:
+    """``/forget`` on the desk (after the customer's own record is erased): the tickets keep no
+    text, no name and no title; what was still to be sent of theirs is cancelled (copies,
+    texts, cards, titles, and everything for the customer, who is gone), and what was sent loses
+    its payload; a ticket still open is closed (nobody can answer them now), and each topic is
+    renamed to its ticket number. Telegram's copies in the staff group stay: they are the shop's
+    record."""
+    tickets = await q.erase_customer_tickets(session, customer_id)
+    deliveries = await q.deliveries_of(session, [ticket.id for ticket in tickets])
+    carrying = [
+        delivery
+        for delivery in deliveries
+        if delivery.state in (q.D_QUEUED, q.D_OUTBOX)
+        and (delivery.lane == q.CUSTOMER or delivery.action not in KEPT_ON_ERASURE)
+    ]
+    cancelled = await outbox_queries.cancel_erased(
+        session,
+        now=now,
+        dedupe_keys=[_dedupe_key(d) for d in carrying if d.state == q.D_OUTBOX],
+    )
+    for delivery in carrying:
+        if delivery.state == q.D_QUEUED or _dedupe_key(delivery) in cancelled:
+            _finish(delivery, q.D_SKIPPED, now, error="erased")
+    await outbox_queries.erase_payloads(
+        session,
+        dedupe_keys=[
+            _dedupe_key(delivery, tries)
+            for delivery in deliveries
+            for tries in range(1, delivery.tries + 1)
+        ],
+    )
+    for delivery in deliveries:
+        if delivery.state != q.D_OUTBOX:  # one on the wire keeps what its outcome needs
+            delivery.payload = {}
+    for ticket in tickets:
+        if ticket.status != q.CLOSED:  # the rename comes with the closing
+            await ticket_closed(session, desk, ticket, now, "ticket_customer_forgot")
+            continue
+        if ticket.topic_thread_id is not None:
+            await _push(session, ticket, q.TITLE, TITLE, now)
+            await pump(session, desk, ticket, q.TITLE, now)
+        await pump(session, desk, ticket, q.TOPIC, now)
 
 
 async def pump(

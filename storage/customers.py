@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +13,10 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.engine import SQLITE_BUSY_TIMEOUT_MS
 from storage.models import Base, Customer, InboxUpdate, KbHandoff, KbQuestion
+
+logger = logging.getLogger(__name__)
 
 
 def _insert_ignoring_conflicts(session: AsyncSession, model: type[Base]) -> Any:
@@ -103,6 +110,67 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
     customer.erased_at = now
     customer.updated_at = now
     await session.flush()
+
+
+_UNDER = {
+    "ticket_messages": ("ticket_id", "tickets"),
+    "survey_answers": ("response_id", "survey_responses"),
+}
+"""Tables whose rows belong to a customer through a parent row: column, parent table."""
+
+
+async def personal_record(
+    session: AsyncSession, customer_id: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Everything stored about one customer, table by table (``carebot customer export``): every
+    row that points at them, and the ticket messages and survey answers under their tickets and
+    responses. A table added later with a ``customer_id`` is part of it by itself."""
+    tables = Base.metadata.tables
+    record: dict[str, list[dict[str, Any]]] = {}
+    for table in Base.metadata.sorted_tables:
+        if table.name == "customers":
+            where = table.c.id == customer_id
+        elif "customer_id" in table.c:
+            where = table.c.customer_id == customer_id
+        elif table.name in _UNDER:
+            column, parent = _UNDER[table.name]
+            mine = select(tables[parent].c.id).where(tables[parent].c.customer_id == customer_id)
+            where = table.c[column].in_(mine.scalar_subquery())
+        else:
+            continue
+        result = await session.execute(
+            select(table).where(where).order_by(*table.primary_key.columns)
+        )
+        record[table.name] = [dict(row) for row in result.mappings()]
+    return record
+
+
+def sqlite_file(session: AsyncSession) -> str | None:
+    """The SQLite file the session writes, if it is one."""
+    url = session.get_bind().engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+async def checkpoint(path: str) -> None:
+    """Copy SQLite's write-ahead log into the database file and empty it. After an erasure the
+    log still holds the pages as they were; in the file, ``secure_delete`` has overwritten the
+    freed space. Off the event loop (it waits for readers); a failure leaves it to SQLite's
+    next automatic checkpoint."""
+
+    def run() -> bool:
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+        with contextlib.closing(sqlite3.connect(path, timeout=timeout)) as connection:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
+    try:
+        done = await asyncio.to_thread(run)
+    except sqlite3.Error:
+        done = False
+    if not done:
+        logger.warning("the checkpoint after an erasure did not complete; SQLite's next will")
 
 
 async def count_inbound(session: AsyncSession, customer_id: int) -> int:

@@ -683,6 +683,64 @@ async def cancel_kind(session: AsyncSession, kind: str, *, now: datetime) -> int
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+ERASED_PAYLOAD: dict[str, Any] = {"erased": True}
+"""What an erased row's payload becomes (``/forget``): the row stays for the counts."""
+_KEY_CHUNK = 500
+
+
+async def cancel_erased(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    dedupe_keys: Sequence[str] = (),
+    customer_id: int | None = None,
+) -> set[str]:
+    """``/forget``: cancel the unsent rows (pending or dead) that carry what a customer sent or
+    who they are, by key or by customer; the keys cancelled. A claimed row is on the wire and
+    left to its dispatcher."""
+    cancelled: set[str] = set()
+    for match, _ in _erasure_matches(dedupe_keys, customer_id):
+        result = await session.execute(
+            update(Outbox)
+            .where(match, Outbox.state.in_([State.PENDING.value, State.DEAD.value]))
+            .values(state=State.CANCELLED.value, last_error="erased", updated_at=now)
+            .returning(Outbox.dedupe_key)
+        )
+        cancelled.update(result.scalars())
+    return cancelled
+
+
+async def erase_payloads(
+    session: AsyncSession, *, dedupe_keys: Sequence[str] = (), customer_id: int | None = None
+) -> None:
+    """``/forget``: the rows that are done (sent, failed, cancelled; kept for the counts) lose
+    their payload, and a customer's own rows their chat id. Rows still to be sent are left as
+    they are (``cancel_erased`` first cancels those that carry personal data)."""
+    for match, by_customer in _erasure_matches(dedupe_keys, customer_id):
+        values: dict[str, Any] = {"payload": ERASED_PAYLOAD}
+        if by_customer:
+            values["chat_id"] = 0
+        await session.execute(
+            update(Outbox)
+            .where(match, Outbox.state.not_in([State.PENDING.value, State.CLAIMED.value]))
+            .values(**values)
+        )
+
+
+def _erasure_matches(
+    dedupe_keys: Sequence[str], customer_id: int | None
+) -> list[tuple[Any, bool]]:
+    """The rows to erase as conditions (keys in chunks, then the customer's), each with
+    whether it selects the customer's own rows."""
+    matches: list[tuple[Any, bool]] = [
+        (Outbox.dedupe_key.in_(list(dedupe_keys[start : start + _KEY_CHUNK])), False)
+        for start in range(0, len(dedupe_keys), _KEY_CHUNK)
+    ]
+    if customer_id is not None:
+        matches.append((Outbox.customer_id == customer_id, True))
+    return matches
+
+
 async def prune_sent(session: AsyncSession, *, before: datetime, limit: int = 10_000) -> int:
     """Delete up to ``limit`` rows sent before ``before`` (the table stays as big as the
     retention window). Their dedupe keys go with them, so keep the window longer than any

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -507,11 +508,13 @@ async def latest_delivery(
     return result.scalar_one_or_none()
 
 
-async def deliveries_of(session: AsyncSession, ticket_id: int) -> list[TicketDelivery]:
+async def deliveries_of(
+    session: AsyncSession, ticket_id: int | Sequence[int]
+) -> list[TicketDelivery]:
+    """Every delivery of one ticket, or of several, oldest first."""
+    ids = [ticket_id] if isinstance(ticket_id, int) else list(ticket_id)
     result = await session.execute(
-        select(TicketDelivery)
-        .where(TicketDelivery.ticket_id == ticket_id)
-        .order_by(TicketDelivery.id)
+        select(TicketDelivery).where(TicketDelivery.ticket_id.in_(ids)).order_by(TicketDelivery.id)
     )
     return list(result.scalars())
 
@@ -804,17 +807,34 @@ async def ticket_report(
     )
 
 
-async def erase_customer_texts(session: AsyncSession, customer_id: int) -> None:
-    """``/forget``: what the customer wrote in tickets goes; the tickets stay, anonymous."""
-    tickets = select(Ticket.id).where(Ticket.customer_id == customer_id).scalar_subquery()
+async def erase_customer_tickets(session: AsyncSession, customer_id: int) -> list[Ticket]:
+    """``/forget`` on the desk: every text of the customer's tickets (theirs, and the staff's
+    replies and notes, which may quote them), who wrote theirs, their files, the tickets'
+    subject, order reference and topic title, and their complaint draft. The tickets stay,
+    anonymous, for the statistics; they are returned, for their deliveries and topics."""
+    mine = select(Ticket.id).where(Ticket.customer_id == customer_id).scalar_subquery()
+    theirs = TicketMessage.direction == IN
     await session.execute(
         update(TicketMessage)
-        .where(TicketMessage.ticket_id.in_(tickets), TicketMessage.direction == IN)
-        .values(text=None, html=None, media_file_id=None)
+        .where(TicketMessage.ticket_id.in_(mine))
+        .values(
+            text=None,
+            html=None,
+            media_file_id=None,
+            author_user_id=case((theirs, None), else_=TicketMessage.author_user_id),
+            author_name=case((theirs, None), else_=TicketMessage.author_name),
+        )
     )
     await session.execute(
         update(Ticket)
         .where(Ticket.customer_id == customer_id)
-        .values(subject=None, order_ref=None)
+        .values(subject=None, order_ref=None, topic_title=None)
     )
     await delete_draft(session, customer_id)
+    result = await session.execute(
+        select(Ticket)
+        .where(Ticket.customer_id == customer_id)
+        .order_by(Ticket.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(result.scalars())

@@ -121,7 +121,7 @@ async def test_a_text_after_the_survey_closed_is_an_ordinary_message(
         replies = await handle_text(session, person, "all fine", RULES.general, NOW)
     assert isinstance(replies, list) and replies[0].key == "survey_thanks"
     async with sessionmaker.begin() as session:
-        await confirm_forget(session, 8002, "yes", NOW)
+        await confirm_forget(session, DESK, 8002, "forget:yes", NOW)
     async with sessionmaker() as session:
         [answer] = (await session.execute(select(SurveyAnswer))).scalars()
         assert (answer.question_id, answer.text) == ("comment", None)
