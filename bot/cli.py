@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 
+from bot.cli_customer import customer_app
 from bot.cli_import import import_app
 from bot.cli_inbox import inbox_app
 from bot.cli_kb import kb_app
@@ -36,6 +37,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(report_app, name="report")
 app.add_typer(import_app, name="import")
 app.add_typer(tiers_app, name="tiers")
+app.add_typer(customer_app, name="customer")
 app.command("plan")(plan_command)
 
 

@@ -11,14 +11,13 @@ from typing import TypeVar
 
 import typer
 from pydantic import ValidationError, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.rules import Rules, RulesError, load_rules
 from bot.runner import StartupError
 from bot.settings import EXAMPLE_CONFIG_DIR, EXPECTED, DatabaseSettings, SettingsError
 from bot.texts import CatalogueError
 from scheduler.clock import Clock, SystemClock
-from storage.engine import create_engine, create_sessionmaker, parse_database_url
+from storage.engine import Sessions, create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade
 
 T = TypeVar("T")
@@ -31,6 +30,8 @@ class ToolSettings(DatabaseSettings):
     """The database and the rule files (no token: these commands never talk to Telegram)."""
 
     config_dir: Path = EXAMPLE_CONFIG_DIR
+    staff_chat_id: int | None = None
+    """For the commands that queue something into the staff group (``customer forget``)."""
 
     @field_validator("config_dir")
     @classmethod
@@ -81,7 +82,7 @@ def open_tool() -> Tool:
 
 
 @asynccontextmanager
-async def database(tool: Tool) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def database(tool: Tool) -> AsyncIterator[Sessions]:
     engine = create_engine(tool.settings.database_url)
     try:
         yield create_sessionmaker(engine)

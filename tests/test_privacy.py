@@ -13,9 +13,13 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
 
+from bot import cli_tools
+from bot.cli import app as cli_app
 from bot.local_api import FakeUser, SentMessage
 from storage.models import Customer, SurveyResponse, Ticket
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
@@ -158,3 +162,62 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
         raw = sqlite_files(url)
         on_disk = {s for s in SECRETS[:-1] if s.encode() in raw}  # the id is stored as binary
         assert not on_disk, on_disk
+
+
+def _cli(*args: str) -> Result:
+    return CliRunner().invoke(cli_app, list(args))
+
+
+async def test_an_operator_exports_then_forgets_a_customer_from_the_cli(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``carebot customer export`` shows what is kept (phone, texts, tickets); ``forget`` erases
+    it as /forget does, topic rename included; an unknown customer is one line and exit 2."""
+    api = harness.api
+    yan = api.add_user(7345550124, "Yanfirst", username="yanhandle")
+    await api.send_text(yan, "/start")
+    await api.wait_for_sent(yan.id, 1)
+    await api.send_contact(yan, "+8613944443333", contact_user_id=yan.id)
+    await api.wait_for_sent(yan.id, 2)
+    number, thread = await desk_ticket(harness, yan)
+    sent = await api.send_text(yan, "Yancomplaint: wrong size")
+    message_id = sent["message"]["message_id"]
+    await wait_message(
+        api, STAFF, lambda m: m.copied_from == (yan.id, message_id), thread_id=thread
+    )
+    await lanes_idle(harness, number)
+    monkeypatch.setenv("CAREBOT_DATABASE_URL", harness.settings.database_url)
+    monkeypatch.setenv("CAREBOT_STAFF_CHAT_ID", str(STAFF))
+    monkeypatch.setattr(cli_tools, "clock", harness.clock)
+
+    exported = await asyncio.to_thread(_cli, "customer", "export", str(yan.id), "--by", "telegram")
+    assert exported.exit_code == 0, exported.output
+    record = json.loads(exported.output)
+    [customer] = record["tables"]["customers"]
+    assert (customer["name"], customer["username"], customer["phone"]) == (
+        "Yanfirst",
+        "yanhandle",
+        "+8613944443333",
+    )
+    assert [t["number"] for t in record["tables"]["tickets"]] == [number]
+    assert "Yancomplaint: wrong size" in [m["text"] for m in record["tables"]["ticket_messages"]]
+    assert "Yancomplaint: wrong size" in [u["text"] for u in record["tables"]["inbox"]]
+
+    missing = await asyncio.to_thread(_cli, "customer", "forget", "999999", "--yes")
+    assert (missing.exit_code, missing.output.strip()) == (
+        2,
+        "carebot: no customer with id 999999",
+    )
+    erased = await asyncio.to_thread(_cli, "customer", "forget", str(customer["id"]), "--yes")
+    assert erased.exit_code == 0, erased.output
+    assert erased.output.strip() == f"customer {customer['id']} erased"
+    harness.dispatcher.wake()  # type: ignore[union-attr]
+    await api.wait_for(
+        lambda: [topic.name for topic in api.topics(STAFF)] == [number],
+        description=f"the topic renamed to {number}",
+    )
+    left = database_dump(harness.settings.database_url)
+    for secret in ("Yanfirst", "yanhandle", "13944443333", "Yancomplaint", str(yan.id)):
+        assert secret not in left, secret
+    again = await asyncio.to_thread(_cli, "customer", "export", str(customer["id"]))
+    assert json.loads(again.output)["tables"]["customers"][0]["erased_at"] is not None
