@@ -28,6 +28,7 @@ from bot.settings import Settings
 from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
 from handlers.context import DEPS_KEY, Deps
+from handlers.staff import dashboard_staff_check
 from storage.engine import create_engine
 from storage.migrate import HEAD_REVISION, current_revision
 
@@ -124,6 +125,7 @@ def dashboard_for(application: Application, settings: Settings) -> Dashboard:
         clock=deps.clock,
         timezone=deps.rules.general.customers.default_timezone,
         secure_cookies=(settings.dashboard_url or "").startswith("https://"),
+        staff_check=dashboard_staff_check(application),
     )
 
 

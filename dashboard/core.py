@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,11 @@ PACKAGE_DIR = Path(__file__).parent
 STATIC_DIR = PACKAGE_DIR / "static"
 CATALOGUE_DIR = PACKAGE_DIR / "catalogue"
 
+StaffCheck = Callable[[int], Awaitable[bool | None]]
+"""Whether a Telegram user id is (still) in the staff group: True or False, or None when that
+could not be learnt just now. The bot passes its own check (``handlers.staff``: the same
+``getChatMember`` answers, cached for ``relay.staff_check_seconds``, as staff commands use)."""
+
 
 def load_catalogue() -> Texts:
     """The dashboard's own strings (``catalogue/en.toml``, ``zh.toml``; same keys checked)."""
@@ -23,7 +29,9 @@ def load_catalogue() -> Texts:
 
 @dataclass
 class Dashboard:
-    """What the pages need: the database, the signing secret, the clock and the shop's zone."""
+    """What the pages need: the database, the signing secret, the clock and the shop's zone,
+    and who is still staff (``staff_check``; without one, as in the demo, a stored session is
+    enough)."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
     secret: bytes
@@ -31,6 +39,7 @@ class Dashboard:
     timezone: str = "UTC"
     secure_cookies: bool = False
     texts: Texts = field(default_factory=load_catalogue)
+    staff_check: StaffCheck | None = None
 
     @property
     def signer(self) -> CookieSigner:

@@ -164,16 +164,21 @@ def section(title: str, *parts: str) -> str:
     return f"<section><h2>{title}</h2>{''.join(parts)}</section>"
 
 
-def layout(tr: Tr, *, page: str, title: str, staff_name: str, body: str) -> str:
+def _languages(tr: Tr) -> str:
+    """Links to this page in each language (``?lang=``, remembered in a cookie)."""
+    return " · ".join(
+        f'<a href="?lang={code}" class="{"active" if code == tr.language else ""}" '
+        f'data-lang="{code}">{tr(f"language_{code}")}</a>'
+        for code in LANGUAGES
+    )
+
+
+def layout(tr: Tr, *, page: str, title: str, staff_name: str, body: str, form_token: str) -> str:
+    """A signed-in page; signing out is a POST carrying the session's form token."""
     nav = "".join(
         f'<a href="{PAGE_PATHS[name]}" class="{"active" if name == page else ""}" '
         f'data-nav="{name}">{tr(f"nav_{name}")}</a>'
         for name in PAGES
-    )
-    switch = " · ".join(
-        f'<a href="?lang={code}" class="{"active" if code == tr.language else ""}" '
-        f'data-lang="{code}">{tr(f"language_{code}")}</a>'
-        for code in LANGUAGES
     )
     return f"""<!doctype html>
 <html lang="{tr.language}">
@@ -189,9 +194,11 @@ def layout(tr: Tr, *, page: str, title: str, staff_name: str, body: str) -> str:
 <header>
 <div class="brand">{tr("brand")}</div>
 <nav>{nav}</nav>
-<div class="who"><span class="languages">{switch}</span>
+<div class="who"><span class="languages">{_languages(tr)}</span>
 <span data-figure="staff-name">{esc(staff_name)}</span>
-<a href="/dashboard/logout">{tr("logout")}</a></div>
+<form class="logout" method="post" action="/dashboard/logout">
+<input type="hidden" name="form_token" value="{esc(form_token)}">
+<button type="submit" data-action="logout">{tr("logout")}</button></form></div>
 </header>
 <main>
 <h1>{title}</h1>
@@ -201,11 +208,16 @@ def layout(tr: Tr, *, page: str, title: str, staff_name: str, body: str) -> str:
 </html>"""
 
 
-def bare_page(tr: Tr, *, title: str, message: str, status_name: str) -> str:
-    """A page for visitors without a session (sign-in needed, link used up)."""
+def bare_page(tr: Tr, *, title: str, message: str, status_name: str, extra: str = "") -> str:
+    """A page for visitors without a session (sign-in needed or offered, link used up);
+    ``extra`` is HTML after the message (the sign-in form)."""
     return f"""<!doctype html>
 <html lang="{tr.language}">
-<head><meta charset="utf-8"><title>{title} · {tr("brand")}</title>
+<head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · {tr("brand")}</title>
 <link rel="stylesheet" href="/dashboard/static/dashboard.css"></head>
-<body data-page="{status_name}"><main class="bare"><h1>{title}</h1><p>{message}</p></main></body>
+<body data-page="{status_name}"><main class="bare">
+<p class="languages">{_languages(tr)}</p>
+<h1>{title}</h1><p>{message}</p>{extra}</main></body>
 </html>"""

@@ -1,8 +1,11 @@
 """The dashboard's routes: sign-in by one-time link, and one handler per page.
 
 Every page handler opens one read-only session, asks ``dashboard.queries`` (or the storage
-queries it reuses) for its figures and renders them with ``dashboard.html``. The one write is
-the outbox page's retry button (a POST carrying the session's form token).
+queries it reuses) for its figures and renders them with ``dashboard.html``. The writes are
+POSTs carrying the session's form token (the outbox page's retry buttons, signing out) and
+the sign-in page's button. Before any page, the session is checked against the database and
+the person against the staff group (``_signed_in``). Every response under ``/dashboard``
+forbids framing, scripts and styles from elsewhere, and Referer headers (``SECURITY_HEADERS``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ TICKET_COLUMNS = (
     "resolution_due",
 )
 AT_RISK_COLUMNS = ("customer", "tier", "stage", "reasons", "last_order", "spend")
+SECURITY_HEADERS = {
+    # Nothing may frame the dashboard (its retry buttons), in old browsers and new.
+    "X-Frame-Options": "DENY",
+    # Only the dashboard's own files (static/: Chart.js, dashboard.js, dashboard.css); no
+    # inline script or style, forms only to itself.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    # The sign-in link's token never leaves in a Referer.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 Page = Callable[[web.Request, Dashboard, Tr, auth.StaffSession], Awaitable[web.StreamResponse]]
 
 
@@ -81,47 +97,136 @@ def _html(request: web.Request, body: str, *, status: int = 200) -> web.Response
 
 
 def _page(
-    request: web.Request, tr: Tr, staff: auth.StaffSession, page: str, title: str, body: str
+    request: web.Request,
+    dashboard: Dashboard,
+    tr: Tr,
+    staff: auth.StaffSession,
+    page: str,
+    title: str,
+    body: str,
 ) -> web.Response:
     """A signed-in page: ``body`` in the layout (navigation, language switch, who is in)."""
-    return _html(request, layout(tr, page=page, title=title, staff_name=staff.name, body=body))
+    return _html(
+        request,
+        layout(
+            tr,
+            page=page,
+            title=title,
+            staff_name=staff.name,
+            body=body,
+            form_token=dashboard.signer.form_token(staff),
+        ),
+    )
+
+
+def _refused(
+    request: web.Request,
+    tr: Tr,
+    title: str,
+    message: str,
+    name: str,
+    status: int,
+    *,
+    drop: bool = True,
+) -> web.Response:
+    """A bare page for a visitor who is not let in; a cookie they hold is dropped unless the
+    refusal is only for now (``drop`` off)."""
+    response = _html(
+        request,
+        bare_page(tr, title=tr(title), message=tr(message), status_name=name),
+        status=status,
+    )
+    if drop and auth.COOKIE in request.cookies:
+        response.del_cookie(auth.COOKIE, path="/dashboard")
+    return response
 
 
 def _signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Pages need a valid session cookie; without one, a page saying how to get a link."""
+    """Pages need a signed cookie naming a live session (not signed out, not expired) of
+    someone still in the staff group; otherwise a page saying why (and how to get a link)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         dashboard = _dashboard(request)
         tr = _tr(request, dashboard)
-        staff = dashboard.signer.load(request.cookies.get(auth.COOKIE), dashboard.clock.now())
+        now = dashboard.clock.now()
+        staff = dashboard.signer.load(request.cookies.get(auth.COOKIE), now)
+        if staff is not None:
+            async with dashboard.sessionmaker() as session:
+                if not await auth.is_live(session, staff, now):
+                    staff = None
         if staff is None:
-            body = bare_page(
-                tr,
-                title=tr("signin_title"),
-                message=tr("signin_needed"),
-                status_name="signin",
-            )
-            return _html(request, body, status=401)
+            return _refused(request, tr, "signin_title", "signin_needed", "signin", 401)
+        if dashboard.staff_check is not None:
+            is_staff = await dashboard.staff_check(staff.user_id)  # outside any transaction
+            if is_staff is None:
+                return _refused(
+                    request,
+                    tr,
+                    "staff_unknown_title",
+                    "staff_unknown",
+                    "staff-unknown",
+                    503,
+                    drop=False,
+                )
+            if not is_staff:
+                async with dashboard.sessionmaker.begin() as session:
+                    await auth.sign_out_everywhere(session, staff.user_id, now)
+                return _refused(request, tr, "not_staff_title", "not_staff", "not-staff", 403)
         return await page(request, dashboard, tr, staff)
 
     return handler
 
 
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``SECURITY_HEADERS`` on every response under ``/dashboard`` (pages, redirects, errors,
+    static files); the rest of the app (webhook, metrics, demo) is left as it is."""
+    if request.path == "/dashboard" or request.path.startswith("/dashboard/"):
+        response.headers.update(SECURITY_HEADERS)
+
+
 # --- signing in and out ----------------------------------------------------------------------
 
 
+def _invalid_link(request: web.Request, tr: Tr) -> web.Response:
+    body = bare_page(
+        tr, title=tr("link_invalid_title"), message=tr("link_invalid"), status_name="invalid"
+    )
+    return _html(request, body, status=403)
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """GET of a sign-in link: a "Sign in" page whose button spends the token. Nothing is
+    spent here, so a link preview (or anything else fetching the link) uses nothing up."""
+    dashboard = _dashboard(request)
+    tr = _tr(request, dashboard)
+    token = request.match_info["token"]
+    async with dashboard.sessionmaker() as session:
+        name = await auth.peek_login_token(session, token, dashboard.clock.now())
+    if name is None:
+        return _invalid_link(request, tr)
+    form = (
+        f'<form method="post" action="{esc(auth.LOGIN_PATH + token)}">'
+        f'<button type="submit" data-action="signin">{tr("signin_button")}</button></form>'
+    )
+    body = bare_page(
+        tr,
+        title=tr("signin_title"),
+        message=tr("signin_prompt", name=name),
+        status_name="signin-offer",
+        extra=form,
+    )
+    return _html(request, body)
+
+
 async def login(request: web.Request) -> web.StreamResponse:
+    """POST from the sign-in page: the token is spent and a stored session opened."""
     dashboard = _dashboard(request)
     now = dashboard.clock.now()
     async with dashboard.sessionmaker.begin() as session:
         staff = await auth.use_login_token(session, request.match_info["token"], now)
     if staff is None:
-        tr = _tr(request, dashboard)
-        body = bare_page(
-            tr, title=tr("link_invalid_title"), message=tr("link_invalid"), status_name="invalid"
-        )
-        return _html(request, body, status=403)
-    response = web.HTTPFound("/dashboard/")
+        return _invalid_link(request, _tr(request, dashboard))
+    response = web.HTTPSeeOther("/dashboard/")
     response.set_cookie(
         auth.COOKIE,
         dashboard.signer.dump(staff),
@@ -134,8 +239,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def logout(_request: web.Request) -> web.StreamResponse:
-    response = web.HTTPFound("/dashboard/")
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST with the form token: the session is revoked in the database (a copy of the cookie
+    opens nothing afterwards) and the cookie dropped."""
+    dashboard = _dashboard(request)
+    now = dashboard.clock.now()
+    staff = dashboard.signer.load(request.cookies.get(auth.COOKIE), now)
+    if staff is not None:
+        form = await request.post()
+        if not dashboard.signer.form_token_matches(staff, form.get("form_token")):
+            raise web.HTTPForbidden()
+        async with dashboard.sessionmaker.begin() as session:
+            await auth.sign_out(session, staff, now)
+    response = web.HTTPSeeOther("/dashboard/")
     response.del_cookie(auth.COOKIE, path="/dashboard")
     raise response
 
@@ -239,7 +355,7 @@ async def overview(
         )
         + "</div>"
     )
-    return _page(request, tr, staff, "overview", tr("nav_overview"), body)
+    return _page(request, dashboard, tr, staff, "overview", tr("nav_overview"), body)
 
 
 # --- tickets ---------------------------------------------------------------------------------
@@ -307,7 +423,7 @@ async def ticket_list(
             empty=tr("no_tickets"),
         )
     )
-    return _page(request, tr, staff, "tickets", tr("nav_tickets"), body)
+    return _page(request, dashboard, tr, staff, "tickets", tr("nav_tickets"), body)
 
 
 _DONE = (ticket_queries.RESOLVED, ticket_queries.CLOSED)
@@ -377,7 +493,9 @@ async def ticket_page(
             ),
         )
     )
-    return _page(request, tr, staff, "tickets", tr("ticket_title", number=ticket.number), body)
+    return _page(
+        request, dashboard, tr, staff, "tickets", tr("ticket_title", number=ticket.number), body
+    )
 
 
 # --- customers -------------------------------------------------------------------------------
@@ -471,7 +589,7 @@ async def customers(
             ),
         )
     )
-    return _page(request, tr, staff, "customers", tr("nav_customers"), body)
+    return _page(request, dashboard, tr, staff, "customers", tr("nav_customers"), body)
 
 
 # --- outbox ----------------------------------------------------------------------------------
@@ -538,7 +656,7 @@ async def outbox(
         + "</div>"
         + section(tr("dead_rows", count=figure("dead-count", len(dead))), form)
     )
-    return _page(request, tr, staff, "outbox", tr("nav_outbox"), body)
+    return _page(request, dashboard, tr, staff, "outbox", tr("nav_outbox"), body)
 
 
 @_signed_in
@@ -710,12 +828,13 @@ async def satisfaction(
         + section(tr("by_tier"), tier_table)
         + section(tr("by_week"), week_table)
     )
-    return _page(request, tr, staff, "satisfaction", tr("nav_satisfaction"), body)
+    return _page(request, dashboard, tr, staff, "satisfaction", tr("nav_satisfaction"), body)
 
 
 def mount(app: web.Application, dashboard: Dashboard) -> None:
     """Add ``/dashboard/...`` (pages, sign-in, static files) to ``app``."""
     app[DASHBOARD_KEY] = dashboard
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/dashboard", to_overview)
     app.router.add_get(PAGE_PATHS["overview"], overview)
     app.router.add_get(PAGE_PATHS["tickets"], ticket_list)
@@ -724,6 +843,7 @@ def mount(app: web.Application, dashboard: Dashboard) -> None:
     app.router.add_get(PAGE_PATHS["customers"], customers)
     app.router.add_get(PAGE_PATHS["outbox"], outbox)
     app.router.add_post("/dashboard/outbox/retry", retry)
-    app.router.add_get(auth.LOGIN_PATH + "{token}", login)
-    app.router.add_get("/dashboard/logout", logout)
+    app.router.add_get(auth.LOGIN_PATH + "{token}", login_page)
+    app.router.add_post(auth.LOGIN_PATH + "{token}", login)
+    app.router.add_post("/dashboard/logout", logout)
     app.router.add_static("/dashboard/static", STATIC_DIR)

@@ -1,4 +1,4 @@
-"""The dashboard's and the metrics' SQL: read-only figures, and the one-time login tokens.
+"""The dashboard's and the metrics' SQL: read-only figures, one-time login tokens, sessions.
 
 What already has a query in ``storage`` is reused from there (outbox stats and dead rows,
 ticket history, the tier report); what is here is what only the dashboard asks.
@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import outbox as outbox_queries
 from storage import tickets as ticket_queries
-from storage.models import Customer, DashboardLogin, Outbox, RfmScore, Ticket
+from storage.models import (
+    Customer,
+    DashboardLogin,
+    DashboardSession,
+    Outbox,
+    RfmScore,
+    Ticket,
+)
 from storage.tiers import ChurnFlag
 
 NOT_CLOSED = tuple(status for status in ticket_queries.STATUSES if status != ticket_queries.CLOSED)
@@ -213,6 +220,20 @@ async def add_login(
     await session.flush()
 
 
+async def login_open(session: AsyncSession, token_hash: str, now: datetime) -> str | None:
+    """The name a token would sign in, if it is unused and unexpired; spends nothing (a GET
+    of the link, a link preview included, only looks)."""
+    result = await session.execute(
+        select(DashboardLogin.name).where(
+            DashboardLogin.token_hash == token_hash,
+            DashboardLogin.used_at.is_(None),
+            DashboardLogin.expires_at > now,
+        )
+    )
+    name = result.scalar_one_or_none()
+    return None if name is None else str(name)
+
+
 async def use_login(
     session: AsyncSession, token_hash: str, now: datetime
 ) -> tuple[int, str] | None:
@@ -236,5 +257,62 @@ async def prune_logins(session: AsyncSession, before: datetime) -> int:
     """Forget tokens that expired before ``before`` (used or not)."""
     result = await session.execute(
         delete(DashboardLogin).where(DashboardLogin.expires_at < before)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+async def add_session(
+    session: AsyncSession, *, id_hash: str, user_id: int, now: datetime, expires_at: datetime
+) -> None:
+    session.add(
+        DashboardSession(id_hash=id_hash, user_id=user_id, created_at=now, expires_at=expires_at)
+    )
+    await session.flush()
+
+
+async def session_active(session: AsyncSession, id_hash: str, user_id: int, now: datetime) -> bool:
+    """Whether the session exists for ``user_id``, is not revoked and has not expired."""
+    result = await session.execute(
+        select(func.count()).where(
+            DashboardSession.id_hash == id_hash,
+            DashboardSession.user_id == user_id,
+            DashboardSession.revoked_at.is_(None),
+            DashboardSession.expires_at > now,
+        )
+    )
+    return bool(result.scalar_one())
+
+
+async def revoke_session(session: AsyncSession, id_hash: str, now: datetime) -> int:
+    """Sign one session out (a no-op when it is already)."""
+    result = await session.execute(
+        update(DashboardSession)
+        .where(DashboardSession.id_hash == id_hash, DashboardSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_user_sessions(session: AsyncSession, user_id: int, now: datetime) -> int:
+    """Sign every live session of ``user_id`` out (they left the staff group)."""
+    result = await session.execute(
+        update(DashboardSession)
+        .where(
+            DashboardSession.user_id == user_id,
+            DashboardSession.revoked_at.is_(None),
+            DashboardSession.expires_at > now,
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prune_sessions(session: AsyncSession, before: datetime) -> int:
+    """Forget sessions that expired before ``before`` (revoked or not)."""
+    result = await session.execute(
+        delete(DashboardSession).where(DashboardSession.expires_at < before)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -4,7 +4,9 @@ Everything here happens in ticket topics of the staff forum group: a staff membe
 goes to the customer, ``/note`` and ``!`` messages stay internal, and ``/claim``, ``/assign``,
 ``/close``, ``/reopen``, ``/canned``, ``/card``, ``/ban`` and ``/unban`` act on the topic's
 ticket. Only members of the group may: membership is asked of Telegram (``getChatMember``)
-outside any database transaction and remembered for ``relay.staff_check_seconds``.
+outside any database transaction and remembered for ``relay.staff_check_seconds``; the same
+answers keep the dashboard to members (``dashboard_staff_check``) and ``/assign`` to them.
+``/dashboard`` answers with its sign-in link only in the member's private chat.
 """
 
 from __future__ import annotations
@@ -14,10 +16,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update, User
-from telegram.error import BadRequest, TelegramError
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+    User,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
+    Application,
     BaseHandler,
+    CallbackContext,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -29,9 +42,9 @@ from dashboard.auth import LOGIN_LINKS_KEY
 from handlers import staff_rules as rules
 from handlers import tickets_rules
 from handlers.context import get_deps
-from handlers.staff_rules import MemberCache
+from handlers.staff_rules import DashboardAnswer, MemberCache
 from handlers.tickets import desk_of, incoming_of, wake_dispatcher
-from handlers.tickets_rules import Staff, StaffReply
+from handlers.tickets_rules import Desk, Staff, StaffReply
 from storage.engine import after_commit
 
 MEMBERS_KEY = "tickets.members"
@@ -42,6 +55,37 @@ COMMANDS = ("claim", "close", "reopen", "ban", "unban", "card", "canned")
 
 def _staff(user: User) -> Staff:
     return Staff(user.id, user.first_name, user.username)
+
+
+def _member_cache(bot_data: dict[Any, Any], desk: Desk) -> MemberCache:
+    cache = bot_data.get(MEMBERS_KEY)
+    if not isinstance(cache, MemberCache):
+        cache = MemberCache(desk.rules.relay.staff_check_seconds)
+        bot_data[MEMBERS_KEY] = cache
+    return cache
+
+
+async def _is_member(
+    bot: Bot, bot_data: dict[Any, Any], desk: Desk, user_id: int
+) -> tuple[bool | None, bool]:
+    """Whether ``user_id`` is in the staff group (None: Telegram could not say this time, so
+    nothing is remembered), and whether that was just asked of Telegram."""
+    cache = _member_cache(bot_data, desk)
+    known = cache.get(user_id)
+    if known is not None:
+        return known, False
+    if desk.staff_chat_id is None:
+        return False, False
+    try:
+        member = await bot.get_chat_member(desk.staff_chat_id, user_id)
+    except BadRequest:
+        is_staff = False
+    except TelegramError:
+        return None, False  # unknown this time: refuse, ask again next time
+    else:
+        is_staff = rules.counts_as_staff(member.status, getattr(member, "is_member", None))
+    cache.put(user_id, is_staff)
+    return is_staff, True
 
 
 async def _membership(
@@ -57,25 +101,23 @@ async def _membership(
     ):
         # An anonymous admin writing as the group.
         return Staff(user.id, message.sender_chat.title or ANONYMOUS_ADMIN), True, False
-    cache = context.bot_data.get(MEMBERS_KEY)
-    if not isinstance(cache, MemberCache):
-        cache = MemberCache(desk.rules.relay.staff_check_seconds)
-        context.bot_data[MEMBERS_KEY] = cache
-    known = cache.get(user.id)
-    if known is not None:
-        return _staff(user), known, False
-    if chat_id is None:
-        return _staff(user), False, False
-    try:
-        member = await context.bot.get_chat_member(chat_id, user.id)
-    except BadRequest:
-        is_staff = False
-    except TelegramError:
-        return _staff(user), False, False  # unknown this time: refuse, ask again next time
-    else:
-        is_staff = rules.counts_as_staff(member.status, getattr(member, "is_member", None))
-    cache.put(user.id, is_staff)
-    return _staff(user), is_staff, True
+    is_staff, fresh = await _is_member(context.bot, context.bot_data, desk, user.id)
+    return _staff(user), bool(is_staff), fresh
+
+
+def dashboard_staff_check(
+    application: Application[Any, Any, Any, Any, Any, Any],
+) -> Callable[[int], Awaitable[bool | None]]:
+    """The dashboard's check that a signed-in person is still in the staff group, on every
+    request: the same ``getChatMember`` answers, remembered in the same cache for
+    ``relay.staff_check_seconds``, as staff commands use."""
+
+    async def check(user_id: int) -> bool | None:
+        desk = desk_of(CallbackContext(application))
+        is_staff, _ = await _is_member(application.bot, application.bot_data, desk, user_id)
+        return is_staff
+
+    return check
 
 
 async def _reply(
@@ -123,6 +165,31 @@ async def _send(update: Update, result: StaffReply | None) -> None:
         await message.reply_text(result.text, reply_markup=markup, do_quote=False)
 
 
+async def _admit(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, *, refuse: bool = True
+) -> tuple[Staff, bool] | None:
+    """The acting staff member and whether their membership was just asked of Telegram; None
+    (with a refusal unless ``refuse`` is off) for anyone else."""
+    message = update.effective_message
+    user = update.effective_user
+    if user is None:
+        return None
+    if user.is_bot and (message is None or message.sender_chat is None):
+        # Other bots; an anonymous admin writes as GroupAnonymousBot with a sender chat.
+        return None
+    staff, allowed, fresh = await _membership(
+        context, message if update.callback_query is None else None, user
+    )
+    if not allowed:
+        if refuse:
+            refusal = rules.refusal(desk_of(context))
+            if update.callback_query is not None:
+                refusal = StaffReply(refusal.text, alert=True)
+            await _reply(update, context, refusal)
+        return None
+    return staff, fresh
+
+
 async def _run(
     update: Update,
     context: ContextTypes.DEFAULT_TYPE,
@@ -131,28 +198,15 @@ async def _run(
     refuse: bool = True,
 ) -> None:
     """Check membership, then run ``work(session, staff)`` in one transaction and answer."""
-    message = update.effective_message
-    user = update.effective_user
-    if user is None:
+    admitted = await _admit(update, context, refuse=refuse)
+    if admitted is None:
         return
-    if user.is_bot and (message is None or message.sender_chat is None):
-        return  # other bots; an anonymous admin writes as GroupAnonymousBot with a sender chat
+    staff, fresh = admitted
     deps = get_deps(context)
-    desk = desk_of(context)
-    staff, allowed, fresh = await _membership(
-        context, message if update.callback_query is None else None, user
-    )
-    if not allowed:
-        if refuse:
-            refusal = rules.refusal(desk)
-            if update.callback_query is not None:
-                refusal = StaffReply(refusal.text, alert=True)
-            await _reply(update, context, refusal)
-        return
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
-            await rules.remember(session, staff, allowed, now)
+            await rules.remember(session, staff, True, now)
         result = await work(session, staff, now)
     wake_dispatcher(context)
     await _reply(update, context, result)
@@ -216,7 +270,8 @@ async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """``/assign @name`` or ``/assign`` replying to the assignee's message."""
+    """``/assign @name`` or ``/assign`` replying to the assignee's message (whose membership is
+    asked of Telegram as the sender's is: a non-member is refused)."""
     message = update.effective_message
     if message is None:
         return
@@ -224,21 +279,43 @@ async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     args = context.args or []
     username = args[0] if args and args[0].startswith("@") else None
     replied = message.reply_to_message
-    target = (
-        _staff(replied.from_user)
+    target_user = (
+        replied.from_user
         if replied is not None
         and replied.from_user is not None
         and not replied.from_user.is_bot
         and replied.message_id != message.message_thread_id
         else None
     )
-
-    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
-        return await rules.assign(
-            session, desk, message.message_thread_id, staff, username, target, now
+    admitted = await _admit(update, context)
+    if admitted is None:
+        return
+    staff, fresh = admitted
+    target = _staff(target_user) if target_user is not None else None
+    target_is_staff, target_fresh = (
+        await _is_member(context.bot, context.bot_data, desk, target_user.id)
+        if target_user is not None
+        else (None, False)
+    )
+    deps = get_deps(context)
+    now = deps.clock.now()
+    async with deps.sessionmaker.begin() as session:
+        if fresh:
+            await rules.remember(session, staff, True, now)
+        if target is not None and target_fresh:
+            await rules.remember(session, target, bool(target_is_staff), now)
+        result = await rules.assign(
+            session,
+            desk,
+            message.message_thread_id,
+            staff,
+            username,
+            target,
+            now,
+            replied_is_staff=bool(target_is_staff),
         )
-
-    await _run(update, context, work)
+    wake_dispatcher(context)
+    await _reply(update, context, result)
 
 
 async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -254,15 +331,52 @@ async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work)
 
 
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
 async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """``/dashboard`` in the staff group or privately: a one-time dashboard sign-in link."""
+    """``/dashboard`` privately or in the staff group: a one-time dashboard sign-in link, sent
+    only to the member's private chat and without a link preview (a preview would fetch it)."""
+    message = update.effective_message
+    user = update.effective_user
+    if message is None or user is None:
+        return
     desk = desk_of(context)
     links = context.bot_data.get(LOGIN_LINKS_KEY)
+    in_group = message.chat.type != ChatType.PRIVATE
+    if in_group and message.sender_chat is not None:
+        # An anonymous admin: no private chat to send a link to.
+        answer = rules.dashboard_unreachable(desk)
+        await after_commit(lambda: _send_dashboard(context.bot, message, user.id, answer))
+        return
+    admitted = await _admit(update, context)
+    if admitted is None:
+        return
+    staff, fresh = admitted
+    deps = get_deps(context)
+    now = deps.clock.now()
+    async with deps.sessionmaker.begin() as session:
+        if fresh:
+            await rules.remember(session, staff, True, now)
+        answer = await rules.dashboard_link(session, desk, links, staff, now, in_group=in_group)
+    await after_commit(lambda: _send_dashboard(context.bot, message, user.id, answer))
 
-    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
-        return await rules.dashboard_link(session, desk, links, staff, now)
 
-    await _run(update, context, work)
+async def _send_dashboard(
+    bot: Bot, message: Message, user_id: int, answer: DashboardAnswer
+) -> None:
+    """The link to the member's private chat; in the group only words without a link (that
+    it was sent, or, when the bot may not write to them first, how to get it)."""
+    if answer.private is not None:
+        try:
+            await bot.send_message(user_id, answer.private, link_preview_options=NO_PREVIEW)
+        except (Forbidden, BadRequest):
+            # They never started the bot (or blocked it): nothing reached them.
+            if message.chat.type != ChatType.PRIVATE:
+                await message.reply_text(answer.unreachable, do_quote=False)
+            return
+    if answer.here is not None:
+        await message.reply_text(answer.here, do_quote=False, link_preview_options=NO_PREVIEW)
 
 
 def build_handlers(

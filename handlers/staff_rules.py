@@ -182,11 +182,23 @@ async def assign(
     username: str | None,
     replied_to: Staff | None,
     now: datetime,
+    *,
+    replied_is_staff: bool = False,
 ) -> StaffReply | None:
-    """``/assign @name``, or ``/assign`` in reply to the assignee's message."""
+    """``/assign @name``, or ``/assign`` in reply to the assignee's message (``replied_is_staff``:
+    what Telegram said of their membership; a non-member is refused)."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
-        return await tickets_rules.assign(session, desk, ticket, staff, replied_to, username, now)
+        return await tickets_rules.assign(
+            session,
+            desk,
+            ticket,
+            staff,
+            replied_to,
+            username,
+            now,
+            assignee_is_staff=replied_is_staff,
+        )
 
     return await _in_topic(session, desk, thread_id, run, quiet=False)
 
@@ -216,12 +228,39 @@ async def press(
     return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
 
 
+@dataclass(frozen=True)
+class DashboardAnswer:
+    """What ``/dashboard`` answers: ``private`` (the one text holding a link) goes only to the
+    member's private chat; ``here`` is said where they asked; ``unreachable`` is said in the
+    group instead when the bot may not write to them privately (they never started it)."""
+
+    private: str | None
+    here: str | None
+    unreachable: str
+
+
+def dashboard_unreachable(desk: Desk) -> DashboardAnswer:
+    """For whoever can't get a link in a private chat (an anonymous admin): how to get one."""
+    unreachable = desk.staff_text("dashboard_open_private")
+    return DashboardAnswer(private=None, here=unreachable, unreachable=unreachable)
+
+
 async def dashboard_link(
-    session: AsyncSession, desk: Desk, links: LoginLinks | None, staff: Staff, now: datetime
-) -> StaffReply:
-    """``/dashboard``: a one-time sign-in link to the staff dashboard for this staff member."""
+    session: AsyncSession,
+    desk: Desk,
+    links: LoginLinks | None,
+    staff: Staff,
+    now: datetime,
+    *,
+    in_group: bool = False,
+) -> DashboardAnswer:
+    """``/dashboard``: a one-time sign-in link to the staff dashboard for this staff member,
+    for their private chat (asked in the group, the group hears only that it was sent)."""
+    unreachable = desk.staff_text("dashboard_open_private")
     if links is None:
-        return StaffReply(desk.staff_text("dashboard_off"))
+        return DashboardAnswer(None, desk.staff_text("dashboard_off"), unreachable)
     url = await links.mint(session, user_id=staff.user_id, name=staff.name, now=now)
     minutes = int(LINK_TTL.total_seconds() // 60)
-    return StaffReply(desk.staff_text("dashboard_link", url=url, minutes=minutes))
+    link = desk.staff_text("dashboard_link", url=url, minutes=minutes)
+    here = desk.staff_text("dashboard_sent_privately", name=staff.name) if in_group else None
+    return DashboardAnswer(private=link, here=here, unreachable=unreachable)

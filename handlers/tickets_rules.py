@@ -645,10 +645,16 @@ async def assign(
     assignee: Staff | None,
     username: str | None,
     now: datetime,
+    *,
+    assignee_is_staff: bool = False,
 ) -> StaffReply:
-    """``/assign @name`` (a staff member the bot has seen) or ``/assign`` replying to one."""
+    """``/assign @name`` (a staff member the bot has seen) or ``/assign`` replying to one
+    (``assignee_is_staff``: Telegram says they are in the staff group; anyone else is refused
+    and the ticket keeps its assignee)."""
     if ticket.status == q.CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"))
+    if assignee is not None and not assignee_is_staff:
+        return StaffReply(desk.staff_text("ticket_assign_not_staff", name=assignee.name))
     if assignee is None and username:
         member = await q.staff_by_username(session, username)
         if member is None:

@@ -1,8 +1,10 @@
 """The staff dashboard in a real browser (Playwright driving the machine's Chromium).
 
-Staff sign in with the one-time link ``/dashboard`` answers with; every page's figures are
-checked against the database (seeded through the real storage and desk functions); each page
-is saved as a screenshot (the path is printed). One Chromium per module, shared over CDP.
+Staff sign in with the one-time link ``/dashboard`` sends them privately (opening it shows a
+"Sign in" page; its button spends it); every page's figures are checked against the database
+(seeded through the real storage and desk functions); each page is saved as a screenshot (the
+path is printed), and none breaks the dashboard's Content-Security-Policy. One Chromium per
+module, shared over CDP.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ from tests.auxil.tickets import open_ticket_for, staff_member, wait_message
 from tests.test_metrics import serving
 
 SHOP_ZONE = "Asia/Shanghai"
+CSP_WATCH = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(event.violatedDirective + " " + event.blockedURI);
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +102,9 @@ async def browser(chromium: str) -> AsyncIterator[BrowserContext]:
         connected = await playwright.chromium.connect_over_cdp(chromium)
         context = await connected.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(5000)
+        # Every page records what its Content-Security-Policy blocked (the script is injected
+        # by the browser, so the policy does not apply to it).
+        await context.add_init_script(CSP_WATCH)
         try:
             yield context
         finally:
@@ -114,12 +125,24 @@ async def figure(page: Page, name: str) -> int:
 
 
 async def open_page(page: Page, url: str, shots: Path, name: str) -> None:
-    """Go to ``url``, wait for its charts, save a full-page screenshot."""
+    """Go to ``url``, wait for its charts, save a full-page screenshot; nothing on it may have
+    been blocked by the Content-Security-Policy."""
     await page.bring_to_front()  # a background tab is not painted: no screenshot
     response = await page.goto(url)
     assert response is not None and response.status == 200, url
     await page.wait_for_function("document.body.dataset.charts !== undefined")
     await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    assert await page.evaluate("window.cspViolations") == [], url
+
+
+async def sign_in(page: Page, link: str) -> None:
+    """Open a sign-in link (a "Sign in" page: nothing spent yet) and press its button."""
+    response = await page.goto(link)
+    assert response is not None and response.status == 200, link
+    assert await page.get_attribute("body", "data-page") == "signin-offer"
+    async with page.expect_navigation():
+        await page.click("[data-action=signin]")
+    assert await page.evaluate("window.cspViolations") == []
 
 
 async def count(sessionmaker: async_sessionmaker[AsyncSession], *columns: Any, where: Any) -> dict:
@@ -165,7 +188,8 @@ async def test_staff_sign_in_with_the_dashboard_command_and_see_the_overview(
         assert response is not None and response.status == 401
         assert "/dashboard" in await page.locator("main").inner_text()
 
-        # A customer asking privately gets no link; a staff member in the group gets one.
+        # A customer asking privately gets no link; a staff member asking in the group gets
+        # one in their private chat (the group only hears that it was sent).
         stranger = api.add_user(4010, "Stan")
         await api.send_text(stranger, "/dashboard")
         refusal = (await api.wait_for_sent(stranger.id, 1))[-1]
@@ -173,19 +197,26 @@ async def test_staff_sign_in_with_the_dashboard_command_and_see_the_overview(
         assert "/dashboard/login/" not in (refusal.text or "")
         sam = staff_member(api, 4020, "Sam")
         await api.send_text(sam, "/dashboard", chat_id=STAFF_CHAT_ID)
-        # (the tickets' topics and cards are being posted in the group meanwhile)
         answer = await wait_message(
-            api, STAFF_CHAT_ID, lambda sent: "/dashboard/login/" in (sent.text or "")
+            api, sam.id, lambda sent: "/dashboard/login/" in (sent.text or "")
         )
         link = re.search(r'href="([^"]+)"', answer.text or "")
         assert link is not None and link.group(1).startswith(f"{root}/dashboard/login/")
-        await api.send_text(sam, "/dashboard")  # privately, as a member: a link of their own
-        private = (await api.wait_for_sent(sam.id, 1))[-1]
+        await wait_message(
+            api,
+            STAFF_CHAT_ID,
+            lambda sent: sent.text == harness.text("en", "dashboard_sent_privately", name="Sam"),
+        )
+        assert not [m for m in api.sent(STAFF_CHAT_ID) if "/dashboard/login/" in (m.text or "")]
+        await api.send_text(sam, "/dashboard")  # privately: another link of their own
+        await api.wait_for_sent(sam.id, 2)
+        private = api.sent(sam.id)[-1]
         assert f'href="{root}/dashboard/login/' in (private.text or "")
         assert link.group(1) not in (private.text or "")
 
-        await open_page(page, link.group(1), screenshots, "overview-signed-in")
+        await sign_in(page, link.group(1))
         assert page.url == f"{root}/dashboard/"
+        await open_page(page, page.url, screenshots, "overview-signed-in")
         assert await page.locator('[data-figure="staff-name"]').inner_text() == "Sam"
         assert await figure(page, "breach-first") == 0
 
@@ -333,8 +364,7 @@ async def signed_in(
         async with serving(app) as root:
             path = await mint_login_path(sessionmaker, user_id=4020, name="Sam", now=clock.now())
             page = await browser.new_page()
-            response = await page.goto(root + path)
-            assert response is not None and response.status == 200
+            await sign_in(page, root + path)
             yield root, page, sessionmaker
     finally:
         await engine.dispose()
@@ -443,3 +473,29 @@ async def test_satisfaction_page_shows_csat_dimensions_and_nps_by_week_and_tier(
     for name, value in expected.items():
         assert await page.locator(f'[data-figure="{name}"]').inner_text() == value, name
     assert await page.get_attribute("body", "data-charts") == "4"
+
+
+async def test_another_site_cannot_frame_the_dashboard(
+    signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]],
+) -> None:
+    """Clickjacking: a page elsewhere framing the outbox (its retry buttons) gets nothing,
+    although the browser holds a session cookie it would send along."""
+    root, page, _ = signed_in
+
+    async def framing(_: web.Request) -> web.Response:
+        return web.Response(
+            text=f'<!doctype html><iframe src="{root}/dashboard/outbox" width=800 height=600>'
+            "</iframe>",
+            content_type="text/html",
+        )
+
+    evil = web.Application()
+    evil.router.add_get("/", framing)
+    async with serving(evil) as elsewhere:
+        response = await page.goto(elsewhere + "/")
+        assert response is not None and response.status == 200
+        await page.wait_for_load_state("load")
+        frames = [frame for frame in page.frames if frame != page.main_frame]
+        assert len(frames) == 1
+        assert await frames[0].locator("[data-figure=dead-count]").count() == 0
+        assert not frames[0].url.startswith(root)

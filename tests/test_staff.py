@@ -200,6 +200,58 @@ class TestCommands:
         )
         assert (await ticket(harness, number)).assignee_user_id == 7105
 
+    async def test_assign_in_reply_to_a_non_member_is_refused_and_to_a_member_works(
+        self, harness: Harness
+    ) -> None:
+        """``/assign`` replying to someone's message asks Telegram whether they are in the
+        staff group, as the sender's own membership is asked: a customer or an outsider who
+        wrote in the topic is refused and the ticket keeps no assignee."""
+        api = harness.api
+        kai = api.add_user(6011, "Kai")
+        lead = staff_member(api, 7110, "Lead")
+        number, thread = await desk_ticket(harness, kai)
+        outsider = api.add_user(6097, "Oscar")
+        api.add_member(STAFF, outsider, "left")
+        said = await api.send_text(
+            outsider, "I'll take it", chat_id=STAFF, message_thread_id=thread
+        )
+        await wait_text(api, STAFF, harness.text("en", "ticket_not_staff"), thread_id=thread)
+
+        await api.send_text(
+            lead,
+            "/assign",
+            chat_id=STAFF,
+            message_thread_id=thread,
+            reply_to_message_id=said["message"]["message_id"],
+        )
+        await wait_text(
+            api,
+            STAFF,
+            harness.text("en", "ticket_assign_not_staff", name="Oscar"),
+            thread_id=thread,
+        )
+        found = await ticket(harness, number)
+        assert (found.assignee_user_id, found.assignee_name) == (None, None)
+        assert not [m for m in await messages(harness, number) if m.text == "assigned:6097"]
+
+        bob = staff_member(api, 7111, "Bob")
+        said = await staff_says(api, bob, thread, "!I can take it")
+        await api.send_text(
+            lead,
+            "/assign",
+            chat_id=STAFF,
+            message_thread_id=thread,
+            reply_to_message_id=said["message"]["message_id"],
+        )
+        mention = Markup('<a href="tg://user?id=7111">Bob</a>')
+        await wait_text(
+            api,
+            STAFF,
+            harness.text("en", "ticket_assigned", name=mention, by="Lead"),
+            thread_id=thread,
+        )
+        assert (await ticket(harness, number)).assignee_user_id == 7111
+
     async def test_canned_reply_goes_out_in_the_customers_language(self, harness: Harness) -> None:
         api = harness.api
         gao = api.add_user(6007, "高", language_code="zh")
