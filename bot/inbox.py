@@ -7,6 +7,14 @@ Telegram: a crash before the commit makes Telegram send the batch again, and its
 makes the second copy a no-op. In webhook mode the update is committed, then the ``200`` goes
 back at once. Updates from chats that are neither private nor the staff group are not stored.
 
+**Updates that cannot be read.** An update PTB cannot parse (``Update.de_json`` raises: a
+``chat`` that is a string, a ``date`` that is not a number) or that holds what cannot be stored
+(a text that is not a string, a chat id that is not an integer) is stored parked at once, with
+the error's type and nothing of what it says, and logged in one line naming its ``update_id``:
+no rule runs on it, it is not tried again, its conversation goes on, and the offset moves past
+it. ``carebot inbox failed`` lists it; ``carebot inbox retry`` reads it again (after an
+upgrade). An item without a usable ``update_id`` cannot be stored at all and is skipped.
+
 **Handling.** The updates of one conversation (a private chat, one topic of the staff group) are
 handled one after another in arrival order, different conversations concurrently. The updates
 of a conversation waiting together run in one unit of work (``storage.engine.Sessions.unit``):
@@ -49,6 +57,7 @@ from scheduler.clock import Clock
 from scheduler.dispatcher import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
+from storage.inbox import Pending
 
 logger = logging.getLogger(__name__)
 errors_logger = logging.getLogger("carebot.errors")  # as bot.errors logs a rule's error
@@ -60,6 +69,9 @@ MAX_CONCURRENT_CONVERSATIONS = 64
 MAX_RETRY_SECONDS = 60.0
 FETCH_ERROR_PAUSE_SECONDS = 1.0
 INBOX_KEY = "inbox"
+MAX_ID = 2**63 - 1
+"""The inbox stores ids in 64-bit columns."""
+MAX_FILE_ID_LENGTH = 256
 
 Observer = Callable[[object, Awaitable[Any]], Awaitable[None]]
 ParkedNotice = Callable[[AsyncSession, int, str, int, str, datetime], Awaitable[None]]
@@ -81,6 +93,104 @@ class InboxBot(ExtBot[None]):
             read_timeout=wait_seconds + READ_MARGIN_SECONDS,
         )
         return cast(list[dict[str, Any]], result)
+
+
+def update_id_of(raw: object) -> int | None:
+    """The ``update_id`` of a raw update when it is one the inbox can store (an integer, not a
+    bool, from 0 to ``MAX_ID``); None otherwise (not an update object at all)."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get("update_id")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    return None
+
+
+class UnreadableUpdate(ValueError):
+    """PTB read the update, but what it holds cannot be stored or handled (a text that is not a
+    string, an id that is not an integer); the message names the field, never its value."""
+
+
+def _storable_id(value: object) -> bool:
+    return value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and -MAX_ID <= value <= MAX_ID
+    )
+
+
+def _storable_text(value: object, *, limit: int | None = None) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str) or "\x00" in value or (limit and len(value) > limit):
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate from JSON cannot be stored
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def read_update(raw: dict[str, Any], bot: Any) -> tuple[Update, dict[str, Any]]:
+    """The update and what the inbox records of it (``record_of`` with its conversation);
+    raises when PTB cannot parse it or the record cannot be stored."""
+    update = Update.de_json(raw, bot)
+    record = record_of(update)
+    chat_id, thread_id = conversation_key(update)
+    record.update(chat_id=chat_id, thread_id=thread_id)
+    for name in ("chat_id", "thread_id", "telegram_message_id", "sender_user_id"):
+        if not _storable_id(record[name]):
+            raise UnreadableUpdate(f"{name} is not an integer")
+    if not _storable_text(record["text"]):
+        raise UnreadableUpdate("text is not a string")
+    if not _storable_text(record["media_file_id"], limit=MAX_FILE_ID_LENGTH):
+        raise UnreadableUpdate("file_id is not a short string")
+    if not isinstance(record["edited"], bool):
+        raise UnreadableUpdate("edited is not a bool")
+    return update, record
+
+
+def _payload(raw: dict[str, Any]) -> str:
+    """The raw update as stored JSON (escaped where it would not store as UTF-8 text)."""
+    payload = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    try:
+        payload.encode("utf-8")
+    except UnicodeEncodeError:
+        payload = json.dumps(raw, separators=(",", ":"))
+    return payload
+
+
+def _unreadable_row(
+    raw: dict[str, Any], update_id: int, error: BaseException, now: datetime
+) -> dict[str, Any]:
+    """An unreadable update as the inbox keeps it: its chat and sender when they are readable
+    ids (``/forget`` finds it by its sender), the raw update for a later retry, the error's
+    type; no text."""
+    chat_id = sender_user_id = None
+    for value in raw.values():
+        if not isinstance(value, dict):
+            continue
+        chat, sender = value.get("chat"), value.get("from")
+        if chat_id is None and isinstance(chat, dict) and _storable_id(chat.get("id")):
+            chat_id = chat.get("id")
+        if sender_user_id is None and isinstance(sender, dict) and _storable_id(sender.get("id")):
+            sender_user_id = sender.get("id")
+    try:
+        payload: str | None = _payload(raw)
+    except (ValueError, RecursionError):  # nested too deep to write back
+        payload = None
+    return {
+        "update_id": update_id,
+        "chat_id": chat_id,
+        "thread_id": None,
+        "telegram_message_id": None,
+        "sender_user_id": sender_user_id,
+        "kind": inbox_queries.UNREADABLE_KIND,
+        "text": None,
+        "media_file_id": None,
+        "edited": False,
+        "received_at": now,
+        "payload": payload,
+        "error": _name(error),
+    }
 
 
 @dataclass(order=True)
@@ -159,46 +269,52 @@ class Inbox:
                 continue
             for raws, future in batch:
                 if not future.done():
-                    future.set_result(sum(raw.get("update_id") in new for raw in raws))
+                    future.set_result(sum(update_id_of(raw) in new for raw in raws))
 
     async def _store(self, raw_updates: list[dict[str, Any]]) -> set[int]:
-        """Store what is carebot's to keep in one transaction; the update ids that were new."""
+        """Store what is carebot's to keep in one transaction, an update that cannot be read
+        parked at once; the update ids that were new."""
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
+        unreadable: list[dict[str, Any]] = []
         updates: dict[int, Update] = {}
         bot = self._application.bot
         for raw in raw_updates:
+            update_id = update_id_of(raw)
+            if update_id is None:  # not an update: nothing to store it by
+                logger.warning("an item without a usable update_id skipped")
+                continue
+            if update_id in updates or any(row["update_id"] == update_id for row in unreadable):
+                continue
             try:
-                update = Update.de_json(raw, bot)
-            except Exception as error:  # nothing a rule could handle: said, not stored
-                logger.warning(
-                    "update %s is malformed (%s): not stored", raw.get("update_id"), _name(error)
-                )
+                update, record = read_update(raw, bot)
+                if not self._ours(update):
+                    continue
+                row = {**record, "update_id": update_id, "received_at": now}
+                row["payload"] = _payload(raw)
+            except Exception as error:  # nothing a rule could handle: parked, not handled
+                unreadable.append(_unreadable_row(raw, update_id, error, now))
                 continue
-            if not self._ours(update) or update.update_id in updates:
-                continue
-            chat_id, thread_id = conversation_key(update)
-            rows.append(
-                {
-                    **record_of(update),
-                    "update_id": update.update_id,
-                    "chat_id": chat_id,
-                    "thread_id": thread_id,
-                    "received_at": now,
-                    "payload": json.dumps(raw, ensure_ascii=False, separators=(",", ":")),
-                }
-            )
-            updates[update.update_id] = update
-        if not rows:
+            rows.append(row)
+            updates[update_id] = update
+        if not rows and not unreadable:
             return set()
         async with self._sessions.begin() as session:
             stored = await inbox_queries.store(session, rows)
+            parked = await inbox_queries.store_unreadable(session, unreadable)
         for update_id, row_id in sorted(stored.items(), key=lambda pair: pair[1]):
             self._queue(_Item(row_id, updates[update_id]))
-        skipped = len(rows) - len(stored)
+        for row in unreadable:
+            if row["update_id"] in parked:
+                logger.warning(
+                    "update %s cannot be read (%s): parked unhandled, see `carebot inbox failed`",
+                    row["update_id"],
+                    row["error"],
+                )
+        skipped = len(rows) + len(unreadable) - len(stored) - len(parked)
         if skipped:
             logger.info("%d update(s) already stored: redelivery skipped", skipped)
-        return set(stored)
+        return set(stored) | set(parked)
 
     def _ours(self, update: Update) -> bool:
         """Private chats and the staff group; other groups are not carebot's to keep."""
@@ -227,7 +343,9 @@ class Inbox:
                 raw_updates = fetching.result()
                 if raw_updates:
                     await self.receive(raw_updates)
-                    offset = max(raw["update_id"] for raw in raw_updates) + 1
+                    ids = [i for raw in raw_updates if (i := update_id_of(raw)) is not None]
+                    if ids:
+                        offset = max(ids) + 1
             except (InvalidToken, Conflict):
                 raise
             except RetryAfter as error:
@@ -263,16 +381,38 @@ class Inbox:
                 session, up_to_id=None if everything else self._sweep_mark
             )
             self._sweep_mark = await inbox_queries.last_id(session)
-        bot = self._application.bot
         queued = 0
+        unreadable: list[tuple[Pending, BaseException]] = []
         for row in waiting:
             if row.id in self._held:
                 continue
-            self._queue(_Item(row.id, Update.de_json(json.loads(row.payload), bot)))
+            try:
+                update = self._read_stored(row)
+            except Exception as error:  # stored before a check, or retried: parked again
+                unreadable.append((row, error))
+                continue
+            self._queue(_Item(row.id, update))
             queued += 1
         if queued:
             logger.info("inbox: %d pending update(s) picked up", queued)
+        if unreadable:
+            async with self._sessions.begin() as session:
+                for row, failure in unreadable:
+                    if await inbox_queries.park(session, row.id, _name(failure)):
+                        logger.warning(
+                            "update %s cannot be read (%s): parked unhandled, "
+                            "see `carebot inbox failed`",
+                            row.update_id,
+                            _name(failure),
+                        )
         return queued
+
+    def _read_stored(self, row: Pending) -> Update:
+        """A stored update, read again (``read_update``)."""
+        raw = json.loads(row.payload)
+        if update_id_of(raw) != row.update_id:
+            raise UnreadableUpdate("the stored update lost its update_id")
+        return read_update(raw, self._application.bot)[0]
 
     @property
     def polling(self) -> asyncio.Task[None] | None:
@@ -428,11 +568,16 @@ class Inbox:
         update only once the previous one is acknowledged, that is stored.)"""
         await inbox_queries.lock_conversation(session, key)
         mine = {item.id: item for item in items}
-        bot = self._application.bot
-        return [
-            mine.get(row.id) or _Item(row.id, Update.de_json(json.loads(row.payload), bot))
-            for row in await inbox_queries.pending_in(session, key, limit)
-        ]
+        claimed: list[_Item] = []
+        for row in await inbox_queries.pending_in(session, key, limit):
+            item = mine.get(row.id)
+            if item is None:
+                try:
+                    item = _Item(row.id, self._read_stored(row))
+                except Exception:  # unreadable: the next sweep parks it
+                    continue
+            claimed.append(item)
+        return claimed
 
     async def _process(self, update: Update) -> None:
         handling = self._application.process_update(update)

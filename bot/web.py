@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from telegram.ext import Application
 
-from bot.inbox import INBOX_KEY, Inbox, inbox_of
+from bot.inbox import INBOX_KEY, Inbox, inbox_of, update_id_of
 from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handlers
 from bot.settings import Settings
 from dashboard import Dashboard, mount
@@ -129,6 +128,27 @@ def dashboard_for(application: Application, settings: Settings) -> Dashboard:
     )
 
 
+async def _update_in(request: web.Request) -> tuple[dict[str, Any] | None, str]:
+    """A webhook body as an update object, or None and what is wrong with it: not JSON,
+    nested too deeply to read, not an object, or without a usable ``update_id``."""
+    try:
+        data = await request.json()
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        return None, "the body is not JSON, or nests too deeply"
+    if not isinstance(data, dict):
+        return None, f"the body is {_json_kind(data)}"
+    if update_id_of(data) is None:
+        return None, "no update_id that is an integer from 0 to 2**63-1"
+    return data, ""
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), "a number")
+
+
 def build_web_app(
     application: Application,
     *,
@@ -146,12 +166,13 @@ def build_web_app(
         if not hmac.compare_digest(given.encode(), (secret or "").encode()):
             logger.warning("webhook call refused: wrong or missing secret token")
             return web.json_response({"ok": False, "error": "forbidden"}, status=403)
-        try:
-            data = await request.json()
-        except (json.JSONDecodeError, ValueError):
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+        data, refused = await _update_in(request)
+        if data is None:
+            # One line, nothing of the body: it may be a customer's words.
+            logger.warning("webhook call refused: not an update object (%s)", refused)
+            return web.json_response(
+                {"ok": False, "error": f"not an update object: {refused}"}, status=400
+            )
         # Committed to the inbox before Telegram hears "200": a crash before that makes
         # Telegram deliver it again (recognised by its update_id). It is handled from there.
         await inbox_of(application).receive([data])

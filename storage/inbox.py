@@ -3,7 +3,8 @@ and handled from here exactly once (design, Principle 2; ``bot.inbox`` drives it
 
 An update is ``pending`` from the moment it is stored until the transaction that runs its rules
 marks it ``handled`` (dropping the raw update, keeping the record); an update whose rules keep
-failing is ``failed`` (parked) after its last attempt, until ``carebot inbox retry``.
+failing is ``failed`` (parked) after its last attempt, until ``carebot inbox retry``. An update
+that cannot be read at all is stored ``failed`` at once (``store_unreadable``, ``park``).
 
 Functions take the session first and only flush; the caller owns the transaction.
 """
@@ -47,7 +48,11 @@ class Pending:
     payload: str
 
 
-def _build_store(dialect: str) -> Any:
+UNREADABLE_KIND = "invalid"
+"""The kind of an update that could not be read (stored parked, never handled)."""
+
+
+def _build_store(dialect: str, *, parked: bool = False) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     customer_id = (
         select(Customer.id)
@@ -69,9 +74,10 @@ def _build_store(dialect: str) -> Any:
             media_file_id=bindparam("media_file_id"),
             edited=bindparam("edited"),
             received_at=bindparam("received_at", type_=UTCDateTime()),
-            state=State.PENDING.value,
+            state=(State.FAILED if parked else State.PENDING).value,
             payload=bindparam("payload"),
-            attempts=0,
+            attempts=1 if parked else 0,
+            **({"error": bindparam("error")} if parked else {}),
         )
         .on_conflict_do_nothing(index_elements=["update_id"])
         .returning(InboxUpdate.update_id, InboxUpdate.id)
@@ -81,6 +87,9 @@ def _build_store(dialect: str) -> Any:
 # Built once per dialect: this runs for every fetched batch, and building a statement costs
 # more than executing it on SQLite.
 _STORE = {dialect: _build_store(dialect) for dialect in ("sqlite", "postgresql")}
+_STORE_UNREADABLE = {
+    dialect: _build_store(dialect, parked=True) for dialect in ("sqlite", "postgresql")
+}
 
 
 async def store(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
@@ -95,6 +104,20 @@ async def store(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> dic
     if not rows:
         return {}
     statement = _STORE[session.get_bind().dialect.name]
+    params = [{**row, "customer_user_id": row["sender_user_id"]} for row in rows]
+    result = await session.execute(statement, params)
+    return {update_id: row_id for update_id, row_id in result.all()}
+
+
+async def store_unreadable(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> dict[int, int]:
+    """Store updates that cannot be read, parked at once (``failed``, one attempt) with their
+    ``error`` (the error's type, never what the update holds), as ``store`` does otherwise:
+    nothing will handle them, and they show in ``carebot inbox failed``."""
+    if not rows:
+        return {}
+    statement = _STORE_UNREADABLE[session.get_bind().dialect.name]
     params = [{**row, "customer_user_id": row["sender_user_id"]} for row in rows]
     result = await session.execute(statement, params)
     return {update_id: row_id for update_id, row_id in result.all()}
@@ -164,6 +187,21 @@ async def record_failure(
         row.state = State.FAILED.value
     await session.flush()
     return row.attempts, row.state == State.FAILED
+
+
+async def park(session: AsyncSession, row_id: int, error: str) -> bool:
+    """Park a pending update at once (it cannot be read: trying again would not help); whether
+    it was still pending."""
+    result = await session.execute(
+        update(_INBOX)
+        .where(_INBOX.c.id == row_id, _PENDING)
+        .values(
+            state=State.FAILED.value,
+            attempts=_INBOX.c.attempts + 1,
+            error=error[:MAX_ERROR_LENGTH],
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def retry(session: AsyncSession, ids: Sequence[int] | None = None) -> list[int]:
