@@ -13,8 +13,11 @@ logger = logging.getLogger("carebot.errors")
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log first (with the traceback; exception messages from PTB carry no user text); the
-    update's unit of work rolls back, and the inbox tries the update again (``bot.inbox``)."""
+    """Log first: the update id and the error's type on the line, the traceback below it
+    (PTB's messages carry no user text; a database error's values are left out:
+    ``storage.engine`` hides its parameters, ``bot.logs`` withholds PostgreSQL's message and
+    detail); the update's unit of work rolls back, and the inbox tries the update again
+    (``bot.inbox``)."""
     update_id = update.update_id if isinstance(update, Update) else None
     error = context.error
     if error is not None:

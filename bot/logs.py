@@ -5,6 +5,11 @@ journald, a container's log collector) it is one JSON object per line with ``tim
 ``logger``, ``message`` and every field given with ``extra=``, so ``logger.info("update handled",
 extra={"update_id": 7, "handler": "start", "duration_ms": 3.1, "result": "ok"})`` comes out as
 fields a log pipeline can filter on.
+
+A database error is written without the values it quotes: SQLAlchemy's parameters are hidden
+(``storage.engine``), and PostgreSQL's own message and detail (``Failing row contains (...)``,
+``invalid input syntax for type integer: "..."``) are replaced by the error's SQLSTATE and the
+names of the constraint, table and column; SQLite's messages, fixed texts of the engine, stay.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import sys
+import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from sqlalchemy.exc import StatementError
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -62,6 +71,81 @@ class Redactor:
         return PHONE_PATTERN.sub(PHONE_REDACTED, self.secrets(text))
 
 
+# Where an exception comes from the database driver: its message may quote stored values.
+_DRIVER_MODULES = ("asyncpg", "sqlalchemy.dialects")
+# Fields of a PostgreSQL error that name things, never values.
+_NAMING_FIELDS = ("sqlstate", "constraint_name", "table_name", "column_name")
+
+
+def _type_name(error: BaseException) -> str:
+    kind = type(error)
+    if kind.__module__ in ("builtins", "__main__"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def error_text(error: BaseException) -> str:
+    """What an exception says, fit for a log: a database error without the values it quotes
+    (see the module docstring), anything else as ``str()`` gives it."""
+    if isinstance(error, StatementError):
+        cause = error.orig
+        said = f"({_type_name(cause)}) {error_text(cause)}" if cause is not None else ""
+        return f"{said} [SQL: {error.statement}]".strip()
+    if isinstance(error, sqlite3.Error):
+        return str(error)
+    if type(error).__module__.startswith(_DRIVER_MODULES):
+        names = [
+            f"{name}={value}"
+            for name in _NAMING_FIELDS
+            if isinstance(value := getattr(error, name, None), str) and value
+        ]
+        return " ".join(["message withheld (may quote values)", *names])
+    return str(error)
+
+
+def format_exception(error: BaseException) -> str:
+    """The traceback of ``error`` and its causes as Python prints it, each exception's text
+    given by ``error_text``."""
+    chain: list[tuple[BaseException, str | None]] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    link: str | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "direct cause"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "context"
+        else:
+            current = None
+    parts: list[str] = []
+    for failure, joined_by in reversed(chain):
+        if failure.__traceback__ is not None:
+            parts.append("Traceback (most recent call last):\n")
+            parts.extend(traceback.format_tb(failure.__traceback__))
+        said = error_text(failure)
+        parts.append(f"{_type_name(failure)}: {said}\n" if said else f"{_type_name(failure)}\n")
+        if joined_by == "direct cause":
+            parts.append(
+                "\nThe above exception was the direct cause of the following exception:\n\n"
+            )
+        elif joined_by == "context":
+            parts.append(
+                "\nDuring handling of the above exception, another exception occurred:\n\n"
+            )
+    return "".join(parts).rstrip("\n")
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message, an exception among its arguments given by ``error_text``."""
+    args = record.args
+    if isinstance(args, tuple) and any(isinstance(arg, BaseException) for arg in args):
+        args = tuple(error_text(arg) if isinstance(arg, BaseException) else arg for arg in args)
+        return str(record.msg) % args
+    return record.getMessage()
+
+
 def _extra_value(name: str, value: Any, redact: Redactor) -> Any:
     if name in PRIVATE_FIELDS:
         return REDACTED
@@ -77,15 +161,15 @@ def log_fields(record: logging.LogRecord, redact: Redactor) -> dict[str, Any]:
         "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
         "level": record.levelname,
         "logger": record.name,
-        "message": redact(record.getMessage()),
+        "message": redact(_message(record)),
     }
     for name, value in record.__dict__.items():
         if name in _RECORD_ATTRIBUTES or name.startswith("_"):
             continue
         key = f"extra_{name}" if name in _OWN_FIELDS else name
         fields[key] = _extra_value(name, value, redact)
-    if record.exc_info:
-        fields["exception"] = redact(logging.Formatter().formatException(record.exc_info))
+    if record.exc_info and record.exc_info[1] is not None:
+        fields["exception"] = redact(format_exception(record.exc_info[1]))
     elif record.exc_text:
         fields["exception"] = redact(record.exc_text)
     return fields

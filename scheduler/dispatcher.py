@@ -522,7 +522,11 @@ class Dispatcher:
         try:
             request = self._render(message, held.recipient)
         except Exception as error:  # a payload that can never be sent: say why, move on
-            logger.warning("outbox row %s has a bad payload: %s", message.id, error)
+            # The error's type only: its text can quote the payload (a customer's words);
+            # the reason is kept on the row (``carebot outbox``).
+            logger.warning(
+                "outbox row %s has a bad payload (%s)", message.id, type(error).__name__
+            )
             async with self._sessionmaker.begin() as session:
                 await self._give_up(session, message, f"bad payload: {error!r}", self._clock.now())
             self.counters.failed += 1

@@ -44,6 +44,8 @@ def parse_database_url(url: str) -> URL:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # Deleted rows are overwritten with zeros, not left in free pages of the file (erasure).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -51,7 +53,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout.
+    """Create the async engine; SQLite gets WAL, synchronous=NORMAL, foreign keys, busy timeout
+    and secure delete.
+
+    A database error never quotes the values it was given (``hide_parameters``): its text
+    reaches the logs, and the values are what customers wrote.
 
     A SQLite file is opened through ``storage.sqlite_driver``: one thread hop per statement
     instead of aiosqlite's four. ``inline=True`` runs it on the event loop instead, with no hop
@@ -66,6 +72,7 @@ def create_engine(url: str, *, inline: bool = False, **kwargs: Any) -> AsyncEngi
         if inline:
             kwargs.setdefault("pool_size", 1)
             kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(parsed, **kwargs)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

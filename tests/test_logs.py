@@ -1,4 +1,5 @@
-"""Structured logs: JSON lines off a terminal, text on one; never the token nor a phone number."""
+"""Structured logs: JSON lines off a terminal, text on one; never the token nor a phone number,
+nor what a customer wrote (a database error's values included), even at DEBUG."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from bot.logs import configure_logging
 from bot.settings import SettingsError, load_settings
+from storage.engine import create_engine
 from tests.auxil.harness import TOKEN, Harness
 
 
@@ -195,3 +199,119 @@ async def test_the_running_bot_logs_one_json_line_per_update_without_its_text(
     assert isinstance(handled["duration_ms"], float | int)
     assert "+8613900001234" not in stream.getvalue()
     assert "please call" not in stream.getvalue()
+
+
+PRIVATE = "a refund please, call me on 13900001234, secret words xyzzy"
+"""What a customer writes; the faults below are set off by the word "refund" in it."""
+
+
+async def test_a_database_error_is_logged_without_the_values_it_quotes(
+    database_url: str, stream: io.StringIO
+) -> None:
+    """SQLAlchemy's parameters are hidden; PostgreSQL's own message and detail ("Failing row
+    contains (...)") give way to its SQLSTATE and the constraint's name."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("CREATE TABLE said (words TEXT CHECK (words NOT LIKE '%refund%'))")
+            )
+        with pytest.raises(IntegrityError) as caught:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text("INSERT INTO said VALUES (:words)"), {"words": PRIVATE}
+                )
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TABLE IF EXISTS said"))
+        await engine.dispose()
+    logger = logging.getLogger("carebot.errors")
+    try:
+        raise caught.value
+    except IntegrityError as error:
+        logger.exception("storing failed: %s", error)
+    (record,) = json_records(stream)
+    assert "xyzzy" not in stream.getvalue() and "13900001234" not in stream.getvalue()
+    assert "INSERT INTO said" in record["message"]  # still says what failed
+    assert "IntegrityError" in record["exception"]
+    if database_url.startswith("postgresql"):
+        assert "sqlstate=23514 constraint_name=said_words_check" in record["exception"]
+
+
+async def _break_questions(harness: Harness, on: bool) -> None:
+    """A real fault of the database while a customer's question is stored: a constraint
+    (PostgreSQL, whose error quotes the failing row) or a trigger (SQLite)."""
+    async with harness.sessionmaker.begin() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if postgres and on:
+            statement = (
+                "ALTER TABLE kb_questions ADD CONSTRAINT no_refunds "
+                "CHECK (question NOT LIKE '%refund%') NOT VALID"
+            )
+        elif postgres:
+            statement = "ALTER TABLE kb_questions DROP CONSTRAINT IF EXISTS no_refunds"
+        elif on:
+            statement = (
+                "CREATE TRIGGER no_refunds BEFORE INSERT ON kb_questions "
+                "WHEN NEW.question LIKE '%refund%' BEGIN SELECT RAISE(ABORT, 'no refunds'); END"
+            )
+        else:
+            statement = "DROP TRIGGER IF EXISTS no_refunds"
+        await session.execute(text(statement))
+
+
+async def test_at_debug_nothing_a_customer_sent_reaches_the_log(
+    harness: Harness, restore_logging: None
+) -> None:
+    """The running bot at DEBUG, through a database error while handling a customer's message
+    and an update it cannot parse: the log names updates and errors, never what the customer
+    wrote, their phone number, their name, nor the bot token."""
+    stream = io.StringIO()
+    configure_logging("DEBUG", secrets=[TOKEN], stream=stream)
+    api = harness.api
+    ada = api.add_user(1302, "Adafirstname", language_code="en", username="adausername")
+    await api.send_text(ada, "/start")
+    await api.wait_for_sent(ada.id, 1)
+    await asyncio.sleep(0.3)
+    await _break_questions(harness, on=True)
+    try:
+        failing = await api.send_text(ada, f"where is my parcel? {PRIVATE}")
+        parked = f"update {failing['update_id']} (inbox #"
+        await api.wait_for(
+            lambda: parked in stream.getvalue() and "parked after" in stream.getvalue(),
+            timeout=15,
+            description="the failing update parked",
+        )
+    finally:
+        await _break_questions(harness, on=False)
+    unparsable = await api.send_raw_update(
+        {
+            "message": {
+                "message_id": 77,
+                "date": "tomorrow",
+                "chat": {"id": ada.id, "type": "private", "first_name": "Adafirstname"},
+                "from": {"id": ada.id, "is_bot": False, "first_name": "Adafirstname"},
+                "text": f"and again: {PRIVATE} +86 139 0000 1234",
+            }
+        }
+    )
+    answered = len(api.sent(ada.id))
+    await api.send_text(ada, "/profile")  # and the bot goes on
+    await api.wait_for_sent(ada.id, answered + 1)
+    await api.wait_for(lambda: not api.pending_updates, description="every update confirmed")
+    await asyncio.sleep(0.3)
+
+    logged = stream.getvalue()
+    records = json_records(stream)
+    errors = [r for r in records if r["logger"] == "carebot.errors"]
+    assert errors and all(r["message"].endswith("IntegrityError") for r in errors)
+    assert all("kb_questions" in r["exception"] for r in errors)  # the traceback is there
+    for private in ("xyzzy", "secret words", "a refund please", "where is my parcel", "and again"):
+        assert private not in logged, private
+    for phone in ("13900001234", "139 0000 1234"):
+        assert phone not in logged, phone
+    for who in ("Adafirstname", "adausername"):
+        assert who not in logged, who
+    assert TOKEN not in logged
+    (line,) = [r for r in records if f"update {unparsable['update_id']} " in r["message"]]
+    assert line["level"] == "WARNING" and "cannot be read" in line["message"]
