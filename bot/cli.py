@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli_customer import customer_app
 from bot.cli_import import import_app
@@ -18,7 +19,7 @@ from bot.cli_tools import or_exit
 from bot.kb import load_knowledge_base
 from bot.logs import configure_logging
 from bot.rules import load_rules
-from bot.runner import StartupError, serve
+from bot.runner import StartupError, database_error, serve
 from bot.settings import load_database_settings, load_settings
 from bot.texts import Texts
 from storage.engine import parse_database_url
@@ -49,13 +50,10 @@ def run() -> None:
     rules = or_exit(lambda: load_rules(settings.config_dir))
     knowledge = or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast
     texts = or_exit(Texts.load)
-    if (
-        parse_database_url(settings.database_url).get_backend_name() == "sqlite"
-        and asyncio.run(revision_of(settings.database_url)) != HEAD_REVISION
-    ):
+    if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         # The embedded default upgrades itself, so the first command just works. PostgreSQL is
         # shared by several processes: it is upgraded on purpose, with `carebot db upgrade`.
-        upgrade(settings.database_url)
+        or_exit(lambda: _upgrade_embedded(settings.database_url))
     try:
         asyncio.run(serve(settings, rules=rules, texts=texts, knowledge=knowledge))
     except StartupError as error:
@@ -63,6 +61,21 @@ def run() -> None:
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
+
+
+def _upgrade_embedded(database_url: str) -> None:
+    """Bring a SQLite database to this version's schema; one that cannot be opened or written
+    stops start-up with one line (``StartupError``)."""
+    try:
+        current = asyncio.run(revision_of(database_url))
+    except Exception as error:  # a missing folder, a directory, not a database
+        raise database_error(database_url, error) from None
+    if current == HEAD_REVISION:
+        return
+    try:
+        upgrade(database_url)
+    except (SQLAlchemyError, OSError) as error:  # read-only, disk full
+        raise database_error(database_url, error, doing="upgrade") from None
 
 
 @app.command()
@@ -89,7 +102,13 @@ def demo(
 def db_upgrade() -> None:
     """Create or migrate the database schema to this version of carebot."""
     settings = or_exit(load_database_settings)
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except (SQLAlchemyError, OSError) as error:  # unreachable, refused, read-only
+        typer.echo(
+            f"carebot: {database_error(settings.database_url, error, doing='upgrade')}", err=True
+        )
+        raise typer.Exit(2) from None
     typer.echo("database schema is up to date")
 
 

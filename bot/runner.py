@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot, Update
 from telegram.error import InvalidToken, NetworkError
@@ -77,9 +79,30 @@ class StartupError(Exception):
     """Start-up cannot go on; the message is one line for the operator."""
 
 
+def database_error(
+    database_url: str, error: BaseException, *, doing: str = "open"
+) -> StartupError:
+    """One line for a database that cannot be reached or opened: the setting, its URL with the
+    password masked, and the driver's reason (its first line)."""
+    url = make_url(database_url)
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    said = (str(cause).splitlines() or [""])[0]
+    if url.password:
+        said = said.replace(str(url.password), "***")
+    reason = f"{type(cause).__name__}: {said}" if said else type(cause).__name__
+    return StartupError(
+        f"cannot {doing} the database at {url.render_as_string(hide_password=True)} "
+        f"(CAREBOT_DATABASE_URL): {reason[:300]}"
+    )
+
+
 async def check_schema(settings: Settings) -> None:
-    """Refuse to start on a database whose schema is not the one this version expects."""
-    current = await revision_of(settings.database_url)
+    """Refuse to start on a database that cannot be reached, or whose schema is not the one
+    this version expects."""
+    try:
+        current = await revision_of(settings.database_url)
+    except Exception as error:  # unreachable, refused, not a database: one line, not a trace
+        raise database_error(settings.database_url, error) from None
     head = HEAD_REVISION
     if current != head:
         raise StartupError(
