@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
@@ -49,6 +49,7 @@ from storage.engine import after_commit
 
 MEMBERS_KEY = "tickets.members"
 ANONYMOUS_ADMIN = "GroupAnonymousBot"
+T = TypeVar("T")
 Work = Callable[[AsyncSession, Staff, datetime], Awaitable[StaffReply | None]]
 COMMANDS = ("claim", "close", "reopen", "ban", "unban", "card", "canned")
 
@@ -201,15 +202,25 @@ async def _run(
     admitted = await _admit(update, context, refuse=refuse)
     if admitted is None:
         return
+    result = await _as_staff(context, admitted, work)
+    wake_dispatcher(context)
+    await _reply(update, context, result)
+
+
+async def _as_staff(
+    context: ContextTypes.DEFAULT_TYPE,
+    admitted: tuple[Staff, bool],
+    work: Callable[[AsyncSession, Staff, datetime], Awaitable[T]],
+) -> T:
+    """Run ``work`` for an admitted staff member in one transaction (remembering them when
+    Telegram was just asked)."""
     staff, fresh = admitted
     deps = get_deps(context)
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
             await rules.remember(session, staff, True, now)
-        result = await work(session, staff, now)
-    wake_dispatcher(context)
-    await _reply(update, context, result)
+        return await work(session, staff, now)
 
 
 async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -352,13 +363,11 @@ async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     admitted = await _admit(update, context)
     if admitted is None:
         return
-    staff, fresh = admitted
-    deps = get_deps(context)
-    now = deps.clock.now()
-    async with deps.sessionmaker.begin() as session:
-        if fresh:
-            await rules.remember(session, staff, True, now)
-        answer = await rules.dashboard_link(session, desk, links, staff, now, in_group=in_group)
+
+    async def link(session: AsyncSession, staff: Staff, now: datetime) -> DashboardAnswer:
+        return await rules.dashboard_link(session, desk, links, staff, now, in_group=in_group)
+
+    answer = await _as_staff(context, admitted, link)
     await after_commit(lambda: _send_dashboard(context.bot, message, user.id, answer))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,19 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.local_api import FakeUser, LocalBotApi
-from bot.rules import load_rules
-from bot.runner import serve
 from bot.settings import Settings
-from bot.texts import Texts
 from bot.web import SECRET_HEADER
-from scheduler.clock import ManualClock
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import InboxUpdate
-from tests.auxil.harness import START, Harness, harness_rules, harness_settings
-from tests.auxil.processes import free_port
+from tests.auxil.harness import WEBHOOK_SECRET, Harness
 from tests.test_inbox import _cli
 
-SECRET = "s3cret-token_for-tests"
 PRIVATE_WORDS = "my phone is 13900001234 and my secret words"
 
 
@@ -145,41 +138,6 @@ async def test_forget_clears_a_parked_unparsable_update(harness: Harness) -> Non
     assert (parked.payload, parked.sender_user_id, parked.chat_id) == (None, None, None)
 
 
-@pytest.fixture
-async def webhook_bot(
-    local_api: LocalBotApi, database_url: str
-) -> AsyncIterator[tuple[LocalBotApi, Settings]]:
-    """``carebot run`` in webhook mode, the local server delivering to it."""
-    port = free_port()
-    settings = harness_settings(
-        local_api,
-        database_url,
-        webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
-        webhook_secret=SECRET,
-        listen_host="127.0.0.1",
-        listen_port=port,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        serve(
-            settings,
-            rules=harness_rules(load_rules(settings.config_dir)),
-            texts=Texts.load(),
-            clock=ManualClock(START),
-            stop=stop,
-        )
-    )
-    for _ in range(500):
-        if any(call.method == "setWebhook" for call in local_api.calls) or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()  # surface a start-up failure
-    yield local_api, settings
-    stop.set()
-    await asyncio.wait_for(task, timeout=15)
-
-
 NOT_UPDATES = [
     ("[]", "an array"),
     ('"x"', "a string"),
@@ -208,7 +166,7 @@ async def test_a_webhook_body_that_is_not_an_update_is_refused_with_400(
             async with client.post(
                 str(settings.webhook_url),
                 data=body,
-                headers={SECRET_HEADER: SECRET, "Content-Type": "application/json"},
+                headers={SECRET_HEADER: WEBHOOK_SECRET, "Content-Type": "application/json"},
             ) as response:
                 assert response.status == 400, (body[:40], await response.text())
                 answer = await response.json()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -17,43 +16,8 @@ from bot.settings import EXAMPLE_CONFIG_DIR, Settings
 from bot.texts import Texts
 from bot.web import SECRET_HEADER
 from handlers.tickets_rules import Desk
-from scheduler.clock import ManualClock
-from tests.auxil.harness import START, harness_settings
+from tests.auxil.harness import WEBHOOK_SECRET, harness_settings
 from tests.auxil.processes import free_port
-
-
-@pytest.fixture
-async def webhook_bot(
-    local_api: LocalBotApi, database_url: str
-) -> AsyncIterator[tuple[LocalBotApi, Settings]]:
-    port = free_port()
-    settings = harness_settings(
-        local_api,
-        database_url,
-        webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
-        webhook_secret="s3cret-token_for-tests",
-        listen_host="127.0.0.1",
-        listen_port=port,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        serve(
-            settings,
-            rules=load_rules(settings.config_dir),
-            texts=Texts.load(),
-            clock=ManualClock(START),
-            stop=stop,
-        )
-    )
-    for _ in range(500):
-        if any(call.method == "setWebhook" for call in local_api.calls) or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()  # surface a start-up failure
-    yield local_api, settings
-    stop.set()
-    await asyncio.wait_for(task, timeout=15)
 
 
 async def test_wrong_secret_is_refused_right_secret_is_handled(
@@ -92,7 +56,7 @@ async def test_wrong_secret_is_refused_right_secret_is_handled(
     assert zh_menu[0]["description"] == texts.render("zh", "command_start")
     assert [c["command"] for c in api.my_commands()][:2] == ["start", "profile"]
     webhook_call = next(call for call in api.calls if call.method == "setWebhook")
-    assert webhook_call.params["secret_token"] == "s3cret-token_for-tests"
+    assert webhook_call.params["secret_token"] == WEBHOOK_SECRET
     assert webhook_call.params["url"] == url
 
 

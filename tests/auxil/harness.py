@@ -22,6 +22,7 @@ from bot.app import build_application
 from bot.inbox import inbox_of
 from bot.local_api import LocalBotApi
 from bot.rules import OutboxRules, Rules, TicketRules, load_rules
+from bot.runner import serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from bot.texts import Texts
 from handlers.tickets import DESK_KEY, WAKE_KEY
@@ -31,10 +32,12 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer
+from tests.auxil.processes import free_port
 
 TOKEN = "123456:TEST-TOKEN-carebot"
 STAFF_CHAT_ID = -1001000000001
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+WEBHOOK_SECRET = "s3cret-token_for-tests"
 
 # The shipped outbox.toml with short waits and Telegram's limits lifted: the limits themselves
 # are the dispatcher tests' business, and end-to-end tests should not wait for them.
@@ -227,3 +230,38 @@ async def harness(local_api: LocalBotApi, database_url: str) -> AsyncIterator[Ha
     finally:
         await harness.stop()
         await engine.dispose()
+
+
+@pytest.fixture
+async def webhook_bot(
+    local_api: LocalBotApi, database_url: str
+) -> AsyncIterator[tuple[LocalBotApi, Settings]]:
+    """``carebot run`` in webhook mode, the local server delivering to it."""
+    port = free_port()
+    settings = harness_settings(
+        local_api,
+        database_url,
+        webhook_url=f"http://127.0.0.1:{port}/telegram/hook",
+        webhook_secret=WEBHOOK_SECRET,
+        listen_host="127.0.0.1",
+        listen_port=port,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        serve(
+            settings,
+            rules=harness_rules(load_rules(settings.config_dir)),
+            texts=Texts.load(),
+            clock=ManualClock(START),
+            stop=stop,
+        )
+    )
+    for _ in range(500):
+        if any(call.method == "setWebhook" for call in local_api.calls) or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()  # surface a start-up failure
+    yield local_api, settings
+    stop.set()
+    await asyncio.wait_for(task, timeout=15)
