@@ -24,13 +24,13 @@ What it promises (design, Principle 2):
 - **Outcome hooks**: a feature can register ``OutcomeHooks`` for its outbox kinds (tickets do,
   to keep each lane in order); they run in the transaction that records a row's outcome.
 
-Scheduling: claimed rows wait in a small in-memory buffer, at most one per chat. A claim skips
-the chats that cannot take a message right now (one of theirs is in the buffer or on the wire,
-or their window is full), so a chat with many queued messages neither holds up a broadcast nor
-loses its place in the queue: its next row is claimed as soon as the chat is ready again. With
-several dispatchers (PostgreSQL, ``exclusive = false``) this per-chat pacing is per process.
-Quiet hours, consent and the daily cap are judged per row when it is claimed
-(``scheduler.policy``).
+Scheduling: claimed rows wait in a small in-memory buffer, at most ``HELD_PER_CHAT`` per chat,
+sent one at a time per chat in the order claimed. A claim skips the chats that cannot take a
+message right now (one of theirs is in the buffer or on the wire, or their window is full), so a
+chat with many queued messages neither holds up a broadcast nor loses its place in the queue:
+its next row is claimed as soon as the chat is ready again. With several dispatchers
+(PostgreSQL, ``exclusive = false``) this per-chat pacing is per process. Quiet hours, consent
+and the daily cap are judged per row when it is claimed (``scheduler.policy``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import math
 import random
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,6 +89,9 @@ logger = logging.getLogger(__name__)
 INVALID_TOKEN_PAUSE = 60.0
 LOCK_CHECK_SECONDS = 5.0
 STANDBY_POLLS = 5
+HELD_PER_CHAT = 10
+"""Rows of one chat a claim keeps in memory: sent one at a time, so ten of a group limited to 20
+a minute take half a minute, well inside the lease."""
 RECLAIM_IDS_LOGGED = 50  # a reclaim logs the ids of the first rows, not thousands
 # 400 descriptions meaning the chat itself is gone for this bot (same as a 403).
 UNREACHABLE_400 = ("chat not found", "user not found", "peer_id_invalid", "chat_id_invalid")
@@ -328,7 +332,7 @@ class Dispatcher:
         if paused > 0:
             await self._release_held()  # hold nothing while Telegram makes us wait
             return paused
-        if len(self._held) <= dispatch.batch_size // 2 and self._may_claim():
+        if len(self._held_chats()) <= dispatch.batch_size // 2 and self._may_claim():
             await self._claim()
         if not self._held:
             return math.inf if self._tasks else None
@@ -358,6 +362,9 @@ class Dispatcher:
             await self._give_back(expired)
         return soonest
 
+    def _held_chats(self) -> set[int]:
+        return {held.message.chat_id for held in self._held}
+
     def _may_claim(self) -> bool:
         if not self._table_drained:
             return True
@@ -367,9 +374,10 @@ class Dispatcher:
         """Lease the next due rows and sort them: send soon, later, or never."""
         dispatch = self._rules.dispatch
         now = self._clock.now()
-        want = dispatch.batch_size - len(self._held)
+        held_chats = self._held_chats()
+        want = dispatch.batch_size - len(held_chats)
         waiting = self.limiter.waiting_chats()
-        exclude = {held.message.chat_id for held in self._held} | self._busy_chats | set(waiting)
+        exclude = held_chats | self._busy_chats | set(waiting)
         async with self._sessionmaker.begin() as session:
             messages = await queries.claim_due(
                 session,
@@ -404,15 +412,17 @@ class Dispatcher:
                 ready.append(message)
         granted = await self._reserve_care(care, later, recipients, now)
         ready = sorted([*ready, *granted], key=_send_order)
-        # One row per chat in memory: a chat's other rows go back unchanged (keeping their place
-        # in the queue) and are skipped by claims until the chat is ready again.
-        chats = {held.message.chat_id for held in self._held} | self._busy_chats
+        # Up to HELD_PER_CHAT rows per chat in memory, sent one after another in order (a burst
+        # into the staff group costs one claim per HELD_PER_CHAT copies, not a claim and a
+        # release each); a chat's other rows go back unchanged (keeping their place in the
+        # queue) and are skipped by claims while the chat has rows held or on the wire.
+        per_chat = Counter(held.message.chat_id for held in self._held)
         mono = self._monotonic()
         for message in ready:
-            if message.chat_id in chats:
+            if message.chat_id in self._busy_chats or per_chat[message.chat_id] >= HELD_PER_CHAT:
                 later.append((message, message.due_at, False))
                 continue
-            chats.add(message.chat_id)
+            per_chat[message.chat_id] += 1
             recipient = recipients.get(message.customer_id) if message.customer_id else None
             self._held.append(_Held(message, recipient, mono))
         self._held.sort(key=lambda held: _send_order(held.message))
