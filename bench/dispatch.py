@@ -45,11 +45,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot
 
 from bench._databases import scratch_database
+from bot.kernel.clock import SystemClock
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
-from scheduler.clock import SystemClock
 from scheduler.dispatcher import create_dispatcher
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries

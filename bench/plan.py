@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import load_rules
+from bot.kernel.config import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler.care import CarePlanner, planner_for
 from storage.care import schedule_followups

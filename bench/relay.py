@@ -82,12 +82,12 @@ from bench._databases import scratch_database
 from bench._relay_baseline import baseline_bot
 from bot.app import build_application
 from bot.inbox import inbox_of
-from bot.rules import Rules, load_rules
+from bot.kernel.clock import SystemClock
+from bot.kernel.config import Rules, load_rules
+from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from bot.texts import Texts
 from handlers.tickets import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import Desk, hooks_by_kind
-from scheduler.clock import SystemClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
 from storage.engine import BotDatabase

@@ -48,13 +48,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench._databases import scratch_database
 from bench.plan import CUSTOMER_COLUMNS, customer_rows
-from bot.rules import Rules, load_rules
+from bot.kernel.config import Rules, load_rules
+from bot.kernel.survey_config import SurveyDefinition
 from bot.settings import EXAMPLE_CONFIG_DIR
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, SurveyAnswer, SurveyResponse
 from surveys import analytics
 from surveys import queries as q
-from surveys.definitions import SurveyDefinition
 from surveys.planner import SurveyPlanner
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

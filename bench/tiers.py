@@ -43,7 +43,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import TierRules, load_rule_file
+from bot.kernel.config import TierRules
+from bot.kernel.files import load_rule_file
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler import tiers as tier_job
 from storage import orders as order_queries

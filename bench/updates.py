@@ -53,12 +53,12 @@ from bot.app import MAX_CONCURRENT_UPDATES, build_application
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox
 from bot.kb import KnowledgeBase, load_knowledge_base
-from bot.rules import load_rules
+from bot.kernel.clock import SystemClock
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from bot.texts import Texts
 from handlers.answers_rules import Answer, find_answer
 from handlers.render import respond
-from scheduler.clock import SystemClock
 from storage.engine import BotDatabase
 from storage.migrate import upgrade
 

@@ -14,15 +14,15 @@ from bot.errors import on_error
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox, InboxBot
 from bot.kb import KB_KEY, KbLibrary, KnowledgeBase
-from bot.rules import Rules
+from bot.kernel.clock import Clock
+from bot.kernel.config import Rules
+from bot.kernel.texts import LANGUAGES, Texts
 from bot.settings import Settings
-from bot.texts import LANGUAGES, Texts
 from bot.web import wire_operations
 from handlers import answers, care, complaints, onboarding, staff, surveys
 from handlers.context import DEPS_KEY, Deps
 from handlers.tickets import DESK_KEY
 from handlers.tickets_rules import Desk
-from scheduler.clock import Clock
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
 

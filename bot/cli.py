@@ -17,11 +17,11 @@ from bot.cli_report import report_app
 from bot.cli_tiers import tiers_app
 from bot.cli_tools import or_exit
 from bot.kb import load_knowledge_base
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.logs import configure_logging
-from bot.rules import load_rules
 from bot.runner import StartupError, database_error, serve
 from bot.settings import load_database_settings, load_settings
-from bot.texts import Texts
 from storage.engine import parse_database_url
 from storage.migrate import HEAD_REVISION, revision_of, upgrade
 

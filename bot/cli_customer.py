@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli_tools import Tool, database, open_tool, or_exit
-from bot.texts import Texts
+from bot.kernel.texts import Texts
 from handlers import privacy_rules
 from handlers.tickets_rules import Desk
 from storage.models import Customer

@@ -19,8 +19,10 @@ from telegram import Bot
 
 from bot.cli_tools import or_exit
 from bot.inbox import database_away
+from bot.kernel.clock import Clock, SystemClock
+from bot.kernel.config import Rules, load_rules
+from bot.kernel.texts import Texts
 from bot.logs import configure_logging
-from bot.rules import Rules, load_rules
 from bot.runner import (
     StartupError,
     check_schema,
@@ -29,9 +31,7 @@ from bot.runner import (
     listen_for_shutdown,
 )
 from bot.settings import Settings, load_database_settings, load_settings
-from bot.texts import Texts
 from handlers.tickets_rules import Desk
-from scheduler.clock import Clock, SystemClock
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade

@@ -12,11 +12,12 @@ from typing import TypeVar
 import typer
 from pydantic import ValidationError, field_validator
 
-from bot.rules import Rules, RulesError, load_rules
+from bot.kernel.clock import Clock, SystemClock
+from bot.kernel.config import Rules, load_rules
+from bot.kernel.files import RulesError
+from bot.kernel.texts import CatalogueError
 from bot.runner import StartupError
 from bot.settings import EXAMPLE_CONFIG_DIR, EXPECTED, DatabaseSettings, SettingsError
-from bot.texts import CatalogueError
-from scheduler.clock import Clock, SystemClock
 from storage.engine import Sessions, create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade
 

@@ -31,22 +31,22 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
+from bot.kernel.clock import Clock, SystemClock
+from bot.kernel.config import Rules, load_rules
+from bot.kernel.survey_config import Question, SurveyDefinition
+from bot.kernel.texts import Texts
 from bot.local_api import FakeUser, LocalBotApi
-from bot.rules import Rules, load_rules
 from bot.runner import serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
-from bot.texts import Texts
 from handlers.linking import LINKED
 from handlers.tickets_rules import Desk, open_ticket
 from scheduler import tiers as tier_job
-from scheduler.clock import Clock, SystemClock
 from storage import linking as link_queries
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Customer
 from storage.tiers import find_customer
 from surveys import queries as survey_queries
-from surveys.definitions import Question, SurveyDefinition
 from surveys.planner import SurveyPlanner
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules import GeneralRules, OrderRules, is_time_zone
-from bot.texts import LANGUAGES
+from bot.kernel.config import GeneralRules, OrderRules, is_time_zone
+from bot.kernel.texts import LANGUAGES
 from handlers.onboarding_rules import BirthdayError, parse_birthday
 from storage import care as care_queries
 from storage import orders as order_queries

@@ -51,9 +51,9 @@ from telegram.constants import ChatType
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ExtBot
 
-from bot.rules import InboxRules
+from bot.kernel.clock import Clock
+from bot.kernel.config import InboxRules
 from handlers.inbound import ConversationKey, conversation_key, record_of
-from scheduler.clock import Clock
 from scheduler.dispatcher import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork

@@ -4,7 +4,7 @@ YAML rather than TOML here: an entry is a list of phrasings and multi-line answe
 languages, which YAML writes without quoting every line. Every file may hold ``entries`` and
 ``synonyms``; all files are validated together at start-up (duplicate ids, a missing language,
 invalid Telegram HTML, unknown keys) and an error names the file and the key, like the TOML rule
-files in ``bot.rules``.
+files in ``bot.kernel.config``.
 
 The running bot keeps the knowledge base in a ``KbLibrary``. It is replaced whole, without a
 restart, when the operator runs ``carebot kb reload`` (which validates the files, then touches
@@ -27,7 +27,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from bot.rules import RulesError, StrictModel
+from bot.kernel.config import StrictModel
+from bot.kernel.files import RulesError
 from handlers.kb_match import KbIndex
 
 logger = logging.getLogger(__name__)

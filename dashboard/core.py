@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.texts import Texts
+from bot.kernel.clock import Clock
+from bot.kernel.texts import Texts
 from dashboard.auth import CookieSigner
-from scheduler.clock import Clock
 
 PACKAGE_DIR = Path(__file__).parent
 STATIC_DIR = PACKAGE_DIR / "static"

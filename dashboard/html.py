@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.texts import LANGUAGES, Markup, Texts
+from bot.kernel.texts import LANGUAGES, Markup, Texts
 
 PAGES = ("overview", "tickets", "satisfaction", "customers", "outbox")
 PAGE_PATHS = {

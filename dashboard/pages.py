@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from bot.texts import LANGUAGES, language_from_code
+from bot.kernel.texts import LANGUAGES, language_from_code
 from dashboard import auth, queries
 from dashboard.core import STATIC_DIR, Dashboard
 from dashboard.html import (

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
+from bot.kernel.replies import Alert, Reply
 from handlers import tickets_rules
-from handlers.replies import Alert, Reply
 from handlers.tickets import on_desk_button
 from storage import care as care_queries
 from storage import customers as customer_queries

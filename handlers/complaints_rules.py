@@ -17,11 +17,11 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules import GeneralRules
-from bot.texts import Markup
+from bot.kernel.config import GeneralRules
+from bot.kernel.replies import Alert, Button, Reply, TextRef
+from bot.kernel.texts import Markup
 from handlers import tickets_rules
 from handlers.onboarding_rules import Person, ensure_customer
-from handlers.replies import Alert, Button, Reply, TextRef
 from handlers.tickets_rules import Desk, Incoming
 from storage import customers as customer_queries
 from storage import tickets as q

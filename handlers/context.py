@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.rules import Rules
-from bot.texts import Texts
+from bot.kernel.clock import Clock
+from bot.kernel.config import Rules
+from bot.kernel.texts import Texts
 from handlers.onboarding_rules import Person
-from scheduler.clock import Clock
 
 DEPS_KEY = "deps"
 

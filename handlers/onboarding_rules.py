@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kb import KnowledgeBase
-from bot.rules import GeneralRules, is_time_zone
-from bot.texts import LANGUAGES, language_from_code
+from bot.kernel.config import GeneralRules, is_time_zone
+from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
+from bot.kernel.texts import LANGUAGES, language_from_code
 from handlers import answers_rules, linking, privacy_rules, tickets_rules
-from handlers.replies import Alert, Button, Keyboard, Reply, TextRef
 from handlers.tickets_rules import Desk, Incoming
 from storage import care as care_queries
 from storage import customers as customer_queries

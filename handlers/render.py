@@ -15,8 +15,8 @@ from telegram import (
 )
 from telegram.error import BadRequest
 
-from bot.texts import Texts
-from handlers.replies import Alert, Keyboard, Reply, TextRef
+from bot.kernel.replies import Alert, Keyboard, Reply, TextRef
+from bot.kernel.texts import Texts
 from storage.engine import after_commit
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove

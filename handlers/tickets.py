@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
 from telegram.ext import ContextTypes
 
+from bot.kernel.replies import Alert, Reply
 from handlers.context import get_deps
 from handlers.inbound import message_kind
 from handlers.render import respond
-from handlers.replies import Alert, Reply
 from handlers.tickets_rules import Desk, Incoming
 from storage.engine import current_unit
 

@@ -42,9 +42,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules import PRIORITIES, Rules, TicketRules
-from bot.texts import Markup, Texts
-from handlers.replies import Alert, Reply
+from bot.kernel.config import PRIORITIES, Rules, TicketRules
+from bot.kernel.replies import Alert, Reply
+from bot.kernel.texts import Markup, Texts
 from storage import outbox as outbox_queries
 from storage import tickets as q
 from storage.models import Customer, Outbox, Ticket, TicketDelivery, TicketMessage

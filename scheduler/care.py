@@ -31,9 +31,9 @@ import holidays
 from lunardate import LunarDate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.care_rules import CareRules, TierCare
-from bot.rules import Rules
-from scheduler.clock import LocalZones
+from bot.kernel.care_config import CareRules, TierCare
+from bot.kernel.clock import LocalZones
+from bot.kernel.config import Rules
 from scheduler.wiring import PeriodicJob
 from storage import care as queries
 from storage import outbox

@@ -75,9 +75,9 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.rules import OutboxRules
-from bot.texts import DEFAULT_LANGUAGE, Texts
-from scheduler.clock import Clock
+from bot.kernel.clock import Clock
+from bot.kernel.config import OutboxRules
+from bot.kernel.texts import DEFAULT_LANGUAGE, Texts
 from scheduler.limiter import Limits, SlidingWindowLimiter, Ticket
 from scheduler.locks import DispatchLock, NoLock, lock_for
 from scheduler.policy import SKIP_ERASED, SKIP_UNREACHABLE, Defer, SendPolicy, Skip

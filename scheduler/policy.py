@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.rules import OutboxRules
-from scheduler.clock import LocalZones
+from bot.kernel.clock import LocalZones
+from bot.kernel.config import OutboxRules
 from storage.outbox import OutboxMessage, Recipient
 
 SKIP_ERASED = "customer erased"

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.texts import Markup
+from bot.kernel.texts import Markup
 from handlers import tickets_rules
 from handlers.tickets_rules import Desk
 from scheduler.wiring import PeriodicJob

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import TierCondition, TierRules
+from bot.kernel.config import TierCondition, TierRules
 from scheduler.wiring import PeriodicJob
 from storage import tiers as tier_queries
 from storage.models import RfmScore

@@ -24,8 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import OutboxRules
-from scheduler.clock import Clock
+from bot.kernel.clock import Clock
+from bot.kernel.config import OutboxRules
 from storage import outbox as outbox_queries
 
 logger = logging.getLogger(__name__)

@@ -20,19 +20,19 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import tickets_rules
-from handlers.replies import Alert, Button, Reply, TextRef
-from handlers.tickets_rules import Desk
-from storage import customers as customer_queries
-from storage import tickets as ticket_queries
-from storage.models import Customer, SurveyAnswer, SurveyResponse
-from surveys import queries as q
-from surveys.definitions import (
+from bot.kernel.replies import Alert, Button, Reply, TextRef
+from bot.kernel.survey_config import (
     RecoveryDefaults,
     SurveyDefinition,
     definition_from_json,
     recovery_threshold,
 )
+from handlers import tickets_rules
+from handlers.tickets_rules import Desk
+from storage import customers as customer_queries
+from storage import tickets as ticket_queries
+from storage.models import Customer, SurveyAnswer, SurveyResponse
+from surveys import queries as q
 
 CB_SURVEY = "sv:"
 CALLBACK = re.compile(r"^sv:(\d{1,18}):(\d{1,2}):(skip|\d{1,2})$")

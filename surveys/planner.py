@@ -18,12 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.tickets_rules import Desk
-from storage import outbox
-from storage.models import Customer
-from surveys import flow
-from surveys import queries as q
-from surveys.definitions import (
+from bot.kernel.survey_config import (
     ORDER_DELIVERED,
     PERIODIC,
     TICKET_CLOSED,
@@ -31,6 +26,11 @@ from surveys.definitions import (
     SurveyDefinition,
     SurveyRules,
 )
+from handlers.tickets_rules import Desk
+from storage import outbox
+from storage.models import Customer
+from surveys import flow
+from surveys import queries as q
 
 KIND_INVITATION = "survey.invitation"
 KIND_REMINDER = "survey.reminder"

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from bot.app import build_application
 from bot.cli import app as cli_app
 from bot.kb import KB_KEY, KbLibrary, KnowledgeBaseError, load_knowledge_base
+from bot.kernel.texts import Markup
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from bot.texts import Markup
 from storage.models import KbHandoff, KbQuestion
 from tests.auxil.harness import TOKEN, Harness
 from tests.auxil.processes import CAREBOT, carebot_env

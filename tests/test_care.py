@@ -14,12 +14,13 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
-from bot.care_rules import CareRules
 from bot.cli import app
-from bot.rules import RulesError, load_rule_file, load_rules
-from bot.texts import Texts
+from bot.kernel.care_config import CareRules
+from bot.kernel.config import load_rules
+from bot.kernel.files import RulesError, load_rule_file
+from bot.kernel.replies import Alert, Reply
+from bot.kernel.texts import Texts
 from handlers.care import press_care_button
-from handlers.replies import Alert, Reply
 from handlers.tickets_rules import Desk
 from scheduler.care import (
     CarePlanner,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bot import cli_tools
 from bot.cli import app as cli_app
-from scheduler.clock import ManualClock
+from bot.kernel.clock import ManualClock
 from storage import tickets as ticket_queries
 from storage.models import Ticket
 from tests.auxil.outbox import add_customer

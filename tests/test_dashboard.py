@@ -23,15 +23,15 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import load_rules
+from bot.kernel.clock import ManualClock
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
 from bot.web import build_web_app, dashboard_for, dashboard_secret
 from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks, mint_login_path
 from handlers.tickets_rules import Desk, Incoming, Staff, open_ticket, resolve, staff_reply
 from scheduler import tiers as tier_job
-from scheduler.clock import ManualClock
 from storage import orders as order_queries
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox, Ticket

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from yarl import URL
 
+from bot.kernel.clock import ManualClock
 from bot.web import dashboard_secret
 from dashboard import Dashboard, mount
 from dashboard.auth import COOKIE, mint_login_path
-from scheduler.clock import ManualClock
 from storage.models import DashboardLogin, DashboardSession
 from tests.auxil.harness import START, TOKEN
 from tests.test_metrics import serving

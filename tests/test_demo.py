@@ -20,9 +20,9 @@ from playwright.async_api import async_playwright
 from sqlalchemy import func, select
 
 from bot.demo import DEMO_TOKEN, PERSONAS, SAMPLE_CUSTOMERS, STATIC_DIR, run_demo, seed_shop
-from bot.rules import load_rules
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, Order, SurveyResponse
 from surveys.analytics import satisfaction_by

@@ -19,9 +19,9 @@ from telegram import Bot
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.kernel.clock import ManualClock
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.texts import Texts
-from scheduler.clock import ManualClock
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
 from handlers.tickets_rules import Desk, open_ticket
 from storage import outbox as outbox_queries
 from storage.outbox import State

@@ -18,11 +18,11 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 
+from bot.kernel.clock import SystemClock
+from bot.kernel.config import OutboxRules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import OutboxRules
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
-from scheduler.clock import SystemClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import DispatchLock, lock_for
 from storage import outbox as outbox_queries

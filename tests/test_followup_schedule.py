@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
-from bot.rules import GeneralRules, OrderRules
+from bot.kernel.config import GeneralRules, OrderRules
+from bot.kernel.replies import Reply
 from handlers.onboarding_rules import AWAITING_TIMEZONE, Person, handle_text
-from handlers.replies import Reply
 from storage import orders as order_queries
 from storage.migrate import alembic_config
 from storage.models import Customer, FollowupVisit, Ticket

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from bot import cli_tools, importer
 from bot.cli import app as cli_app
 from bot.importer import CellError, ImportRejected
-from bot.rules import GeneralRules, OrderRules
-from scheduler.clock import ManualClock
+from bot.kernel.clock import ManualClock
+from bot.kernel.config import GeneralRules, OrderRules
 from storage.models import Customer, Order, RfmPending
 from tests.auxil.shop import NOW
 

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import FakeUser, LocalBotApi
-from bot.rules import load_rules
 from bot.settings import EXAMPLE_CONFIG_DIR
-from bot.texts import Texts
 from handlers.tickets_rules import Desk, open_ticket
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, InboxUpdate

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import GeneralRules
+from bot.kernel.config import GeneralRules
+from bot.kernel.replies import Reply
 from handlers import onboarding_rules as rules
 from handlers.onboarding_rules import Person
-from handlers.replies import Reply
 from storage import customers as customer_queries
 from storage import orders as order_queries
 from storage.models import Customer, InboxUpdate, Order, TierHistory

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.rules import OutboxRules, RulesError, load_rule_file
+from bot.kernel.config import OutboxRules
+from bot.kernel.files import RulesError, load_rule_file
 from scheduler.policy import Defer, Send, SendPolicy, Skip
 from storage.outbox import OutboxMessage, Recipient
 

@@ -9,11 +9,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import load_rules
 from bot.runner import StartupError, periodic_jobs, serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings
-from bot.texts import Texts
 from bot.web import SECRET_HEADER
 from handlers.tickets_rules import Desk
 from tests.auxil.harness import WEBHOOK_SECRET, harness_settings

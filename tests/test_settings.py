@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.rules import RulesError, load_rules
+from bot.kernel.config import load_rules
+from bot.kernel.files import RulesError
 from bot.settings import EXAMPLE_CONFIG_DIR, SettingsError, load_settings
 from tests.auxil.processes import CAREBOT, carebot_env
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
+from bot.kernel.texts import Markup
 from bot.runner import build_background
-from bot.texts import Markup
 from handlers import tickets_rules
 from handlers.tickets import WAKE_KEY
 from scheduler import sla

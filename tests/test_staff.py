@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.texts import Markup
+from bot.kernel.texts import Markup
 from storage.models import TicketMessage
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import (

@@ -10,15 +10,15 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.rules import load_rules
-from bot.texts import Texts
+from bot.kernel.config import load_rules
+from bot.kernel.replies import Alert, Reply
+from bot.kernel.survey_config import Localized
+from bot.kernel.texts import Texts
 from handlers.onboarding_rules import Person, confirm_forget, handle_text
-from handlers.replies import Alert, Reply
 from handlers.tickets_rules import Desk
 from storage.models import Customer, Outbox, SurveyAnswer, SurveyDefinition, SurveyResponse
 from surveys import flow
 from surveys import queries as survey_queries
-from surveys.definitions import Localized
 from surveys.planner import SurveyPlanner
 from tests.auxil.outbox import add_customer
 

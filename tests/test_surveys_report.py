@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bot import cli_tools
 from bot.cli import app as cli_app
-from scheduler.clock import ManualClock
+from bot.kernel.clock import ManualClock
 from storage.models import SurveyAnswer, SurveyDefinition, SurveyResponse
 from surveys.analytics import response_rates, satisfaction_by, satisfaction_drops
 from tests.auxil.outbox import add_customer

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app as cli_app
-from bot.rules import RulesError, load_rules
-from surveys.definitions import load_surveys
+from bot.kernel.config import load_rules
+from bot.kernel.files import RulesError
+from bot.kernel.survey_config import load_surveys
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
 

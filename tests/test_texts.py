@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.texts import CATALOGUE_DIR, CatalogueError, Texts, language_from_code, placeholders
+from bot.kernel.texts import CATALOGUE_DIR, CatalogueError, Texts, language_from_code, placeholders
 
 
 def test_shipped_catalogues_have_the_same_keys_and_placeholders() -> None:

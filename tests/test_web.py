@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy.engine import make_url
 from telegram.ext import ApplicationBuilder
 
+from bot.kernel.clock import ManualClock
+from bot.kernel.config import load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import load_rules
 from bot.runner import serve
-from bot.texts import Texts
 from bot.web import Readiness, build_web_app
-from scheduler.clock import ManualClock
 from storage.migrate import HEAD_REVISION
 from tests.auxil import databases
 from tests.auxil.harness import START, TOKEN, harness_settings

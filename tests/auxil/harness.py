@@ -20,14 +20,14 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.inbox import inbox_of
+from bot.kernel.clock import ManualClock
+from bot.kernel.config import OutboxRules, Rules, TicketRules, load_rules
+from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
-from bot.rules import OutboxRules, Rules, TicketRules, load_rules
 from bot.runner import serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
-from bot.texts import Texts
 from handlers.tickets import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import DeliveryHooks, Desk, hooks_by_kind
-from scheduler.clock import ManualClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker

@@ -13,10 +13,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 
+from bot.kernel.clock import Clock, SystemClock
+from bot.kernel.config import OutboxRules
+from bot.kernel.texts import Texts
 from bot.local_api import ApiCall, LocalBotApi
-from bot.rules import OutboxRules
-from bot.texts import Texts
-from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
 from storage import outbox as outbox_queries

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.rules import TierRules
+from bot.kernel.config import TierRules
 from storage import orders as order_queries
 from storage.models import Customer, RfmScore
 

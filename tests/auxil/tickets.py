@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from bot.kernel.texts import Markup
 from bot.local_api import FakeUser, ForumTopicInfo, LocalBotApi, SentMessage
-from bot.texts import Markup
 from handlers.tickets_rules import Incoming, open_ticket
 from storage import tickets as ticket_queries
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage

@@ -1,7 +1,7 @@
 """``care.toml``: greetings, follow-up visits and retention offers per tier (issue 7).
 
-Loaded with the other rule files (``bot.rules.load_rules``); this module stays free of
-``bot.rules`` so that one can import it. Templates are written inline in both languages and
+Loaded with the other rule files (``bot.kernel.config.load_rules``); this module stays free of
+``bot.kernel.config`` so that one can import it. Templates are written inline in both languages and
 checked here for placeholders the occasion does not provide.
 """
 

@@ -1,9 +1,7 @@
 """Survey definitions: one TOML file per survey in ``CAREBOT_CONFIG_DIR/surveys/``, plus
 ``settings.toml`` there for what holds across surveys (fatigue, recovery thresholds, the
-planner's pace). Validated at start-up (``load_surveys``, called by ``bot.rules.load_rules``):
-an error names the file, the key and what was expected.
-
-This module stays free of ``bot.rules`` at import time (that one imports it).
+planner's pace). Validated at start-up (``load_surveys``, called by
+``bot.kernel.config.load_rules``): an error names the file, the key and what was expected.
 """
 
 from __future__ import annotations
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.kernel.files import RulesError, load_rule_file
 
 SETTINGS_FILE = "settings.toml"
 ID = r"^[a-z][a-z0-9_]{0,31}$"
@@ -298,8 +298,6 @@ def load_surveys(
 ) -> SurveyRules:
     """Every ``*.toml`` in ``directory`` (``settings.toml`` aside) as a survey; no directory,
     no surveys. ``tiers`` and ``categories`` are the names the other rule files define."""
-    from bot.rules import RulesError, load_rule_file  # bot.rules imports this module
-
     if not directory.is_dir():
         return SurveyRules()
     settings_path = directory / SETTINGS_FILE

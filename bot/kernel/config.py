@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import itertools
 import re
-import tomllib
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from bot.care_rules import CareRules
-from bot.texts import LANGUAGES
-from surveys.definitions import SurveyRules, load_surveys
+from bot.kernel.care_config import CareRules
+from bot.kernel.files import load_rule_file
+from bot.kernel.survey_config import SurveyRules, load_surveys
+from bot.kernel.texts import LANGUAGES
 
 
 def is_time_zone(name: str) -> bool:
@@ -36,10 +35,6 @@ def is_time_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
-
-
-class RulesError(Exception):
-    """A rule file is missing or invalid; the message names the file and key."""
 
 
 class StrictModel(BaseModel):
@@ -485,28 +480,6 @@ class Rules(StrictModel):
     tickets: TicketRules = TicketRules()
     care: CareRules = CareRules()
     surveys: SurveyRules = SurveyRules()
-
-
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def load_rule_file(path: Path, model: type[Model]) -> Model:
-    """Parse one TOML rule file into ``model``; raises RulesError naming file and key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RulesError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        raise RulesError(f"{path}: {key}: {message}") from None
 
 
 def load_rules(config_dir: Path) -> Rules:

@@ -1,0 +1,36 @@
+"""Reading one operator rule file (TOML) into its schema, with errors that name the file and
+the key: shared by every config schema of the kernel."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+
+class RulesError(Exception):
+    """A rule file is missing or invalid; the message names the file and key."""
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_rule_file(path: Path, model: type[Model]) -> Model:
+    """Parse one TOML rule file into ``model``; raises RulesError naming file and key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RulesError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise RulesError(f"{path}: {key}: {message}") from None
