@@ -34,9 +34,9 @@ from rapidfuzz import fuzz, process
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.kb import load_knowledge_base  # noqa: E402
 from bot.settings import EXAMPLE_CONFIG_DIR  # noqa: E402
-from handlers.kb_match import Band, KbIndex, has_cjk, normalise  # noqa: E402
+from handlers.answers.kb import load_knowledge_base  # noqa: E402
+from handlers.answers.matching import Band, KbIndex, has_cjk, normalise  # noqa: E402
 
 LABELLED = ROOT / "tests" / "data" / "kb_questions.yaml"
 COMMON_HANZI = (

@@ -52,12 +52,12 @@ from bench._server import start_server
 from bot.app import MAX_CONCURRENT_UPDATES, build_application
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox
-from bot.kb import KnowledgeBase, load_knowledge_base
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from handlers.answers_rules import Answer, find_answer
+from handlers.answers.answering import Answer, find_answer
+from handlers.answers.kb import KnowledgeBase, load_knowledge_base
 from handlers.render import respond
 from storage.engine import BotDatabase
 from storage.migrate import upgrade
@@ -170,10 +170,10 @@ StoreRows = Callable[[Update, Answer], int]
 def answering(
     knowledge: KnowledgeBase, texts: Texts, store: StoreRows | None = None
 ) -> Callable[..., Coroutine[Any, Any, None]]:
-    """A callback that sends carebot's answer to the text (``answers_rules.find_answer``, then
-    rendered with its buttons, as carebot does), storing the rows with ``store`` if given:
-    what the answer itself costs, apart from carebot's storage layer, ticket check and
-    per-update metrics and log."""
+    """A callback that sends carebot's answer to the text
+    (``handlers.answers.answering.find_answer``, then rendered with its buttons, as carebot
+    does), storing the rows with ``store`` if given: what the answer itself costs, apart from
+    carebot's storage layer, ticket check and per-update metrics and log."""
 
     async def answer(update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.message is not None and update.message.text is not None

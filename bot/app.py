@@ -10,16 +10,17 @@ from telegram import BotCommand
 from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
+import handlers.answers.telegram
 from bot.errors import on_error
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox, InboxBot
-from bot.kb import KB_KEY, KbLibrary, KnowledgeBase
 from bot.kernel.clock import Clock
 from bot.kernel.config import Rules
 from bot.kernel.texts import LANGUAGES, Texts
 from bot.settings import Settings
 from bot.web import wire_operations
-from handlers import answers, care, complaints, onboarding, staff, surveys
+from handlers import care, complaints, onboarding, staff, surveys
+from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
 from handlers.context import DEPS_KEY, Deps
 from handlers.tickets import DESK_KEY
 from handlers.tickets_rules import Desk
@@ -93,7 +94,7 @@ def build_application(
     application.add_handlers(complaints.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(staff.build_handlers(settings.staff_chat_id), group=GROUP_FEATURES)
     application.add_handlers(onboarding.build_handlers(), group=GROUP_FEATURES)
-    application.add_handlers(answers.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(handlers.answers.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(care.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(surveys.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(onboarding.build_fallback_handlers(), group=GROUP_FEATURES)

@@ -16,12 +16,12 @@ from bot.cli_plan import plan_command
 from bot.cli_report import report_app
 from bot.cli_tiers import tiers_app
 from bot.cli_tools import or_exit
-from bot.kb import load_knowledge_base
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.logs import configure_logging
 from bot.runner import StartupError, database_error, serve
 from bot.settings import load_database_settings, load_settings
+from handlers.answers.kb import load_knowledge_base
 from storage.engine import parse_database_url
 from storage.migrate import HEAD_REVISION, revision_of, upgrade
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError, field_validator
 
-from bot.kb import KnowledgeBaseError, kb_files, load_knowledge_base, reload_marker
 from bot.settings import EXAMPLE_CONFIG_DIR, DatabaseSettings
+from handlers.answers.kb import KnowledgeBaseError, kb_files, load_knowledge_base, reload_marker
 
 kb_app = typer.Typer(help="The knowledge base: check and reload its files.", no_args_is_help=True)
 

@@ -19,12 +19,12 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.inbox import inbox_of
-from bot.kb import KB_KEY, KnowledgeBase, reload_on_sighup
 from bot.kernel.clock import Clock, SystemClock
 from bot.kernel.config import Rules
 from bot.kernel.texts import Texts
 from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
+from handlers.answers.kb import KB_KEY, KnowledgeBase, reload_on_sighup
 from handlers.context import DEPS_KEY
 from handlers.tickets import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import Desk, hooks_by_kind

@@ -20,7 +20,7 @@ from telegram.ext import (
 from bot.kernel.config import GeneralRules
 from bot.kernel.replies import Alert, Reply
 from handlers import onboarding_rules as rules
-from handlers.answers import current_knowledge
+from handlers.answers.telegram import current_knowledge
 from handlers.context import get_deps, person_of
 from handlers.render import respond
 from handlers.tickets import desk_of, incoming_of, on_desk_button, wake_dispatcher

@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kb import KnowledgeBase
 from bot.kernel.config import GeneralRules, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
-from handlers import answers_rules, linking, privacy_rules, tickets_rules
+from handlers import linking, privacy_rules, tickets_rules
+from handlers.answers import answering
+from handlers.answers.kb import KnowledgeBase
 from handlers.tickets_rules import Desk, Incoming
 from storage import care as care_queries
 from storage import customers as customer_queries
@@ -408,7 +409,7 @@ async def handle_text(
         return Reply("timezone_saved", customer.language, {"timezone": zone})
     if knowledge is None:
         return Reply("fallback", customer.language)
-    return await answers_rules.answer_question(session, customer, text, knowledge, now)
+    return await answering.answer_question(session, customer, text, knowledge, now)
 
 
 async def unsupported_input(

@@ -125,6 +125,25 @@ class Desk:
             return "—"
         return moment.astimezone(ZoneInfo(self.zone)).strftime("%Y-%m-%d %H:%M")
 
+    async def open_recovery_ticket(
+        self,
+        session: AsyncSession,
+        customer: Customer,
+        *,
+        source: str,
+        category: str,
+        subject: str,
+        text: str,
+        now: datetime,
+    ) -> int:
+        """A ticket for what a survey brought up (``surveys.desk.Desk``): opened (or the open
+        one), then ``text`` in its topic; its id."""
+        ticket, _ = await open_ticket(
+            session, self, customer, source=source, category=category, now=now, subject=subject
+        )
+        await push_topic_text(session, self, ticket, text, now)
+        return ticket.id
+
 
 @dataclass(frozen=True)
 class Incoming:

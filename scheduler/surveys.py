@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.survey_config import SurveyRules
-from handlers.tickets_rules import Desk
 from scheduler.wiring import PeriodicJob
+from surveys.desk import Desk
 from surveys.planner import PlanReport, SurveyPlanner
 
 logger = logging.getLogger(__name__)

@@ -27,12 +27,11 @@ from bot.kernel.survey_config import (
     definition_from_json,
     recovery_threshold,
 )
-from handlers import tickets_rules
-from handlers.tickets_rules import Desk
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
 from storage.models import Customer, SurveyAnswer, SurveyResponse
 from surveys import queries as q
+from surveys.desk import Desk
 
 CB_SURVEY = "sv:"
 CALLBACK = re.compile(r"^sv:(\d{1,18}):(\d{1,2}):(skip|\d{1,2})$")
@@ -290,20 +289,17 @@ async def open_recovery(
     category = survey.recovery.category or _DEFAULTS.category
     if desk.rules.category(category) is None:
         category = "other"
-    ticket, _ = await tickets_rules.open_ticket(
+    ticket_id = await desk.open_recovery_ticket(
         session,
-        desk,
         customer,
         source=SOURCE_SURVEY,
         category=category,
-        now=now,
         subject=desk.staff_text("survey_recovery_subject", survey=survey.id),
+        text=await recovery_text(session, desk, survey, response),
+        now=now,
     )
-    response.recovery_ticket_id = ticket.id
-    await tickets_rules.push_topic_text(
-        session, desk, ticket, await recovery_text(session, desk, survey, response), now
-    )
-    return ticket.id
+    response.recovery_ticket_id = ticket_id
+    return ticket_id
 
 
 async def recovery_text(

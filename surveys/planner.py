@@ -26,11 +26,11 @@ from bot.kernel.survey_config import (
     SurveyDefinition,
     SurveyRules,
 )
-from handlers.tickets_rules import Desk
 from storage import outbox
 from storage.models import Customer
 from surveys import flow
 from surveys import queries as q
+from surveys.desk import Desk
 
 KIND_INVITATION = "survey.invitation"
 KIND_REMINDER = "survey.reminder"

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from bot.app import build_application
 from bot.cli import app as cli_app
-from bot.kb import KB_KEY, KbLibrary, KnowledgeBaseError, load_knowledge_base
 from bot.kernel.texts import Markup
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
+from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBaseError, load_knowledge_base
 from storage.models import KbHandoff, KbQuestion
 from tests.auxil.harness import TOKEN, Harness
 from tests.auxil.processes import CAREBOT, carebot_env

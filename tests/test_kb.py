@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.kb import (
+from bot.settings import EXAMPLE_CONFIG_DIR
+from handlers.answers.kb import (
     KbLibrary,
     KnowledgeBaseError,
     check_telegram_html,
@@ -19,8 +20,7 @@ from bot.kb import (
     reload_marker,
     reload_on_sighup,
 )
-from bot.settings import EXAMPLE_CONFIG_DIR
-from handlers.kb_match import Band, KbIndex, normalise
+from handlers.answers.matching import Band, KbIndex, normalise
 
 QUESTIONS = Path(__file__).parent / "data" / "kb_questions.yaml"
 

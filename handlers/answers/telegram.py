@@ -1,4 +1,4 @@
-"""Knowledge-base answers in the private chat: thin PTB callbacks over ``answers_rules``.
+"""Knowledge-base answers in the private chat: thin PTB callbacks over ``answering``.
 
 Free text reaches the knowledge base through onboarding's text handler (a customer who is in a
 flow answers the flow first); the buttons under an answer are handled here.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
-from bot.kb import KB_KEY, KbLibrary, KnowledgeBase
-from handlers import answers_rules as rules
+from handlers.answers import answering
+from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
 from handlers.context import get_deps
 from handlers.render import respond
 from handlers.tickets import desk_of, wake_dispatcher
@@ -30,7 +30,7 @@ async def on_kb_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         return
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.press_button(
+        result = await answering.press_button(
             session,
             query.from_user.id,
             query.data or "",
@@ -43,4 +43,4 @@ async def on_kb_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 
 def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
-    return [CallbackQueryHandler(on_kb_button, pattern=f"^{rules.CB_PREFIX}")]
+    return [CallbackQueryHandler(on_kb_button, pattern=f"^{answering.CB_PREFIX}")]

@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bot.kernel.config import StrictModel
 from bot.kernel.files import RulesError
-from handlers.kb_match import KbIndex
+from handlers.answers.matching import KbIndex
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kb import Entry, KnowledgeBase
 from bot.kernel.replies import Alert, Button, Reply
 from bot.kernel.texts import Markup
 from handlers import tickets_rules
-from handlers.kb_match import Band, MatchResult
+from handlers.answers.kb import Entry, KnowledgeBase
+from handlers.answers.matching import Band, MatchResult
 from storage import customers as customer_queries
 from storage import kb as kb_queries
 from storage import tickets as ticket_queries
