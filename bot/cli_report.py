@@ -202,7 +202,7 @@ def tickets(since: Since = None, until: Until = None) -> None:
     )
 
 
-# --- surveys (issue 8) ----------------------------------------------------------------------
+# --- surveys ----------------------------------------------------------------------
 
 SURVEY_COLUMNS = ("scores", "CSAT %", "mean", "NPS n", "NPS", "sent", "answered", "resp. %")
 """Each figure follows the count behind it: scores (1-5 answers) for CSAT % and mean, NPS n

@@ -1,4 +1,4 @@
-"""Prometheus metrics and the per-update trace (issue 10: operations).
+"""Prometheus metrics and the per-update trace (README: Operations).
 
 Every update goes through ``BotMetrics.observe_update`` (the update processor's observer): it
 counts the update, times it, and writes ONE log line with its id, the handler that handled it,

@@ -1,4 +1,5 @@
-"""The staff dashboard: pages under ``/dashboard`` on the bot's aiohttp server (issue 10).
+"""The staff dashboard (README: The staff dashboard): pages under ``/dashboard`` on the bot's
+aiohttp server.
 
 Pages: overview, tickets (list, filters, one ticket's history), satisfaction, customers and
 outbox; charts drawn in the browser by the vendored Chart.js (``static/``, no CDN); English

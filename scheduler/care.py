@@ -1,4 +1,5 @@
-"""Care planners (issue 7): birthday and holiday greetings, follow-up visits, retention offers.
+"""Care planners (README: Care plans): birthday and holiday greetings, follow-up visits,
+retention offers.
 
 One periodic job (``care.plan``) runs ``CarePlanner.run``: it plans *today's* occasions, where
 today is each customer's local day, and writes each as an outbox row keyed

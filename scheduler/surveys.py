@@ -1,4 +1,4 @@
-"""The survey job (issue 8): ``surveys.plan`` runs ``SurveyPlanner.run`` every
+"""The survey job (README: Satisfaction surveys): ``surveys.plan`` runs ``SurveyPlanner.run`` every
 ``planner.check_seconds`` (``surveys/settings.toml``). Idempotent: responses are unique per
 survey, customer and subject, reminders and expiry are recorded on the response."""
 

@@ -1,5 +1,5 @@
-"""Queries of the care planners (issue 7): who has a birthday, a holiday, a follow-up visit or a
-retention offer due, coupons, and stale greetings in the outbox.
+"""Queries of the care planners (README: Care plans): who has a birthday, a holiday, a
+follow-up visit or a retention offer due, coupons, and stale greetings in the outbox.
 
 Every lookup is set-based and indexed (``ix_customers_birthday``, ``ix_followup_visits_day``,
 ``ix_tickets_resolved``); the planner narrows the rows to each customer's local day in Python.

@@ -208,7 +208,7 @@ class KbHandoff(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-# --- Orders, RFM scores, tiers and lifecycle stages (issue 6: storage/orders.py, tiers.py) ---
+# --- Orders, RFM scores, tiers and lifecycle stages ---
 
 # Refunded and cancelled orders count for nothing. The same literal text is used in the partial
 # index below and in the queries, so both databases can answer RFM from the index alone.
@@ -377,7 +377,7 @@ class TierHistory(Base):
     __table_args__ = (Index("ix_tier_history_customer", "customer_id", "changed_at"),)
 
 
-# --- Tickets: complaints and hand-offs, their staff topics and history (issue 5) ---
+# --- Tickets: complaints and hand-offs, their staff topics and history ---
 
 
 class Ticket(Base):
@@ -557,7 +557,7 @@ class CustomerBan(Base):
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-# --- Care plans: retention coupons (issue 7: storage/care.py, scheduler/care.py) ---
+# --- Care plans: retention coupons ---
 
 
 class Coupon(Base):
@@ -610,7 +610,7 @@ Index(
 Index("ix_tickets_resolved", Ticket.resolved_at)
 
 
-# --- surveys (issue 8: surveys/, storage/surveys.py) ---
+# --- surveys ---
 
 
 class SurveyDefinition(Base):
@@ -703,7 +703,7 @@ class SurveyAnswer(Base):
 Index("ix_tickets_closed", Ticket.closed_at)
 
 
-# --- follow-up visits (issue 7: scheduler/care.py, storage/care.py) ---
+# --- follow-up visits ---
 
 
 class FollowupVisit(Base):
@@ -728,7 +728,7 @@ class FollowupVisit(Base):
     __table_args__ = (Index("ix_followup_visits_day", "day_start", "customer_id"),)
 
 
-# --- operations (issue 10: dashboard, scale-out) ---
+# --- operations ---
 
 
 class DashboardLogin(Base):
@@ -746,9 +746,9 @@ class DashboardLogin(Base):
 
 
 class DashboardSession(Base):
-    """A signed-in dashboard session (issue 16): the signed cookie names it, and it counts only
-    while this row is unrevoked and unexpired, so signing out (or leaving the staff group) ends
-    it on every replica. Only the session id's SHA-256 is kept."""
+    """A signed-in dashboard session (README: The staff dashboard): the signed cookie names it,
+    and it counts only while this row is unrevoked and unexpired, so signing out (or leaving the
+    staff group) ends it on every replica. Only the session id's SHA-256 is kept."""
 
     __tablename__ = "dashboard_sessions"
 

@@ -1,4 +1,4 @@
-"""``care.toml``: greetings, follow-up visits and retention offers per tier (issue 7).
+"""``care.toml``: greetings, follow-up visits and retention offers per tier (README: Care plans).
 
 Loaded with the other rule files (``bot.kernel.config.load_rules``); this module stays free of
 ``bot.kernel.config`` so that one can import it. Templates are written inline in both languages and

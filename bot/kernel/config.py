@@ -132,7 +132,7 @@ class OutboxRules(StrictModel):
     inbox: InboxRules = InboxRules()
 
 
-# --- tiers.toml: RFM scores, tiers, lifecycle stages, churn signals (issue 6) ---
+# --- tiers.toml: RFM scores, tiers, lifecycle stages, churn signals ---
 
 TIER_NAME = r"^[a-z][a-z0-9_]{0,31}$"
 CONDITION_FIELDS = ("r_score", "f_score", "m_score", "recency_days", "frequency", "monetary")
@@ -300,7 +300,7 @@ class TierRules(StrictModel):
         return self.tiers[-1].name
 
 
-# --- tickets.toml: complaint categories, priorities, SLAs by tier, the staff desk (issue 5) ---
+# --- tickets.toml: complaint categories, priorities, SLAs by tier, the staff desk ---
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 CODE = r"^[a-z][a-z0-9_]{0,31}$"
