@@ -86,7 +86,7 @@ from bot.kernel.clock import SystemClock
 from bot.kernel.config import Rules, load_rules
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from handlers.tickets import DESK_KEY, WAKE_KEY
+from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for

@@ -56,9 +56,9 @@ from bot.kernel.clock import SystemClock
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
+from handlers._edge.render import respond
 from handlers.answers.answering import Answer, find_answer
 from handlers.answers.kb import KnowledgeBase, load_knowledge_base
-from handlers.render import respond
 from storage.engine import BotDatabase
 from storage.migrate import upgrade
 

@@ -11,6 +11,11 @@ from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
 
 import handlers.answers.telegram
+import handlers.care.telegram
+import handlers.complaints.telegram
+import handlers.onboarding.telegram
+import handlers.staff.telegram
+import handlers.surveys.telegram
 from bot.errors import on_error
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox, InboxBot
@@ -19,10 +24,9 @@ from bot.kernel.config import Rules
 from bot.kernel.texts import LANGUAGES, Texts
 from bot.settings import Settings
 from bot.web import wire_operations
-from handlers import care, complaints, onboarding, staff, surveys
+from handlers._edge.context import DEPS_KEY, Deps
 from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
-from handlers.context import DEPS_KEY, Deps
-from handlers.tickets import DESK_KEY
+from handlers.tickets.telegram import DESK_KEY
 from handlers.tickets_rules import Desk
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
@@ -65,8 +69,8 @@ def build_application(
         .bot(bot)
         .updater(None)  # the inbox fetches (bot.inbox.Inbox.poll)
         .post_init(_publish_commands)
-        # Loads the complaint flow's steps from the database (see handlers.complaints).
-        .persistence(complaints.DraftPersistence(sessionmaker))
+        # Loads the complaint flow's steps from the database (see handlers.complaints.telegram).
+        .persistence(handlers.complaints.telegram.DraftPersistence(sessionmaker))
         .build()
     )
     application.bot_data[DEPS_KEY] = Deps(
@@ -91,13 +95,17 @@ def build_application(
     # runs: bot.inbox.)
     # The complaint flow before onboarding's free text; a customer with an open ticket is
     # relayed to it; the staff group's topics.
-    application.add_handlers(complaints.build_handlers(), group=GROUP_FEATURES)
-    application.add_handlers(staff.build_handlers(settings.staff_chat_id), group=GROUP_FEATURES)
-    application.add_handlers(onboarding.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(handlers.complaints.telegram.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(
+        handlers.staff.telegram.build_handlers(settings.staff_chat_id), group=GROUP_FEATURES
+    )
+    application.add_handlers(handlers.onboarding.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.answers.telegram.build_handlers(), group=GROUP_FEATURES)
-    application.add_handlers(care.build_handlers(), group=GROUP_FEATURES)
-    application.add_handlers(surveys.build_handlers(), group=GROUP_FEATURES)
-    application.add_handlers(onboarding.build_fallback_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(handlers.care.telegram.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(handlers.surveys.telegram.build_handlers(), group=GROUP_FEATURES)
+    application.add_handlers(
+        handlers.onboarding.telegram.build_fallback_handlers(), group=GROUP_FEATURES
+    )
     application.add_error_handler(on_error)
     # Last: every handler registered above is counted, timed and logged per update.
     wire_operations(application, settings)

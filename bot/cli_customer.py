@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli_tools import Tool, database, open_tool, or_exit
 from bot.kernel.texts import Texts
-from handlers import privacy_rules
+from handlers.onboarding import privacy
 from handlers.tickets_rules import Desk
 from storage.models import Customer
 
@@ -64,9 +64,7 @@ def export(
     async def work() -> dict[str, object] | None:
         async with database(tool) as sessions, sessions() as session:
             found = await _find(session, customer, by)
-            return (
-                None if found is None else await privacy_rules.export_customer(session, found.id)
-            )
+            return None if found is None else await privacy.export_customer(session, found.id)
 
     record = asyncio.run(work())
     if record is None:
@@ -98,7 +96,7 @@ async def _forget(tool: Tool, texts: Texts, customer: str, key: Key) -> int | No
             found = await _find(unit.session, customer, key)
             if found is None:
                 return None
-            await privacy_rules.erase_customer(unit.session, desk, found, tool.clock.now())
+            await privacy.erase_customer(unit.session, desk, found, tool.clock.now())
         for action in unit.after_commit:
             await action()
     return found.id

@@ -38,7 +38,7 @@ from bot.kernel.texts import Texts
 from bot.local_api import FakeUser, LocalBotApi
 from bot.runner import serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
-from handlers.linking import LINKED
+from handlers.onboarding.linking import LINKED
 from handlers.tickets_rules import Desk, open_ticket
 from scheduler import tiers as tier_job
 from storage import linking as link_queries

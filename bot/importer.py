@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.config import GeneralRules, OrderRules, is_time_zone
 from bot.kernel.texts import LANGUAGES
-from handlers.onboarding_rules import BirthdayError, parse_birthday
+from handlers.onboarding.registration import BirthdayError, parse_birthday
 from storage import care as care_queries
 from storage import orders as order_queries
 from storage.orders import CustomerRow, ImportCounts, OrderRow

@@ -71,7 +71,9 @@ def handler_name(handler: BaseHandler[Any, Any, Any]) -> str:
     factory (``onboarding.on_person``) is named by its commands instead: ``onboarding./help``.
     A bounded set, fit for a metric label."""
     callback = getattr(handler, "callback", None)
-    module = str(getattr(callback, "__module__", "") or "").rsplit(".", 1)[-1]
+    parts = str(getattr(callback, "__module__", "") or "").split(".")
+    # A feature's Telegram edge (handlers.onboarding.telegram) is named by its feature.
+    module = parts[-2] if len(parts) > 2 and parts[-1] == "telegram" else parts[-1]
     name = str(getattr(callback, "__qualname__", type(handler).__name__))
     if "<locals>" in name and isinstance(handler, CommandHandler):
         return f"{module}./{','.join(sorted(handler.commands))}"

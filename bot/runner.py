@@ -24,9 +24,9 @@ from bot.kernel.config import Rules
 from bot.kernel.texts import Texts
 from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
+from handlers._edge.context import DEPS_KEY
 from handlers.answers.kb import KB_KEY, KnowledgeBase, reload_on_sighup
-from handlers.context import DEPS_KEY
-from handlers.tickets import DESK_KEY, WAKE_KEY
+from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher import Dispatcher, create_dispatcher

@@ -26,8 +26,8 @@ from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handle
 from bot.settings import Settings
 from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
-from handlers.context import DEPS_KEY, Deps
-from handlers.staff import dashboard_staff_check
+from handlers._edge.context import DEPS_KEY, Deps
+from handlers.staff.telegram import dashboard_staff_check
 from storage.engine import create_engine
 from storage.migrate import HEAD_REVISION, current_revision
 

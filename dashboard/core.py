@@ -18,7 +18,7 @@ CATALOGUE_DIR = PACKAGE_DIR / "catalogue"
 
 StaffCheck = Callable[[int], Awaitable[bool | None]]
 """Whether a Telegram user id is (still) in the staff group: True or False, or None when that
-could not be learnt just now. The bot passes its own check (``handlers.staff``: the same
+could not be learnt just now. The bot passes its own check (``handlers.staff.telegram``: the same
 ``getChatMember`` answers, cached for ``relay.staff_check_seconds``, as staff commands use)."""
 
 

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from handlers.onboarding_rules import Birthday, BirthdayError, parse_birthday
+from handlers.onboarding.registration import Birthday, BirthdayError, parse_birthday
 
 TODAY = date(2026, 11, 23)
 

@@ -20,7 +20,7 @@ from bot.kernel.config import load_rules
 from bot.kernel.files import RulesError, load_rule_file
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Texts
-from handlers.care import press_care_button
+from handlers.care.telegram import press_care_button
 from handlers.tickets_rules import Desk
 from scheduler.care import (
     CarePlanner,

@@ -20,8 +20,8 @@ from yarl import URL
 from bot.web import build_web_app, dashboard_for
 from dashboard.auth import COOKIE, LOGIN_LINKS_KEY, LoginLinks
 from dashboard.core import load_catalogue
-from handlers.staff import MEMBERS_KEY
-from handlers.staff_rules import MemberCache
+from handlers.staff.commands import MemberCache
+from handlers.staff.telegram import MEMBERS_KEY
 from storage.models import DashboardSession
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import STAFF, staff_member, wait_message, wait_text

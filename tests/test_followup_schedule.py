@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import importer
 from bot.kernel.config import GeneralRules, OrderRules
 from bot.kernel.replies import Reply
-from handlers.onboarding_rules import AWAITING_TIMEZONE, Person, handle_text
+from handlers.onboarding.registration import AWAITING_TIMEZONE, Person, handle_text
 from storage import orders as order_queries
 from storage.migrate import alembic_config
 from storage.models import Customer, FollowupVisit, Ticket

@@ -7,8 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.config import GeneralRules
 from bot.kernel.replies import Reply
-from handlers import onboarding_rules as rules
-from handlers.onboarding_rules import Person
+from handlers.onboarding import registration
+from handlers.onboarding.registration import Person
 from storage import customers as customer_queries
 from storage import orders as order_queries
 from storage.models import Customer, InboxUpdate, Order, TierHistory
@@ -60,7 +60,7 @@ class TestLinkCode:
             imported = await shop_customer(session, "C1", name="张伟", link_code=CODE)
             imported_id = imported.id
         async with sessionmaker.begin() as session:
-            await rules.start(session, ANN, GENERAL, NOW)  # first /start: a fresh customer
+            await registration.start(session, ANN, GENERAL, NOW)  # first /start: a fresh customer
             await say_hello(session, ANN, 1)
             session.add(
                 TierHistory(
@@ -72,7 +72,7 @@ class TestLinkCode:
                 )
             )
         async with sessionmaker.begin() as session:
-            replies = await rules.start(session, ANN, GENERAL, NOW, CODE.lower())
+            replies = await registration.start(session, ANN, GENERAL, NOW, CODE.lower())
 
         assert keys(replies) == ["welcome_back", "link_done", "consent_question"]
         async with sessionmaker() as session:
@@ -94,7 +94,7 @@ class TestLinkCode:
 
         bob = Person(user_id=5002, chat_id=5002, first_name="Bob", language_code="en")
         async with sessionmaker.begin() as session:
-            replies = await rules.start(session, bob, GENERAL, NOW, CODE)
+            replies = await registration.start(session, bob, GENERAL, NOW, CODE)
         assert keys(replies) == ["welcome", "link_code_unknown", "consent_question"]
 
     async def test_other_payloads_and_linked_accounts(
@@ -104,14 +104,14 @@ class TestLinkCode:
             await shop_customer(session, "C1", link_code=CODE)
             await shop_customer(session, "C2", link_code="MLKJHGFEDCBA")
         async with sessionmaker.begin() as session:
-            assert keys(await rules.start(session, ANN, GENERAL, NOW, "promo")) == [
+            assert keys(await registration.start(session, ANN, GENERAL, NOW, "promo")) == [
                 "welcome",
                 "consent_question",
             ]
         async with sessionmaker.begin() as session:
-            assert "link_done" in keys(await rules.start(session, ANN, GENERAL, NOW, CODE))
+            assert "link_done" in keys(await registration.start(session, ANN, GENERAL, NOW, CODE))
         async with sessionmaker.begin() as session:
-            replies = await rules.start(session, ANN, GENERAL, NOW, "MLKJHGFEDCBA")
+            replies = await registration.start(session, ANN, GENERAL, NOW, "MLKJHGFEDCBA")
         # Two shop records are not merged automatically; C2 keeps its code.
         assert "link_already" in keys(replies)
         async with sessionmaker() as session:
@@ -128,9 +128,11 @@ class TestPhone:
         async with sessionmaker.begin() as session:
             imported_id = (await shop_customer(session, "C1", phone="+8613800138000")).id
         async with sessionmaker.begin() as session:
-            await rules.start(session, ANN, GENERAL, NOW)
+            await registration.start(session, ANN, GENERAL, NOW)
         async with sessionmaker.begin() as session:
-            reply = await rules.save_contact(session, ANN, 5001, "8613800138000", GENERAL, NOW)
+            reply = await registration.save_contact(
+                session, ANN, 5001, "8613800138000", GENERAL, NOW
+            )
         assert keys(reply) == ["phone_saved_linked"]
         async with sessionmaker() as session:
             linked = await customer_queries.get_by_telegram_id(session, 5001)
@@ -145,8 +147,10 @@ class TestPhone:
             await shop_customer(session, "C1", phone="+8613800138000")
             await shop_customer(session, "C2", phone="+8613800138000")
         async with sessionmaker.begin() as session:
-            await rules.start(session, ANN, GENERAL, NOW)
-            reply = await rules.save_contact(session, ANN, 5001, "+8613800138000", GENERAL, NOW)
+            await registration.start(session, ANN, GENERAL, NOW)
+            reply = await registration.save_contact(
+                session, ANN, 5001, "+8613800138000", GENERAL, NOW
+            )
         assert keys(reply) == ["phone_saved"]
         async with sessionmaker() as session:
             linked = await customer_queries.get_by_telegram_id(session, 5001)

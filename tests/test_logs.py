@@ -110,7 +110,7 @@ class TestRedaction:
         ],
     )
     def test_a_phone_number_never_comes_out(self, stream: io.StringIO, phone: str) -> None:
-        logger = logging.getLogger("handlers.onboarding")
+        logger = logging.getLogger("handlers.onboarding.telegram")
         logger.info("contact from customer 42: %s", phone, extra={"shared": f"tel {phone}"})
         (line,) = log_lines(stream)
         assert phone not in line

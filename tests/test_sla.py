@@ -12,7 +12,7 @@ from sqlalchemy import update
 from bot.kernel.texts import Markup
 from bot.runner import build_background
 from handlers import tickets_rules
-from handlers.tickets import WAKE_KEY
+from handlers.tickets.telegram import WAKE_KEY
 from scheduler import sla
 from storage import outbox as outbox_queries
 from storage import tickets as ticket_queries

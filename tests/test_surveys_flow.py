@@ -14,7 +14,7 @@ from bot.kernel.config import load_rules
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.survey_config import Localized
 from bot.kernel.texts import Texts
-from handlers.onboarding_rules import Person, confirm_forget, handle_text
+from handlers.onboarding.registration import Person, confirm_forget, handle_text
 from handlers.tickets_rules import Desk
 from storage.models import Customer, Outbox, SurveyAnswer, SurveyDefinition, SurveyResponse
 from surveys import flow

@@ -9,11 +9,11 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
+from handlers._edge.context import get_deps
+from handlers._edge.render import respond
 from handlers.answers import answering
 from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
-from handlers.context import get_deps
-from handlers.render import respond
-from handlers.tickets import desk_of, wake_dispatcher
+from handlers.tickets.telegram import desk_of, wake_dispatcher
 
 
 def current_knowledge(context: ContextTypes.DEFAULT_TYPE) -> KnowledgeBase | None:

@@ -26,7 +26,7 @@ from bot.kernel.texts import Texts
 from bot.local_api import LocalBotApi
 from bot.runner import serve
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
-from handlers.tickets import DESK_KEY, WAKE_KEY
+from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import DeliveryHooks, Desk, hooks_by_kind
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import NoLock

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import GeneralRules, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
-from handlers import linking, privacy_rules, tickets_rules
+from handlers import tickets_rules
 from handlers.answers import answering
 from handlers.answers.kb import KnowledgeBase
+from handlers.onboarding import linking, privacy
 from handlers.tickets_rules import Desk, Incoming
 from storage import care as care_queries
 from storage import customers as customer_queries
@@ -437,7 +438,7 @@ async def confirm_forget(
     language = customer.language
     if data.removeprefix(CB_FORGET) != "yes":
         return Reply("forget_cancelled", language, replace_message=True)
-    await privacy_rules.erase_customer(session, desk, customer, now)
+    await privacy.erase_customer(session, desk, customer, now)
     return Reply("forget_done", language, keyboard=Keyboard.REMOVE)
 
 

@@ -2,7 +2,7 @@
 
 The flow's state is the customer's row in ``complaint_drafts`` (step, category, order and the
 description's messages), written in the same transaction as the answer it follows. So a restart
-resumes at the same step (``handlers.complaints`` loads the steps into PTB's
+resumes at the same step (``handlers.complaints.telegram`` loads the steps into PTB's
 ConversationHandler), ``/cancel`` deletes the draft whole, and nothing half-made is ever seen
 by staff: the ticket and its topic only appear when the customer confirms.
 
@@ -21,7 +21,7 @@ from bot.kernel.config import GeneralRules
 from bot.kernel.replies import Alert, Button, Reply, TextRef
 from bot.kernel.texts import Markup
 from handlers import tickets_rules
-from handlers.onboarding_rules import Person, ensure_customer
+from handlers.onboarding.registration import Person, ensure_customer
 from handlers.tickets_rules import Desk, Incoming
 from storage import customers as customer_queries
 from storage import tickets as q

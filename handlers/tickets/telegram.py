@@ -12,9 +12,9 @@ from telegram import Message, Update
 from telegram.ext import ContextTypes
 
 from bot.kernel.replies import Alert, Reply
-from handlers.context import get_deps
-from handlers.inbound import message_kind
-from handlers.render import respond
+from handlers._edge.context import get_deps
+from handlers._edge.inbound import message_kind
+from handlers._edge.render import respond
 from handlers.tickets_rules import Desk, Incoming
 from storage.engine import current_unit
 

@@ -1,12 +1,12 @@
 """The chat part of surveys: the answer buttons (``sv:…``). Free-text answers arrive through
-``handlers.onboarding_rules.handle_text``. The rules are in ``surveys.flow``."""
+``handlers.onboarding.registration.handle_text``. The rules are in ``surveys.flow``."""
 
 from __future__ import annotations
 
 from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
-from handlers.tickets import on_desk_button
+from handlers.tickets.telegram import on_desk_button
 from surveys import flow
 
 

@@ -19,15 +19,16 @@ from telegram.ext import (
 
 from bot.kernel.config import GeneralRules
 from bot.kernel.replies import Alert, Reply
-from handlers import onboarding_rules as rules
+from handlers._edge.context import get_deps, person_of
+from handlers._edge.render import respond
 from handlers.answers.telegram import current_knowledge
-from handlers.context import get_deps, person_of
-from handlers.render import respond
-from handlers.tickets import desk_of, incoming_of, on_desk_button, wake_dispatcher
+from handlers.onboarding import registration
+from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 PersonRule = Callable[
-    [AsyncSession, rules.Person, GeneralRules, datetime], Awaitable[Reply | Sequence[Reply]]
+    [AsyncSession, registration.Person, GeneralRules, datetime],
+    Awaitable[Reply | Sequence[Reply]],
 ]
 
 ButtonRule = Callable[
@@ -56,7 +57,7 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     deps = get_deps(context)
     payload = context.args[0] if context.args else None
     async with deps.sessionmaker.begin() as session:
-        replies = await rules.start(
+        replies = await registration.start(
             session, person_of(update), deps.rules.general, deps.clock.now(), payload
         )
     await respond(update, deps.texts, replies)
@@ -68,7 +69,7 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     text = message.text if message else None
     async with deps.sessionmaker.begin() as session:
-        reply = await rules.handle_text(
+        reply = await registration.handle_text(
             session,
             person_of(update),
             text or "",
@@ -89,7 +90,7 @@ async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if contact is None:
         return
     async with deps.sessionmaker.begin() as session:
-        reply = await rules.save_contact(
+        reply = await registration.save_contact(
             session,
             person_of(update),
             contact.user_id,
@@ -123,32 +124,36 @@ def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None
     private_message = PRIVATE & NEW_MESSAGE
     return [
         CommandHandler("start", on_start, filters=private_message),
-        CommandHandler("help", on_person(rules.help_text), filters=private_message),
-        CommandHandler("language", on_person(rules.ask_language), filters=private_message),
-        CommandHandler("profile", on_person(rules.show_profile), filters=private_message),
-        CommandHandler("stop", on_person(rules.stop), filters=private_message),
-        CommandHandler("forget", on_person(rules.ask_forget), filters=private_message),
+        CommandHandler("help", on_person(registration.help_text), filters=private_message),
+        CommandHandler("language", on_person(registration.ask_language), filters=private_message),
+        CommandHandler("profile", on_person(registration.show_profile), filters=private_message),
+        CommandHandler("stop", on_person(registration.stop), filters=private_message),
+        CommandHandler("forget", on_person(registration.ask_forget), filters=private_message),
         CallbackQueryHandler(
-            on_button(rules.choose_language), pattern=f"^{rules.CB_LANGUAGE}(zh|en)$"
+            on_button(registration.choose_language),
+            pattern=f"^{registration.CB_LANGUAGE}(zh|en)$",
         ),
         CallbackQueryHandler(
-            on_button(rules.set_consent), pattern=f"^{rules.CB_CONSENT}(yes|no)$"
+            on_button(registration.set_consent),
+            pattern=f"^{registration.CB_CONSENT}(yes|no)$",
         ),
         CallbackQueryHandler(
-            on_button(rules.profile_action), pattern=f"^{rules.CB_PROFILE}[a-z]+$"
+            on_button(registration.profile_action),
+            pattern=f"^{registration.CB_PROFILE}[a-z]+$",
         ),
         CallbackQueryHandler(
-            on_desk_button(rules.confirm_forget), pattern=f"^{rules.CB_FORGET}(yes|no)$"
+            on_desk_button(registration.confirm_forget),
+            pattern=f"^{registration.CB_FORGET}(yes|no)$",
         ),
         MessageHandler(private_message & filters.CONTACT, on_contact),
         MessageHandler(private_message & filters.TEXT & ~filters.COMMAND, on_text),
         # Unknown commands get the same guidance as free text.
-        MessageHandler(private_message & filters.COMMAND, on_person(rules.fallback)),
+        MessageHandler(private_message & filters.COMMAND, on_person(registration.fallback)),
         # Stickers, voice, locations, ...: a polite "text please".
-        MessageHandler(private_message, on_person(rules.unsupported_input)),
+        MessageHandler(private_message, on_person(registration.unsupported_input)),
     ]
 
 
 def build_fallback_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
     """Catch-alls registered after every feature's handlers."""
-    return [CallbackQueryHandler(on_button(rules.expired_button))]
+    return [CallbackQueryHandler(on_button(registration.expired_button))]

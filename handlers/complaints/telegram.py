@@ -28,11 +28,12 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from handlers import complaints_rules as rules
-from handlers import onboarding_rules, tickets_rules
-from handlers.context import get_deps, person_of
-from handlers.render import respond
-from handlers.tickets import desk_of, incoming_of, on_desk_button, wake_dispatcher
+from handlers import tickets_rules
+from handlers._edge.context import get_deps, person_of
+from handlers._edge.render import respond
+from handlers.complaints import flow
+from handlers.onboarding import registration
+from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
 
@@ -128,7 +129,9 @@ class DraftPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any,
 
 
 async def _answer(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, result: rules.FlowResult
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    result: flow.FlowResult,
 ) -> object:
     texts = get_deps(context).texts
     wake_dispatcher(context)
@@ -143,7 +146,7 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
     """``/complaint``: pick a category."""
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.start(
+        result = await flow.start(
             session, person_of(update), desk_of(context), deps.rules.general, deps.clock.now()
         )
     return await _answer(update, context, result)
@@ -156,7 +159,7 @@ async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> ob
         return None
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.press(
+        result = await flow.press(
             session, query.from_user.id, query.data or "", desk_of(context), deps.clock.now()
         )
     return await _answer(update, context, result)
@@ -170,7 +173,7 @@ async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
         return None
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.message(
+        result = await flow.message(
             session, user.id, incoming_of(message), desk_of(context), deps.clock.now()
         )
     return await _answer(update, context, result)
@@ -183,7 +186,7 @@ async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
         return None
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.done(session, user.id, desk_of(context), deps.clock.now())
+        result = await flow.done(session, user.id, desk_of(context), deps.clock.now())
     return await _answer(update, context, result)
 
 
@@ -194,14 +197,14 @@ async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
         return None
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        result = await rules.cancel(session, user.id, deps.clock.now())
+        result = await flow.cancel(session, user.id, deps.clock.now())
     return await _answer(update, context, result)
 
 
 def build_conversation() -> ConversationHandler[ContextTypes.DEFAULT_TYPE]:
     """The complaint flow; persistent (see ``DraftPersistence``)."""
     private_message = PRIVATE & NEW_MESSAGE
-    button = CallbackQueryHandler(press_button, pattern=f"^{rules.CB_FLOW}")
+    button = CallbackQueryHandler(press_button, pattern=f"^{flow.CB_FLOW}")
     step = [
         button,
         CommandHandler("done", done, filters=private_message),
@@ -214,7 +217,7 @@ def build_conversation() -> ConversationHandler[ContextTypes.DEFAULT_TYPE]:
             entry_points=[
                 CommandHandler(["complaint", "complain"], start, filters=private_message)
             ],
-            states={name: list(step) for name in rules.STEPS},
+            states={name: list(step) for name in flow.STEPS},
             fallbacks=[CommandHandler("cancel", cancel, filters=private_message), button],
             allow_reentry=True,
             name=CONVERSATION,
@@ -234,7 +237,7 @@ async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     deps = get_deps(context)
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
-        customer, _ = await onboarding_rules.ensure_customer(
+        customer, _ = await registration.ensure_customer(
             session, person_of(update), deps.rules.general, now
         )
         replies = await tickets_rules.relay_from_customer(
@@ -242,7 +245,7 @@ async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         )
         if replies is None:
             replies = [
-                await onboarding_rules.unsupported_input(
+                await registration.unsupported_input(
                     session, person_of(update), deps.rules.general, now
                 )
             ]

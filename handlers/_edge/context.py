@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot.kernel.clock import Clock
 from bot.kernel.config import Rules
 from bot.kernel.texts import Texts
-from handlers.onboarding_rules import Person
+from handlers.onboarding.registration import Person
 
 DEPS_KEY = "deps"
 

@@ -39,11 +39,11 @@ from telegram.ext import (
 )
 
 from dashboard.auth import LOGIN_LINKS_KEY
-from handlers import staff_rules as rules
 from handlers import tickets_rules
-from handlers.context import get_deps
-from handlers.staff_rules import DashboardAnswer, MemberCache
-from handlers.tickets import desk_of, incoming_of, wake_dispatcher
+from handlers._edge.context import get_deps
+from handlers.staff import commands
+from handlers.staff.commands import DashboardAnswer, MemberCache
+from handlers.tickets.telegram import desk_of, incoming_of, wake_dispatcher
 from handlers.tickets_rules import Desk, Staff, StaffReply
 from storage.engine import after_commit
 
@@ -84,7 +84,7 @@ async def _is_member(
     except TelegramError:
         return None, False  # unknown this time: refuse, ask again next time
     else:
-        is_staff = rules.counts_as_staff(member.status, getattr(member, "is_member", None))
+        is_staff = commands.counts_as_staff(member.status, getattr(member, "is_member", None))
     cache.put(user_id, is_staff)
     return is_staff, True
 
@@ -183,7 +183,7 @@ async def _admit(
     )
     if not allowed:
         if refuse:
-            refusal = rules.refusal(desk_of(context))
+            refusal = commands.refusal(desk_of(context))
             if update.callback_query is not None:
                 refusal = StaffReply(refusal.text, alert=True)
             await _reply(update, context, refusal)
@@ -219,7 +219,7 @@ async def _as_staff(
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
-            await rules.remember(session, staff, True, now)
+            await commands.remember(session, staff, True, now)
         return await work(session, staff, now)
 
 
@@ -231,7 +231,7 @@ async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context)
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
-        return await rules.message(
+        return await commands.message(
             session, desk, message.message_thread_id, staff, incoming_of(message), now
         )
 
@@ -246,7 +246,7 @@ async def edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context)
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> None:
-        await rules.edit(session, desk, message.message_thread_id, incoming_of(message), now)
+        await commands.edit(session, desk, message.message_thread_id, incoming_of(message), now)
 
     await _run(update, context, work, refuse=False)
 
@@ -259,7 +259,7 @@ async def note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context)
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
-        return await rules.note(
+        return await commands.note(
             session, desk, message.message_thread_id, staff, incoming_of(message), now
         )
 
@@ -275,7 +275,7 @@ async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context)
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
-        return await rules.command(session, desk, message.message_thread_id, staff, name, now)
+        return await commands.command(session, desk, message.message_thread_id, staff, name, now)
 
     await _run(update, context, work)
 
@@ -312,10 +312,10 @@ async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
-            await rules.remember(session, staff, True, now)
+            await commands.remember(session, staff, True, now)
         if target is not None and target_fresh:
-            await rules.remember(session, target, bool(target_is_staff), now)
-        result = await rules.assign(
+            await commands.remember(session, target, bool(target_is_staff), now)
+        result = await commands.assign(
             session,
             desk,
             message.message_thread_id,
@@ -337,7 +337,7 @@ async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     desk = desk_of(context)
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
-        return await rules.press(session, desk, staff, query.data or "", now)
+        return await commands.press(session, desk, staff, query.data or "", now)
 
     await _run(update, context, work)
 
@@ -357,7 +357,7 @@ async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     in_group = message.chat.type != ChatType.PRIVATE
     if in_group and message.sender_chat is not None:
         # An anonymous admin: no private chat to send a link to.
-        answer = rules.dashboard_unreachable(desk)
+        answer = commands.dashboard_unreachable(desk)
         await after_commit(lambda: _send_dashboard(context.bot, message, user.id, answer))
         return
     admitted = await _admit(update, context)
@@ -365,7 +365,7 @@ async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
 
     async def link(session: AsyncSession, staff: Staff, now: datetime) -> DashboardAnswer:
-        return await rules.dashboard_link(session, desk, links, staff, now, in_group=in_group)
+        return await commands.dashboard_link(session, desk, links, staff, now, in_group=in_group)
 
     answer = await _as_staff(context, admitted, link)
     await after_commit(lambda: _send_dashboard(context.bot, message, user.id, answer))

@@ -17,7 +17,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.kernel.replies import Alert, Reply
 from handlers import tickets_rules
-from handlers.tickets import on_desk_button
+from handlers.tickets.telegram import on_desk_button
 from storage import care as care_queries
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
