@@ -99,14 +99,14 @@ async def test_an_unparsable_update_is_parked_at_once_and_polling_goes_on(
     )
     assert [row.state for row in await _rows(harness.sessionmaker)].count("pending") == 0
 
-    listed = _cli(harness, "failed")
+    listed = await _cli(harness, "failed")
     assert listed.returncode == 0, listed.stderr
     assert str(bad[0]) in listed.stdout and "TypeError" in listed.stdout
     assert "secret words" not in listed.stdout
 
     # Put back by an operator, it is read again and parked again at once, not handled.
     caplog.clear()
-    retried = _cli(harness, "retry", "--all-failed")
+    retried = await _cli(harness, "retry", "--all-failed")
     assert "3 updates back to pending" in retried.stdout, retried.stderr
     await api.wait_for(
         lambda: len([r for r in caplog.records if "cannot be read" in r.getMessage()]) == 3,

@@ -54,8 +54,11 @@ async def _poison(harness: Harness, on: bool, table: str = "ticket_messages") ->
             await session.execute(text(statement))
 
 
-def _cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+async def _cli(harness: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    """``carebot inbox …`` as a real process, beside the running bot: off the event loop, so
+    the bot goes on (and lets go of SQLite's write lock) while the command waits for it."""
+    return await asyncio.to_thread(
+        subprocess.run,
         [*CAREBOT, "inbox", *args],
         env=carebot_env(database_url=harness.settings.database_url),
         capture_output=True,
@@ -110,14 +113,14 @@ async def test_a_poison_update_is_parked_its_conversation_goes_on_and_retry_hand
         assert parked.payload is not None  # kept for the retry
         assert f"inbox #{parked.id}" in (_notices(harness)[0].body or "")
 
-        listed = _cli(harness, "failed")
+        listed = await _cli(harness, "failed")
         assert listed.returncode == 0, listed.stderr
         assert str(parked.id) in listed.stdout and "IntegrityError" in listed.stdout
         assert "poison" not in listed.stdout  # what the customer wrote stays out of it
     finally:
         await _poison(harness, on=False)
 
-    retried = _cli(harness, "retry", str(parked.id))
+    retried = await _cli(harness, "retry", str(parked.id))
     assert retried.returncode == 0, retried.stderr
     assert "1 update back to pending" in retried.stdout
     await api.wait_for(
@@ -130,7 +133,7 @@ async def test_a_poison_update_is_parked_its_conversation_goes_on_and_retry_hand
     assert len(_notices(harness)) == 1
     async with harness.sessionmaker() as session:
         assert await _states(session) == {"handled": await _count(session)}
-    again = _cli(harness, "retry", str(parked.id))
+    again = await _cli(harness, "retry", str(parked.id))
     assert again.returncode == 1 and "not parked" in again.stderr, again.stderr[-1500:]
 
 
@@ -167,10 +170,10 @@ async def test_inbox_stats(harness: Harness) -> None:
     await api.send_text(zoe, "/start")
     await api.wait_for_sent(zoe.id, 1)
     await asyncio.sleep(0.2)
-    result = _cli(harness, "stats")
+    result = await _cli(harness, "stats")
     assert result.returncode == 0, result.stderr
     assert "handled" in result.stdout and "nothing pending" in result.stdout
-    wrong = _cli(harness, "retry")
+    wrong = await _cli(harness, "retry")
     assert wrong.returncode == 2 and "give inbox ids or --all-failed" in wrong.stderr
 
 
