@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bot.kb import load_knowledge_base
 from bot.kernel.texts import Markup
-from bot.local_api import FakeUser
+from bot.sandbox.actors import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.tickets_rules import KIND_CUSTOMER, KIND_TOPIC
 from storage import tickets as ticket_queries
