@@ -20,7 +20,7 @@ class ServerProcess:
 
 
 def _serve(token: str, user_ids: range, connection: multiprocessing.connection.Connection) -> None:
-    from bot.local_api import LocalBotApi
+    from bot.sandbox.api import LocalBotApi
 
     async def main() -> None:
         api = LocalBotApi(token)

@@ -48,7 +48,7 @@ from bench._databases import scratch_database
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler.dispatcher import create_dispatcher
 from scheduler.limiter import max_in_sliding_window

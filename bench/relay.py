@@ -430,7 +430,7 @@ async def _leg(
 
 
 def _serve(args: dict[str, Any], connection: multiprocessing.connection.Connection) -> None:
-    from bot.local_api import LocalBotApi
+    from bot.sandbox.api import LocalBotApi
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

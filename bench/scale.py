@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._databases import scratch_database
-from bot.local_api import FakeUser, LocalBotApi
+from bot.sandbox.actors import FakeUser
+from bot.sandbox.api import LocalBotApi
 from tests.auxil.cluster import cluster
 
 TOKEN = "123456:BENCH-TOKEN"

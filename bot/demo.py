@@ -1,6 +1,6 @@
 """``carebot demo``: try carebot in a browser, without a bot token.
 
-One process runs the project's local Bot API server (``bot.local_api``), the real bot polling
+One process runs the project's local Bot API server (``bot.sandbox``), the real bot polling
 it (``bot.runner.serve``) on a temporary SQLite database seeded through the real importer, tiers
 run, surveys' storage and ticket desk, and a small chat page on one loopback URL where a person
 plays customers (their private chats) and a staff member (the staff forum group and its topics)
@@ -35,8 +35,9 @@ from bot.kernel.clock import Clock, SystemClock
 from bot.kernel.config import Rules, load_rules
 from bot.kernel.survey_config import Question, SurveyDefinition
 from bot.kernel.texts import Texts
-from bot.local_api import FakeUser, LocalBotApi
 from bot.runner import serve
+from bot.sandbox.actors import FakeUser
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.onboarding.linking import LINKED
 from handlers.tickets_rules import Desk, open_ticket

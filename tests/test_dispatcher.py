@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.kernel.clock import ManualClock
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
+from bot.sandbox.api import LocalBotApi
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.tickets_rules import Desk, open_ticket
 from storage import outbox as outbox_queries

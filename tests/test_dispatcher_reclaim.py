@@ -21,7 +21,7 @@ from telegram import Bot
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import OutboxRules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import DispatchLock, lock_for

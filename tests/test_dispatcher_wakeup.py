@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.local_api import LocalBotApi
+from bot.sandbox.api import LocalBotApi
 from scheduler.dispatcher import Dispatcher
 from storage.outbox import Priority
 from tests.auxil.local_api_fixtures import ptb_bot

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.inbox import database_away
-from bot.local_api import SentMessage
+from bot.sandbox.records import SentMessage
 from storage.models import InboxUpdate
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.processes import CAREBOT, carebot_env

@@ -32,7 +32,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.local_api import LocalBotApi, parse_html, parse_markdown_v2
+from bot.sandbox.api import LocalBotApi
+from bot.sandbox.entities import parse_html, parse_markdown_v2
 from tests.auxil.local_api_fixtures import ptb_bot, webhook_receiver
 
 TOKEN = "4242:LOCAL-API-TEST"

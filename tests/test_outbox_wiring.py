@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import OutboxRules, load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
 from bot.runner import serve
+from bot.sandbox.api import LocalBotApi
 from scheduler.wiring import Background, PeriodicJob, build_scheduler, outbox_jobs, run_job
 from storage import outbox as outbox_queries
 from tests.auxil.harness import harness_settings

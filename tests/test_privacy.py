@@ -20,7 +20,8 @@ from typer.testing import CliRunner, Result
 
 from bot import cli_tools
 from bot.cli import app as cli_app
-from bot.local_api import FakeUser, SentMessage
+from bot.sandbox.actors import FakeUser
+from bot.sandbox.records import SentMessage
 from storage.models import Customer, SurveyResponse, Ticket
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.tickets import desk_ticket, lanes_idle, staff_member, staff_says, wait_message

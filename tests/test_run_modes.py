@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
 from bot.runner import StartupError, periodic_jobs, serve
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings
 from bot.web import SECRET_HEADER
 from handlers.tickets_rules import Desk

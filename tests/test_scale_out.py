@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.local_api import FakeUser, LocalBotApi
+from bot.sandbox.actors import FakeUser
+from bot.sandbox.api import LocalBotApi
 from storage.engine import create_engine
 from storage.models import Customer, InboxUpdate, KbHandoff, Ticket
 from tests.auxil import databases

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 
 from bot.kernel.texts import Markup
-from bot.local_api import FakeUser, SentMessage
+from bot.sandbox.actors import FakeUser
+from bot.sandbox.records import SentMessage
 from storage.models import Customer, SurveyAnswer, SurveyResponse, Ticket
 from surveys.planner import PlanReport, SurveyPlanner
 from tests.auxil.harness import STAFF_CHAT_ID, Harness

@@ -20,8 +20,8 @@ from telegram.ext import ApplicationBuilder
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
 from bot.runner import serve
+from bot.sandbox.api import LocalBotApi
 from bot.web import Readiness, build_web_app
 from storage.migrate import HEAD_REVISION
 from tests.auxil import databases

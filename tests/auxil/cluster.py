@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bot.local_api import SECRET_HEADER, LocalBotApi
+from bot.sandbox.api import LocalBotApi
+from bot.sandbox.protocol import SECRET_HEADER
 from bot.settings import EXAMPLE_CONFIG_DIR
 from tests.auxil.processes import free_port, start_carebot
 

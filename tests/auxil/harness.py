@@ -23,8 +23,8 @@ from bot.inbox import inbox_of
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import OutboxRules, Rules, TicketRules, load_rules
 from bot.kernel.texts import Texts
-from bot.local_api import LocalBotApi
 from bot.runner import serve
+from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from handlers.tickets_rules import DeliveryHooks, Desk, hooks_by_kind

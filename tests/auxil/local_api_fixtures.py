@@ -1,4 +1,4 @@
-"""Helpers for tests that talk to ``bot.local_api.LocalBotApi``: a PTB ``Bot`` pointed at it,
+"""Helpers for tests that talk to ``bot.sandbox.api.LocalBotApi``: a PTB ``Bot`` pointed at it,
 and a tiny webhook receiver on 127.0.0.1."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 from telegram import Bot
 
-from bot.local_api import SECRET_HEADER, LocalBotApi
+from bot.sandbox.api import LocalBotApi
+from bot.sandbox.protocol import SECRET_HEADER
 
 
 @asynccontextmanager

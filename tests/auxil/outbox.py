@@ -16,7 +16,8 @@ from telegram import Bot
 from bot.kernel.clock import Clock, SystemClock
 from bot.kernel.config import OutboxRules
 from bot.kernel.texts import Texts
-from bot.local_api import ApiCall, LocalBotApi
+from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import ApiCall
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
 from storage import outbox as outbox_queries
