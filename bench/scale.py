@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._databases import scratch_database
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser
 from tests.auxil.cluster import cluster
 
 TOKEN = "123456:BENCH-TOKEN"

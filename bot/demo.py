@@ -36,8 +36,8 @@ from bot.kernel.config import Rules, load_rules
 from bot.kernel.survey_config import Question, SurveyDefinition
 from bot.kernel.texts import Texts
 from bot.runner import serve
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.onboarding.linking import LINKED
 from handlers.tickets_rules import Desk, open_ticket

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser
 from bot.settings import Settings
 from bot.web import SECRET_HEADER
 from storage.engine import create_engine, create_sessionmaker

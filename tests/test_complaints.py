@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.kernel.texts import Markup
-from bot.sandbox.actors import FakeUser
+from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.answers.kb import load_knowledge_base
 from handlers.tickets_rules import KIND_CUSTOMER, KIND_TOPIC

@@ -21,8 +21,8 @@ from sqlalchemy import func, select, text
 
 from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.tickets_rules import Desk, open_ticket
 from storage.engine import create_engine, create_sessionmaker

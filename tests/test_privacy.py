@@ -20,8 +20,7 @@ from typer.testing import CliRunner, Result
 
 from bot import cli_tools
 from bot.cli import app as cli_app
-from bot.sandbox.actors import FakeUser
-from bot.sandbox.records import SentMessage
+from bot.sandbox.records import FakeUser, SentMessage
 from storage.models import Customer, SurveyResponse, Ticket
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.tickets import desk_ticket, lanes_idle, staff_member, staff_says, wait_message

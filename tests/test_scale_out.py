@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser
 from storage.engine import create_engine
 from storage.models import Customer, InboxUpdate, KbHandoff, Ticket
 from tests.auxil import databases

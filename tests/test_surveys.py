@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 
 from bot.kernel.texts import Markup
-from bot.sandbox.actors import FakeUser
-from bot.sandbox.records import SentMessage
+from bot.sandbox.records import FakeUser, SentMessage
 from storage.models import Customer, SurveyAnswer, SurveyResponse, Ticket
 from surveys.planner import PlanReport, SurveyPlanner
 from tests.auxil.harness import STAFF_CHAT_ID, Harness

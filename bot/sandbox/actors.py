@@ -4,43 +4,11 @@ stickers, locations or any content, editing their message, pressing an inline bu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bot.sandbox.core import ChatState
 from bot.sandbox.entities import command_entities
 from bot.sandbox.methods.files import TINY_PNG, FilesMixin, media_object
 from bot.sandbox.protocol import JSONDict, embedded
-from bot.sandbox.records import SentMessage
-
-
-@dataclass(frozen=True)
-class FakeUser:
-    """A Telegram user played by the tests. Their private chat with the bot has ``id == id``."""
-
-    id: int
-    first_name: str
-    language_code: str | None = "en"
-    username: str | None = None
-    last_name: str | None = None
-    is_bot: bool = False
-
-    def to_dict(self) -> JSONDict:
-        data: JSONDict = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
-        if self.last_name:
-            data["last_name"] = self.last_name
-        if self.username:
-            data["username"] = self.username
-        if self.language_code:
-            data["language_code"] = self.language_code
-        return data
-
-
-@dataclass(frozen=True)
-class FakeGroup:
-    id: int
-    title: str
-    is_forum: bool
-    username: str | None = None
+from bot.sandbox.records import FakeUser, SentMessage
 
 
 class ActorsMixin(FilesMixin):

@@ -3,11 +3,10 @@ chats), groups, their members, and the forum topics staff create, close, reopen 
 
 from __future__ import annotations
 
-from bot.sandbox.actors import FakeGroup, FakeUser
 from bot.sandbox.core import ChatState, chat_key
 from bot.sandbox.methods.forum import FORUM_ICON_COLORS, ForumMixin
 from bot.sandbox.protocol import JSONDict, MemberStatus
-from bot.sandbox.records import ForumTopicInfo
+from bot.sandbox.records import FakeGroup, FakeUser, ForumTopicInfo
 
 
 class CastMixin(ForumMixin):

@@ -18,7 +18,7 @@ from bot.sandbox.protocol import ApiError, Handler, JSONDict, bad_request
 from bot.sandbox.records import ApiCall, ForumTopicInfo, SentMessage, WebhookAttempt
 
 if TYPE_CHECKING:
-    from bot.sandbox.actors import FakeGroup, FakeUser
+    from bot.sandbox.records import FakeGroup, FakeUser
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.sandbox.actors import FakeGroup, FakeUser
 from bot.sandbox.core import FailRule, SandboxCore, chat_key
 from bot.sandbox.protocol import (
     BLOCKABLE_METHODS,
@@ -14,6 +13,7 @@ from bot.sandbox.protocol import (
     ApiError,
     JSONDict,
 )
+from bot.sandbox.records import FakeGroup, FakeUser
 
 _GENERIC_DESCRIPTIONS = {
     400: "Bad Request",

@@ -14,7 +14,7 @@ from bot.sandbox.protocol import JSONDict, canonical
 from bot.sandbox.records import ApiCall, SentMessage
 
 if TYPE_CHECKING:
-    from bot.sandbox.actors import FakeUser
+    from bot.sandbox.records import FakeUser
 
 
 class ObserveMixin(SandboxCore):

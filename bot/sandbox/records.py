@@ -1,5 +1,6 @@
 """The sandbox's public records of what happened: requests (``ApiCall``, ``UploadedFile``),
-messages the bot created (``SentMessage``), forum topics and webhook deliveries."""
+messages the bot created (``SentMessage``), forum topics and webhook deliveries; and who plays
+the people (``FakeUser``, ``FakeGroup``)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,33 @@ class WebhookAttempt:
 def sent_texts(messages: Sequence[SentMessage]) -> list[str | None]:
     """The text or caption of each message, for compact assertions."""
     return [m.body for m in messages]
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    """A Telegram user played by the tests. Their private chat with the bot has ``id == id``."""
+
+    id: int
+    first_name: str
+    language_code: str | None = "en"
+    username: str | None = None
+    last_name: str | None = None
+    is_bot: bool = False
+
+    def to_dict(self) -> JSONDict:
+        data: JSONDict = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
+        if self.last_name:
+            data["last_name"] = self.last_name
+        if self.username:
+            data["username"] = self.username
+        if self.language_code:
+            data["language_code"] = self.language_code
+        return data
+
+
+@dataclass(frozen=True)
+class FakeGroup:
+    id: int
+    title: str
+    is_forum: bool
+    username: str | None = None

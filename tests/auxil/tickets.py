@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from bot.kernel.texts import Markup
-from bot.sandbox.actors import FakeUser
 from bot.sandbox.api import LocalBotApi
-from bot.sandbox.records import ForumTopicInfo, SentMessage
+from bot.sandbox.records import FakeUser, ForumTopicInfo, SentMessage
 from handlers.tickets_rules import Incoming, open_ticket
 from storage import tickets as ticket_queries
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage

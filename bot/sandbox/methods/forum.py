@@ -10,7 +10,7 @@ from bot.sandbox.protocol import Handler, JSONDict, bad_request
 from bot.sandbox.records import ForumTopicInfo
 
 if TYPE_CHECKING:
-    from bot.sandbox.actors import FakeUser
+    from bot.sandbox.records import FakeUser
 
 FORUM_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
 
