@@ -48,14 +48,13 @@ from bot.kernel.files import load_rule_file
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler import tiers as tier_job
 from storage import orders as order_queries
-from storage import tiers as tier_queries
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
-from storage.tiers import RunSummary
+from storage.tiers.spec import RunSummary, day_number, day_of
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 09:00 in Asia/Shanghai
-TODAY = tier_job.day_number(date(2026, 11, 23))
+TODAY = day_number(date(2026, 11, 23))
 HISTORY_DAYS = 3 * 365
 BATCH = 100_000
 
@@ -68,8 +67,8 @@ class Figures:
     nightly_s: list[float]
     recount_s: float
     incremental_ms: float
-    nightly: tier_queries.RunSummary
-    incremental: tier_queries.RunSummary
+    nightly: RunSummary
+    incremental: RunSummary
 
 
 def order_counts(customers: int, orders: int, rng: random.Random) -> list[int]:
@@ -142,7 +141,7 @@ async def load_sqlite(path: Path, counts: list[int], customers: int, seed: int) 
     connection.execute("PRAGMA synchronous=OFF")
     stamp = "2026-01-01 00:00:00.000000"
     placed = {
-        day: f"{tier_job.day_of(day).isoformat()} 04:00:00.000000"
+        day: f"{day_of(day).isoformat()} 04:00:00.000000"
         for day in range(TODAY - HISTORY_DAYS - 1, TODAY + 2)
     }
     with connection:
@@ -174,7 +173,7 @@ async def load_postgres(url: str, counts: list[int], customers: int, seed: int) 
     connection = await asyncpg.connect(dsn)
     stamp = datetime(2026, 1, 1, tzinfo=UTC)
     placed = {
-        day: datetime.combine(tier_job.day_of(day), datetime.min.time(), UTC) + timedelta(hours=4)
+        day: datetime.combine(day_of(day), datetime.min.time(), UTC) + timedelta(hours=4)
         for day in range(TODAY - HISTORY_DAYS - 1, TODAY + 2)
     }
     try:

@@ -23,7 +23,7 @@ from bot.cli_tools import Tool, database, open_tool
 from scheduler import tiers as tier_job
 from storage import linking as link_queries
 from storage.orders import ImportCounts
-from storage.tiers import RunSummary
+from storage.tiers.spec import RunSummary
 
 PROGRESS_FROM_LINES = 5_000
 

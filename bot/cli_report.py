@@ -15,11 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.cli_tools import database, open_tool
-from scheduler import tiers as tier_job
 from storage import kb as kb_queries
 from storage import tickets as ticket_queries
-from storage import tiers as tier_queries
-from storage.tiers import STAGES, ChurnFlag, TierReport
+from storage.tiers.report import TierReport, tier_report
+from storage.tiers.spec import STAGES, ChurnFlag, day_of
 from surveys import analytics as survey_analytics
 
 report_app = typer.Typer(help="Reports.", no_args_is_help=True)
@@ -34,7 +33,7 @@ def tiers() -> None:
 
     async def read() -> TierReport:
         async with database(tool) as sessionmaker, sessionmaker() as session:
-            return await tier_queries.tier_report(session)
+            return await tier_report(session)
 
     report = asyncio.run(read())
     names = [rule.name for rule in tool.rules.tiers.tiers]
@@ -62,7 +61,7 @@ def tiers() -> None:
             "from",
             "to",
             "customers",
-            title=f"tier changes since full run #{since.id} ({tier_job.day_of(since.day)})",
+            title=f"tier changes since full run #{since.id} ({day_of(since.day)})",
         )
         for (old, new), count in sorted(
             report.movements.items(), key=lambda item: (-item[1], str(item[0]))
@@ -74,7 +73,7 @@ def tiers() -> None:
     for run in report.runs:
         runs.add_row(
             f"#{run.id}",
-            str(tier_job.day_of(run.day)),
+            str(day_of(run.day)),
             "full" if run.full else "incremental",
             f"{run.customers:,}",
             f"{run.tier_changes:,}",

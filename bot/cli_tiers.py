@@ -10,9 +10,11 @@ from rich.table import Table
 
 from bot.cli_tools import Tool, database, money, open_tool
 from scheduler import tiers as tier_job
-from storage import tiers as tier_queries
 from storage.models import Customer
-from storage.tiers import RunSummary, TierCard
+from storage.tiers.cards import TierCard, find_customer, tier_card
+from storage.tiers.pending import mark_pending
+from storage.tiers.pins import pin_tier, unpin_tier
+from storage.tiers.spec import RunSummary, day_of
 from surveys.analytics import SatisfactionDrop, satisfaction_drops
 
 tiers_app = typer.Typer(
@@ -49,7 +51,7 @@ def recompute(
         return
     kind = "rebuild" if rebuild else "full" if summary.full else "incremental"
     typer.echo(
-        f"tiers: {kind} run #{summary.run_id} on {tier_job.day_of(summary.day)}: "
+        f"tiers: {kind} run #{summary.run_id} on {day_of(summary.day)}: "
         f"{summary.scored} customer(s) with orders scored, {summary.refreshed} refreshed, "
         f"{summary.tier_changes} tier change(s), {summary.customer_changes} customer(s) "
         f"changed, {summary.duration_ms} ms"
@@ -62,7 +64,7 @@ def _find(tool: Tool, reference: str) -> tuple[TierCard, SatisfactionDrop | None
 
     async def read() -> tuple[TierCard | None, SatisfactionDrop | None]:
         async with database(tool) as sessionmaker, sessionmaker() as session:
-            customer = await tier_queries.find_customer(session, reference)
+            customer = await find_customer(session, reference)
             if customer is None:
                 return None, None
             drops = await satisfaction_drops(
@@ -71,7 +73,7 @@ def _find(tool: Tool, reference: str) -> tuple[TierCard, SatisfactionDrop | None
                 customer_ids=[customer.id],
                 recent_days=tool.rules.tiers.churn.period_days,
             )
-            return await tier_queries.tier_card(session, customer.id), drops.get(customer.id)
+            return await tier_card(session, customer.id), drops.get(customer.id)
 
     card, drop = asyncio.run(read())
     if card is None:
@@ -108,7 +110,7 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
         table = Table("", "value", "score", box=None, pad_edge=False)
         table.add_row(
             "recency",
-            f"{today - rfm.last_day} days (last order {tier_job.day_of(rfm.last_day)})",
+            f"{today - rfm.last_day} days (last order {day_of(rfm.last_day)})",
             str(rfm.r_score),
         )
         table.add_row("frequency", f"{rfm.frequency} orders in {window} days", str(rfm.f_score))
@@ -118,7 +120,7 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
         out.print(table)
         gap = f"{rfm.median_gap:g} days" if rfm.median_gap is not None else "-"
         out.print(
-            f"{rfm.orders_total} counted orders since {tier_job.day_of(rfm.first_day)}; "
+            f"{rfm.orders_total} counted orders since {day_of(rfm.first_day)}; "
             f"median gap {gap}; at risk after {rfm.at_risk_after or 0:g} days without an order"
         )
         signals = tier_job.churn_signals(rfm, today, satisfaction)
@@ -150,8 +152,7 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
     if card.last_run is not None:
         run = card.last_run
         out.print(
-            f"last run #{run.id} ({'full' if run.full else 'incremental'}) "
-            f"on {tier_job.day_of(run.day)}"
+            f"last run #{run.id} ({'full' if run.full else 'incremental'}) on {day_of(run.day)}"
         )
     if card.history:
         history = Table("when", "from", "to", "why", title="tier history", box=None)
@@ -184,8 +185,8 @@ def pin(
     async def run() -> None:
         async with database(tool) as sessionmaker, sessionmaker.begin() as session:
             now = tool.clock.now()
-            await tier_queries.pin_tier(session, card.customer.id, tier, now, why)
-            await tier_queries.mark_pending(session, [card.customer.id], now)
+            await pin_tier(session, card.customer.id, tier, now, why)
+            await mark_pending(session, [card.customer.id], now)
 
     asyncio.run(run())
     typer.echo(f"{customer}: tier pinned to {tier}")
@@ -200,10 +201,8 @@ def unpin(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
     async def run() -> str | None:
         async with database(tool) as sessionmaker, sessionmaker.begin() as session:
             now = tool.clock.now()
-            tier = await tier_queries.unpin_tier(
-                session, card.customer.id, tool.rules.tiers.default_tier, now
-            )
-            await tier_queries.mark_pending(session, [card.customer.id], now)
+            tier = await unpin_tier(session, card.customer.id, tool.rules.tiers.default_tier, now)
+            await mark_pending(session, [card.customer.id], now)
             return tier
 
     tier = asyncio.run(run())

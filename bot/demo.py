@@ -46,7 +46,7 @@ from storage import linking as link_queries
 from storage.engine import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import Customer
-from storage.tiers import find_customer
+from storage.tiers.cards import find_customer
 from surveys import queries as survey_queries
 from surveys.planner import SurveyPlanner
 

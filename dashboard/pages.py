@@ -32,10 +32,10 @@ from dashboard.html import (
     section,
     table,
 )
-from scheduler.tiers import day_of
 from storage import outbox as outbox_queries
 from storage import tickets as ticket_queries
-from storage import tiers as tier_queries
+from storage.tiers.report import tier_report
+from storage.tiers.spec import STAGES, day_of
 from surveys import analytics
 
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
@@ -506,10 +506,10 @@ async def customers(
     request: web.Request, dashboard: Dashboard, tr: Tr, staff: auth.StaffSession
 ) -> web.StreamResponse:
     async with dashboard.sessionmaker() as session:
-        report = await tier_queries.tier_report(session)
+        report = await tier_report(session)
         risky = await queries.at_risk(session)
     tiers = sorted({tier for tier, _ in report.counts})
-    stages = list(tier_queries.STAGES)
+    stages = list(STAGES)
     mix_rows = [
         [
             esc(tier),

@@ -22,7 +22,7 @@ from storage.models import (
     RfmScore,
     Ticket,
 )
-from storage.tiers import ChurnFlag
+from storage.tiers.spec import ChurnFlag
 
 NOT_CLOSED = tuple(status for status in ticket_queries.STATUSES if status != ticket_queries.CLOSED)
 CARE_KINDS = "care.%"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -19,13 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.config import TierCondition, TierRules
 from scheduler.wiring import PeriodicJob
-from storage import tiers as tier_queries
 from storage.models import RfmScore
+from storage.tiers import pending, runs
+from storage.tiers.spec import (
+    ChurnFlag,
+    Condition,
+    RunSummary,
+    TierRuleSpec,
+    TierSpec,
+    day_number,
+)
 from surveys.analytics import SatisfactionDrop, satisfaction_drops
 
 logger = logging.getLogger(__name__)
-
-EPOCH = date(1970, 1, 1)
 
 
 def cents(amount: Decimal) -> int:
@@ -33,31 +39,22 @@ def cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
 
 
-def day_number(day: date) -> int:
-    """Days since 1970-01-01: how orders store their day (``orders.placed_day``)."""
-    return (day - EPOCH).days
-
-
-def day_of(number: int) -> date:
-    return EPOCH + timedelta(days=number)
-
-
 def shop_today(rules: TierRules, now: datetime) -> int:
     """Today's day number in the shop's time zone."""
     return day_number(now.astimezone(ZoneInfo(rules.orders.timezone)).date())
 
 
-def _condition(condition: TierCondition) -> tier_queries.Condition:
+def _condition(condition: TierCondition) -> Condition:
     if condition.field == "monetary":
-        return tier_queries.Condition("monetary_cents", condition.op, cents(condition.value))
-    return tier_queries.Condition(condition.field, condition.op, int(condition.value))
+        return Condition("monetary_cents", condition.op, cents(condition.value))
+    return Condition(condition.field, condition.op, int(condition.value))
 
 
-def build_spec(rules: TierRules) -> tier_queries.TierSpec:
+def build_spec(rules: TierRules) -> TierSpec:
     """The rule file as the plain values storage works with (amounts in cents)."""
     fixed = rules.scores.fixed
     rule_specs = tuple(
-        tier_queries.TierRuleSpec(
+        TierRuleSpec(
             tier=tier.name,
             conditions=tuple(_condition(condition) for condition in conditions),
             why=f"{tier.name}: {' and '.join(str(condition) for condition in conditions)}",
@@ -68,7 +65,7 @@ def build_spec(rules: TierRules) -> tier_queries.TierSpec:
     r1, r2, r3, r4 = fixed.recency_days
     f1, f2, f3, f4 = fixed.frequency
     m1, m2, m3, m4 = (cents(value) for value in fixed.monetary)
-    return tier_queries.TierSpec(
+    return TierSpec(
         rules=rule_specs,
         default_tier=rules.default_tier,
         at_risk_days={tier.name: tier.at_risk_days for tier in rules.tiers},
@@ -97,16 +94,16 @@ async def recompute(
     full: bool = False,
     rebuild: bool = False,
     recount: bool = False,
-) -> tier_queries.RunSummary:
-    """Recompute tiers as of ``now`` (see ``storage.tiers.recompute``), then flag the customers
-    whose satisfaction is falling; the caller commits.
+) -> RunSummary:
+    """Recompute tiers as of ``now`` (see ``storage.tiers.runs.recompute``), then flag the
+    customers whose satisfaction is falling; the caller commits.
 
     The survey signal is read for the customers the run scored: everybody on a full run, the
     queued ones on an incremental run. New survey answers alone reach the flag with the next
     full run (nightly).
     """
-    scope = None if full or rebuild else await tier_queries.pending_customers(session)
-    summary = await tier_queries.recompute(
+    scope = None if full or rebuild else await pending.pending_customers(session)
+    summary = await runs.recompute(
         session,
         build_spec(rules),
         today=shop_today(rules, now),
@@ -123,7 +120,7 @@ async def recompute(
             recent_days=rules.churn.period_days,
         )
         falling = [drop.customer_id for drop in drops.values() if drop.falling]
-        await tier_queries.flag_satisfaction_falling(session, falling)
+        await runs.flag_satisfaction_falling(session, falling)
     return summary
 
 
@@ -139,12 +136,12 @@ def full_run_due(rules: TierRules, now: datetime, last_full_day: int | None) -> 
 
 async def scheduled_run(
     sessionmaker: async_sessionmaker[AsyncSession], rules: TierRules, now: datetime
-) -> tier_queries.RunSummary:
+) -> RunSummary:
     """One tick of the tiers job: the daily full run when due, else the incremental one."""
     async with sessionmaker.begin() as session:
         # Locked before looking: a second process waits, then finds today's full run done.
-        await tier_queries.lock_runs(session)
-        last_full = await tier_queries.last_run(session, full=True)
+        await runs.lock_runs(session)
+        last_full = await runs.last_run(session, full=True)
         full = full_run_due(rules, now, last_full.day if last_full else None)
         summary = await recompute(session, rules, now, full=full)
     if summary.run_id is not None:
@@ -164,7 +161,7 @@ def tier_jobs(
 ) -> list[PeriodicJob]:
     """The periodic tiers job for ``scheduler.wiring`` (add it beside the outbox's jobs)."""
 
-    async def tick(now: datetime) -> tier_queries.RunSummary:
+    async def tick(now: datetime) -> RunSummary:
         return await scheduled_run(sessionmaker, rules, now)
 
     return [
@@ -189,15 +186,15 @@ def churn_signals(
 ) -> list[ChurnSignal]:
     """The flags of ``rfm`` with the numbers behind each (``satisfaction``: the customer's
     survey scores, from ``surveys.analytics.satisfaction_drops``)."""
-    flags = tier_queries.ChurnFlag(rfm.churn_flags)
+    flags = ChurnFlag(rfm.churn_flags)
     signals = []
-    if tier_queries.ChurnFlag.OVERDUE in flags:
+    if ChurnFlag.OVERDUE in flags:
         signals.append(ChurnSignal("overdue", today - rfm.last_day, rfm.at_risk_after or 0.0))
-    if tier_queries.ChurnFlag.FREQUENCY in flags:
+    if ChurnFlag.FREQUENCY in flags:
         signals.append(ChurnSignal("frequency", rfm.orders_recent, rfm.orders_previous))
-    if tier_queries.ChurnFlag.SPEND in flags:
+    if ChurnFlag.SPEND in flags:
         signals.append(ChurnSignal("spend", rfm.spend_recent_cents, rfm.spend_previous_cents))
-    if tier_queries.ChurnFlag.SATISFACTION in flags and satisfaction is not None:
+    if ChurnFlag.SATISFACTION in flags and satisfaction is not None:
         signals.append(
             ChurnSignal("satisfaction", satisfaction.recent_mean, satisfaction.earlier_mean)
         )

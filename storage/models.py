@@ -254,7 +254,7 @@ class Order(Base):
             postgresql_where=text(COUNTED_ORDERS),
         ),
         # The orders of a given day: when a day leaves a window, only its orders change window
-        # counts (``storage.tiers._age_windows``).
+        # counts (``storage.tiers.statistics.age_windows``).
         Index(
             "ix_orders_day",
             "placed_day",
@@ -274,7 +274,7 @@ class RfmScore(Base):
     those change (``rfm_pending``); the rest depend on the day and on everybody else and are
     rewritten by every run (only the rows whose values changed). ``tier`` is what the rules
     give, before staff pinning; ``customers.tier`` and ``customers.stage`` are the truth the rest
-    of carebot reads. ``churn_flags`` is a bit set, see ``storage.tiers.ChurnFlag``.
+    of carebot reads. ``churn_flags`` is a bit set, see ``storage.tiers.spec.ChurnFlag``.
     """
 
     __tablename__ = "rfm_scores"

@@ -20,8 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler import tiers as tier_job
 from storage import orders as order_queries
-from storage import tiers as tier_queries
 from storage.models import Customer, RfmPending, RfmScore, TierHistory, TierRun
+from storage.tiers import runs as tier_runs
+from storage.tiers.pending import mark_pending
+from storage.tiers.pins import pin_tier, unpin_tier
+from storage.tiers.report import tier_report
+from storage.tiers.scoring import ntile_ends
+from storage.tiers.spec import ChurnFlag, RunSummary, Thresholds
 from surveys.analytics import satisfaction_drops
 from tests.auxil.shop import (
     NOW,
@@ -65,7 +70,7 @@ HAND_MADE: dict[str, list[Order]] = {
 #     -> thresholds 2, 2, 3, 5: the 1s span three groups and all score 1 (no one scores 2).
 #   monetary: X 0, P 400 | N 600, D 800 | S 900, F 2500 | R 2800, C 3000 | B 6000, A 12000
 #     -> thresholds 400.01, 800.01, 2500.01, 3000.01 yuan.
-THRESHOLDS = tier_queries.Thresholds(
+THRESHOLDS = Thresholds(
     last_day=(TODAY - 199, TODAY - 99, TODAY - 29, TODAY - 9),
     frequency=(2, 2, 3, 5),
     monetary_cents=(40_001, 80_001, 250_001, 300_001),
@@ -128,7 +133,7 @@ async def run(
     full: bool = True,
     days_later: int = 0,
     **rule_overrides: object,
-) -> tier_queries.RunSummary:
+) -> RunSummary:
     async with sessionmaker.begin() as session:
         return await tier_job.recompute(
             session, tier_rules(**rule_overrides), NOW + timedelta(days=days_later), full=full
@@ -138,8 +143,8 @@ async def run(
 async def pin(sessionmaker: async_sessionmaker[AsyncSession], name: str, tier: str) -> None:
     async with sessionmaker.begin() as session:
         customer = (await customers_by_name(session))[name]
-        await tier_queries.pin_tier(session, customer.id, tier, NOW, "key account")
-        await tier_queries.mark_pending(session, [customer.id], NOW)
+        await pin_tier(session, customer.id, tier, NOW, "key account")
+        await mark_pending(session, [customer.id], NOW)
 
 
 async def assert_worked_out_by_hand(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -272,8 +277,8 @@ class TestHandMadeDataSet:
         async with sessionmaker.begin() as session:
             p = (await customers_by_name(session))["P"]
             assert (p.tier, p.tier_pinned) == ("vip", True)
-            assert await tier_queries.unpin_tier(session, p.id, "normal", NOW) == "normal"
-            await tier_queries.mark_pending(session, [p.id], NOW)
+            assert await unpin_tier(session, p.id, "normal", NOW) == "normal"
+            await mark_pending(session, [p.id], NOW)
         await run(sessionmaker, full=False)
         async with sessionmaker() as session:
             p = (await customers_by_name(session))["P"]
@@ -334,7 +339,7 @@ class TestIncremental:
         assert (TODAY - d.last_day, d.frequency, d.monetary_cents // 100) == (0, 2, 5800)
         assert (d.r_score, d.f_score, d.m_score, d.tier) == (5, 3, 5, "important")
         assert pending == (0,)
-        assert await run(sessionmaker, full=False) == tier_queries.RunSummary(None, False, TODAY)
+        assert await run(sessionmaker, full=False) == RunSummary(None, False, TODAY)
 
     async def test_incremental_equals_full_for_the_customers_it_touched(
         self, sessionmaker: async_sessionmaker[AsyncSession]
@@ -369,7 +374,7 @@ class TestIncremental:
             fixed_monetary_cents=first.thresholds.monetary_cents,
         )
         async with sessionmaker.begin() as session:
-            full = await tier_queries.recompute(session, spec, today=TODAY, now=NOW, full=True)
+            full = await tier_runs.recompute(session, spec, today=TODAY, now=NOW, full=True)
         assert full.thresholds == first.thresholds
         assert await snapshot(sessionmaker) == touched
         # And by hand for the touched ones:
@@ -433,7 +438,7 @@ class TestChurnSignals:
         await run(sessionmaker, scores={"method": "fixed"})
         async with sessionmaker() as session:
             rfm = await rfm_by_name(session)
-        flags = tier_queries.ChurnFlag
+        flags = ChurnFlag
         got = {
             name: (
                 flags(row.churn_flags),
@@ -490,7 +495,7 @@ class TestChurnSignals:
                         at=NOW - timedelta(days=days_ago),
                         scores=[("score", kind, score)],
                     )
-        flags = tier_queries.ChurnFlag
+        flags = ChurnFlag
         await run(sessionmaker, scores={"method": "fixed"})
         async with sessionmaker() as session:
             rfm = await rfm_by_name(session)
@@ -506,7 +511,7 @@ class TestChurnSignals:
         ]
         # An incremental run rescoring "cooling" (a new order) keeps the flag.
         async with sessionmaker.begin() as session:
-            await tier_queries.mark_pending(session, [rfm["cooling"].customer_id], NOW)
+            await mark_pending(session, [rfm["cooling"].customer_id], NOW)
         summary = await run(sessionmaker, full=False, scores={"method": "fixed"})
         assert (summary.full, summary.scored) == (False, 1)
         async with sessionmaker() as session:
@@ -536,7 +541,7 @@ class TestRuns:
         assert (rfm["A"].r_score, rfm["A"].f_score, rfm["A"].m_score) == (5, 3, 4)
         assert (rfm["D"].r_score, rfm["D"].f_score, rfm["D"].m_score) == (4, 1, 2)
         assert (rfm["A"].tier, rfm["D"].tier) == ("vip", "normal")  # A: spend >= 10,000
-        assert summary.thresholds == tier_queries.Thresholds(
+        assert summary.thresholds == Thresholds(
             (TODAY - 365, TODAY - 180, TODAY - 90, TODAY - 30),
             (2, 3, 5, 10),
             (50_000, 150_000, 500_000, 1_500_000),
@@ -559,7 +564,7 @@ class TestRuns:
         await pin(sessionmaker, "P", "vip")
         await run(sessionmaker)
         async with sessionmaker() as session:
-            report = await tier_queries.tier_report(session)
+            report = await tier_report(session)
         assert report.counts == {
             ("vip", "active"): 2,  # A, B
             ("vip", "at_risk"): 1,  # P (pinned)
@@ -571,7 +576,7 @@ class TestRuns:
             ("normal", "at_risk"): 1,  # S
             ("normal", "prospect"): 2,  # Q, Z
         }
-        flags = tier_queries.ChurnFlag
+        flags = ChurnFlag
         assert report.churn_flags == {
             flags.OVERDUE: 4,
             flags.FREQUENCY: 2,
@@ -593,7 +598,7 @@ class TestRuns:
     ],
 )
 def test_ntile_group_ends(count: int, ends: list[int | None]) -> None:
-    assert tier_queries.ntile_ends(count) == ends
+    assert ntile_ends(count) == ends
 
 
 class TestSchedule:
