@@ -86,8 +86,9 @@ from bot.kernel.clock import SystemClock
 from bot.kernel.config import Rules, load_rules
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
+from handlers.tickets.lifecycle import TicketDesk
+from handlers.tickets.outcomes import hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
-from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import lock_for
 from storage.engine import BotDatabase
@@ -526,7 +527,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         clock=clock,
     )
     inbox = inbox_of(application)
-    desk = Desk.from_rules(rules, texts, STAFF_CHAT_ID)
+    desk = TicketDesk.from_rules(rules, texts, STAFF_CHAT_ID)
     application.bot_data[DESK_KEY] = desk
     dispatcher = Dispatcher(
         application.bot,

@@ -26,8 +26,8 @@ from bot.settings import Settings
 from bot.web import wire_operations
 from handlers._edge.context import DEPS_KEY, Deps
 from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
+from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.telegram import DESK_KEY
-from handlers.tickets_rules import Desk
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
 
@@ -134,8 +134,8 @@ def _parked_notice(application: Application) -> Any:
     ) -> None:
         deps: Deps = application.bot_data[DEPS_KEY]
         desk = application.bot_data.get(DESK_KEY)
-        if not isinstance(desk, Desk):
-            desk = Desk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
+        if not isinstance(desk, TicketDesk):
+            desk = TicketDesk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
         if desk.staff_chat_id is None:
             return
         text = desk.staff_text(

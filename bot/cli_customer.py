@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cli_tools import Tool, database, open_tool, or_exit
 from bot.kernel.texts import Texts
 from handlers.onboarding import privacy
-from handlers.tickets_rules import Desk
+from handlers.tickets.lifecycle import TicketDesk
 from storage.models import Customer
 
 customer_app = typer.Typer(
@@ -90,7 +90,7 @@ def forget(
 
 
 async def _forget(tool: Tool, texts: Texts, customer: str, key: Key) -> int | None:
-    desk = Desk.from_rules(tool.rules, texts, tool.settings.staff_chat_id)
+    desk = TicketDesk.from_rules(tool.rules, texts, tool.settings.staff_chat_id)
     async with database(tool) as sessions:
         async with sessions.unit() as unit:
             found = await _find(unit.session, customer, key)

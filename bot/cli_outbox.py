@@ -31,7 +31,7 @@ from bot.runner import (
     listen_for_shutdown,
 )
 from bot.settings import Settings, load_database_settings, load_settings
-from handlers.tickets_rules import Desk
+from handlers.tickets.lifecycle import TicketDesk
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade
@@ -211,7 +211,7 @@ async def serve_dispatcher(
                 bot,
                 engine,
                 create_sessionmaker(engine),
-                desk=Desk.from_rules(rules, texts, settings.staff_chat_id),
+                desk=TicketDesk.from_rules(rules, texts, settings.staff_chat_id),
                 rules=rules,
                 texts=texts,
                 clock=clock or SystemClock(),

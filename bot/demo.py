@@ -40,7 +40,8 @@ from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.onboarding.linking import LINKED
-from handlers.tickets_rules import Desk, open_ticket
+from handlers.tickets.desk import Desk
+from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from scheduler import tiers as tier_job
 from storage import linking as link_queries
 from storage.engine import create_engine, create_sessionmaker
@@ -699,7 +700,7 @@ async def run_demo(
             bot = asyncio.create_task(
                 serve(settings, rules=rules, texts=texts, clock=clock, stop=stop)
             )
-            desk = Desk.from_rules(rules, texts, STAFF_CHAT_ID)
+            desk = TicketDesk.from_rules(rules, texts, STAFF_CHAT_ID)
             seeding = asyncio.create_task(
                 seed_conversations(api, sessionmaker, desk, texts, clock)
             )

@@ -26,8 +26,10 @@ from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
 from handlers._edge.context import DEPS_KEY
 from handlers.answers.kb import KB_KEY, KnowledgeBase, reload_on_sighup
+from handlers.tickets.desk import Desk
+from handlers.tickets.lifecycle import TicketDesk
+from handlers.tickets.outcomes import hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
-from handlers.tickets_rules import Desk, hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher import Dispatcher, create_dispatcher
 from scheduler.sla import sla_jobs
@@ -165,7 +167,7 @@ def build_background(
     """The outbox dispatcher (sending with the Application's bot, on the hot path's sessions)
     and the periodic jobs (on the background ones)."""
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
-    desk = Desk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
+    desk = TicketDesk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
     application.bot_data[DESK_KEY] = desk
     dispatcher = create_desk_dispatcher(
         application.bot,
@@ -182,7 +184,7 @@ def build_background(
 
 
 def periodic_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, desk: Desk
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, desk: TicketDesk
 ) -> list[PeriodicJob]:
     """Every job the bot process runs on its own: a handful, none per customer."""
     return [

@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.texts import Markup
-from handlers import tickets_rules
-from handlers.tickets_rules import Desk
+from handlers.tickets.desk import KIND_ESCALATION, STRANDED_AFTER, Desk, Staff, tier_label
+from handlers.tickets.lifecycle import push_topic_text, ticket_closed
+from handlers.tickets.outcomes import recover_one
 from scheduler.wiring import PeriodicJob
 from storage import outbox as outbox_queries
 from storage import tickets as q
@@ -59,7 +60,7 @@ def _assignee(desk: Desk, ticket: Ticket) -> str:
     if ticket.assignee_user_id is None:
         return desk.staff_text("ticket_sla_unassigned")
     name = ticket.assignee_name or str(ticket.assignee_user_id)
-    staff = tickets_rules.Staff(ticket.assignee_user_id, name)
+    staff = Staff(ticket.assignee_user_id, name)
     return staff.mention
 
 
@@ -73,7 +74,7 @@ async def _remind(
         due=desk.when(due),
         minutes=minutes,
     )
-    await tickets_rules.push_topic_text(session, desk, ticket, text, now)
+    await push_topic_text(session, desk, ticket, text, now)
 
 
 async def _escalate(
@@ -85,7 +86,7 @@ async def _escalate(
     text = desk.staff_text(
         f"ticket_sla_escalation_{kind}",
         number=ticket.number,
-        tier=tickets_rules.tier_label(ticket.tier),
+        tier=tier_label(ticket.tier),
         due=desk.when(due),
         assignee=Markup(_assignee(desk, ticket)),
         link=Markup(desk.staff_text("ticket_sla_link", url=link) if link else ""),
@@ -94,7 +95,7 @@ async def _escalate(
         session,
         dedupe_key=f"tk-sla:{ticket.id}:{kind}:{due.isoformat()}",
         chat_id=desk.staff_chat_id,
-        kind=tickets_rules.KIND_ESCALATION,
+        kind=KIND_ESCALATION,
         payload=outbox_queries.ready_text_payload(text, html=True),
         due_at=now,
         now=now,
@@ -166,7 +167,7 @@ async def plan(
                 continue
             if ticket.resolved_at > auto_close:
                 continue
-            await tickets_rules.ticket_closed(session, desk, ticket, now, "ticket_auto_closed")
+            await ticket_closed(session, desk, ticket, now, "ticket_auto_closed")
             run.closed += 1
     run.recovered = await _recover(sessionmaker, desk, now)
     if run.reminders or run.escalations or run.closed or run.recovered:
@@ -184,13 +185,13 @@ async def _recover(
     sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, now: datetime
 ) -> int:
     """Resume ticket lanes whose outbox row ended without its outcome hook (see
-    ``tickets_rules.recover_one``); the same job, so nothing waits forever."""
+    ``recover_one``); the same job, so nothing waits forever."""
     async with sessionmaker() as session:
-        stranded = await q.stranded_deliveries(session, before=now - tickets_rules.STRANDED_AFTER)
+        stranded = await q.stranded_deliveries(session, before=now - STRANDED_AFTER)
     recovered = 0
     for delivery, row in stranded:
         async with sessionmaker.begin() as session:
-            if await tickets_rules.recover_one(session, desk, delivery.id, row, now):
+            if await recover_one(session, desk, delivery.id, row, now):
                 recovered += 1
     if recovered:
         logger.warning("sla: %d ticket deliveries ended without their hook; resumed", recovered)

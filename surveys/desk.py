@@ -1,7 +1,7 @@
 """What surveys need of the ticket desk, as a protocol: the staff group's language and texts,
-the ticket categories, and opening a recovery ticket. The desk (``handlers.tickets_rules.Desk``)
-is one; surveys never import the handlers, which import surveys (a survey's free-text answer
-comes through the customer's chat)."""
+the ticket categories, and opening a recovery ticket. The desk
+(``handlers.tickets.lifecycle.TicketDesk``) is one; surveys never import the handlers, which
+import surveys (a survey's free-text answer comes through the customer's chat)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from bot.kernel.files import RulesError, load_rule_file
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Texts
 from handlers.care.telegram import press_care_button
-from handlers.tickets_rules import Desk
+from handlers.tickets.lifecycle import TicketDesk
 from scheduler.care import (
     CarePlanner,
     care_jobs,
@@ -525,7 +525,7 @@ class TestButtons:
         async with sessionmaker.begin() as session:
             fine = await press_care_button(session, None, 7, f"care:good:{order}", visit)
         assert fine == Alert("care_thanks_good", "en")
-        desk = Desk.from_rules(RULES, Texts.load(), -1001000000001)
+        desk = TicketDesk.from_rules(RULES, Texts.load(), -1001000000001)
         async with sessionmaker.begin() as session:
             reply = await press_care_button(session, desk, 7, problem, visit)
         assert reply == Reply("care_problem", "en")

@@ -11,7 +11,7 @@ from bot.kernel.texts import Markup
 from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.answers.kb import load_knowledge_base
-from handlers.tickets_rules import KIND_CUSTOMER, KIND_TOPIC
+from handlers.tickets.desk import KIND_CUSTOMER, KIND_TOPIC
 from storage import tickets as ticket_queries
 from storage.models import ComplaintDraft, Customer, Order, Outbox, Ticket
 from tests.auxil.harness import Harness

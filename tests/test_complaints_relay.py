@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from handlers import tickets_rules
+from handlers.tickets.lifecycle import open_ticket
 from storage.models import Customer, Ticket, TicketMessage
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import (
@@ -292,7 +292,7 @@ async def test_concurrent_openings_for_one_customer_make_one_ticket(
             customer = (
                 await session.execute(select(Customer).where(Customer.telegram_user_id == mia.id))
             ).scalar_one()
-            found, _ = await tickets_rules.open_ticket(
+            found, _ = await open_ticket(
                 session,
                 harness.desk,
                 customer,

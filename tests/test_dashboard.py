@@ -30,7 +30,9 @@ from bot.settings import EXAMPLE_CONFIG_DIR
 from bot.web import build_web_app, dashboard_for, dashboard_secret
 from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks, mint_login_path
-from handlers.tickets_rules import Desk, Incoming, Staff, open_ticket, resolve, staff_reply
+from handlers.tickets.desk import Incoming, Staff
+from handlers.tickets.lifecycle import TicketDesk, open_ticket, resolve
+from handlers.tickets.relay import staff_reply
 from scheduler import tiers as tier_job
 from storage import orders as order_queries
 from storage import outbox as outbox_queries
@@ -269,12 +271,14 @@ HISTORIES = {
 }
 
 
-async def seed_shop(sessionmaker: async_sessionmaker[AsyncSession], clock: ManualClock) -> Desk:
+async def seed_shop(
+    sessionmaker: async_sessionmaker[AsyncSession], clock: ManualClock
+) -> TicketDesk:
     """Customers with orders and tiers, three tickets (one answered, one resolved), and outbox
     rows (two dead)."""
     now = clock.now()
     rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = Desk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
     async with sessionmaker.begin() as session:
         for name in HISTORIES:
             await add_customer(session, name, name=f"Customer {name}")

@@ -20,7 +20,7 @@ from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
-from handlers.tickets_rules import Desk, open_ticket
+from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from storage import outbox as outbox_queries
 from storage.outbox import State
 from tests.auxil.harness import STAFF_CHAT_ID
@@ -223,7 +223,7 @@ async def test_a_stand_alone_dispatcher_carries_a_tickets_lane(
     created, the card queued behind it goes into that topic."""
     api = local_api
     rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = Desk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
     now = datetime.now(UTC)
     async with sessionmaker.begin() as session:
         customer = await add_customer(session, "S-50001")

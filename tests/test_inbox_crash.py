@@ -24,7 +24,7 @@ from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
-from handlers.tickets_rules import Desk, open_ticket
+from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, InboxUpdate
 from tests.auxil import databases
@@ -110,7 +110,7 @@ async def _customers_with_tickets(api: LocalBotApi, database_url: str) -> list[F
     """Customers registered with an open ticket each (its topic is created by the bot)."""
     users = [api.add_user(FIRST_CUSTOMER + n, f"Customer {n}") for n in range(CUSTOMERS)]
     rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = Desk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
     engine = create_engine(database_url)
     now = datetime.now(UTC)
     try:

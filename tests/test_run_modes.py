@@ -15,7 +15,7 @@ from bot.runner import StartupError, periodic_jobs, serve
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings
 from bot.web import SECRET_HEADER
-from handlers.tickets_rules import Desk
+from handlers.tickets.lifecycle import TicketDesk
 from tests.auxil.harness import WEBHOOK_SECRET, harness_settings
 from tests.auxil.processes import free_port
 
@@ -62,7 +62,7 @@ async def test_wrong_secret_is_refused_right_secret_is_handled(
 
 def test_the_bot_process_schedules_each_periodic_job_once() -> None:
     rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = Desk.from_rules(rules, Texts.load(), -100)
+    desk = TicketDesk.from_rules(rules, Texts.load(), -100)
     jobs = periodic_jobs(async_sessionmaker(), rules, desk)
     ids = [job.id for job in jobs]
     assert len(ids) == len(set(ids))

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from bot.kernel.texts import Markup
 from bot.runner import build_background
-from handlers import tickets_rules
+from handlers.tickets.desk import KIND_TOPIC, OUTBOX_KINDS
 from handlers.tickets.telegram import WAKE_KEY
 from scheduler import sla
 from storage import outbox as outbox_queries
@@ -203,8 +203,8 @@ async def test_the_running_bot_registers_the_job_the_hooks_and_the_wake_up(
         assert job is not None
         wake = harness.application.bot_data[WAKE_KEY]
         dispatcher = wake.__self__
-        assert set(dispatcher.hooks) == set(tickets_rules.OUTBOX_KINDS)
-        assert dispatcher.hooks[tickets_rules.KIND_TOPIC].desk is harness.desk
+        assert set(dispatcher.hooks) == set(OUTBOX_KINDS)
+        assert dispatcher.hooks[KIND_TOPIC].desk is harness.desk
     finally:
         await background.stop()
 
@@ -236,7 +236,7 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
             session,
             dedupe_key=key,
             chat_id=STAFF,
-            kind=tickets_rules.KIND_TOPIC,
+            kind=KIND_TOPIC,
             payload={"text": "a notice", "delivery": stranded.id, "ticket": found.id},
             due_at=now,
             now=now,

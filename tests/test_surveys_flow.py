@@ -15,7 +15,7 @@ from bot.kernel.replies import Alert, Reply
 from bot.kernel.survey_config import Localized
 from bot.kernel.texts import Texts
 from handlers.onboarding.registration import Person, confirm_forget, handle_text
-from handlers.tickets_rules import Desk
+from handlers.tickets.lifecycle import TicketDesk
 from storage.models import Customer, Outbox, SurveyAnswer, SurveyDefinition, SurveyResponse
 from surveys import flow
 from surveys import queries as survey_queries
@@ -25,7 +25,7 @@ from tests.auxil.outbox import add_customer
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
 RULES = load_rules(CONFIG)
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-DESK = Desk.from_rules(RULES, Texts.load(), None)
+DESK = TicketDesk.from_rules(RULES, Texts.load(), None)
 
 
 def edited_planner() -> SurveyPlanner:

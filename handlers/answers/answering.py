@@ -5,8 +5,8 @@ match offers the best three questions as buttons (a press answers); below that t
 told so and offered a person. Every question is recorded (normalised text, entry, score, outcome,
 time) with the feedback it gets, for ``carebot report kb``.
 
-``request_handoff`` records the request and opens a ticket (``handlers.tickets_rules``): staff see
-the question in the ticket's topic and the customer's next messages go there.
+``request_handoff`` records the request and opens a ticket (``handlers.tickets.lifecycle``):
+staff see the question in the ticket's topic and the customer's next messages go there.
 The caller owns the transaction; these functions only ``flush``.
 """
 
@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.replies import Alert, Button, Reply
 from bot.kernel.texts import Markup
-from handlers import tickets_rules
 from handlers.answers.kb import Entry, KnowledgeBase
 from handlers.answers.matching import Band, MatchResult
+from handlers.tickets.desk import SOURCE_COMPLAINT, SOURCE_QUESTION, Desk
+from handlers.tickets.lifecycle import open_ticket, push_topic_text
 from storage import customers as customer_queries
 from storage import kb as kb_queries
 from storage import tickets as ticket_queries
@@ -45,7 +46,7 @@ async def request_handoff(
     *,
     now: datetime,
     kind: str = HANDOFF_QUESTION,
-    desk: tickets_rules.Desk | None = None,
+    desk: Desk | None = None,
     answer_given: Entry | None = None,
 ) -> KbHandoff:
     """A customer wants a person: the request is recorded in ``kb_handoffs`` and, with a
@@ -67,14 +68,12 @@ async def request_handoff(
         and customer is not None
         and await ticket_queries.get_ban(session, customer_id) is None
     ):
-        ticket, opened = await tickets_rules.open_ticket(
+        ticket, opened = await open_ticket(
             session,
             desk,
             customer,
-            source=tickets_rules.SOURCE_QUESTION
-            if kind == HANDOFF_QUESTION
-            else tickets_rules.SOURCE_COMPLAINT,
-            category=tickets_rules.SOURCE_QUESTION if kind == HANDOFF_QUESTION else "other",
+            source=SOURCE_QUESTION if kind == HANDOFF_QUESTION else SOURCE_COMPLAINT,
+            category=SOURCE_QUESTION if kind == HANDOFF_QUESTION else "other",
             subject=question,
             now=now,
         )
@@ -83,7 +82,7 @@ async def request_handoff(
             text = desk.staff_text(
                 "ticket_kb_answer_given", entry=answer_given.id, answer=Markup(answer)
             )
-            await tickets_rules.push_topic_text(session, desk, ticket, text, now)
+            await push_topic_text(session, desk, ticket, text, now)
     return handoff
 
 
@@ -192,7 +191,7 @@ async def press_button(
     data: str,
     knowledge: KnowledgeBase,
     now: datetime,
-    desk: tickets_rules.Desk | None = None,
+    desk: Desk | None = None,
 ) -> Reply | Alert:
     """A button under a knowledge-base reply: 👍, 👎, a suggestion, a person, a complaint."""
     customer = await customer_queries.get_by_telegram_id(session, user_id)

@@ -16,7 +16,8 @@ from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
 
 from bot.kernel.replies import Alert, Reply
-from handlers import tickets_rules
+from handlers.tickets.desk import SOURCE_COMPLAINT, Desk
+from handlers.tickets.lifecycle import open_ticket
 from handlers.tickets.telegram import on_desk_button
 from storage import care as care_queries
 from storage import customers as customer_queries
@@ -28,7 +29,7 @@ PROBLEM_SUBJECT = "Follow-up visit: the customer reports a problem with this ord
 
 async def press_care_button(
     session: AsyncSession,
-    desk: tickets_rules.Desk | None,
+    desk: Desk | None,
     user_id: int,
     data: str,
     now: datetime,
@@ -51,11 +52,11 @@ async def press_care_button(
         else None
     )
     if desk is not None and await ticket_queries.get_ban(session, customer.id) is None:
-        await tickets_rules.open_ticket(
+        await open_ticket(
             session,
             desk,
             customer,
-            source=tickets_rules.SOURCE_COMPLAINT,
+            source=SOURCE_COMPLAINT,
             category="other",
             subject=PROBLEM_SUBJECT,
             now=now,

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import GeneralRules
 from bot.kernel.replies import Alert, Button, Reply, TextRef
 from bot.kernel.texts import Markup
-from handlers import tickets_rules
 from handlers.onboarding.registration import Person, ensure_customer
-from handlers.tickets_rules import Desk, Incoming
+from handlers.tickets.desk import SOURCE_COMPLAINT, Desk, Incoming, category_label
+from handlers.tickets.lifecycle import add_customer_items, open_ticket
 from storage import customers as customer_queries
 from storage import tickets as q
 from storage.models import ComplaintDraft, Customer, Order
@@ -202,7 +202,7 @@ def _confirm_or_wait(
                 "complaint_confirm",
                 language,
                 {
-                    "category": tickets_rules.category_label(desk, category, language),
+                    "category": category_label(desk, category, language),
                     "order": order if order else TextRef("complaint_no_order"),
                     "count": len(draft.items),
                 },
@@ -224,11 +224,11 @@ async def _submit(
     """ "Send": the ticket opens with the description; its topic is queued."""
     items = [_incoming(customer, item) for item in draft.items]
     category = draft.category or "other"
-    ticket, opened = await tickets_rules.open_ticket(
+    ticket, opened = await open_ticket(
         session,
         desk,
         customer,
-        source=tickets_rules.SOURCE_COMPLAINT,
+        source=SOURCE_COMPLAINT,
         category=category,
         now=now,
         order_id=draft.order_id,
@@ -236,7 +236,7 @@ async def _submit(
         items=items,
     )
     if not opened:  # another ticket opened meanwhile: the description joins it
-        await tickets_rules.add_customer_items(session, desk, ticket, items, now)
+        await add_customer_items(session, desk, ticket, items, now)
     await q.delete_draft(session, customer.id)
     return FlowResult([Reply("complaint_opened", customer.language, {"number": ticket.number})])
 

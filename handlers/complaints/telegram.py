@@ -1,5 +1,5 @@
 """The complaint flow and the customer's side of tickets: thin PTB callbacks over
-``complaints_rules`` and ``tickets_rules``.
+``handlers.complaints.flow`` and ``handlers.tickets``.
 
 The flow is a ConversationHandler whose state survives a restart: its truth is the customer's
 row in ``complaint_drafts``, written by the rules in the same transaction as each answer.
@@ -28,11 +28,13 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from handlers import tickets_rules
 from handlers._edge.context import get_deps, person_of
 from handlers._edge.render import respond
 from handlers.complaints import flow
 from handlers.onboarding import registration
+from handlers.tickets.desk import CB_RESOLUTION
+from handlers.tickets.lifecycle import confirm_resolution
+from handlers.tickets.relay import relay_customer_edit, relay_from_customer
 from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
 from storage import customers as customer_queries
 from storage import tickets as ticket_queries
@@ -240,7 +242,7 @@ async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         customer, _ = await registration.ensure_customer(
             session, person_of(update), deps.rules.general, now
         )
-        replies = await tickets_rules.relay_from_customer(
+        replies = await relay_from_customer(
             session, desk_of(context), customer, incoming_of(message), now
         )
         if replies is None:
@@ -265,7 +267,7 @@ async def relay_edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         customer = await customer_queries.get_for_update(session, user.id)
         if customer is None:
             return
-        await tickets_rules.relay_customer_edit(
+        await relay_customer_edit(
             session, desk_of(context), customer, incoming_of(message), deps.clock.now()
         )
     wake_dispatcher(context)
@@ -277,8 +279,8 @@ def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]
     return [
         build_conversation(),
         CallbackQueryHandler(
-            on_desk_button(tickets_rules.confirm_resolution),
-            pattern=f"^{tickets_rules.CB_RESOLUTION}",
+            on_desk_button(confirm_resolution),
+            pattern=f"^{CB_RESOLUTION}",
         ),
         MessageHandler(private_message & MEDIA, relay_media),
         MessageHandler(PRIVATE & filters.UpdateType.EDITED_MESSAGE, relay_edit),

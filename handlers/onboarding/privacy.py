@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import tickets_rules
-from handlers.tickets_rules import Desk
+from handlers.tickets.desk import Desk
+from handlers.tickets.lifecycle import forget_customer
 from storage import customers as customer_queries
 from storage import outbox as outbox_queries
 from storage.engine import after_commit
@@ -28,7 +28,7 @@ async def erase_customer(
     anonymous: orders, tickets, scores. On SQLite the write-ahead log is emptied once this
     commits, so the old pages are gone from the files too."""
     await customer_queries.erase_personal_data(session, customer, now)
-    await tickets_rules.forget_customer(session, desk, customer.id, now)
+    await forget_customer(session, desk, customer.id, now)
     await survey_queries.erase_texts(session, customer.id)
     await outbox_queries.cancel_erased(session, now=now, customer_id=customer.id)
     await outbox_queries.erase_payloads(session, customer_id=customer.id)

@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import GeneralRules, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
-from handlers import tickets_rules
 from handlers.answers import answering
 from handlers.answers.kb import KnowledgeBase
 from handlers.onboarding import linking, privacy
-from handlers.tickets_rules import Desk, Incoming
+from handlers.tickets.desk import Desk, Incoming
+from handlers.tickets.lifecycle import TicketDesk
+from handlers.tickets.relay import relay_from_customer
 from storage import care as care_queries
 from storage import customers as customer_queries
 from storage.models import Customer
@@ -363,7 +364,7 @@ async def handle_text(
     knowledge: KnowledgeBase | None = None,
     *,
     message: Incoming | None = None,
-    desk: Desk | None = None,
+    desk: TicketDesk | None = None,
 ) -> Reply | list[Reply]:
     """Free text: the answer to a pending profile question, else the customer's open ticket
     takes it (relayed to staff), else the knowledge base's answer."""
@@ -373,7 +374,7 @@ async def handle_text(
         if answered is not None:
             return answered
     if desk is not None and message is not None and customer.awaiting is None:
-        relayed = await tickets_rules.relay_from_customer(session, desk, customer, message, now)
+        relayed = await relay_from_customer(session, desk, customer, message, now)
         if relayed is not None:
             return relayed
     limit = rules.chat.max_text_length

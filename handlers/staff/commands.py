@@ -2,7 +2,7 @@
 commands and card buttons do to the topic's ticket.
 
 Every function finds the ticket by the topic it was used in and locks it, then calls the desk
-(``tickets_rules``). Membership is decided by the handler (Telegram's ``getChatMember``, cached
+(``handlers.tickets``). Membership is decided by the handler (Telegram's ``getChatMember``, cached
 briefly in ``MemberCache``) before any of these run: a non-member gets a refusal and changes
 nothing.
 """
@@ -17,8 +17,20 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.auth import LINK_TTL, LoginLinks
-from handlers import tickets_rules
-from handlers.tickets_rules import Desk, Incoming, Staff, StaffReply
+from handlers.tickets import lifecycle
+from handlers.tickets.card import staff_card
+from handlers.tickets.desk import CB_TICKET, Desk, Incoming, Staff, StaffReply
+from handlers.tickets.lifecycle import (
+    ban_customer,
+    canned_menu,
+    claim,
+    reopen,
+    resolve,
+    send_canned,
+    set_priority,
+    unban_customer,
+)
+from handlers.tickets.relay import add_note, relay_staff_edit, staff_reply
 from storage import tickets as q
 from storage.models import Ticket
 
@@ -100,7 +112,7 @@ async def message(
     """A message in a topic: to the customer (a ``!`` message is a note)."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
-        return await tickets_rules.staff_reply(session, desk, ticket, staff, item, now)
+        return await staff_reply(session, desk, ticket, staff, item, now)
 
     return await _in_topic(session, desk, thread_id, run, quiet=True)
 
@@ -115,7 +127,7 @@ async def edit(
     """A staff member edited their reply in the topic."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
-        await tickets_rules.relay_staff_edit(session, desk, ticket, item, now)
+        await relay_staff_edit(session, desk, ticket, item, now)
         return None
 
     await _in_topic(session, desk, thread_id, run, quiet=True)
@@ -137,7 +149,7 @@ async def note(
         if not text:
             return StaffReply(desk.staff_text("ticket_note_usage"))
         stripped = Incoming(item.chat_id, item.message_id, item.kind, text, None)
-        await tickets_rules.add_note(session, ticket, staff, stripped, now)
+        await add_note(session, ticket, staff, stripped, now)
         return None
 
     return await _in_topic(session, desk, thread_id, run, quiet=False)
@@ -146,11 +158,11 @@ async def note(
 Command = Callable[[AsyncSession, Desk, Ticket, Staff, datetime], Awaitable[StaffReply]]
 
 COMMANDS: dict[str, Command] = {
-    "claim": tickets_rules.claim,
-    "close": tickets_rules.resolve,
-    "reopen": tickets_rules.reopen,
-    "ban": tickets_rules.ban_customer,
-    "unban": tickets_rules.unban_customer,
+    "claim": claim,
+    "close": resolve,
+    "reopen": reopen,
+    "ban": ban_customer,
+    "unban": unban_customer,
 }
 
 
@@ -166,9 +178,9 @@ async def command(
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
         if name == "card":
-            return await tickets_rules.staff_card(session, desk, ticket)
+            return await staff_card(session, desk, ticket)
         if name == "canned":
-            return tickets_rules.canned_menu(desk, ticket)
+            return canned_menu(desk, ticket)
         return await COMMANDS[name](session, desk, ticket, staff, now)
 
     return await _in_topic(session, desk, thread_id, run, quiet=False)
@@ -189,7 +201,7 @@ async def assign(
     what Telegram said of their membership; a non-member is refused)."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
-        return await tickets_rules.assign(
+        return await lifecycle.assign(
             session,
             desk,
             ticket,
@@ -208,23 +220,23 @@ async def press(
 ) -> StaffReply:
     """A button under a card or a canned-reply menu: ``tk:<ticket>:<action>[:<arg>]``.
     Buttons of a closed ticket, or of one that no longer exists, are answered harmlessly."""
-    ticket_id, _, rest = data.removeprefix(tickets_rules.CB_TICKET).partition(":")
+    ticket_id, _, rest = data.removeprefix(CB_TICKET).partition(":")
     action, _, argument = rest.partition(":")
     ticket = await q.lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
     if ticket is None:
         return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
     if action == "claim":
-        return await tickets_rules.claim(session, desk, ticket, staff, now)
+        return await claim(session, desk, ticket, staff, now)
     if action == "close":
-        return await tickets_rules.resolve(session, desk, ticket, staff, now)
+        return await resolve(session, desk, ticket, staff, now)
     if action == "priority" and argument.isdigit():
-        result = await tickets_rules.set_priority(session, desk, ticket, staff, int(argument), now)
+        result = await set_priority(session, desk, ticket, staff, int(argument), now)
         if result.alert:
             return result
-        card = await tickets_rules.staff_card(session, desk, ticket)
+        card = await staff_card(session, desk, ticket)
         return StaffReply(card.text, card.buttons, replace=True)
     if action == "canned":
-        return await tickets_rules.send_canned(session, desk, ticket, staff, argument, now)
+        return await send_canned(session, desk, ticket, staff, argument, now)
     return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
 
 

@@ -39,12 +39,11 @@ from telegram.ext import (
 )
 
 from dashboard.auth import LOGIN_LINKS_KEY
-from handlers import tickets_rules
 from handlers._edge.context import get_deps
 from handlers.staff import commands
 from handlers.staff.commands import DashboardAnswer, MemberCache
+from handlers.tickets.desk import CB_TICKET, Desk, Staff, StaffReply
 from handlers.tickets.telegram import desk_of, incoming_of, wake_dispatcher
-from handlers.tickets_rules import Desk, Staff, StaffReply
 from storage.engine import after_commit
 
 MEMBERS_KEY = "tickets.members"
@@ -402,7 +401,7 @@ def build_handlers(
         CommandHandler("assign", assign, filters=group & new),
         CommandHandler("dashboard", dashboard, filters=(group | filters.ChatType.PRIVATE) & new),
         CommandHandler(COMMANDS, command, filters=group & new),
-        CallbackQueryHandler(press, pattern=f"^{tickets_rules.CB_TICKET}"),
+        CallbackQueryHandler(press, pattern=f"^{CB_TICKET}"),
         MessageHandler(
             in_topic & new & ~filters.COMMAND & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, write
         ),

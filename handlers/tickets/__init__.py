@@ -1,3 +1,5 @@
-"""The ticket desk's Telegram edge (``telegram``: the desk of this bot, messages as plain
-values, waking the dispatcher, button callbacks). Its rules are still ``handlers.tickets_rules``
-(to be split along its seams into this package)."""
+"""The ticket desk, free of Telegram apart from its edge: its vocabulary and configuration
+(``desk``), the customer card (``card``), what the dispatcher sends (``payloads``), the delivery
+lanes that keep each direction in order (``lanes``), a ticket's life (``lifecycle``), relaying
+both ways (``relay``), what the dispatcher reports back (``outcomes``); and the Telegram edge
+(``telegram``). Imported in that order: each module only imports those before it."""

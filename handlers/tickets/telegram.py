@@ -15,11 +15,13 @@ from bot.kernel.replies import Alert, Reply
 from handlers._edge.context import get_deps
 from handlers._edge.inbound import message_kind
 from handlers._edge.render import respond
-from handlers.tickets_rules import Desk, Incoming
+from handlers.tickets.desk import Incoming
+from handlers.tickets.lifecycle import TicketDesk
 from storage.engine import current_unit
 
 DeskButtonRule = Callable[
-    [AsyncSession, Desk, int, str, datetime], Awaitable[Reply | Sequence[Reply] | Alert | None]
+    [AsyncSession, TicketDesk, int, str, datetime],
+    Awaitable[Reply | Sequence[Reply] | Alert | None],
 ]
 
 DESK_KEY = "tickets.desk"
@@ -27,12 +29,12 @@ WAKE_KEY = "outbox.wake"
 """``bot_data`` key of a callable that wakes the outbox dispatcher (set by whoever runs it)."""
 
 
-def desk_of(context: ContextTypes.DEFAULT_TYPE) -> Desk:
+def desk_of(context: ContextTypes.DEFAULT_TYPE) -> TicketDesk:
     """The ticket desk of this bot (built once from the rules and settings)."""
     desk = context.bot_data.get(DESK_KEY)
-    if not isinstance(desk, Desk):
+    if not isinstance(desk, TicketDesk):
         deps = get_deps(context)
-        desk = Desk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
+        desk = TicketDesk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
         context.bot_data[DESK_KEY] = desk
     return desk
 

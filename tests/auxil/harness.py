@@ -26,8 +26,9 @@ from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
+from handlers.tickets.lifecycle import TicketDesk
+from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
-from handlers.tickets_rules import DeliveryHooks, Desk, hooks_by_kind
 from scheduler.dispatcher import Dispatcher
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
@@ -100,18 +101,18 @@ class Harness:
             return result.scalar_one_or_none()
 
     @property
-    def desk(self) -> Desk:
+    def desk(self) -> TicketDesk:
         """The ticket desk the running bot uses."""
         desk = self.application.bot_data.get(DESK_KEY)
-        if not isinstance(desk, Desk):
-            desk = Desk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+        if not isinstance(desk, TicketDesk):
+            desk = TicketDesk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
             self.application.bot_data[DESK_KEY] = desk
         return desk
 
-    def use_ticket_rules(self, rules: TicketRules) -> Desk:
+    def use_ticket_rules(self, rules: TicketRules) -> TicketDesk:
         """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
         self.rules = self.rules.model_copy(update={"tickets": rules})
-        desk = Desk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+        desk = TicketDesk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
         self.application.bot_data[DESK_KEY] = desk
         if self.dispatcher is not None:
             for hook in set(self.dispatcher.hooks.values()):

@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 from bot.kernel.texts import Markup
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser, ForumTopicInfo, SentMessage
-from handlers.tickets_rules import Incoming, open_ticket
+from handlers.tickets.desk import Incoming
+from handlers.tickets.lifecycle import open_ticket
 from storage import tickets as ticket_queries
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
 from tests.auxil.harness import STAFF_CHAT_ID, Harness

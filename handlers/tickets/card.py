@@ -1,0 +1,163 @@
+"""What staff read about a ticket: the customer card (who they are, what they bought, their
+tickets and survey scores), its buttons, and a summary of the history for a recreated topic."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.kernel.config import PRIORITIES
+from bot.kernel.texts import Markup
+from handlers.tickets.desk import (
+    CB_TICKET,
+    SUMMARY_TEXT,
+    Desk,
+    StaffReply,
+    category_label,
+    priority_label,
+    status_label,
+    tier_label,
+)
+from storage import tickets as q
+from storage.models import Customer, Ticket
+from surveys import queries as survey_queries
+
+
+def _money(desk: Desk, cents: int) -> str:
+    return f"{cents / 100:,.2f} {desk.currency}"
+
+
+async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
+    """The customer card: who they are, what they bought, their tickets; then this ticket."""
+    customer = await session.get(Customer, ticket.customer_id)
+    orders = await q.order_summary(session, ticket.customer_id)
+    earlier = await q.recent_tickets(session, ticket.customer_id, limit=5, exclude=ticket.id)
+    language = customer.language if customer else desk.staff_language
+    lines = [
+        desk.staff_text(
+            "ticket_card_head",
+            number=ticket.number,
+            category=category_label(desk, ticket.category, desk.staff_language),
+            status=status_label(desk, ticket.status),
+        ),
+        desk.staff_text(
+            "ticket_card_work",
+            priority=priority_label(desk, ticket.priority),
+            assignee=ticket.assignee_name or desk.staff_text("ticket_nobody"),
+        ),
+        desk.staff_text(
+            "ticket_card_sla",
+            first_response=desk.when(ticket.first_response_due),
+            resolution=desk.when(ticket.resolution_due),
+        ),
+    ]
+    if ticket.order_ref:
+        lines.append(desk.staff_text("ticket_card_order", order=ticket.order_ref))
+    if ticket.subject:
+        lines.append(desk.staff_text("ticket_card_subject", subject=ticket.subject))
+    lines.append(
+        desk.staff_text(
+            "ticket_card_customer",
+            name=(customer.name if customer else None) or desk.staff_text("ticket_anonymous"),
+            language=desk.texts.render(language, "language_name"),
+            tier=tier_label(ticket.tier),
+            stage=customer.stage if customer else "—",
+        )
+    )
+    lines.append(
+        desk.staff_text(
+            "ticket_card_orders", count=orders.count, spend=_money(desk, orders.spend_cents)
+        )
+    )
+    if earlier:
+        items = ", ".join(
+            desk.staff_text(
+                "ticket_card_ticket_item",
+                number=other.number,
+                status=status_label(desk, other.status),
+                date=desk.when(other.opened_at)[:10],
+            )
+            for other in earlier
+        )
+        lines.append(desk.staff_text("ticket_card_tickets", tickets=Markup(items)))
+    else:
+        lines.append(desk.staff_text("ticket_card_no_tickets"))
+    lines.append(await _survey_scores(session, desk, ticket.customer_id))
+    return "\n".join(lines)
+
+
+async def _survey_scores(session: AsyncSession, desk: Desk, customer_id: int) -> str:
+    """The card's line of the customer's latest survey scores."""
+    scores = await survey_queries.card_scores(session, customer_id)
+    if not scores:
+        return desk.staff_text("survey_card_no_scores")
+    items = ", ".join(
+        desk.staff_text(
+            "survey_card_score_item",
+            survey=line.survey_id,
+            dimension=line.dimension or "",
+            score=f"{line.score}/{5 if line.kind == 'scale' else 10}",
+            date=desk.when(line.answered_at)[:10],
+        )
+        for line in scores
+    )
+    return desk.staff_text("survey_card_scores", scores=Markup(items))
+
+
+def card_buttons(desk: Desk, ticket: Ticket) -> list[list[tuple[str, str]]]:
+    """Claim, close, and the four priorities (the current one marked)."""
+    prefix = f"{CB_TICKET}{ticket.id}:"
+    return [
+        [
+            (desk.staff_text("ticket_button_claim"), f"{prefix}claim"),
+            (desk.staff_text("ticket_button_close"), f"{prefix}close"),
+        ],
+        [
+            (
+                ("• " if level == ticket.priority else "") + priority_label(desk, level),
+                f"{prefix}priority:{level}",
+            )
+            for level in range(len(PRIORITIES))
+        ],
+    ]
+
+
+def outbox_buttons(rows: list[list[tuple[str, str]]]) -> list[list[dict[str, str]]]:
+    return [[{"text": label, "data": data} for label, data in row] for row in rows]
+
+
+async def staff_card(session: AsyncSession, desk: Desk, ticket: Ticket) -> StaffReply:
+    """The card as an answer to ``/card`` or a pressed card button."""
+    return StaffReply(await card_text(session, desk, ticket), card_buttons(desk, ticket))
+
+
+async def history_summary(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
+    """The latest messages of the ticket, for a recreated topic (what is still queued follows
+    as copies, so it is left out)."""
+    rows = [
+        message
+        for message in await q.recent_messages(
+            session, ticket.id, desk.rules.relay.summary_messages * 2
+        )
+        if message.direction != q.EVENT and message.state != q.QUEUED
+    ][-desk.rules.relay.summary_messages :]
+    lines = []
+    for message in rows:
+        if message.direction == q.IN:
+            who = desk.staff_text("ticket_who_customer")
+        elif message.direction == q.NOTE:
+            who = desk.staff_text("ticket_who_note", name=message.author_name or "")
+        else:
+            who = desk.staff_text("ticket_who_staff", name=message.author_name or "")
+        text = message.text or f"[{message.kind}]"
+        if len(text) > SUMMARY_TEXT:
+            text = text[: SUMMARY_TEXT - 1] + "…"
+        lines.append(
+            desk.staff_text(
+                "ticket_summary_line",
+                when=desk.when(message.created_at),
+                who=Markup(who),
+                text=text,
+            )
+        )
+    body = "\n".join(lines) if lines else desk.staff_text("ticket_summary_empty")
+    return desk.staff_text("ticket_summary", number=ticket.number, lines=Markup(body))

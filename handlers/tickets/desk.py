@@ -1,0 +1,213 @@
+"""The ticket desk's vocabulary: what it needs from the configuration (``Desk``), messages and
+staff as plain values, the outbox kinds, delivery actions and callback prefixes it uses, and
+the labels staff read (categories, statuses, priorities, tiers, topic titles)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Self
+from zoneinfo import ZoneInfo
+
+from bot.kernel.config import PRIORITIES, Rules, TicketRules
+from bot.kernel.texts import Markup, Texts
+from storage.models import Customer, Ticket
+
+KIND_TOPIC = "ticket.topic"
+
+
+KIND_CUSTOMER = "ticket.reply"
+
+
+KIND_ESCALATION = "ticket.escalation"
+
+
+OUTBOX_KINDS = (KIND_TOPIC, KIND_CUSTOMER)
+"""Outbox kinds whose results come back through ``DeliveryHooks``."""
+
+
+CAPTION_LIMIT = 1024
+
+
+MAX_TRIES = 5
+
+
+CREATE_RETRY_AFTER = timedelta(minutes=5)
+
+
+STRANDED_AFTER = timedelta(minutes=1)
+
+
+BAN_NOTICE_EVERY = timedelta(hours=24)
+
+
+SUMMARY_TEXT = 120
+
+
+TOPIC_TITLE_LIMIT = 128
+
+
+# Callback data: staff buttons tk:<ticket>:<action>[:<arg>], the customer's tr:<ticket>:yes|no.
+CB_TICKET = "tk:"
+
+
+CB_RESOLUTION = "tr:"
+
+
+# Delivery actions.
+CREATE_TOPIC = "create_topic"
+
+
+TITLE = "title"
+
+
+CLOSE_TOPIC = "close_topic"
+
+
+REOPEN_TOPIC = "reopen_topic"
+
+
+CARD = "card"
+
+
+SUMMARY = "summary"
+
+
+TEXT = "text"
+
+
+COPY = "copy"
+
+
+ALBUM = "album"
+
+
+EDIT = "edit"
+
+
+NOTICE = "notice"
+
+
+CANNED = "canned"
+
+
+TOPIC_ACTIONS = (TITLE, CLOSE_TOPIC, REOPEN_TOPIC)
+
+
+SOURCE_COMPLAINT = "complaint"
+
+
+SOURCE_QUESTION = "question"
+
+
+SOURCE_FOLLOW_UP = "follow_up"
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What the desk needs from the configuration, built once by the composition root."""
+
+    rules: TicketRules
+    texts: Texts
+    staff_chat_id: int | None
+    currency: str = "CNY"
+    zone: str = "Asia/Shanghai"
+
+    @classmethod
+    def from_rules(cls, rules: Rules, texts: Texts, staff_chat_id: int | None) -> Self:
+        return cls(
+            rules=rules.tickets,
+            texts=texts,
+            staff_chat_id=staff_chat_id,
+            currency=rules.tiers.orders.currency,
+            zone=rules.tiers.orders.timezone,
+        )
+
+    @property
+    def staff_language(self) -> str:
+        return self.rules.relay.staff_language
+
+    def staff_text(self, key: str, **params: Any) -> str:
+        """A text for the staff group, in its language."""
+        return self.texts.render(self.staff_language, key, **params)
+
+    def when(self, moment: datetime | None) -> str:
+        """A moment as staff read it: shop time, minutes."""
+        if moment is None:
+            return "—"
+        return moment.astimezone(ZoneInfo(self.zone)).strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message someone sent (a customer in private, staff in a topic), as plain values."""
+
+    chat_id: int
+    message_id: int
+    kind: str
+    text: str | None = None
+    html: str | None = None
+    media_group_id: str | None = None
+    file_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Staff:
+    """A staff member acting in the group."""
+
+    user_id: int
+    name: str
+    username: str | None = None
+
+    @property
+    def mention(self) -> str:
+        return f'<a href="tg://user?id={self.user_id}">{html.escape(self.name)}</a>'
+
+
+@dataclass(frozen=True)
+class StaffReply:
+    """What the bot answers staff in the topic (already in the staff language): a message, or a
+    toast for a pressed button; ``replace`` edits the message whose button was pressed."""
+
+    text: str
+    buttons: list[list[tuple[str, str]]] = field(default_factory=list)
+    alert: bool = False
+    replace: bool = False
+
+
+def category_label(desk: Desk, code: str, language: str) -> str:
+    category = desk.rules.category(code)
+    if category is not None:
+        return category.label(language)
+    if code == SOURCE_QUESTION:
+        return desk.texts.render(language, "ticket_category_question")
+    return code
+
+
+def status_label(desk: Desk, status: str) -> str:
+    return desk.staff_text(f"ticket_status_{status}")
+
+
+def priority_label(desk: Desk, priority: int) -> str:
+    return desk.staff_text(f"ticket_priority_{PRIORITIES[max(0, min(priority, 3))]}")
+
+
+def tier_label(tier: str) -> str:
+    return tier.upper() if len(tier) <= 4 else tier.capitalize()
+
+
+def topic_title(desk: Desk, ticket: Ticket, customer: Customer | None) -> str:
+    """Ticket number, tier, status and customer, as the topic is named (at most 128); only the
+    number once the customer has erased their data (``/forget``)."""
+    if customer is not None and customer.erased_at is not None:
+        return ticket.number
+    name = (customer.name if customer else None) or desk.staff_text("ticket_anonymous")
+    title = desk.staff_text(
+        "ticket_topic_title",
+        number=ticket.number,
+        tier=tier_label(ticket.tier),
+        status=status_label(desk, ticket.status),
+        name=Markup(name),
+    )
+    return title[:TOPIC_TITLE_LIMIT]

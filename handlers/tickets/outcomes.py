@@ -1,0 +1,303 @@
+"""What Telegram made of a delivery, reported by the outbox dispatcher (``DeliveryHooks``):
+recorded in the same transaction, then the lane's next delivery is queued; a topic deleted or
+closed by staff is recreated or reopened, what failed for good is said in the topic; and the
+recovery of deliveries whose outcome never arrived (``recover_one``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.tickets.desk import (
+    ALBUM,
+    CANNED,
+    CARD,
+    CLOSE_TOPIC,
+    COPY,
+    CREATE_TOPIC,
+    EDIT,
+    KIND_TOPIC,
+    MAX_TRIES,
+    OUTBOX_KINDS,
+    REOPEN_TOPIC,
+    TEXT,
+    TITLE,
+    TOPIC_ACTIONS,
+    Desk,
+)
+from handlers.tickets.lanes import finish_delivery, pump, push_delivery
+from storage import outbox as outbox_queries
+from storage import tickets as q
+from storage.models import Outbox, Ticket, TicketDelivery
+from storage.outbox import OutboxMessage, Priority
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryHooks:
+    """What the dispatcher calls, in the transaction that records a ticket row's outcome."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+        """Replaceable (tests run with other rules)."""
+
+    async def _locked(
+        self, session: AsyncSession, message: OutboxMessage
+    ) -> tuple[TicketDelivery, Ticket] | None:
+        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``)."""
+        delivery_id = message.payload.get("delivery")
+        if not isinstance(delivery_id, int):
+            return None
+        ticket_id = message.payload.get("ticket")
+        if not isinstance(ticket_id, int):  # a row queued before tickets went into payloads
+            found = await q.get_delivery(session, delivery_id)
+            if found is None:
+                return None
+            ticket_id = found.ticket_id
+        ticket = await q.lock_ticket(session, ticket_id)
+        delivery = await q.get_delivery(session, delivery_id)
+        if ticket is None or delivery is None or delivery.ticket_id != ticket.id:
+            return None
+        return delivery, ticket
+
+    async def sent(
+        self,
+        session: AsyncSession,
+        message: OutboxMessage,
+        message_ids: Sequence[int],
+        now: datetime,
+    ) -> bool:
+        """Record what Telegram made of the delivery, then queue the lane's next one."""
+        found = await self._locked(session, message)
+        if found is None:
+            return False
+        delivery, ticket = found
+        await self._record(session, delivery, ticket, message.payload, list(message_ids))
+        was_head = delivery.state == q.D_OUTBOX
+        finish_delivery(delivery, q.D_SENT, now)
+        if was_head:
+            await pump(session, self.desk, ticket, delivery.lane, now)
+        return True
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        delivery: TicketDelivery,
+        ticket: Ticket,
+        payload: dict[str, Any],
+        ids: list[int],
+    ) -> None:
+        first = ids[0] if ids else None
+        action = delivery.action
+        topic = payload.get("topic") or {}
+        if action == CREATE_TOPIC and first is not None:
+            ticket.topic_thread_id = first
+            ticket.topic_closed = False
+            ticket.topic_title = topic.get("name")
+            ticket.card_message_id = None
+        elif action == TITLE:
+            ticket.topic_title = topic.get("name")
+        elif action == CLOSE_TOPIC:
+            ticket.topic_closed = True
+        elif action == REOPEN_TOPIC:
+            ticket.topic_closed = False
+        elif action == CARD:
+            ticket.card_message_id = first
+        elif action == ALBUM:
+            items = await q.messages_by_id(session, list(delivery.payload.get("messages", [])))
+            for item, copied in zip(items, ids, strict=False):
+                item.copy_message_id, item.state = copied, q.RELAYED
+        elif delivery.ticket_message_id is not None and action in (COPY, TEXT, EDIT, CANNED):
+            relayed = await q.get_message(session, delivery.ticket_message_id)
+            if relayed is not None:
+                if relayed.copy_message_id is None:
+                    relayed.copy_message_id = first
+                relayed.state = q.RELAYED
+
+    async def failed(
+        self,
+        session: AsyncSession,
+        message: OutboxMessage,
+        error: str,
+        *,
+        unreachable: bool,
+        dead: bool,
+        now: datetime,
+    ) -> bool:
+        """A delivery failed for good (or ran out of attempts): recreate or reopen the topic
+        and try again, fall back to text, or say so in the topic; then go on with the lane."""
+        found = await self._locked(session, message)
+        if found is None:
+            return False
+        delivery, ticket = found
+        if delivery.state != q.D_OUTBOX:
+            return False
+        desk = self.desk
+        lowered = error.lower()
+        if delivery.lane != q.CUSTOMER:
+            await self._topic_failed(session, delivery, ticket, message, lowered, dead, now)
+        else:
+            finish_delivery(delivery, q.D_FAILED, now, error)
+            await self._undelivered(session, delivery, ticket, error, unreachable, dead, now)
+            await pump(session, desk, ticket, q.TOPIC, now)
+        await pump(session, desk, ticket, delivery.lane, now)
+        return True
+
+    async def _topic_failed(
+        self,
+        session: AsyncSession,
+        delivery: TicketDelivery,
+        ticket: Ticket,
+        message: OutboxMessage,
+        error: str,
+        dead: bool,
+        now: datetime,
+    ) -> None:
+        thread = message.payload.get("thread_id")
+        retry = delivery.tries < MAX_TRIES
+        if "thread not found" in error or "topic_deleted" in error or "topic_id_invalid" in error:
+            if delivery.action in TOPIC_ACTIONS or delivery.action == CREATE_TOPIC:
+                finish_delivery(delivery, q.D_SKIPPED if retry else q.D_FAILED, now, error)
+            else:
+                if ticket.topic_thread_id is not None and ticket.topic_thread_id == thread:
+                    logger.info("ticket %s: its topic was deleted; recreating it", ticket.id)
+                    ticket.topic_thread_id = None
+                    ticket.topic_title = None
+                    ticket.topic_closed = False
+                    ticket.card_message_id = None
+                finish_delivery(delivery, q.D_QUEUED if retry else q.D_FAILED, now, error)
+            return
+        if "topic_closed" in error and retry:
+            ticket.topic_closed = True
+            await push_delivery(session, ticket, q.TOPIC, REOPEN_TOPIC, now, front=True)
+            finish_delivery(delivery, q.D_QUEUED, now, error)
+            return
+        if "topic_not_modified" in error:
+            await self._record(session, delivery, ticket, message.payload, [])
+            if delivery.action == CLOSE_TOPIC:
+                ticket.topic_closed = True
+            finish_delivery(delivery, q.D_SENT, now, error)
+            return
+        finish_delivery(delivery, q.D_FAILED, now, error)
+        if delivery.action in (COPY, ALBUM) and not dead:
+            await self._copy_fallback(session, delivery, ticket, now)
+
+    async def _copy_fallback(
+        self, session: AsyncSession, delivery: TicketDelivery, ticket: Ticket, now: datetime
+    ) -> None:
+        """A customer's message that could not be copied (deleted meanwhile, a caption too long
+        for a bot): its stored text goes into the topic instead."""
+        ids = delivery.payload.get("messages") or (
+            [delivery.ticket_message_id] if delivery.ticket_message_id else []
+        )
+        for item in await q.messages_by_id(session, list(ids)):
+            text = self.desk.staff_text(
+                "ticket_copy_fallback", kind=item.kind, text=item.text or "—"
+            )
+            await push_delivery(
+                session,
+                ticket,
+                q.TOPIC,
+                TEXT,
+                now,
+                message=item,
+                payload={"html": text},
+                front=True,
+            )
+
+    async def _undelivered(
+        self,
+        session: AsyncSession,
+        delivery: TicketDelivery,
+        ticket: Ticket,
+        error: str,
+        unreachable: bool,
+        dead: bool,
+        now: datetime,
+    ) -> None:
+        """A staff reply did not reach the customer: mark it and say so in the topic, under the
+        staff member's message."""
+        desk = self.desk
+        ids = delivery.payload.get("messages") or (
+            [delivery.ticket_message_id] if delivery.ticket_message_id else []
+        )
+        items = await q.messages_by_id(session, list(ids))
+        for item in items:
+            item.state = q.UNDELIVERED
+        if unreachable:
+            reason = desk.staff_text("ticket_reason_blocked")
+        elif dead:
+            reason = desk.staff_text("ticket_reason_gave_up")
+        else:
+            reason = desk.staff_text("ticket_reason_failed", error=error[:200])
+        reply_to = items[0].chat_message_id if items and items[0].kind != "canned" else None
+        await push_delivery(
+            session,
+            ticket,
+            q.TOPIC,
+            TEXT,
+            now,
+            payload={
+                "html": desk.staff_text("ticket_undelivered", reason=reason),
+                "reply_to": reply_to,
+            },
+        )
+
+
+async def recover_one(
+    session: AsyncSession, desk: Desk, delivery_id: int, row: Outbox | None, now: datetime
+) -> bool:
+    """A delivery whose outbox row ended without its hook (the hook raised, or an operator
+    cancelled the row): replay what the row says happened, so the lane goes on."""
+    hooks = DeliveryHooks(desk)
+    if row is None:
+        message = OutboxMessage(
+            id=0,
+            dedupe_key="",
+            customer_id=None,
+            chat_id=0,
+            kind=KIND_TOPIC,
+            payload={"delivery": delivery_id},
+            priority=int(Priority.REPLY),
+            transactional=True,
+            due_at=now,
+            attempts=0,
+            care_day=None,
+        )
+        return await hooks.failed(
+            session, message, "outbox row gone", unreachable=False, dead=True, now=now
+        )
+    message = OutboxMessage(
+        id=row.id,
+        dedupe_key=row.dedupe_key,
+        customer_id=row.customer_id,
+        chat_id=row.chat_id,
+        kind=row.kind,
+        payload=dict(row.payload),
+        priority=row.priority,
+        transactional=row.transactional,
+        due_at=row.due_at,
+        attempts=row.attempts,
+        care_day=row.care_day,
+    )
+    if row.state == outbox_queries.State.SENT:
+        ids = [row.telegram_message_id] if row.telegram_message_id is not None else []
+        return await hooks.sent(session, message, ids, now)
+    return await hooks.failed(
+        session,
+        message,
+        row.last_error or row.state,
+        unreachable=False,
+        dead=row.state != outbox_queries.State.FAILED,
+        now=now,
+    )
+
+
+def hooks_by_kind(desk: Desk) -> dict[str, DeliveryHooks]:
+    """The dispatcher's hooks for the ticket lanes' outbox kinds."""
+    hooks = DeliveryHooks(desk)
+    return {kind: hooks for kind in OUTBOX_KINDS}

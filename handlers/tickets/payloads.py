@@ -1,0 +1,250 @@
+"""What the dispatcher sends for a delivery, built from the database of this moment (the topic's
+current thread id, the customer's current language): topic actions, the card, copies, texts,
+albums, and what goes to the customer. Customer-visible texts the dispatcher renders itself
+follow the customer's language at send time."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.kernel.texts import Markup
+from handlers.tickets.card import card_buttons, card_text, history_summary, outbox_buttons
+from handlers.tickets.desk import (
+    ALBUM,
+    CANNED,
+    CAPTION_LIMIT,
+    CARD,
+    CLOSE_TOPIC,
+    COPY,
+    CREATE_TOPIC,
+    EDIT,
+    NOTICE,
+    REOPEN_TOPIC,
+    SUMMARY,
+    TEXT,
+    TITLE,
+    Desk,
+    topic_title,
+)
+from storage import outbox as outbox_queries
+from storage import tickets as q
+from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
+
+
+async def build_delivery(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    delivery: TicketDelivery,
+    now: datetime,
+    *,
+    override: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]] | None:
+    """The chat and outbox payload for a delivery, from the database of this moment; None
+    when there is nothing to send any more."""
+    payload = override if override is not None else delivery.payload
+    customer = await session.get(Customer, ticket.customer_id)
+    if delivery.lane == q.CUSTOMER:
+        if customer is None or customer.chat_id is None:
+            return None  # erased: nobody to write to
+        built = await _build_for_customer(session, desk, customer, delivery, payload)
+        return (customer.chat_id, built) if built is not None else None
+    assert desk.staff_chat_id is not None
+    thread = ticket.topic_thread_id
+    built_topic = await _build_for_topic(session, desk, ticket, customer, delivery, payload)
+    if built_topic is None:
+        return None
+    if thread is not None and delivery.action != CREATE_TOPIC:
+        built_topic["thread_id"] = thread
+    return desk.staff_chat_id, built_topic
+
+
+async def _build_for_topic(
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    customer: Customer | None,
+    delivery: TicketDelivery,
+    payload: dict[str, Any],
+) -> dict[str, Any] | None:
+    action = delivery.action
+    if action == CREATE_TOPIC:
+        if ticket.topic_thread_id is not None:
+            return None
+        return {"topic": {"action": "create", "name": topic_title(desk, ticket, customer)}}
+    if action == TITLE:
+        name = topic_title(desk, ticket, customer)
+        return None if name == ticket.topic_title else {"topic": {"action": "edit", "name": name}}
+    if action == CLOSE_TOPIC:
+        return None if ticket.topic_closed else {"topic": {"action": "close"}}
+    if action == REOPEN_TOPIC:
+        return None if not ticket.topic_closed else {"topic": {"action": "reopen"}}
+    if action == CARD:
+        text = await card_text(session, desk, ticket)
+        return outbox_queries.ready_text_payload(
+            text, html=True, buttons=outbox_buttons(card_buttons(desk, ticket))
+        )
+    if action == SUMMARY:
+        return outbox_queries.ready_text_payload(
+            await history_summary(session, desk, ticket), html=True
+        )
+    if action == TEXT:
+        return _with_reply(
+            outbox_queries.ready_text_payload(str(payload.get("html", "")), html=True),
+            payload.get("reply_to"),
+        )
+    message = (
+        await q.get_message(session, delivery.ticket_message_id)
+        if delivery.ticket_message_id
+        else None
+    )
+    if message is None or customer is None:
+        return None
+    if action == EDIT:
+        original = await q.get_message(session, message.edit_of_id) if message.edit_of_id else None
+        text = desk.staff_text("ticket_edited_marker", text=message.text or "")
+        built = outbox_queries.ready_text_payload(text, html=True)
+        return _with_reply(built, original.copy_message_id if original else None)
+    if customer.chat_id is None:  # erased meanwhile: the text is gone too
+        return None
+    if action == ALBUM:
+        items = await q.messages_by_id(session, list(payload.get("messages", [])))
+        return _album(customer.chat_id, items)
+    if action == COPY:
+        copied = outbox_queries.copy_payload(customer.chat_id, message.chat_message_id or 0)
+        if payload.get("bare"):  # the caption is too long for a bot: it follows as a text
+            copied["copy"]["caption"] = desk.staff_text("ticket_caption_below")
+        return copied
+    return None
+
+
+async def _build_for_customer(
+    session: AsyncSession,
+    desk: Desk,
+    customer: Customer,
+    delivery: TicketDelivery,
+    payload: dict[str, Any],
+) -> dict[str, Any] | None:
+    action = delivery.action
+    language = customer.language
+    render = desk.texts.render
+    if action == NOTICE:
+        return outbox_queries.text_payload(
+            str(payload["key"]), payload.get("params") or {}, buttons=payload.get("buttons")
+        )
+    message = (
+        await q.get_message(session, delivery.ticket_message_id)
+        if delivery.ticket_message_id
+        else None
+    )
+    if message is None or desk.staff_chat_id is None:
+        return None
+    name = message.author_name or ""
+    prefix = desk.rules.relay.staff_name_prefix and bool(name)
+    if action == CANNED:
+        reply = desk.rules.canned_reply(str(payload.get("code", "")))
+        if reply is None:
+            return None
+        text = reply.text(language)
+        body = (
+            render(language, "ticket_staff_says", name=name, text=text)
+            if prefix
+            else html.escape(text)
+        )
+        return outbox_queries.ready_text_payload(body, html=True)
+    if action == TEXT:
+        content = Markup(message.html or html.escape(message.text or ""))
+        body = (
+            render(language, "ticket_staff_says", name=name, text=content) if prefix else content
+        )
+        return outbox_queries.ready_text_payload(str(body), html=True)
+    if action == EDIT:
+        original = await q.get_message(session, message.edit_of_id) if message.edit_of_id else None
+        content = Markup(message.html or html.escape(message.text or ""))
+        body = render(language, "ticket_edited_customer", text=content)
+        built = outbox_queries.ready_text_payload(body, html=True)
+        return _with_reply(built, original.copy_message_id if original else None)
+    if action == ALBUM:
+        items = await q.messages_by_id(session, list(payload.get("messages", [])))
+        return _album(
+            desk.staff_chat_id, items, _prefixed_caption(desk, language, name) if prefix else None
+        )
+    if action == COPY:
+        copied = outbox_queries.copy_payload(desk.staff_chat_id, message.chat_message_id or 0)
+        if payload.get("bare"):  # the caption is too long for a bot: it follows as a text
+            copied["copy"]["caption"] = (
+                render(language, "ticket_staff_caption_bare", name=name)
+                if prefix
+                else render(language, "ticket_caption_below")
+            )
+        elif prefix:
+            caption = _prefixed_caption(desk, language, name)(_caption_html(message))
+            copied["copy"]["caption"] = caption
+        return copied
+    return None
+
+
+ALBUM_KINDS = ("photo", "video", "document", "audio")
+
+
+def _caption_html(item: TicketMessage) -> str | None:
+    if item.html:
+        return item.html
+    return html.escape(item.text) if item.text else None
+
+
+def _prefixed_caption(desk: Desk, language: str, name: str) -> Callable[[str | None], str]:
+    """A staff caption with the staff member's name in front (or just the name)."""
+
+    def caption(original: str | None) -> str:
+        if original:
+            return desk.texts.render(
+                language, "ticket_staff_caption", name=name, caption=Markup(original)
+            )
+        return desk.texts.render(language, "ticket_staff_caption_bare", name=name)
+
+    return caption
+
+
+def _album(
+    from_chat_id: int,
+    items: Sequence[TicketMessage],
+    first_caption: Callable[[str | None], str | None] | None = None,
+) -> dict[str, Any] | None:
+    """An album as one message group: ``sendMediaGroup`` with the items' files (captions
+    kept; ``first_caption`` may rewrite the first one), else ``copyMessages``; a lone item is
+    a plain copy."""
+    usable = [item for item in items if item.chat_message_id]
+    if not usable:
+        return None
+    if len(usable) == 1:
+        copied = outbox_queries.copy_payload(from_chat_id, usable[0].chat_message_id or 0)
+        if first_caption is not None:
+            copied["copy"]["caption"] = first_caption(_caption_html(usable[0]))
+        return copied
+    if not all(item.kind in ALBUM_KINDS and item.media_file_id for item in usable):
+        ids = [item.chat_message_id for item in usable]
+        return {"copy_many": {"from_chat_id": from_chat_id, "message_ids": ids}}
+    media: list[dict[str, Any]] = []
+    for index, item in enumerate(usable):
+        caption = _caption_html(item)
+        if index == 0 and first_caption is not None:
+            caption = first_caption(caption)
+        if caption and len(caption) > CAPTION_LIMIT:  # keep the album; the text is shortened
+            caption = html.escape((item.text or "")[: CAPTION_LIMIT - 100]) + "…"
+        entry: dict[str, Any] = {"type": item.kind, "media": item.media_file_id}
+        if caption:
+            entry["caption"] = caption
+        media.append(entry)
+    return {"media_group": media}
+
+
+def _with_reply(payload: dict[str, Any], reply_to: Any) -> dict[str, Any]:
+    if reply_to:
+        payload["reply_to"] = int(reply_to)
+    return payload
