@@ -615,8 +615,9 @@ def mount_dashboard(
 ) -> DashboardLogin | None:
     """Mount the staff dashboard on the demo's server; None when this carebot has none."""
     try:
-        from dashboard import Dashboard, mount
         from dashboard.auth import mint_login_path
+        from dashboard.core import Dashboard
+        from dashboard.pages.routes import mount
     except ImportError:
         logger.warning("no dashboard package: the demo page runs without it")
         return None

@@ -24,8 +24,9 @@ from telegram.ext import Application
 from bot.inbox import INBOX_KEY, Inbox, inbox_of, update_id_of
 from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handlers
 from bot.settings import Settings
-from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
+from dashboard.core import Dashboard
+from dashboard.pages.routes import mount
 from handlers._edge.context import DEPS_KEY, Deps
 from handlers.staff.telegram import dashboard_staff_check
 from storage.engine import create_engine

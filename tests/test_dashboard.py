@@ -28,8 +28,9 @@ from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
 from bot.web import build_web_app, dashboard_for, dashboard_secret
-from dashboard import Dashboard, mount
 from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks, mint_login_path
+from dashboard.core import Dashboard
+from dashboard.pages.routes import mount
 from handlers.tickets.desk import Incoming, Staff
 from handlers.tickets.lifecycle import TicketDesk, open_ticket, resolve
 from handlers.tickets.relay import staff_reply

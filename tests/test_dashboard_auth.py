@@ -19,8 +19,9 @@ from yarl import URL
 
 from bot.kernel.clock import ManualClock
 from bot.web import dashboard_secret
-from dashboard import Dashboard, mount
 from dashboard.auth import COOKIE, mint_login_path
+from dashboard.core import Dashboard
+from dashboard.pages.routes import mount
 from storage.models import DashboardLogin, DashboardSession
 from tests.auxil.harness import START, TOKEN
 from tests.test_metrics import serving
