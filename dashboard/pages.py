@@ -33,7 +33,9 @@ from dashboard.html import (
     table,
 )
 from storage import outbox as outbox_queries
-from storage import tickets as ticket_queries
+from storage.tickets.messages import EVENT, history
+from storage.tickets.rows import ticket_by_number
+from storage.tickets.statuses import CLOSED, RESOLVED, STATUSES
 from storage.tiers.report import tier_report
 from storage.tiers.spec import STAGES, day_of
 from surveys import analytics
@@ -391,7 +393,7 @@ async def ticket_list(
             "status",
             status,
             [("not_closed", tr("status_not_closed")), ("all", tr("all"))]
-            + [(value, tr.label("status", value)) for value in ticket_queries.STATUSES],
+            + [(value, tr.label("status", value)) for value in STATUSES],
         )
         + _select("tier", tier, [("", tr("all_tiers"))] + [(value, esc(value)) for value in tiers])
         + f'<input name="number" value="{esc(number)}" placeholder="{tr("ticket_number")}">'
@@ -426,7 +428,7 @@ async def ticket_list(
     return _page(request, dashboard, tr, staff, "tickets", tr("nav_tickets"), body)
 
 
-_DONE = (ticket_queries.RESOLVED, ticket_queries.CLOSED)
+_DONE = (RESOLVED, CLOSED)
 
 
 def _event_label(tr: Tr, event: str) -> str:
@@ -449,8 +451,8 @@ async def ticket_page(
 ) -> web.StreamResponse:
     number = request.match_info["number"]
     async with dashboard.sessionmaker() as session:
-        ticket = await ticket_queries.ticket_by_number(session, number)
-        history = await ticket_queries.history(session, ticket.id) if ticket else []
+        ticket = await ticket_by_number(session, number)
+        messages = await history(session, ticket.id) if ticket else []
     if ticket is None:
         raise web.HTTPNotFound()
     facts = table(
@@ -474,10 +476,10 @@ async def ticket_page(
             tr.label("direction", message.direction),
             esc(message.author_name or "—"),
             _event_label(tr, message.text or "")
-            if message.direction == ticket_queries.EVENT
+            if message.direction == EVENT
             else esc(message.text or message.kind),
         ]
-        for message in history
+        for message in messages
     ]
     body = (
         '<p><a href="/dashboard/tickets">← '
@@ -485,7 +487,7 @@ async def ticket_page(
         + "</a></p>"
         + section(tr("ticket_facts"), facts)
         + section(
-            tr("ticket_history", count=figure("history-count", len(history))),
+            tr("ticket_history", count=figure("history-count", len(messages))),
             table(
                 [tr("when"), tr("direction"), tr("author"), tr("message")],
                 entries,
