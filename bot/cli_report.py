@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bot.cli_tools import database, open_tool
 from storage import kb as kb_queries
-from storage import tickets as ticket_queries
+from storage.tickets.reports import TicketReport, ticket_report
 from storage.tiers.report import TierReport, tier_report
 from storage.tiers.spec import STAGES, ChurnFlag, day_of
 from surveys import analytics as survey_analytics
@@ -166,9 +166,9 @@ def tickets(since: Since = None, until: Until = None) -> None:
         typer.echo("carebot: --since must be before --until", err=True)
         raise typer.Exit(2)
 
-    async def read() -> ticket_queries.TicketReport:
+    async def read() -> TicketReport:
         async with database(tool) as sessionmaker, sessionmaker() as session:
-            return await ticket_queries.ticket_report(session, start, end, now)
+            return await ticket_report(session, start, end, now)
 
     report = asyncio.run(read())
     out.print(

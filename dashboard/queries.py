@@ -13,7 +13,6 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import outbox as outbox_queries
-from storage import tickets as ticket_queries
 from storage.models import (
     Customer,
     DashboardLogin,
@@ -22,9 +21,10 @@ from storage.models import (
     RfmScore,
     Ticket,
 )
+from storage.tickets.statuses import CLOSED, SLA_RUNNING, STATUSES
 from storage.tiers.spec import ChurnFlag
 
-NOT_CLOSED = tuple(status for status in ticket_queries.STATUSES if status != ticket_queries.CLOSED)
+NOT_CLOSED = tuple(status for status in STATUSES if status != CLOSED)
 CARE_KINDS = "care.%"
 
 
@@ -81,7 +81,7 @@ class Breaches:
 
 
 async def sla_breaches(session: AsyncSession, now: datetime) -> Breaches:
-    running = Ticket.status.in_(ticket_queries.SLA_RUNNING)
+    running = Ticket.status.in_(SLA_RUNNING)
     first = await session.execute(
         select(func.count()).where(
             running, Ticket.first_response_at.is_(None), Ticket.first_response_due < now

@@ -28,9 +28,12 @@ from handlers.tickets.lifecycle import push_topic_text, ticket_closed
 from handlers.tickets.outcomes import recover_one
 from scheduler.wiring import PeriodicJob
 from storage import outbox as outbox_queries
-from storage import tickets as q
 from storage.models import Ticket
 from storage.outbox import Priority
+from storage.tickets.lanes import stranded_deliveries
+from storage.tickets.rows import lock_ticket
+from storage.tickets.sla import first_response_candidates, resolution_candidates, resolved_before
+from storage.tickets.statuses import RESOLVED, SLA_RUNNING
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +110,7 @@ async def _check(
     session: AsyncSession, desk: Desk, ticket: Ticket, kind: str, now: datetime, run: SlaRun
 ) -> None:
     """Remind or escalate one deadline of one (locked) ticket, if it is time and not done."""
-    if ticket.status not in q.SLA_RUNNING:
+    if ticket.status not in SLA_RUNNING:
         return
     if kind == FIRST_RESPONSE:
         if ticket.first_response_at is not None:
@@ -148,22 +151,22 @@ async def plan(
     async with sessionmaker() as session:
         work = [
             (ticket_id, FIRST_RESPONSE)
-            for ticket_id in await q.first_response_candidates(session, now=now, horizon=horizon)
+            for ticket_id in await first_response_candidates(session, now=now, horizon=horizon)
         ]
         work += [
             (ticket_id, RESOLUTION)
-            for ticket_id in await q.resolution_candidates(session, now=now, horizon=horizon)
+            for ticket_id in await resolution_candidates(session, now=now, horizon=horizon)
         ]
-        closing = await q.resolved_before(session, auto_close)
+        closing = await resolved_before(session, auto_close)
     for ticket_id, kind in work:
         async with sessionmaker.begin() as session:
-            ticket = await q.lock_ticket(session, ticket_id)
+            ticket = await lock_ticket(session, ticket_id)
             if ticket is not None:
                 await _check(session, desk, ticket, kind, now, run)
     for ticket_id in closing:
         async with sessionmaker.begin() as session:
-            ticket = await q.lock_ticket(session, ticket_id)
-            if ticket is None or ticket.status != q.RESOLVED or ticket.resolved_at is None:
+            ticket = await lock_ticket(session, ticket_id)
+            if ticket is None or ticket.status != RESOLVED or ticket.resolved_at is None:
                 continue
             if ticket.resolved_at > auto_close:
                 continue
@@ -187,7 +190,7 @@ async def _recover(
     """Resume ticket lanes whose outbox row ended without its outcome hook (see
     ``recover_one``); the same job, so nothing waits forever."""
     async with sessionmaker() as session:
-        stranded = await q.stranded_deliveries(session, before=now - STRANDED_AFTER)
+        stranded = await stranded_deliveries(session, before=now - STRANDED_AFTER)
     recovered = 0
     for delivery, row in stranded:
         async with sessionmaker.begin() as session:

@@ -28,8 +28,8 @@ from bot.kernel.survey_config import (
     recovery_threshold,
 )
 from storage import customers as customer_queries
-from storage import tickets as ticket_queries
 from storage.models import Customer, SurveyAnswer, SurveyResponse
+from storage.tickets.bans import get_ban
 from surveys import queries as q
 from surveys.desk import Desk
 
@@ -283,7 +283,7 @@ async def open_recovery(
     customer = await session.get(Customer, response.customer_id)
     if customer is None or customer.erased_at is not None:
         return None
-    if await ticket_queries.get_ban(session, customer.id) is not None:
+    if await get_ban(session, customer.id) is not None:
         return None
     survey = await definition_of(session, response)
     category = survey.recovery.category or _DEFAULTS.category

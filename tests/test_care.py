@@ -32,9 +32,9 @@ from scheduler.care import (
     solar_pairs,
 )
 from storage import care as care_queries
-from storage import tickets as ticket_queries
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Coupon, Customer, Order, Outbox
+from storage.tickets.rows import open_ticket_of
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.outbox import add_customer
 
@@ -530,7 +530,7 @@ class TestButtons:
             reply = await press_care_button(session, desk, 7, problem, visit)
         assert reply == Reply("care_problem", "en")
         async with sessionmaker() as session:
-            ticket = await ticket_queries.open_ticket_of(session, customer)
+            ticket = await open_ticket_of(session, customer)
             assert ticket is not None
             assert (ticket.source, ticket.order_id, ticket.order_ref) == (
                 "complaint",
@@ -620,7 +620,7 @@ class TestEndToEnd:
             await asyncio.sleep(0.01)
         assert len(api.topics(STAFF_CHAT_ID)) == 1
         async with harness.sessionmaker() as session:
-            ticket = await ticket_queries.open_ticket_of(session, customer)
+            ticket = await open_ticket_of(session, customer)
         assert ticket is not None and ticket.order_ref == "E2E-1"
 
         await api.press_button(mei, visit, "care:stop")

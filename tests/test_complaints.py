@@ -12,8 +12,8 @@ from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.answers.kb import load_knowledge_base
 from handlers.tickets.desk import KIND_CUSTOMER, KIND_TOPIC
-from storage import tickets as ticket_queries
 from storage.models import ComplaintDraft, Customer, Order, Outbox, Ticket
+from storage.tickets.rows import ticket_by_number
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import (
     STAFF,
@@ -369,5 +369,5 @@ async def test_forget_erases_what_the_customer_wrote_in_tickets(harness: Harness
     history = await messages(harness, number)
     assert [m.text for m in history if m.direction == "in"] == [None]
     async with harness.sessionmaker() as session:
-        kept = await ticket_queries.ticket_by_number(session, number)
+        kept = await ticket_by_number(session, number)
     assert kept is not None  # the ticket stays for the statistics

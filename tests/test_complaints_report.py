@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from bot import cli_tools
 from bot.cli import app as cli_app
 from bot.kernel.clock import ManualClock
-from storage import tickets as ticket_queries
 from storage.models import Ticket
+from storage.tickets.reports import ticket_report
 from tests.auxil.outbox import add_customer
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -67,7 +67,7 @@ async def test_the_report_counts_times_and_breaches(
 ) -> None:
     await _tickets(sessionmaker)
     async with sessionmaker() as session:
-        report = await ticket_queries.ticket_report(
+        report = await ticket_report(
             session, datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC), NOW
         )
     assert report.opened == 5

@@ -402,7 +402,7 @@ async def test_tickets_page_lists_filters_and_shows_a_history(
         ticket = (
             await session.execute(select(Ticket).where(Ticket.number == number))
         ).scalar_one()
-        from storage.tickets import history
+        from storage.tickets.messages import history
 
         entries = await history(session, ticket.id)
     assert await figure(page, "history-count") == len(entries) >= 2

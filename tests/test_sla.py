@@ -15,9 +15,10 @@ from handlers.tickets.desk import KIND_TOPIC, OUTBOX_KINDS
 from handlers.tickets.telegram import WAKE_KEY
 from scheduler import sla
 from storage import outbox as outbox_queries
-from storage import tickets as ticket_queries
 from storage.engine import BotDatabase
 from storage.models import Outbox
+from storage.tickets.lanes import add_delivery
+from storage.tickets.rows import ticket_by_number
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.tickets import (
     STAFF,
@@ -217,9 +218,9 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
     number, thread = await desk_ticket(harness, user)
     now = harness.clock.now()
     async with harness.sessionmaker.begin() as session:
-        found = await ticket_queries.ticket_by_number(session, number)
+        found = await ticket_by_number(session, number)
         assert found is not None
-        stranded = await ticket_queries.add_delivery(
+        stranded = await add_delivery(
             session,
             ticket_id=found.id,
             lane="topic",

@@ -12,8 +12,10 @@ from dashboard.core import Dashboard
 from dashboard.html import Tr, esc, figure, section, table
 from dashboard.pages.guard import signed_in
 from dashboard.pages.respond import page_response
-from storage import tickets as ticket_queries
 from storage.models import Ticket, TicketMessage
+from storage.tickets.messages import EVENT, history
+from storage.tickets.rows import ticket_by_number
+from storage.tickets.statuses import CLOSED, RESOLVED, STATUSES
 
 TICKET_COLUMNS = (
     "ticket_number",
@@ -27,7 +29,7 @@ TICKET_COLUMNS = (
     "first_response_due",
     "resolution_due",
 )
-_DONE = (ticket_queries.RESOLVED, ticket_queries.CLOSED)
+_DONE = (RESOLVED, CLOSED)
 
 
 def _select(name: str, current: str, options: list[tuple[str, str]]) -> str:
@@ -46,7 +48,7 @@ def _filters(tr: Tr, status: str, tier: str, number: str, tiers: list[str]) -> s
             "status",
             status,
             [("not_closed", tr("status_not_closed")), ("all", tr("all"))]
-            + [(value, tr.label("status", value)) for value in ticket_queries.STATUSES],
+            + [(value, tr.label("status", value)) for value in STATUSES],
         )
         + _select("tier", tier, [("", tr("all_tiers"))] + [(value, esc(value)) for value in tiers])
         + f'<input name="number" value="{esc(number)}" placeholder="{tr("ticket_number")}">'
@@ -140,7 +142,7 @@ def _history_row(tr: Tr, message: TicketMessage) -> list[str]:
         tr.label("direction", message.direction),
         esc(message.author_name or "—"),
         _event_label(tr, message.text or "")
-        if message.direction == ticket_queries.EVENT
+        if message.direction == EVENT
         else esc(message.text or message.kind),
     ]
 
@@ -151,8 +153,8 @@ async def ticket_page(
 ) -> web.StreamResponse:
     number = request.match_info["number"]
     async with dashboard.sessionmaker() as session:
-        ticket = await ticket_queries.ticket_by_number(session, number)
-        history = await ticket_queries.history(session, ticket.id) if ticket else []
+        ticket = await ticket_by_number(session, number)
+        messages = await history(session, ticket.id) if ticket else []
     if ticket is None:
         raise web.HTTPNotFound()
     body = (
@@ -161,10 +163,10 @@ async def ticket_page(
         + "</a></p>"
         + section(tr("ticket_facts"), _facts(tr, ticket))
         + section(
-            tr("ticket_history", count=figure("history-count", len(history))),
+            tr("ticket_history", count=figure("history-count", len(messages))),
             table(
                 [tr("when"), tr("direction"), tr("author"), tr("message")],
-                [_history_row(tr, message) for message in history],
+                [_history_row(tr, message) for message in messages],
                 css="history",
             ),
         )

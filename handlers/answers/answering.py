@@ -26,8 +26,8 @@ from handlers.tickets.desk import SOURCE_COMPLAINT, SOURCE_QUESTION, Desk
 from handlers.tickets.lifecycle import open_ticket, push_topic_text
 from storage import customers as customer_queries
 from storage import kb as kb_queries
-from storage import tickets as ticket_queries
 from storage.models import Customer, KbHandoff
+from storage.tickets.bans import get_ban
 
 # Callback data: kb:<action>:<question id>[:<entry id>] (at most 64 bytes with a 32-byte id).
 CB_PREFIX = "kb:"
@@ -63,11 +63,7 @@ async def request_handoff(
         requested_at=now,
     )
     customer = await session.get(Customer, customer_id)
-    if (
-        desk is not None
-        and customer is not None
-        and await ticket_queries.get_ban(session, customer_id) is None
-    ):
+    if desk is not None and customer is not None and await get_ban(session, customer_id) is None:
         ticket, opened = await open_ticket(
             session,
             desk,

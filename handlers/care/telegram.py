@@ -21,7 +21,8 @@ from handlers.tickets.lifecycle import open_ticket
 from handlers.tickets.telegram import on_desk_button
 from storage import care as care_queries
 from storage import customers as customer_queries
-from storage import tickets as ticket_queries
+from storage.tickets.bans import get_ban
+from storage.tickets.purchases import customer_order
 
 CALLBACK = re.compile(r"^care:(stop|good|problem)(?::(\d{1,18}))?$")
 PROBLEM_SUBJECT = "Follow-up visit: the customer reports a problem with this order"
@@ -46,12 +47,8 @@ async def press_care_button(
         return Reply("care_stopped" if changed else "care_already_stopped", language)
     if action == "good":
         return Alert("care_thanks_good", language)
-    order = (
-        await ticket_queries.customer_order(session, customer.id, int(reference))
-        if reference
-        else None
-    )
-    if desk is not None and await ticket_queries.get_ban(session, customer.id) is None:
+    order = await customer_order(session, customer.id, int(reference)) if reference else None
+    if desk is not None and await get_ban(session, customer.id) is None:
         await open_ticket(
             session,
             desk,

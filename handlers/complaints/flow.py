@@ -24,8 +24,11 @@ from handlers.onboarding.registration import Person, ensure_customer
 from handlers.tickets.desk import SOURCE_COMPLAINT, Desk, Incoming, category_label
 from handlers.tickets.lifecycle import add_customer_items, open_ticket
 from storage import customers as customer_queries
-from storage import tickets as q
 from storage.models import ComplaintDraft, Customer, Order
+from storage.tickets.bans import get_ban
+from storage.tickets.drafts import delete_draft, get_draft, start_draft
+from storage.tickets.purchases import customer_order, customer_order_by_reference, customer_orders
+from storage.tickets.rows import open_ticket_of
 
 STEP_CATEGORY = "category"
 STEP_ORDER = "order"
@@ -75,14 +78,14 @@ async def start(
     an open ticket (what they write goes there) nor for a banned one."""
     customer, _ = await ensure_customer(session, person, general, now)
     language = customer.language
-    if await q.get_ban(session, customer.id) is not None:
-        await q.delete_draft(session, customer.id)
+    if await get_ban(session, customer.id) is not None:
+        await delete_draft(session, customer.id)
         return FlowResult([Reply("ticket_banned_notice", language)])
-    ticket = await q.open_ticket_of(session, customer.id)
+    ticket = await open_ticket_of(session, customer.id)
     if ticket is not None:
-        await q.delete_draft(session, customer.id)
+        await delete_draft(session, customer.id)
         return FlowResult([Reply("complaint_already_open", language, {"number": ticket.number})])
-    await q.start_draft(session, customer.id, STEP_CATEGORY, now)
+    await start_draft(session, customer.id, STEP_CATEGORY, now)
     return FlowResult(
         [
             Reply(
@@ -104,7 +107,7 @@ async def _draft_of(
     customer = await customer_queries.get_for_update(session, user_id)
     if customer is None:
         return None, None
-    return customer, await q.get_draft(session, customer.id)
+    return customer, await get_draft(session, customer.id)
 
 
 def _expired(customer: Customer | None, *, pressed: bool) -> FlowResult:
@@ -131,7 +134,7 @@ async def press(
         draft.category = value
         return await _ask_order(session, desk, customer, draft, now)
     if action == "order" and draft.step == STEP_ORDER and value.isdigit():
-        order = await q.customer_order(session, customer.id, int(value))
+        order = await customer_order(session, customer.id, int(value))
         if order is None:
             return FlowResult(alert=Alert("button_expired", language), step=draft.step)
         draft.order_id, draft.order_ref = order.id, order.external_id
@@ -152,7 +155,7 @@ async def _ask_order(
 ) -> FlowResult:
     draft.step, draft.updated_at = STEP_ORDER, now
     limit = desk.rules.flow.recent_orders
-    orders = await q.customer_orders(session, customer.id, limit) if limit else []
+    orders = await customer_orders(session, customer.id, limit) if limit else []
     rows = [
         [Button("complaint_order_button", f"{CB_FLOW}order:{order.id}", _order_label(desk, order))]
         for order in orders
@@ -237,7 +240,7 @@ async def _submit(
     )
     if not opened:  # another ticket opened meanwhile: the description joins it
         await add_customer_items(session, desk, ticket, items, now)
-    await q.delete_draft(session, customer.id)
+    await delete_draft(session, customer.id)
     return FlowResult([Reply("complaint_opened", customer.language, {"number": ticket.number})])
 
 
@@ -259,7 +262,7 @@ def _incoming(customer: Customer, item: dict[str, object]) -> Incoming:
 
 
 async def _cancel(session: AsyncSession, customer: Customer) -> FlowResult:
-    await q.delete_draft(session, customer.id)
+    await delete_draft(session, customer.id)
     return FlowResult([Reply("complaint_cancelled", customer.language)])
 
 
@@ -304,7 +307,7 @@ async def message(
         reference = (item.text or "").strip()
         if not reference or len(reference) > ORDER_REF_LIMIT:
             return FlowResult([Reply("complaint_order_invalid", language)], STEP_ORDER)
-        order = await q.customer_order_by_reference(session, customer.id, reference)
+        order = await customer_order_by_reference(session, customer.id, reference)
         draft.order_id = order.id if order else None
         draft.order_ref = order.external_id if order else reference
         return _ask_description(customer, draft, now)

@@ -37,7 +37,7 @@ from handlers.tickets.lifecycle import confirm_resolution
 from handlers.tickets.relay import relay_customer_edit, relay_from_customer
 from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
 from storage import customers as customer_queries
-from storage import tickets as ticket_queries
+from storage.tickets.drafts import draft_steps
 
 CONVERSATION = "complaint"
 ConversationKey = tuple[int | str, ...]
@@ -79,7 +79,7 @@ class DraftPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any,
         if name != CONVERSATION:
             return {}
         async with self._sessionmaker() as session:
-            steps = await ticket_queries.draft_steps(session)
+            steps = await draft_steps(session)
         return {(chat_id, user_id): step for chat_id, user_id, step in steps}
 
     async def update_conversation(

@@ -31,8 +31,9 @@ from handlers.tickets.lifecycle import (
     unban_customer,
 )
 from handlers.tickets.relay import add_note, relay_staff_edit, staff_reply
-from storage import tickets as q
 from storage.models import Ticket
+from storage.tickets.rows import lock_ticket, ticket_by_topic
+from storage.tickets.staff import save_staff_member
 
 STAFF_STATUSES = frozenset({"creator", "administrator", "member"})
 
@@ -75,7 +76,7 @@ class MemberCache:
 
 async def remember(session: AsyncSession, staff: Staff, is_staff: bool, now: datetime) -> None:
     """Keep who was checked, so ``/assign @username`` can find them."""
-    await q.save_staff_member(
+    await save_staff_member(
         session,
         user_id=staff.user_id,
         username=staff.username,
@@ -94,8 +95,8 @@ async def _in_topic(
 ) -> StaffReply | None:
     """Run ``action`` on the topic's ticket (locked); a topic that is no ticket's gets a hint
     for a command and silence for a plain message."""
-    ticket = await q.ticket_by_topic(session, thread_id) if thread_id else None
-    locked = await q.lock_ticket(session, ticket.id) if ticket is not None else None
+    ticket = await ticket_by_topic(session, thread_id) if thread_id else None
+    locked = await lock_ticket(session, ticket.id) if ticket is not None else None
     if locked is None:
         return None if quiet else StaffReply(desk.staff_text("ticket_not_a_ticket_topic"))
     return await action(session, locked)
@@ -222,7 +223,7 @@ async def press(
     Buttons of a closed ticket, or of one that no longer exists, are answered harmlessly."""
     ticket_id, _, rest = data.removeprefix(CB_TICKET).partition(":")
     action, _, argument = rest.partition(":")
-    ticket = await q.lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
+    ticket = await lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
     if ticket is None:
         return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
     if action == "claim":

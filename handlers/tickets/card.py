@@ -17,8 +17,10 @@ from handlers.tickets.desk import (
     status_label,
     tier_label,
 )
-from storage import tickets as q
 from storage.models import Customer, Ticket
+from storage.tickets.messages import EVENT, IN, NOTE, QUEUED, recent_messages
+from storage.tickets.purchases import order_summary
+from storage.tickets.rows import recent_tickets
 from surveys import queries as survey_queries
 
 
@@ -29,8 +31,8 @@ def _money(desk: Desk, cents: int) -> str:
 async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
     """The customer card: who they are, what they bought, their tickets; then this ticket."""
     customer = await session.get(Customer, ticket.customer_id)
-    orders = await q.order_summary(session, ticket.customer_id)
-    earlier = await q.recent_tickets(session, ticket.customer_id, limit=5, exclude=ticket.id)
+    orders = await order_summary(session, ticket.customer_id)
+    earlier = await recent_tickets(session, ticket.customer_id, limit=5, exclude=ticket.id)
     language = customer.language if customer else desk.staff_language
     lines = [
         desk.staff_text(
@@ -135,16 +137,16 @@ async def history_summary(session: AsyncSession, desk: Desk, ticket: Ticket) -> 
     as copies, so it is left out)."""
     rows = [
         message
-        for message in await q.recent_messages(
+        for message in await recent_messages(
             session, ticket.id, desk.rules.relay.summary_messages * 2
         )
-        if message.direction != q.EVENT and message.state != q.QUEUED
+        if message.direction != EVENT and message.state != QUEUED
     ][-desk.rules.relay.summary_messages :]
     lines = []
     for message in rows:
-        if message.direction == q.IN:
+        if message.direction == IN:
             who = desk.staff_text("ticket_who_customer")
-        elif message.direction == q.NOTE:
+        elif message.direction == NOTE:
             who = desk.staff_text("ticket_who_note", name=message.author_name or "")
         else:
             who = desk.staff_text("ticket_who_staff", name=message.author_name or "")

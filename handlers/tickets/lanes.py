@@ -53,9 +53,10 @@ from handlers.tickets.desk import (
 )
 from handlers.tickets.payloads import build_delivery
 from storage import outbox as outbox_queries
-from storage import tickets as q
 from storage.models import Ticket, TicketDelivery, TicketMessage
 from storage.outbox import Priority
+from storage.tickets import lanes
+from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,15 @@ logger = logging.getLogger(__name__)
 async def record_event(
     session: AsyncSession, ticket: Ticket, what: str, now: datetime, staff: Staff | None = None
 ) -> None:
-    await q.add_message(
+    await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.EVENT,
+        direction=EVENT,
         author_user_id=staff.user_id if staff else None,
         author_name=staff.name if staff else None,
         kind="event",
         text=what,
-        state=q.KEPT,
+        state=KEPT,
         created_at=now,
     )
 
@@ -81,14 +82,14 @@ async def store_message(
     ticket: Ticket,
     item: Incoming,
     now: datetime,
-    state: str = q.QUEUED,
+    state: str = QUEUED,
     staff: Staff | None = None,
 ) -> TicketMessage:
     """A message the customer (or, with ``staff``, a staff member) sent into the ticket."""
-    return await q.add_message(
+    return await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.OUT if staff else q.IN,
+        direction=OUT if staff else IN,
         author_user_id=staff.user_id if staff else None,
         author_name=staff.name if staff else None,
         kind=item.kind,
@@ -114,7 +115,7 @@ async def push_delivery(
     front: bool = False,
     not_before: datetime | None = None,
 ) -> TicketDelivery:
-    return await q.add_delivery(
+    return await lanes.add_delivery(
         session,
         ticket_id=ticket.id,
         lane=lane,
@@ -122,7 +123,7 @@ async def push_delivery(
         ticket_message_id=message.id if message else None,
         payload=payload or {},
         front=front,
-        state=q.D_QUEUED,
+        state=lanes.D_QUEUED,
         tries=0,
         not_before=not_before,
         created_at=now,
@@ -145,23 +146,23 @@ async def queue_to_topic(
 ) -> None:
     """Queue the copy of a customer's message (an album item joins its album's copy)."""
     if message.media_group_id and await _join_album(
-        session, desk, ticket, q.TOPIC, message, now, album_grace=album_grace
+        session, desk, ticket, lanes.TOPIC, message, now, album_grace=album_grace
     ):
         return
     if _caption_too_long(message):
         await push_delivery(
-            session, ticket, q.TOPIC, COPY, now, message=message, payload={"bare": True}
+            session, ticket, lanes.TOPIC, COPY, now, message=message, payload={"bare": True}
         )
         await push_delivery(
             session,
             ticket,
-            q.TOPIC,
+            lanes.TOPIC,
             TEXT,
             now,
             payload={"html": desk.staff_text("ticket_caption_overflow", text=message.text or "")},
         )
         return
-    await push_delivery(session, ticket, q.TOPIC, COPY, now, message=message)
+    await push_delivery(session, ticket, lanes.TOPIC, COPY, now, message=message)
 
 
 async def queue_to_customer(
@@ -169,18 +170,18 @@ async def queue_to_customer(
 ) -> None:
     """Queue a staff message for the customer: text, a media copy, or an album."""
     if message.media_group_id and await _join_album(
-        session, desk, ticket, q.CUSTOMER, message, now, album_grace=True
+        session, desk, ticket, lanes.CUSTOMER, message, now, album_grace=True
     ):
         return
     if message.kind == "text":
-        await push_delivery(session, ticket, q.CUSTOMER, TEXT, now, message=message)
+        await push_delivery(session, ticket, lanes.CUSTOMER, TEXT, now, message=message)
     elif _caption_too_long(message):
         await push_delivery(
-            session, ticket, q.CUSTOMER, COPY, now, message=message, payload={"bare": True}
+            session, ticket, lanes.CUSTOMER, COPY, now, message=message, payload={"bare": True}
         )
-        await push_delivery(session, ticket, q.CUSTOMER, TEXT, now, message=message)
+        await push_delivery(session, ticket, lanes.CUSTOMER, TEXT, now, message=message)
     else:
-        await push_delivery(session, ticket, q.CUSTOMER, COPY, now, message=message)
+        await push_delivery(session, ticket, lanes.CUSTOMER, COPY, now, message=message)
 
 
 async def _join_album(
@@ -199,7 +200,7 @@ async def _join_album(
     group = message.media_group_id
     albums = [
         delivery
-        for delivery in await q.open_deliveries(session, ticket.id, lane, ALBUM)
+        for delivery in await lanes.open_deliveries(session, ticket.id, lane, ALBUM)
         if delivery.payload.get("group") == group
     ]
     if albums:
@@ -208,13 +209,13 @@ async def _join_album(
         if len(messages) > 10:
             return False
         payload = {**album.payload, "messages": messages}
-        if album.state == q.D_QUEUED:
+        if album.state == lanes.D_QUEUED:
             album.payload = payload
             album.updated_at = now
             return True
         # In the outbox already: extend the row while it still waits for the album's grace.
         built = await build_delivery(session, desk, ticket, album, now, override=payload)
-        if built is not None and await q.replace_pending_payload(
+        if built is not None and await lanes.replace_pending_payload(
             session, delivery_key(album), {**built[1], "delivery": album.id, "ticket": ticket.id}
         ):
             album.payload = payload
@@ -246,41 +247,41 @@ async def pump(
     """Put the lane's next delivery into the outbox unless one is there already; True if one
     was queued. Deliveries with nothing left to do (a rename to the current title, say) are
     skipped; a lane that needs a topic that does not exist gets its creation put in front."""
-    if lane != q.CUSTOMER and desk.staff_chat_id is None:
+    if lane != lanes.CUSTOMER and desk.staff_chat_id is None:
         return False
     for _ in range(200):
-        delivery = await q.lane_head(session, ticket.id, lane)
-        if delivery is None or delivery.state == q.D_OUTBOX:
+        delivery = await lanes.lane_head(session, ticket.id, lane)
+        if delivery is None or delivery.state == lanes.D_OUTBOX:
             return False
         if (
-            lane != q.CUSTOMER
+            lane != lanes.CUSTOMER
             and ticket.topic_thread_id is None
             and delivery.action != CREATE_TOPIC
         ):
             if delivery.action in TOPIC_ACTIONS:  # nothing to rename, close or reopen
-                finish_delivery(delivery, q.D_SKIPPED, now)
+                finish_delivery(delivery, lanes.D_SKIPPED, now)
                 continue
             if not await _recreate_topic(session, ticket, now):
                 return False
             continue
         built = await build_delivery(session, desk, ticket, delivery, now)
         if built is None:
-            finish_delivery(delivery, q.D_SKIPPED, now)
+            finish_delivery(delivery, lanes.D_SKIPPED, now)
             continue
         chat_id, payload = built
         delivery.tries += 1
-        delivery.state = q.D_OUTBOX
+        delivery.state = lanes.D_OUTBOX
         delivery.updated_at = now
         due = max(now, delivery.not_before) if delivery.not_before else now
         await outbox_queries.enqueue(
             session,
             dedupe_key=delivery_key(delivery),
             chat_id=chat_id,
-            kind=KIND_CUSTOMER if lane == q.CUSTOMER else KIND_TOPIC,
+            kind=KIND_CUSTOMER if lane == lanes.CUSTOMER else KIND_TOPIC,
             payload={**payload, "delivery": delivery.id, "ticket": ticket.id},
             due_at=due,
             now=now,
-            customer_id=ticket.customer_id if lane == q.CUSTOMER else None,
+            customer_id=ticket.customer_id if lane == lanes.CUSTOMER else None,
             priority=Priority.REPLY,
             transactional=True,
         )
@@ -301,19 +302,19 @@ def finish_delivery(
 async def _recreate_topic(session: AsyncSession, ticket: Ticket, now: datetime) -> bool:
     """Queue the topic's creation (with the card and a history summary when there is history)
     in front of the lane; False while a creation that failed for good is recent."""
-    latest = await q.latest_delivery(session, ticket.id, q.TOPIC, CREATE_TOPIC)
-    if latest is not None and latest.state == q.D_QUEUED:
+    latest = await lanes.latest_delivery(session, ticket.id, lanes.TOPIC, CREATE_TOPIC)
+    if latest is not None and latest.state == lanes.D_QUEUED:
         latest.front = True
         return True
     if (
         latest is not None
-        and latest.state == q.D_FAILED
+        and latest.state == lanes.D_FAILED
         and latest.updated_at > now - CREATE_RETRY_AFTER
     ):
         logger.warning("ticket %s: its topic cannot be created; waiting", ticket.id)
         return False
-    await push_delivery(session, ticket, q.TOPIC, CREATE_TOPIC, now, front=True)
-    await push_delivery(session, ticket, q.TOPIC, CARD, now, front=True)
+    await push_delivery(session, ticket, lanes.TOPIC, CREATE_TOPIC, now, front=True)
+    await push_delivery(session, ticket, lanes.TOPIC, CARD, now, front=True)
     if latest is not None:  # there was a topic before: staff need the history
-        await push_delivery(session, ticket, q.TOPIC, SUMMARY, now, front=True)
+        await push_delivery(session, ticket, lanes.TOPIC, SUMMARY, now, front=True)
     return True

@@ -42,8 +42,14 @@ from handlers.tickets.lanes import (
     store_message,
 )
 from storage import outbox as outbox_queries
-from storage import tickets as q
 from storage.models import Customer, Ticket
+from storage.tickets import lanes
+from storage.tickets.bans import ban, unban
+from storage.tickets.erasure import erase_customer_tickets
+from storage.tickets.messages import OUT, QUEUED, add_message
+from storage.tickets.rows import insert_ticket, lock_ticket, next_number, open_ticket_of
+from storage.tickets.staff import staff_by_username
+from storage.tickets.statuses import CLOSED, OPEN, RESOLVED, WAITING_CUSTOMER, WAITING_STAFF
 
 
 async def open_ticket(
@@ -65,13 +71,13 @@ async def open_ticket(
     complaint's description), in order. Two concurrent openings for one customer make one
     ticket: the unique ``open_customer_id`` decides.
     """
-    existing = await q.open_ticket_of(session, customer.id)
+    existing = await open_ticket_of(session, customer.id)
     if existing is not None:
         return existing, False
     numbers = desk.rules.numbers
     prefix = numbers.question if source == SOURCE_QUESTION else numbers.complaint
     target = desk.rules.sla.target(customer.tier)
-    ticket_id = await q.insert_ticket(
+    ticket_id = await insert_ticket(
         session,
         {
             "customer_id": customer.id,
@@ -81,7 +87,7 @@ async def open_ticket(
             "order_id": order_id,
             "order_ref": order_ref,
             "subject": subject[:500] if subject else None,
-            "status": q.OPEN,
+            "status": OPEN,
             "priority": desk.rules.priority_of(customer.tier, category),
             "tier": customer.tier,
             "topic_closed": False,
@@ -94,20 +100,20 @@ async def open_ticket(
         },
     )
     if ticket_id is None:  # somebody else opened one a moment ago
-        existing = await q.open_ticket_of(session, customer.id)
+        existing = await open_ticket_of(session, customer.id)
         if existing is None:  # pragma: no cover - the winner cannot vanish before commit
             raise RuntimeError("the concurrent ticket vanished")
         return existing, False
-    ticket = await q.lock_ticket(session, ticket_id)
+    ticket = await lock_ticket(session, ticket_id)
     assert ticket is not None
-    ticket.number = f"{prefix}-{await q.next_number(session, prefix):0{numbers.digits}d}"
+    ticket.number = f"{prefix}-{await next_number(session, prefix):0{numbers.digits}d}"
     await record_event(session, ticket, "opened", now)
-    await push_delivery(session, ticket, q.TOPIC, CREATE_TOPIC, now)
-    await push_delivery(session, ticket, q.TOPIC, CARD, now)
+    await push_delivery(session, ticket, lanes.TOPIC, CREATE_TOPIC, now)
+    await push_delivery(session, ticket, lanes.TOPIC, CARD, now)
     for item in items:
         message = await store_message(session, ticket, item, now)
         await queue_to_topic(session, desk, ticket, message, now, album_grace=False)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
     return ticket, True
 
 
@@ -115,12 +121,12 @@ async def add_customer_items(
     session: AsyncSession, desk: Desk, ticket: Ticket, items: Sequence[Incoming], now: datetime
 ) -> None:
     """Attach messages to a ticket at once (a complaint filed while another ticket opened)."""
-    locked = await q.lock_ticket(session, ticket.id)
+    locked = await lock_ticket(session, ticket.id)
     assert locked is not None
     for item in items:
         message = await store_message(session, locked, item, now)
         await queue_to_topic(session, desk, locked, message, now, album_grace=False)
-    await pump(session, desk, locked, q.TOPIC, now)
+    await pump(session, desk, locked, lanes.TOPIC, now)
 
 
 async def staff_responded(
@@ -128,15 +134,15 @@ async def staff_responded(
 ) -> None:
     if ticket.first_response_at is None:
         ticket.first_response_at = now
-    if ticket.status in (q.OPEN, q.WAITING_STAFF):
-        await set_status(session, desk, ticket, q.WAITING_CUSTOMER, now)
+    if ticket.status in (OPEN, WAITING_STAFF):
+        await set_status(session, desk, ticket, WAITING_CUSTOMER, now)
     ticket.updated_at = now
 
 
 async def claim(
     session: AsyncSession, desk: Desk, ticket: Ticket, staff: Staff, now: datetime
 ) -> StaffReply:
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"), alert=True)
     ticket.assignee_user_id, ticket.assignee_name = staff.user_id, staff.name
     ticket.updated_at = now
@@ -158,12 +164,12 @@ async def assign(
     """``/assign @name`` (a staff member the bot has seen) or ``/assign`` replying to one
     (``assignee_is_staff``: Telegram says they are in the staff group; anyone else is refused
     and the ticket keeps its assignee)."""
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"))
     if assignee is not None and not assignee_is_staff:
         return StaffReply(desk.staff_text("ticket_assign_not_staff", name=assignee.name))
     if assignee is None and username:
-        member = await q.staff_by_username(session, username)
+        member = await staff_by_username(session, username)
         if member is None:
             return StaffReply(
                 desk.staff_text("ticket_assign_unknown", username=username.lstrip("@"))
@@ -182,7 +188,7 @@ async def assign(
 async def set_priority(
     session: AsyncSession, desk: Desk, ticket: Ticket, staff: Staff, level: int, now: datetime
 ) -> StaffReply:
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"), alert=True)
     if not 0 <= level < len(PRIORITIES):
         return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
@@ -201,17 +207,17 @@ async def resolve(
 ) -> StaffReply:
     """``/close``: the ticket is resolved and the customer is asked to confirm; it closes when
     they do (or by itself after ``auto_close_resolved_hours``)."""
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"), alert=True)
-    if ticket.status == q.RESOLVED:
+    if ticket.status == RESOLVED:
         return StaffReply(desk.staff_text("ticket_already_resolved"), alert=True)
     ticket.resolved_at = now
-    await set_status(session, desk, ticket, q.RESOLVED, now)
+    await set_status(session, desk, ticket, RESOLVED, now)
     await record_event(session, ticket, "resolved", now, staff)
     await push_delivery(
         session,
         ticket,
-        q.CUSTOMER,
+        lanes.CUSTOMER,
         NOTICE,
         now,
         payload={
@@ -225,8 +231,8 @@ async def resolve(
             ],
         },
     )
-    await pump(session, desk, ticket, q.CUSTOMER, now)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await pump(session, desk, ticket, lanes.CUSTOMER, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
     return StaffReply(
         desk.staff_text(
             "ticket_resolved_staff",
@@ -241,14 +247,14 @@ async def confirm_resolution(
 ) -> Reply | Alert:
     """The customer's answer to "is your problem solved?": yes closes, no hands it back."""
     ticket_id, _, answer = data.removeprefix(CB_RESOLUTION).partition(":")
-    ticket = await q.lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
+    ticket = await lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
     customer = await session.get(Customer, ticket.customer_id) if ticket else None
     language = customer.language if customer else "en"
     if (
         ticket is None
         or customer is None
         or customer.telegram_user_id != user_id
-        or ticket.status != q.RESOLVED
+        or ticket.status != RESOLVED
         or answer not in ("yes", "no")
     ):
         return Alert("button_expired", language)
@@ -258,7 +264,7 @@ async def confirm_resolution(
             "ticket_closed_thanks", language, {"number": ticket.number}, replace_message=True
         )
     ticket.resolved_at = None
-    await set_status(session, desk, ticket, q.WAITING_STAFF, now)
+    await set_status(session, desk, ticket, WAITING_STAFF, now)
     await record_event(session, ticket, "not_resolved", now)
     await push_topic_text(
         session, desk, ticket, desk.staff_text("ticket_customer_not_resolved"), now
@@ -274,41 +280,41 @@ async def ticket_closed(
     (``surveys.planner``)."""
     ticket.closed_at = now
     ticket.open_customer_id = None
-    await set_status(session, desk, ticket, q.CLOSED, now)
+    await set_status(session, desk, ticket, CLOSED, now)
     await record_event(session, ticket, "closed", now)
     hours = desk.rules.reopen.auto_close_resolved_hours
     await push_delivery(
         session,
         ticket,
-        q.TOPIC,
+        lanes.TOPIC,
         TEXT,
         now,
         payload={"html": desk.staff_text(reason_key, hours=hours)},
     )
-    await push_delivery(session, ticket, q.TOPIC, CLOSE_TOPIC, now)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await push_delivery(session, ticket, lanes.TOPIC, CLOSE_TOPIC, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
 
 
 async def reopen(
     session: AsyncSession, desk: Desk, ticket: Ticket, staff: Staff, now: datetime
 ) -> StaffReply:
     """``/reopen`` of a resolved or closed ticket; the customer is told."""
-    if ticket.status not in (q.RESOLVED, q.CLOSED):
+    if ticket.status not in (RESOLVED, CLOSED):
         return StaffReply(desk.staff_text("ticket_not_closed"))
-    if ticket.status == q.CLOSED:
-        other = await q.open_ticket_of(session, ticket.customer_id)
+    if ticket.status == CLOSED:
+        other = await open_ticket_of(session, ticket.customer_id)
         if other is not None:
             return StaffReply(desk.staff_text("ticket_reopen_conflict", number=other.number))
     await reopen_ticket(session, desk, ticket, now, event="reopened", staff=staff)
     await push_delivery(
         session,
         ticket,
-        q.CUSTOMER,
+        lanes.CUSTOMER,
         NOTICE,
         now,
         payload={"key": "ticket_reopened_notice", "params": {"number": ticket.number}},
     )
-    await pump(session, desk, ticket, q.CUSTOMER, now)
+    await pump(session, desk, ticket, lanes.CUSTOMER, now)
     return StaffReply(desk.staff_text("ticket_reopened_staff", name=staff.name))
 
 
@@ -321,16 +327,16 @@ async def reopen_ticket(
     event: str,
     staff: Staff | None = None,
 ) -> None:
-    if ticket.status == q.CLOSED:  # the topic opens first, then it is renamed
-        await push_delivery(session, ticket, q.TOPIC, REOPEN_TOPIC, now)
+    if ticket.status == CLOSED:  # the topic opens first, then it is renamed
+        await push_delivery(session, ticket, lanes.TOPIC, REOPEN_TOPIC, now)
     ticket.open_customer_id = ticket.customer_id
     ticket.closed_at = None
     ticket.resolved_at = None
     ticket.reopened_at = now
     ticket.reopen_count += 1
-    await set_status(session, desk, ticket, q.WAITING_STAFF, now)
+    await set_status(session, desk, ticket, WAITING_STAFF, now)
     await record_event(session, ticket, event, now, staff)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
 
 
 async def send_canned(
@@ -340,25 +346,25 @@ async def send_canned(
     reply = desk.rules.canned_reply(code)
     if reply is None:
         return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"), alert=True)
-    message = await q.add_message(
+    message = await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.OUT,
+        direction=OUT,
         author_user_id=staff.user_id,
         author_name=staff.name,
         kind="canned",
         text=code,
-        state=q.QUEUED,
+        state=QUEUED,
         created_at=now,
     )
     await staff_responded(session, desk, ticket, now)
     await push_delivery(
-        session, ticket, q.CUSTOMER, CANNED, now, message=message, payload={"code": code}
+        session, ticket, lanes.CUSTOMER, CANNED, now, message=message, payload={"code": code}
     )
-    await pump(session, desk, ticket, q.CUSTOMER, now)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await pump(session, desk, ticket, lanes.CUSTOMER, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
     return StaffReply(desk.staff_text("ticket_canned_sent", title=reply.title), replace=True)
 
 
@@ -378,7 +384,7 @@ async def ban_customer(
     session: AsyncSession, desk: Desk, ticket: Ticket, staff: Staff, now: datetime
 ) -> StaffReply:
     """``/ban``: the customer's messages are kept but no longer relayed."""
-    if not await q.ban(
+    if not await ban(
         session, ticket.customer_id, by_user_id=staff.user_id, by_name=staff.name, now=now
     ):
         return StaffReply(desk.staff_text("ticket_ban_already"))
@@ -389,7 +395,7 @@ async def ban_customer(
 async def unban_customer(
     session: AsyncSession, desk: Desk, ticket: Ticket, staff: Staff, now: datetime
 ) -> StaffReply:
-    if not await q.unban(session, ticket.customer_id):
+    if not await unban(session, ticket.customer_id):
         return StaffReply(desk.staff_text("ticket_unban_none"))
     await record_event(session, ticket, "unbanned", now, staff)
     return StaffReply(desk.staff_text("ticket_unbanned_staff", name=staff.name))
@@ -405,9 +411,7 @@ async def set_status(
         return
     ticket.status = status
     ticket.updated_at = now
-    await _retitle(
-        session, desk, ticket, now, soon=status in (q.WAITING_STAFF, q.WAITING_CUSTOMER)
-    )
+    await _retitle(session, desk, ticket, now, soon=status in (WAITING_STAFF, WAITING_CUSTOMER))
 
 
 async def _retitle(
@@ -415,9 +419,9 @@ async def _retitle(
 ) -> None:
     """Queue a rename of the topic in its own lane (renames never hold up a relay)."""
     delay = desk.rules.relay.title_delay_seconds if soon else 0
-    pending = await q.open_deliveries(session, ticket.id, q.TITLE, TITLE)
-    queued = [delivery for delivery in pending if delivery.state == q.D_QUEUED]
-    waiting = [delivery for delivery in pending if delivery.state == q.D_OUTBOX]
+    pending = await lanes.open_deliveries(session, ticket.id, lanes.TITLE, TITLE)
+    queued = [delivery for delivery in pending if delivery.state == lanes.D_QUEUED]
+    waiting = [delivery for delivery in pending if delivery.state == lanes.D_OUTBOX]
     if waiting and ticket.topic_thread_id is not None:
         # A rename still waits in the outbox: it takes the title of now (and goes at once if
         # this change should be seen at once).
@@ -430,23 +434,23 @@ async def _retitle(
             "ticket": ticket.id,
         }
         due = None if delay else now
-        if await q.replace_pending_payload(session, delivery_key(row), payload, due_at=due):
+        if await lanes.replace_pending_payload(session, delivery_key(row), payload, due_at=due):
             return
     if queued:  # it will be built with the title of its moment
         if not delay:
             queued[-1].not_before = None
         return
     later = now + timedelta(seconds=delay) if delay else None
-    await push_delivery(session, ticket, q.TITLE, TITLE, now, not_before=later)
-    await pump(session, desk, ticket, q.TITLE, now)
+    await push_delivery(session, ticket, lanes.TITLE, TITLE, now, not_before=later)
+    await pump(session, desk, ticket, lanes.TITLE, now)
 
 
 async def push_topic_text(
     session: AsyncSession, desk: Desk, ticket: Ticket, text_html: str, now: datetime
 ) -> None:
     """A message from the bot into the ticket's topic (reminders, notices), in order."""
-    await push_delivery(session, ticket, q.TOPIC, TEXT, now, payload={"html": text_html})
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await push_delivery(session, ticket, lanes.TOPIC, TEXT, now, payload={"html": text_html})
+    await pump(session, desk, ticket, lanes.TOPIC, now)
 
 
 KEPT_ON_ERASURE = (CLOSE_TOPIC, REOPEN_TOPIC)
@@ -462,22 +466,22 @@ async def forget_customer(
     its payload; a ticket still open is closed (nobody can answer them now), and each topic is
     renamed to its ticket number. Telegram's copies in the staff group stay: they are the shop's
     record."""
-    tickets = await q.erase_customer_tickets(session, customer_id)
-    deliveries = await q.deliveries_of(session, [ticket.id for ticket in tickets])
+    tickets = await erase_customer_tickets(session, customer_id)
+    deliveries = await lanes.deliveries_of(session, [ticket.id for ticket in tickets])
     carrying = [
         delivery
         for delivery in deliveries
-        if delivery.state in (q.D_QUEUED, q.D_OUTBOX)
-        and (delivery.lane == q.CUSTOMER or delivery.action not in KEPT_ON_ERASURE)
+        if delivery.state in (lanes.D_QUEUED, lanes.D_OUTBOX)
+        and (delivery.lane == lanes.CUSTOMER or delivery.action not in KEPT_ON_ERASURE)
     ]
     cancelled = await outbox_queries.cancel_erased(
         session,
         now=now,
-        dedupe_keys=[delivery_key(d) for d in carrying if d.state == q.D_OUTBOX],
+        dedupe_keys=[delivery_key(d) for d in carrying if d.state == lanes.D_OUTBOX],
     )
     for delivery in carrying:
-        if delivery.state == q.D_QUEUED or delivery_key(delivery) in cancelled:
-            finish_delivery(delivery, q.D_SKIPPED, now, error="erased")
+        if delivery.state == lanes.D_QUEUED or delivery_key(delivery) in cancelled:
+            finish_delivery(delivery, lanes.D_SKIPPED, now, error="erased")
     await outbox_queries.erase_payloads(
         session,
         dedupe_keys=[
@@ -487,16 +491,16 @@ async def forget_customer(
         ],
     )
     for delivery in deliveries:
-        if delivery.state != q.D_OUTBOX:  # one on the wire keeps what its outcome needs
+        if delivery.state != lanes.D_OUTBOX:  # one on the wire keeps what its outcome needs
             delivery.payload = {}
     for ticket in tickets:
-        if ticket.status != q.CLOSED:  # the rename comes with the closing
+        if ticket.status != CLOSED:  # the rename comes with the closing
             await ticket_closed(session, desk, ticket, now, "ticket_customer_forgot")
             continue
         if ticket.topic_thread_id is not None:
-            await push_delivery(session, ticket, q.TITLE, TITLE, now)
-            await pump(session, desk, ticket, q.TITLE, now)
-        await pump(session, desk, ticket, q.TOPIC, now)
+            await push_delivery(session, ticket, lanes.TITLE, TITLE, now)
+            await pump(session, desk, ticket, lanes.TITLE, now)
+        await pump(session, desk, ticket, lanes.TOPIC, now)
 
 
 class TicketDesk(Desk):

@@ -31,9 +31,11 @@ from handlers.tickets.desk import (
 )
 from handlers.tickets.lanes import finish_delivery, pump, push_delivery
 from storage import outbox as outbox_queries
-from storage import tickets as q
 from storage.models import Outbox, Ticket, TicketDelivery
 from storage.outbox import OutboxMessage, Priority
+from storage.tickets import lanes
+from storage.tickets.messages import RELAYED, UNDELIVERED, get_message, messages_by_id
+from storage.tickets.rows import lock_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +56,12 @@ class DeliveryHooks:
             return None
         ticket_id = message.payload.get("ticket")
         if not isinstance(ticket_id, int):  # a row queued before tickets went into payloads
-            found = await q.get_delivery(session, delivery_id)
+            found = await lanes.get_delivery(session, delivery_id)
             if found is None:
                 return None
             ticket_id = found.ticket_id
-        ticket = await q.lock_ticket(session, ticket_id)
-        delivery = await q.get_delivery(session, delivery_id)
+        ticket = await lock_ticket(session, ticket_id)
+        delivery = await lanes.get_delivery(session, delivery_id)
         if ticket is None or delivery is None or delivery.ticket_id != ticket.id:
             return None
         return delivery, ticket
@@ -77,8 +79,8 @@ class DeliveryHooks:
             return False
         delivery, ticket = found
         await self._record(session, delivery, ticket, message.payload, list(message_ids))
-        was_head = delivery.state == q.D_OUTBOX
-        finish_delivery(delivery, q.D_SENT, now)
+        was_head = delivery.state == lanes.D_OUTBOX
+        finish_delivery(delivery, lanes.D_SENT, now)
         if was_head:
             await pump(session, self.desk, ticket, delivery.lane, now)
         return True
@@ -108,15 +110,15 @@ class DeliveryHooks:
         elif action == CARD:
             ticket.card_message_id = first
         elif action == ALBUM:
-            items = await q.messages_by_id(session, list(delivery.payload.get("messages", [])))
+            items = await messages_by_id(session, list(delivery.payload.get("messages", [])))
             for item, copied in zip(items, ids, strict=False):
-                item.copy_message_id, item.state = copied, q.RELAYED
+                item.copy_message_id, item.state = copied, RELAYED
         elif delivery.ticket_message_id is not None and action in (COPY, TEXT, EDIT, CANNED):
-            relayed = await q.get_message(session, delivery.ticket_message_id)
+            relayed = await get_message(session, delivery.ticket_message_id)
             if relayed is not None:
                 if relayed.copy_message_id is None:
                     relayed.copy_message_id = first
-                relayed.state = q.RELAYED
+                relayed.state = RELAYED
 
     async def failed(
         self,
@@ -134,16 +136,16 @@ class DeliveryHooks:
         if found is None:
             return False
         delivery, ticket = found
-        if delivery.state != q.D_OUTBOX:
+        if delivery.state != lanes.D_OUTBOX:
             return False
         desk = self.desk
         lowered = error.lower()
-        if delivery.lane != q.CUSTOMER:
+        if delivery.lane != lanes.CUSTOMER:
             await self._topic_failed(session, delivery, ticket, message, lowered, dead, now)
         else:
-            finish_delivery(delivery, q.D_FAILED, now, error)
+            finish_delivery(delivery, lanes.D_FAILED, now, error)
             await self._undelivered(session, delivery, ticket, error, unreachable, dead, now)
-            await pump(session, desk, ticket, q.TOPIC, now)
+            await pump(session, desk, ticket, lanes.TOPIC, now)
         await pump(session, desk, ticket, delivery.lane, now)
         return True
 
@@ -161,7 +163,7 @@ class DeliveryHooks:
         retry = delivery.tries < MAX_TRIES
         if "thread not found" in error or "topic_deleted" in error or "topic_id_invalid" in error:
             if delivery.action in TOPIC_ACTIONS or delivery.action == CREATE_TOPIC:
-                finish_delivery(delivery, q.D_SKIPPED if retry else q.D_FAILED, now, error)
+                finish_delivery(delivery, lanes.D_SKIPPED if retry else lanes.D_FAILED, now, error)
             else:
                 if ticket.topic_thread_id is not None and ticket.topic_thread_id == thread:
                     logger.info("ticket %s: its topic was deleted; recreating it", ticket.id)
@@ -169,20 +171,20 @@ class DeliveryHooks:
                     ticket.topic_title = None
                     ticket.topic_closed = False
                     ticket.card_message_id = None
-                finish_delivery(delivery, q.D_QUEUED if retry else q.D_FAILED, now, error)
+                finish_delivery(delivery, lanes.D_QUEUED if retry else lanes.D_FAILED, now, error)
             return
         if "topic_closed" in error and retry:
             ticket.topic_closed = True
-            await push_delivery(session, ticket, q.TOPIC, REOPEN_TOPIC, now, front=True)
-            finish_delivery(delivery, q.D_QUEUED, now, error)
+            await push_delivery(session, ticket, lanes.TOPIC, REOPEN_TOPIC, now, front=True)
+            finish_delivery(delivery, lanes.D_QUEUED, now, error)
             return
         if "topic_not_modified" in error:
             await self._record(session, delivery, ticket, message.payload, [])
             if delivery.action == CLOSE_TOPIC:
                 ticket.topic_closed = True
-            finish_delivery(delivery, q.D_SENT, now, error)
+            finish_delivery(delivery, lanes.D_SENT, now, error)
             return
-        finish_delivery(delivery, q.D_FAILED, now, error)
+        finish_delivery(delivery, lanes.D_FAILED, now, error)
         if delivery.action in (COPY, ALBUM) and not dead:
             await self._copy_fallback(session, delivery, ticket, now)
 
@@ -194,14 +196,14 @@ class DeliveryHooks:
         ids = delivery.payload.get("messages") or (
             [delivery.ticket_message_id] if delivery.ticket_message_id else []
         )
-        for item in await q.messages_by_id(session, list(ids)):
+        for item in await messages_by_id(session, list(ids)):
             text = self.desk.staff_text(
                 "ticket_copy_fallback", kind=item.kind, text=item.text or "—"
             )
             await push_delivery(
                 session,
                 ticket,
-                q.TOPIC,
+                lanes.TOPIC,
                 TEXT,
                 now,
                 message=item,
@@ -225,9 +227,9 @@ class DeliveryHooks:
         ids = delivery.payload.get("messages") or (
             [delivery.ticket_message_id] if delivery.ticket_message_id else []
         )
-        items = await q.messages_by_id(session, list(ids))
+        items = await messages_by_id(session, list(ids))
         for item in items:
-            item.state = q.UNDELIVERED
+            item.state = UNDELIVERED
         if unreachable:
             reason = desk.staff_text("ticket_reason_blocked")
         elif dead:
@@ -238,7 +240,7 @@ class DeliveryHooks:
         await push_delivery(
             session,
             ticket,
-            q.TOPIC,
+            lanes.TOPIC,
             TEXT,
             now,
             payload={

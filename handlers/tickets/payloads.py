@@ -32,8 +32,9 @@ from handlers.tickets.desk import (
     topic_title,
 )
 from storage import outbox as outbox_queries
-from storage import tickets as q
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
+from storage.tickets import lanes
+from storage.tickets.messages import get_message, messages_by_id
 
 
 async def build_delivery(
@@ -49,7 +50,7 @@ async def build_delivery(
     when there is nothing to send any more."""
     payload = override if override is not None else delivery.payload
     customer = await session.get(Customer, ticket.customer_id)
-    if delivery.lane == q.CUSTOMER:
+    if delivery.lane == lanes.CUSTOMER:
         if customer is None or customer.chat_id is None:
             return None  # erased: nobody to write to
         built = await _build_for_customer(session, desk, customer, delivery, payload)
@@ -99,21 +100,21 @@ async def _build_for_topic(
             payload.get("reply_to"),
         )
     message = (
-        await q.get_message(session, delivery.ticket_message_id)
+        await get_message(session, delivery.ticket_message_id)
         if delivery.ticket_message_id
         else None
     )
     if message is None or customer is None:
         return None
     if action == EDIT:
-        original = await q.get_message(session, message.edit_of_id) if message.edit_of_id else None
+        original = await get_message(session, message.edit_of_id) if message.edit_of_id else None
         text = desk.staff_text("ticket_edited_marker", text=message.text or "")
         built = outbox_queries.ready_text_payload(text, html=True)
         return _with_reply(built, original.copy_message_id if original else None)
     if customer.chat_id is None:  # erased meanwhile: the text is gone too
         return None
     if action == ALBUM:
-        items = await q.messages_by_id(session, list(payload.get("messages", [])))
+        items = await messages_by_id(session, list(payload.get("messages", [])))
         return _album(customer.chat_id, items)
     if action == COPY:
         copied = outbox_queries.copy_payload(customer.chat_id, message.chat_message_id or 0)
@@ -138,7 +139,7 @@ async def _build_for_customer(
             str(payload["key"]), payload.get("params") or {}, buttons=payload.get("buttons")
         )
     message = (
-        await q.get_message(session, delivery.ticket_message_id)
+        await get_message(session, delivery.ticket_message_id)
         if delivery.ticket_message_id
         else None
     )
@@ -164,13 +165,13 @@ async def _build_for_customer(
         )
         return outbox_queries.ready_text_payload(str(body), html=True)
     if action == EDIT:
-        original = await q.get_message(session, message.edit_of_id) if message.edit_of_id else None
+        original = await get_message(session, message.edit_of_id) if message.edit_of_id else None
         content = Markup(message.html or html.escape(message.text or ""))
         body = render(language, "ticket_edited_customer", text=content)
         built = outbox_queries.ready_text_payload(body, html=True)
         return _with_reply(built, original.copy_message_id if original else None)
     if action == ALBUM:
-        items = await q.messages_by_id(session, list(payload.get("messages", [])))
+        items = await messages_by_id(session, list(payload.get("messages", [])))
         return _album(
             desk.staff_chat_id, items, _prefixed_caption(desk, language, name) if prefix else None
         )

@@ -31,8 +31,26 @@ from handlers.tickets.lifecycle import (
     set_status,
     staff_responded,
 )
-from storage import tickets as q
 from storage.models import Customer, Ticket
+from storage.tickets import lanes
+from storage.tickets.bans import get_ban
+from storage.tickets.messages import (
+    BANNED,
+    IN,
+    KEPT,
+    NOTE,
+    OUT,
+    QUEUED,
+    RELAYED,
+    THROTTLED,
+    add_message,
+    count_inbound_since,
+    find_original,
+    get_message,
+    ticket_of_customer_message,
+)
+from storage.tickets.rows import last_closed_ticket, lock_ticket, may_take_message, open_ticket_of
+from storage.tickets.statuses import CLOSED, WAITING_CUSTOMER, WAITING_STAFF
 
 
 async def relay_from_customer(
@@ -48,10 +66,10 @@ async def relay_from_customer(
     closed_since = now - max(
         timedelta(hours=reopen.window_hours), timedelta(days=reopen.follow_up_days)
     )
-    if not await q.may_take_message(session, customer.id, closed_since):
+    if not await may_take_message(session, customer.id, closed_since):
         return None
-    ban = await q.get_ban(session, customer.id)
-    ticket = await q.open_ticket_of(session, customer.id)
+    ban = await get_ban(session, customer.id)
+    ticket = await open_ticket_of(session, customer.id)
     replies: list[Reply] = []
     if ticket is None:
         if ban is not None:
@@ -59,21 +77,21 @@ async def relay_from_customer(
         ticket, replies = await _reopen_or_follow_up(session, desk, customer, now)
         if ticket is None:
             return None
-    locked = await q.lock_ticket(session, ticket.id)
+    locked = await lock_ticket(session, ticket.id)
     assert locked is not None
     ticket = locked
     if ban is not None:
-        await store_message(session, ticket, item, now, state=q.BANNED)
+        await store_message(session, ticket, item, now, state=BANNED)
         if ban.notified_at is None or ban.notified_at <= now - BAN_NOTICE_EVERY:
             ban.notified_at = now
             return [Reply("ticket_banned_notice", customer.language)]
         return []
     flood = desk.rules.flood
-    recent = await q.count_inbound_since(
+    recent = await count_inbound_since(
         session, ticket.id, now - timedelta(seconds=flood.per_seconds)
     )
     if recent >= flood.max_messages:
-        await store_message(session, ticket, item, now, state=q.THROTTLED)
+        await store_message(session, ticket, item, now, state=THROTTLED)
         noticed = ticket.flood_noticed_at
         if noticed is None or noticed <= now - timedelta(seconds=flood.per_seconds):
             ticket.flood_noticed_at = now
@@ -81,9 +99,9 @@ async def relay_from_customer(
         return replies
     message = await store_message(session, ticket, item, now)
     await queue_to_topic(session, desk, ticket, message, now, album_grace=True)
-    await pump(session, desk, ticket, q.TOPIC, now)
-    if ticket.status == q.WAITING_CUSTOMER:
-        await set_status(session, desk, ticket, q.WAITING_STAFF, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
+    if ticket.status == WAITING_CUSTOMER:
+        await set_status(session, desk, ticket, WAITING_STAFF, now)
     ticket.updated_at = now
     return replies
 
@@ -93,12 +111,12 @@ async def _reopen_or_follow_up(
 ) -> tuple[Ticket | None, list[Reply]]:
     """The customer has no open ticket: reopen their last one if it closed recently, open a
     follow-up if it closed a while ago, else nothing."""
-    last = await q.last_closed_ticket(session, customer.id)
+    last = await last_closed_ticket(session, customer.id)
     if last is None or last.closed_at is None:
         return None, []
     rules = desk.rules.reopen
     if last.closed_at >= now - timedelta(hours=rules.window_hours):
-        ticket = await q.lock_ticket(session, last.id)
+        ticket = await lock_ticket(session, last.id)
         assert ticket is not None
         await reopen_ticket(session, desk, ticket, now, event="reopened_by_customer")
         await push_topic_text(
@@ -122,29 +140,29 @@ async def relay_customer_edit(
 ) -> bool:
     """The customer edited a message that is part of a ticket: the new text goes into the
     topic marked as edited, replying to the copy; the original stays in the history."""
-    found = await q.ticket_of_customer_message(session, customer.id, item.message_id)
+    found = await ticket_of_customer_message(session, customer.id, item.message_id)
     if found is None:
         return False
-    ticket = await q.lock_ticket(session, found.ticket_id)
-    original = await q.get_message(session, found.id)  # read again under the lock
+    ticket = await lock_ticket(session, found.ticket_id)
+    original = await get_message(session, found.id)  # read again under the lock
     assert ticket is not None and original is not None
-    edit = await q.add_message(
+    edit = await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.IN,
+        direction=IN,
         kind=item.kind,
         text=item.text,
         html=item.html,
         media_file_id=item.file_id,
         chat_message_id=item.message_id,
         edit_of_id=original.id,
-        state=q.QUEUED if ticket.status != q.CLOSED else q.KEPT,
+        state=QUEUED if ticket.status != CLOSED else KEPT,
         created_at=now,
     )
-    if ticket.status == q.CLOSED or original.state not in (q.QUEUED, q.RELAYED):
+    if ticket.status == CLOSED or original.state not in (QUEUED, RELAYED):
         return True
-    await push_delivery(session, ticket, q.TOPIC, EDIT, now, message=edit)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await push_delivery(session, ticket, lanes.TOPIC, EDIT, now, message=edit)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
     return True
 
 
@@ -156,13 +174,13 @@ async def staff_reply(
     if (item.text or "").startswith("!"):
         await add_note(session, ticket, staff, item, now)
         return None
-    if ticket.status == q.CLOSED:
+    if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_is_closed"))
     message = await store_message(session, ticket, item, now, staff=staff)
     await staff_responded(session, desk, ticket, now)
     await queue_to_customer(session, desk, ticket, message, now)
-    await pump(session, desk, ticket, q.CUSTOMER, now)
-    await pump(session, desk, ticket, q.TOPIC, now)
+    await pump(session, desk, ticket, lanes.CUSTOMER, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
     return None
 
 
@@ -171,10 +189,10 @@ async def add_note(
 ) -> None:
     """An internal note: kept in the history, never relayed."""
     text = item.text or ""
-    await q.add_message(
+    await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.NOTE,
+        direction=NOTE,
         author_user_id=staff.user_id,
         author_name=staff.name,
         kind=item.kind,
@@ -182,7 +200,7 @@ async def add_note(
         html=item.html,
         media_file_id=item.file_id,
         chat_message_id=item.message_id,
-        state=q.KEPT,
+        state=KEPT,
         created_at=now,
     )
 
@@ -191,13 +209,13 @@ async def relay_staff_edit(
     session: AsyncSession, desk: Desk, ticket: Ticket, item: Incoming, now: datetime
 ) -> None:
     """Staff edited a reply: the customer gets the new text marked as edited."""
-    original = await q.find_original(session, ticket.id, q.OUT, item.message_id)
-    if original is None or ticket.status == q.CLOSED:
+    original = await find_original(session, ticket.id, OUT, item.message_id)
+    if original is None or ticket.status == CLOSED:
         return
-    edit = await q.add_message(
+    edit = await add_message(
         session,
         ticket_id=ticket.id,
-        direction=q.OUT,
+        direction=OUT,
         author_user_id=original.author_user_id,
         author_name=original.author_name,
         kind=item.kind,
@@ -205,8 +223,8 @@ async def relay_staff_edit(
         html=item.html,
         chat_message_id=item.message_id,
         edit_of_id=original.id,
-        state=q.QUEUED,
+        state=QUEUED,
         created_at=now,
     )
-    await push_delivery(session, ticket, q.CUSTOMER, EDIT, now, message=edit)
-    await pump(session, desk, ticket, q.CUSTOMER, now)
+    await push_delivery(session, ticket, lanes.CUSTOMER, EDIT, now, message=edit)
+    await pump(session, desk, ticket, lanes.CUSTOMER, now)

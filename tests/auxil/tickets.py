@@ -16,8 +16,9 @@ from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser, ForumTopicInfo, SentMessage
 from handlers.tickets.desk import Incoming
 from handlers.tickets.lifecycle import open_ticket
-from storage import tickets as ticket_queries
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
+from storage.tickets.messages import history
+from storage.tickets.rows import ticket_by_number
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 
 STAFF = STAFF_CHAT_ID
@@ -186,7 +187,7 @@ async def topic_of(harness: Harness, number: str, within: float = 5.0) -> int:
     """The thread id of the ticket's topic, once its card is there."""
     for _ in range(int(within / 0.02)):
         async with harness.sessionmaker() as session:
-            found = await ticket_queries.ticket_by_number(session, number)
+            found = await ticket_by_number(session, number)
         if found is not None and found.card_message_id and found.topic_thread_id:
             return found.topic_thread_id
         await asyncio.sleep(0.02)
@@ -211,16 +212,16 @@ async def latest_ticket(harness: Harness, telegram_user_id: int) -> Ticket | Non
 
 async def ticket(harness: Harness, number: str) -> Ticket:
     async with harness.sessionmaker() as session:
-        found = await ticket_queries.ticket_by_number(session, number)
+        found = await ticket_by_number(session, number)
     assert found is not None
     return found
 
 
 async def messages(harness: Harness, number: str) -> list[TicketMessage]:
     async with harness.sessionmaker() as session:
-        found = await ticket_queries.ticket_by_number(session, number)
+        found = await ticket_by_number(session, number)
         assert found is not None
-        return await ticket_queries.history(session, found.id)
+        return await history(session, found.id)
 
 
 async def count(harness: Harness, model: type, *where: Any) -> int:
