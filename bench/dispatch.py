@@ -50,7 +50,7 @@ from bot.kernel.config import load_rules
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
-from scheduler.dispatcher import create_dispatcher
+from scheduler.dispatcher.telegram import create_dispatcher
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker

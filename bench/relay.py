@@ -89,7 +89,7 @@ from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import lock_for
 from storage.engine import BotDatabase
 

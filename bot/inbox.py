@@ -54,7 +54,7 @@ from telegram.ext import Application, ExtBot
 from bot.kernel.clock import Clock
 from bot.kernel.config import InboxRules
 from handlers._edge.inbound import ConversationKey, conversation_key, record_of
-from scheduler.dispatcher import retry_after_seconds
+from scheduler.dispatcher.telegram import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
 from storage.inbox import Pending

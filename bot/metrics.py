@@ -32,7 +32,7 @@ from telegram.ext import (
 )
 
 from dashboard import queries
-from scheduler.dispatcher import DispatchCounters
+from scheduler.dispatcher.outcomes import DispatchCounters
 
 logger = logging.getLogger("carebot.updates")
 

@@ -31,7 +31,7 @@ from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from scheduler.care import care_jobs, drop_stale, planner_for
-from scheduler.dispatcher import Dispatcher, create_dispatcher
+from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher
 from scheduler.sla import sla_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs

@@ -23,7 +23,7 @@ from bot.kernel.config import OutboxRules
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import DispatchLock, lock_for
 from storage import outbox as outbox_queries
 from storage.models import Outbox

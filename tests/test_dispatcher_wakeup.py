@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.kernel.clock import SystemClock
+from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher.telegram import Dispatcher
 from storage.outbox import Priority
 from tests.auxil.local_api_fixtures import ptb_bot
-from tests.auxil.outbox import dispatcher_for, fast_rules, queue_text, running
+from tests.auxil.outbox import fast_rules, queue_text, running
 
 
 async def test_a_wake_between_two_steps_is_not_lost(
@@ -41,13 +43,12 @@ async def test_a_wake_between_two_steps_is_not_lost(
 
     async with ptb_bot(api) as bot:
         rules = fast_rules(dispatch={"poll_seconds": 5.0})
-        base = dispatcher_for(bot, sessionmaker, rules=rules)
         dispatcher = Between(
             bot,
             sessionmaker,
-            texts=base._texts,
+            texts=Texts.load(),
             rules=rules,
-            clock=base._clock,
+            clock=SystemClock(),
             default_timezone="Asia/Shanghai",
         )
         async with running(dispatcher):

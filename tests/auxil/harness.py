@@ -29,7 +29,7 @@ from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer

@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "handlers", "scheduler", "storage", "surveys", "dashboard")
 BOT_SUBPACKAGES = ("bot.kernel", "bot.sandbox")
-TELEGRAM_ALLOWED = ("bot", "bot.sandbox", "handlers", "scheduler.dispatcher")
+TELEGRAM_ALLOWED = ("bot", "bot.sandbox", "handlers", "scheduler.dispatcher.telegram")
 """Where ``telegram`` may be imported: the composition root, the sandbox, the handlers' edges,
-the dispatcher."""
+the dispatcher's Telegram side."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from bot.kernel.config import OutboxRules
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import ApiCall
-from scheduler.dispatcher import Dispatcher
+from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import lock_for
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox
