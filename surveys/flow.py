@@ -30,7 +30,7 @@ from bot.kernel.survey_config import (
 from storage import customers as customer_queries
 from storage.models import Customer, SurveyAnswer, SurveyResponse
 from storage.tickets.bans import get_ban
-from surveys import queries as q
+from surveys import queries
 from surveys.desk import Desk
 
 CB_SURVEY = "sv:"
@@ -119,7 +119,7 @@ _PARSED: dict[str, SurveyDefinition] = {}
 
 async def definition_of(session: AsyncSession, response: SurveyResponse) -> SurveyDefinition:
     """The definition this response was sent with (parsed once per content)."""
-    digest, data = await q.definition(session, response.definition_id)
+    digest, data = await queries.definition(session, response.definition_id)
     parsed = _PARSED.get(digest)
     if parsed is None:
         parsed = _PARSED[digest] = definition_from_json(data)
@@ -142,7 +142,7 @@ async def press_button(
         return None
     language = customer.language
     match = CALLBACK.match(data)
-    response = await q.lock_response(session, int(match[1])) if match else None
+    response = await queries.lock_response(session, int(match[1])) if match else None
     if match is None or response is None or response.customer_id != customer.id:
         return Alert("button_expired", language)
     if is_closed(response, now):
@@ -195,7 +195,7 @@ async def answer_text(
     customer.awaiting = None
     if not marker.startswith(AWAITING) or not response_id.isdigit():
         return None
-    response = await q.lock_response(session, int(response_id))
+    response = await queries.lock_response(session, int(response_id))
     if response is None or response.customer_id != customer.id or is_closed(response, now):
         return None
     survey = await definition_of(session, response)
@@ -228,12 +228,12 @@ async def _save(
         "text": values.get("text"),
         "answered_at": now,
     }
-    if not await q.add_answer(session, row):
+    if not await queries.add_answer(session, row):
         return None
     score = values.get("score")
     if score is not None and score <= recovery_threshold(survey, question.type):
         response.low_score = True
-    response.status = q.PARTIAL
+    response.status = queries.PARTIAL
     response.last_answer_at = now
     response.updated_at = now
     return SurveyAnswer(**row)
@@ -250,7 +250,9 @@ async def _advance(
 ) -> list[Reply]:
     """Ask the next question that applies, or finish: thanks, and recovery for a low score."""
     language = customer.language
-    scores = {answer.question_id: answer.score for answer in await q.answers(session, response.id)}
+    scores = {
+        answer.question_id: answer.score for answer in await queries.answers(session, response.id)
+    }
     following = survey.next_question(position, scores)
     if following is not None:
         index = survey.questions.index(following)
@@ -259,7 +261,7 @@ async def _advance(
             customer.awaiting = awaiting_marker(response.id)
         return [question_reply(survey, index, response.id, language)]
     response.current_question = None
-    response.status = q.COMPLETE
+    response.status = queries.COMPLETE
     response.completed_at = response.closed_at = now
     if customer.awaiting == awaiting_marker(response.id):
         customer.awaiting = None
@@ -308,7 +310,7 @@ async def recovery_text(
     """The answers as staff read them (questions in the staff group's language)."""
     language = desk.staff_language
     lines = []
-    for answer in await q.answers(session, response.id):
+    for answer in await queries.answers(session, response.id):
         found = survey.question(answer.question_id)
         label = answer_label(survey, answer, language)
         lines.append(

@@ -28,8 +28,7 @@ from bot.kernel.survey_config import (
 )
 from storage import outbox
 from storage.models import Customer
-from surveys import flow
-from surveys import queries as q
+from surveys import flow, queries
 from surveys.desk import Desk
 
 KIND_INVITATION = "survey.invitation"
@@ -72,15 +71,15 @@ class SurveyPlanner:
         key = f"{survey.id}:{digest}"
         found = self._definition_ids.get(key)
         if found is None:
-            found = await q.definition_id(
+            found = await queries.definition_id(
                 session, survey.id, digest, survey.model_dump(mode="json"), now
             )
         self._definition_ids[key] = found
         return found
 
-    def _audience(self, survey: SurveyDefinition, now: datetime) -> q.Audience:
+    def _audience(self, survey: SurveyDefinition, now: datetime) -> queries.Audience:
         days = self.rules.settings.fatigue.days
-        return q.Audience(
+        return queries.Audience(
             tiers=tuple(survey.tiers),
             exempt=survey.fatigue_exempt,
             fatigue_since=now - timedelta(days=days) if days else None,
@@ -88,7 +87,7 @@ class SurveyPlanner:
 
     async def candidates(
         self, session: AsyncSession, survey: SurveyDefinition, now: datetime, limit: int
-    ) -> list[tuple[str, q.Candidate]]:
+    ) -> list[tuple[str, queries.Candidate]]:
         """Who gets ``survey`` now, with the subject of each: ``ticket:<number>``,
         ``order:<external id>`` or ``period:<date>``. A subject is only looked for within
         the survey's lifetime (a survey that would already have expired is not sent)."""
@@ -97,7 +96,7 @@ class SurveyPlanner:
         lookback = timedelta(hours=survey.expire_after_hours)
         if trigger.on == TICKET_CLOSED:
             until = now - timedelta(minutes=trigger.delay_minutes)
-            found = await q.closed_tickets(
+            found = await queries.closed_tickets(
                 session,
                 survey.id,
                 audience,
@@ -108,7 +107,7 @@ class SurveyPlanner:
             return [(f"ticket:{c.ticket_number}", c) for c in found]
         if trigger.on == ORDER_DELIVERED:
             until = now - timedelta(days=trigger.after_days or 0)
-            found = await q.delivered_orders(
+            found = await queries.delivered_orders(
                 session,
                 survey.id,
                 audience,
@@ -118,7 +117,7 @@ class SurveyPlanner:
             )
             return [(f"order:{c.order_ref}", c) for c in found]
         assert trigger.on == PERIODIC
-        found = await q.periodic_customers(
+        found = await queries.periodic_customers(
             session,
             survey.id,
             audience,
@@ -146,7 +145,7 @@ class SurveyPlanner:
             for subject, candidate in await self.candidates(session, survey, now, budget):
                 if candidate.customer_id in taken and not survey.fatigue_exempt:
                     continue
-                response_id = await q.insert_response(
+                response_id = await queries.insert_response(
                     session,
                     {
                         "definition_id": definition_id,
@@ -157,7 +156,7 @@ class SurveyPlanner:
                         "order_id": candidate.order_id,
                         "tier": candidate.tier,
                         "category": candidate.category,
-                        "status": q.INVITED,
+                        "status": queries.INVITED,
                         "current_question": survey.questions[0].id,
                         "low_score": False,
                         "invited_at": now,
@@ -188,7 +187,7 @@ class SurveyPlanner:
         session: AsyncSession,
         survey: SurveyDefinition,
         response_id: int,
-        candidate: q.Candidate,
+        candidate: queries.Candidate,
         now: datetime,
     ) -> None:
         language = candidate.language
@@ -214,7 +213,7 @@ class SurveyPlanner:
                 customer.awaiting = flow.awaiting_marker(response_id)
         await outbox.enqueue(
             session,
-            dedupe_key=q.invite_key(response_id),
+            dedupe_key=queries.invite_key(response_id),
             chat_id=candidate.chat_id,
             kind=KIND_INVITATION,
             payload=payload,
@@ -239,7 +238,7 @@ class SurveyPlanner:
         delays = [s.remind_after_hours for s in self.rules.surveys if s.remind_after_hours > 0]
         shortest = min(delays, default=0.0)
         reminded = 0
-        for response, quiet_since in await q.due_reminders(
+        for response, quiet_since in await queries.due_reminders(
             session, answered_before=now - timedelta(hours=shortest), now=now, limit=BATCH
         ):
             survey = await flow.definition_of(session, response)
@@ -254,7 +253,7 @@ class SurveyPlanner:
             response.reminded_at = now
             await outbox.enqueue(
                 session,
-                dedupe_key=q.reminder_key(response.id),
+                dedupe_key=queries.reminder_key(response.id),
                 chat_id=customer.chat_id,
                 kind=KIND_REMINDER,
                 payload=outbox.text_payload(
@@ -274,19 +273,19 @@ class SurveyPlanner:
         """Close the responses whose time ran out: unanswered ones become expired, partial ones
         stay partial; their unsent messages are cancelled and a waiting free-text question is
         forgotten."""
-        due = await q.due_expiry(session, now, BATCH)
+        due = await queries.due_expiry(session, now, BATCH)
         for response in due:  # customers before responses: the answering handlers' lock order
-            await q.clear_awaiting(
+            await queries.clear_awaiting(
                 session, [response.customer_id], flow.awaiting_marker(response.id)
             )
         for response in due:
             response.closed_at = now
             response.updated_at = now
-            if response.status == q.INVITED:
-                response.status = q.EXPIRED
-        await q.cancel_unsent(
+            if response.status == queries.INVITED:
+                response.status = queries.EXPIRED
+        await queries.cancel_unsent(
             session,
-            [key for r in due for key in (q.invite_key(r.id), q.reminder_key(r.id))],
+            [key for r in due for key in (queries.invite_key(r.id), queries.reminder_key(r.id))],
             now,
         )
         return len(due)
@@ -296,7 +295,7 @@ class SurveyPlanner:
         flow could open one)."""
         wait = timedelta(minutes=self.rules.settings.recovery.wait_minutes)
         opened = 0
-        for response in await q.due_recovery(session, quiet_before=now - wait, limit=BATCH):
+        for response in await queries.due_recovery(session, quiet_before=now - wait, limit=BATCH):
             if await flow.open_recovery(session, desk, response, now) is not None:
                 opened += 1
         return opened
@@ -304,7 +303,7 @@ class SurveyPlanner:
     async def run(self, session: AsyncSession, desk: Desk | None, now: datetime) -> PlanReport:
         """One pass: close what expired, open pending recoveries, remind, invite (one planner
         at a time across processes)."""
-        await q.lock_planning(session)
+        await queries.lock_planning(session)
         report = PlanReport()
         report.expired = await self.expire(session, now)
         report.recovered = await self.recover(session, desk, now)
