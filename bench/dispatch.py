@@ -46,7 +46,7 @@ from telegram import Bot
 
 from bench._databases import scratch_database
 from bot.kernel.clock import SystemClock
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -138,7 +138,7 @@ def _rows(chat_ids: Iterable[int], now: datetime, prefix: str) -> list[dict[str,
 
 
 async def broadcast(url: str, chats: int, one_chat: int) -> None:
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)
     now = datetime.now(UTC)

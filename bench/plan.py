@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler.care import CarePlanner, planner_for
 from storage.care import schedule_followups
@@ -193,7 +193,7 @@ async def load_postgres(url: str, customers: int, seed: int) -> None:
 
 
 async def timed(url: str, holiday: bool) -> list[str]:
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     planner = planner_for(rules)
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)

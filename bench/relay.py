@@ -83,7 +83,7 @@ from bench._relay_baseline import baseline_bot
 from bot.app import build_application
 from bot.inbox import inbox_of
 from bot.kernel.clock import SystemClock
-from bot.kernel.config import Rules, load_rules
+from bot.kernel.config import Config, load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from handlers.tickets.lifecycle import TicketDesk
@@ -480,10 +480,10 @@ def _serve(args: dict[str, Any], connection: multiprocessing.connection.Connecti
 # -- this machine: the bot ------------------------------------------------------------------------
 
 
-def _rules(limits: str) -> Rules:
+def _rules(limits: str) -> Config:
     """The shipped rules; with ``lifted``, Telegram's limits in the outbox and the ticket desk's
     flood throttle raised out of the way."""
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     if limits == "telegram":
         return rules
     outbox = rules.outbox.model_copy(
@@ -527,7 +527,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         clock=clock,
     )
     inbox = inbox_of(application)
-    desk = TicketDesk.from_rules(rules, texts, STAFF_CHAT_ID)
+    desk = TicketDesk.from_config(rules, texts, STAFF_CHAT_ID)
     application.bot_data[DESK_KEY] = desk
     dispatcher = Dispatcher(
         application.bot,

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench._databases import scratch_database
 from bench.plan import CUSTOMER_COLUMNS, customer_rows
-from bot.kernel.config import Rules, load_rules
+from bot.kernel.config import Config, load_config
 from bot.kernel.survey_config import SurveyDefinition
 from bot.settings import EXAMPLE_CONFIG_DIR
 from storage.engine import create_engine, create_sessionmaker
@@ -77,7 +77,7 @@ class Seeder:
     """The survey rows of one customer after another, as ``surveys.flow`` would have stored
     them (deterministic for a seed, so both databases get the same data)."""
 
-    def __init__(self, rules: Rules, definition_ids: dict[str, int], seed: int) -> None:
+    def __init__(self, rules: Config, definition_ids: dict[str, int], seed: int) -> None:
         self.rules = rules.surveys
         self.definition_ids = definition_ids
         self.categories = [category.code for category in rules.tickets.categories]
@@ -220,7 +220,7 @@ async def _insert(engine: AsyncEngine, table: Any, rows: list[dict[str, Any]]) -
             await connection.execute(table.insert(), rows)
 
 
-async def load(engine: AsyncEngine, rules: Rules, customers: int, seed: int) -> dict[str, int]:
+async def load(engine: AsyncEngine, rules: Config, customers: int, seed: int) -> dict[str, int]:
     """Seed customers and six months of survey responses; returns row counts."""
     planner = SurveyPlanner(rules.surveys)
     sessionmaker = create_sessionmaker(engine)
@@ -267,7 +267,7 @@ async def load(engine: AsyncEngine, rules: Rules, customers: int, seed: int) -> 
     return counts
 
 
-def queries(rules: Rules) -> list[tuple[str, Callable[[AsyncSession], Awaitable[Sized]]]]:
+def queries(rules: Config) -> list[tuple[str, Callable[[AsyncSession], Awaitable[Sized]]]]:
     since = NOW - REPORT_WINDOW
     planner = SurveyPlanner(rules.surveys)
     nps = rules.surveys.survey("nps")
@@ -306,7 +306,7 @@ def queries(rules: Rules) -> list[tuple[str, Callable[[AsyncSession], Awaitable[
     ]
 
 
-async def timed(engine: AsyncEngine, rules: Rules) -> list[tuple[str, float, int]]:
+async def timed(engine: AsyncEngine, rules: Config) -> list[tuple[str, float, int]]:
     """(query, median ms, rows returned) per query."""
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as session:  # connect outside the timing
@@ -328,7 +328,7 @@ def _load_average() -> str:
 
 
 async def bench(kind: str, customers: int, seed: int) -> None:
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     with tempfile.TemporaryDirectory(prefix="carebot-bench-surveys-") as directory:
         async with scratch_database(kind, Path(directory), "surveys") as url:
             engine = create_engine(url)

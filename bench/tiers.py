@@ -43,8 +43,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import TierRules
-from bot.kernel.files import load_rule_file
+from bot.kernel.config import TierConfig
+from bot.kernel.files import load_config_file
 from bot.settings import EXAMPLE_CONFIG_DIR
 from scheduler import tiers as tier_job
 from storage import orders as order_queries
@@ -265,7 +265,7 @@ async def add_orders_for(url: str, buyers: list[int], when: datetime, day: int) 
         await engine.dispose()
 
 
-async def timed_runs(url: str, rules: TierRules, buyers: list[int]) -> dict[str, Any]:
+async def timed_runs(url: str, rules: TierConfig, buyers: list[int]) -> dict[str, Any]:
     engine = create_engine(url)
     sessionmaker = create_sessionmaker(engine)
     try:
@@ -311,7 +311,7 @@ async def timed_runs(url: str, rules: TierRules, buyers: list[int]) -> dict[str,
 
 
 async def bench(kind: str, customers: int, orders: int, seed: int) -> Figures:
-    rules = load_rule_file(EXAMPLE_CONFIG_DIR / "tiers.toml", TierRules)
+    rules = load_config_file(EXAMPLE_CONFIG_DIR / "tiers.toml", TierConfig)
     counts = order_counts(customers, orders, random.Random(seed))
     buyers = random.Random(seed + 3).sample(
         [cid for cid, count in enumerate(counts, start=1) if count], 100

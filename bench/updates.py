@@ -53,7 +53,7 @@ from bot.app import MAX_CONCURRENT_UPDATES, build_application
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox
 from bot.kernel.clock import SystemClock
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from handlers._edge.render import respond
@@ -295,7 +295,7 @@ async def main() -> None:
     server = start_server(TOKEN, range(FIRST_USER, FIRST_USER + args.customers))
     workdir = Path(tempfile.mkdtemp(prefix="carebot-bench-"))
     texts = Texts.load()
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     knowledge = load_knowledge_base(EXAMPLE_CONFIG_DIR)
 
     factory = UpdateFactory()

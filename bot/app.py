@@ -20,7 +20,7 @@ from bot.errors import on_error
 from bot.http import AiohttpRequest
 from bot.inbox import INBOX_KEY, Inbox, InboxBot
 from bot.kernel.clock import Clock
-from bot.kernel.config import Rules
+from bot.kernel.config import Config
 from bot.kernel.texts import LANGUAGES, Texts
 from bot.settings import Settings
 from bot.web import wire_operations
@@ -42,7 +42,7 @@ GROUP_FEATURES = 0
 def build_application(
     settings: Settings,
     *,
-    rules: Rules,
+    rules: Config,
     texts: Texts,
     sessionmaker: Sessions,
     clock: Clock,
@@ -135,7 +135,7 @@ def _parked_notice(application: Application) -> Any:
         deps: Deps = application.bot_data[DEPS_KEY]
         desk = application.bot_data.get(DESK_KEY)
         if not isinstance(desk, TicketDesk):
-            desk = TicketDesk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
+            desk = TicketDesk.from_config(deps.rules, deps.texts, deps.staff_chat_id)
         if desk.staff_chat_id is None:
             return
         text = desk.staff_text(

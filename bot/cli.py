@@ -16,7 +16,7 @@ from bot.cli_plan import plan_command
 from bot.cli_report import report_app
 from bot.cli_tiers import tiers_app
 from bot.cli_tools import or_exit
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.logs import configure_logging
 from bot.runner import StartupError, database_error, serve
@@ -47,7 +47,7 @@ def run() -> None:
     """Run the bot: long polling, or a webhook server when CAREBOT_WEBHOOK_URL is set."""
     settings = or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token], log_format=settings.log_format)
-    rules = or_exit(lambda: load_rules(settings.config_dir))
+    rules = or_exit(lambda: load_config(settings.config_dir))
     knowledge = or_exit(lambda: load_knowledge_base(settings.config_dir))  # fail fast
     texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":

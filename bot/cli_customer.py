@@ -90,7 +90,7 @@ def forget(
 
 
 async def _forget(tool: Tool, texts: Texts, customer: str, key: Key) -> int | None:
-    desk = TicketDesk.from_rules(tool.rules, texts, tool.settings.staff_chat_id)
+    desk = TicketDesk.from_config(tool.rules, texts, tool.settings.staff_chat_id)
     async with database(tool) as sessions:
         async with sessions.unit() as unit:
             found = await _find(unit.session, customer, key)

@@ -20,7 +20,7 @@ from telegram import Bot
 from bot.cli_tools import or_exit
 from bot.inbox import database_away
 from bot.kernel.clock import Clock, SystemClock
-from bot.kernel.config import Rules, load_rules
+from bot.kernel.config import Config, load_config
 from bot.kernel.texts import Texts
 from bot.logs import configure_logging
 from bot.runner import (
@@ -172,7 +172,7 @@ def drain() -> None:
     """Run only the dispatcher until SIGINT/SIGTERM (a separate worker process)."""
     settings = or_exit(load_settings)
     configure_logging(settings.log_level, secrets=[settings.token], log_format=settings.log_format)
-    rules = or_exit(lambda: load_rules(settings.config_dir))
+    rules = or_exit(lambda: load_config(settings.config_dir))
     texts = or_exit(Texts.load)
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         upgrade(settings.database_url)  # as `carebot run` does for the embedded default
@@ -192,7 +192,7 @@ def _run_async(main: Coroutine[Any, Any, None]) -> None:
 async def serve_dispatcher(
     settings: Settings,
     *,
-    rules: Rules,
+    rules: Config,
     texts: Texts,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
@@ -211,7 +211,7 @@ async def serve_dispatcher(
                 bot,
                 engine,
                 create_sessionmaker(engine),
-                desk=TicketDesk.from_rules(rules, texts, settings.staff_chat_id),
+                desk=TicketDesk.from_config(rules, texts, settings.staff_chat_id),
                 rules=rules,
                 texts=texts,
                 clock=clock or SystemClock(),

@@ -13,8 +13,8 @@ import typer
 from pydantic import ValidationError, field_validator
 
 from bot.kernel.clock import Clock, SystemClock
-from bot.kernel.config import Rules, load_rules
-from bot.kernel.files import RulesError
+from bot.kernel.config import Config, load_config
+from bot.kernel.files import ConfigError
 from bot.kernel.texts import CatalogueError
 from bot.runner import StartupError
 from bot.settings import EXAMPLE_CONFIG_DIR, EXPECTED, DatabaseSettings, SettingsError
@@ -53,7 +53,7 @@ def load_tool_settings() -> ToolSettings:
         ) from None
 
 
-STARTUP_ERRORS = (SettingsError, RulesError, CatalogueError, StartupError)
+STARTUP_ERRORS = (SettingsError, ConfigError, CatalogueError, StartupError)
 
 
 def or_exit(step: Callable[[], T]) -> T:
@@ -68,7 +68,7 @@ def or_exit(step: Callable[[], T]) -> T:
 @dataclass(frozen=True)
 class Tool:
     settings: ToolSettings
-    rules: Rules
+    rules: Config
     clock: Clock
 
 
@@ -76,7 +76,7 @@ def open_tool() -> Tool:
     """Settings and rules, validated; an embedded SQLite database is brought up to date (as
     ``carebot run`` does), PostgreSQL is upgraded on purpose with ``carebot db upgrade``."""
     settings = or_exit(load_tool_settings)
-    rules = or_exit(lambda: load_rules(settings.config_dir))
+    rules = or_exit(lambda: load_config(settings.config_dir))
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
         upgrade(settings.database_url)
     return Tool(settings, rules, clock)

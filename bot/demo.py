@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
 from bot.kernel.clock import Clock, SystemClock
-from bot.kernel.config import Rules, load_rules
+from bot.kernel.config import Config, load_config
 from bot.kernel.survey_config import Question, SurveyDefinition
 from bot.kernel.texts import Texts
 from bot.runner import serve
@@ -170,7 +170,7 @@ def _sample_files(directory: Path, now: datetime, zone: ZoneInfo) -> tuple[Path,
 
 
 async def seed_shop(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, directory: Path, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Config, directory: Path, now: datetime
 ) -> None:
     """Import the sample customers and orders (the real importer), compute their tiers and
     give them a history of answered surveys."""
@@ -197,7 +197,7 @@ def _sample_score(
     return max(planner.rules.threshold(survey, question.type) + 1, min(top, score))
 
 
-async def seed_survey_history(session: AsyncSession, rules: Rules, now: datetime) -> None:
+async def seed_survey_history(session: AsyncSession, rules: Config, now: datetime) -> None:
     """``SURVEY_WEEKS`` weeks of answered surveys from the sample customers, through the
     surveys' own storage functions, as the planner and the question flow would have left them."""
     planner = SurveyPlanner(rules.surveys)
@@ -610,7 +610,7 @@ def mount_dashboard(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     staff: Persona,
-    rules: Rules,
+    rules: Config,
     clock: Clock,
 ) -> DashboardLogin | None:
     """Mount the staff dashboard on the demo's server; None when this carebot has none."""
@@ -683,7 +683,7 @@ async def run_demo(
     bot answers and the sample shop is in place. Everything lives in a temporary directory."""
     stop = stop or asyncio.Event()
     clock = clock or SystemClock()
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     texts = Texts.load()
     with tempfile.TemporaryDirectory(prefix="carebot-demo-") as directory:
         database_url = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
@@ -701,7 +701,7 @@ async def run_demo(
             bot = asyncio.create_task(
                 serve(settings, rules=rules, texts=texts, clock=clock, stop=stop)
             )
-            desk = TicketDesk.from_rules(rules, texts, STAFF_CHAT_ID)
+            desk = TicketDesk.from_config(rules, texts, STAFF_CHAT_ID)
             seeding = asyncio.create_task(
                 seed_conversations(api, sessionmaker, desk, texts, clock)
             )

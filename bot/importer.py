@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import GeneralRules, OrderRules, is_time_zone
+from bot.kernel.config import GeneralConfig, OrderConfig, is_time_zone
 from bot.kernel.texts import LANGUAGES
 from handlers.onboarding.registration import BirthdayError, parse_birthday
 from storage import care as care_queries
@@ -234,7 +234,7 @@ def _check_row_shape(table: Table, row: Row) -> Problem | None:
 # --- cells ---------------------------------------------------------------------------------
 
 
-def parse_amount(text: str, rules: OrderRules) -> tuple[int, str, int]:
+def parse_amount(text: str, rules: OrderConfig) -> tuple[int, str, int]:
     """``(cents, currency, value in the shop's currency in cents)`` from an amount.
 
     Accepted: ``128.50`` (the shop's currency), ``¥128.50``, ``￥128.5``, ``128.50元``,
@@ -369,7 +369,7 @@ def _identifier(column: str) -> Callable[[str], object]:
 
 
 def parse_customers(
-    path: Path, rules: OrderRules, today: date, progress: Progress | None = None
+    path: Path, rules: OrderConfig, today: date, progress: Progress | None = None
 ) -> list[CustomerRow]:
     """Every row of a customers file, or ImportRejected listing every bad cell."""
     table = read_table(path, CUSTOMER_COLUMNS)
@@ -446,7 +446,7 @@ def parse_customers(
 
 
 def parse_orders(
-    path: Path, rules: OrderRules, now: datetime, progress: Progress | None = None
+    path: Path, rules: OrderConfig, now: datetime, progress: Progress | None = None
 ) -> tuple[list[OrderRow], list[Problem]]:
     """The good rows of an orders file and a problem for every bad cell (an unusable header
     raises ImportRejected at once)."""
@@ -552,8 +552,8 @@ class ImportProgress:
 async def import_customers(
     session: AsyncSession,
     path: Path,
-    rules: OrderRules,
-    general: GeneralRules,
+    rules: OrderConfig,
+    general: GeneralConfig,
     now: datetime,
     progress: ImportProgress | None = None,
 ) -> ImportCounts:
@@ -575,7 +575,7 @@ async def import_customers(
 async def import_orders(
     session: AsyncSession,
     path: Path,
-    rules: OrderRules,
+    rules: OrderConfig,
     now: datetime,
     progress: ImportProgress | None = None,
 ) -> ImportCounts:

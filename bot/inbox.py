@@ -52,7 +52,7 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, ExtBot
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import InboxRules
+from bot.kernel.config import InboxConfig
 from handlers._edge.inbound import ConversationKey, conversation_key, record_of
 from scheduler.dispatcher.telegram import retry_after_seconds
 from storage import inbox as inbox_queries
@@ -215,7 +215,7 @@ class Inbox:
         sessions: Sessions,
         *,
         clock: Clock,
-        rules: InboxRules,
+        rules: InboxConfig,
         staff_chat_id: int | None,
         notify_parked: ParkedNotice | None = None,
         exclusive: bool = True,

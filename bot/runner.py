@@ -20,7 +20,7 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.inbox import inbox_of
 from bot.kernel.clock import Clock, SystemClock
-from bot.kernel.config import Rules
+from bot.kernel.config import Config
 from bot.kernel.texts import Texts
 from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
@@ -138,7 +138,7 @@ def create_desk_dispatcher(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     desk: Desk,
-    rules: Rules,
+    rules: Config,
     texts: Texts,
     clock: Clock,
 ) -> Dispatcher:
@@ -160,14 +160,14 @@ def build_background(
     application: Application,
     database: BotDatabase,
     *,
-    rules: Rules,
+    rules: Config,
     texts: Texts,
     clock: Clock,
 ) -> Background:
     """The outbox dispatcher (sending with the Application's bot, on the hot path's sessions)
     and the periodic jobs (on the background ones)."""
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
-    desk = TicketDesk.from_rules(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
+    desk = TicketDesk.from_config(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
     application.bot_data[DESK_KEY] = desk
     dispatcher = create_desk_dispatcher(
         application.bot,
@@ -184,7 +184,7 @@ def build_background(
 
 
 def periodic_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: Rules, desk: TicketDesk
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Config, desk: TicketDesk
 ) -> list[PeriodicJob]:
     """Every job the bot process runs on its own: a handful, none per customer."""
     return [
@@ -199,7 +199,7 @@ def periodic_jobs(
 async def serve(
     settings: Settings,
     *,
-    rules: Rules,
+    rules: Config,
     texts: Texts,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,

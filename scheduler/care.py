@@ -32,9 +32,9 @@ import holidays
 from lunardate import LunarDate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.care_config import CareRules, TierCare
+from bot.kernel.care_config import CareConfig, TierCare
 from bot.kernel.clock import LocalZones
-from bot.kernel.config import Rules
+from bot.kernel.config import Config
 from scheduler.wiring import PeriodicJob
 from storage import care as queries
 from storage import outbox
@@ -164,7 +164,7 @@ class CarePlanner:
 
     def __init__(
         self,
-        rules: CareRules,
+        rules: CareConfig,
         *,
         default_timezone: str,
         currency: str = "CNY",
@@ -530,7 +530,7 @@ def _amount(value: Decimal) -> str:
     return f"{value:.2f}".removesuffix(".00")
 
 
-def planner_for(rules: Rules) -> CarePlanner:
+def planner_for(rules: Config) -> CarePlanner:
     """The planner configured by the rule files (care.toml, the default time zone, the shop's
     currency)."""
     return CarePlanner(

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.kernel.clock import LocalZones
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from storage.outbox import OutboxMessage, Recipient
 
 SKIP_ERASED = "customer erased"
@@ -55,7 +55,7 @@ Verdict = Send | Defer | Skip
 class SendPolicy:
     """Applies ``outbox.toml``'s quiet hours and cap to one message at a time."""
 
-    def __init__(self, rules: OutboxRules, *, default_timezone: str) -> None:
+    def __init__(self, rules: OutboxConfig, *, default_timezone: str) -> None:
         self._quiet = rules.quiet_hours
         self.max_per_day = rules.care.max_per_day
         self._zones = LocalZones(default_timezone)

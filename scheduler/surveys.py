@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.survey_config import SurveyRules
+from bot.kernel.survey_config import SurveyConfig
 from scheduler.wiring import PeriodicJob
 from surveys.desk import Desk
 from surveys.planner import PlanReport, SurveyPlanner
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def survey_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: SurveyRules, desk: Desk | None
+    sessionmaker: async_sessionmaker[AsyncSession], rules: SurveyConfig, desk: Desk | None
 ) -> list[PeriodicJob]:
     """The periodic survey job (none when no survey is configured)."""
     if not rules.surveys:

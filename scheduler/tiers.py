@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import TierCondition, TierRules
+from bot.kernel.config import TierCondition, TierConfig
 from scheduler.wiring import PeriodicJob
 from storage.models import RfmScore
 from storage.tiers import pending, runs
@@ -39,7 +39,7 @@ def cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
 
 
-def shop_today(rules: TierRules, now: datetime) -> int:
+def shop_today(rules: TierConfig, now: datetime) -> int:
     """Today's day number in the shop's time zone."""
     return day_number(now.astimezone(ZoneInfo(rules.orders.timezone)).date())
 
@@ -50,7 +50,7 @@ def _condition(condition: TierCondition) -> Condition:
     return Condition(condition.field, condition.op, int(condition.value))
 
 
-def build_spec(rules: TierRules) -> TierSpec:
+def build_spec(rules: TierConfig) -> TierSpec:
     """The rule file as the plain values storage works with (amounts in cents)."""
     fixed = rules.scores.fixed
     rule_specs = tuple(
@@ -88,7 +88,7 @@ def build_spec(rules: TierRules) -> TierSpec:
 
 async def recompute(
     session: AsyncSession,
-    rules: TierRules,
+    rules: TierConfig,
     now: datetime,
     *,
     full: bool = False,
@@ -124,7 +124,7 @@ async def recompute(
     return summary
 
 
-def full_run_due(rules: TierRules, now: datetime, last_full_day: int | None) -> bool:
+def full_run_due(rules: TierConfig, now: datetime, last_full_day: int | None) -> bool:
     """Whether the daily full run should happen now: past ``full_at`` shop time and not yet
     done today."""
     local = now.astimezone(ZoneInfo(rules.orders.timezone))
@@ -135,7 +135,7 @@ def full_run_due(rules: TierRules, now: datetime, last_full_day: int | None) -> 
 
 
 async def scheduled_run(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: TierRules, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession], rules: TierConfig, now: datetime
 ) -> RunSummary:
     """One tick of the tiers job: the daily full run when due, else the incremental one."""
     async with sessionmaker.begin() as session:
@@ -157,7 +157,7 @@ async def scheduled_run(
 
 
 def tier_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: TierRules
+    sessionmaker: async_sessionmaker[AsyncSession], rules: TierConfig
 ) -> list[PeriodicJob]:
     """The periodic tiers job for ``scheduler.wiring`` (add it beside the outbox's jobs)."""
 

@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from storage import outbox as outbox_queries
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def build_scheduler(jobs: Sequence[PeriodicJob], clock: Clock) -> AsyncIOSchedul
 
 
 def outbox_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: OutboxRules
+    sessionmaker: async_sessionmaker[AsyncSession], rules: OutboxConfig
 ) -> list[PeriodicJob]:
     """The outbox's own housekeeping: prune old sent rows, log the queue's health."""
 

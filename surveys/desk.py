@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import TicketRules
+from bot.kernel.config import TicketConfig
 from storage.models import Customer
 
 
@@ -18,7 +18,7 @@ class Desk(Protocol):
     """The ticket desk as surveys see it."""
 
     @property
-    def rules(self) -> TicketRules: ...
+    def rules(self) -> TicketConfig: ...
 
     @property
     def staff_language(self) -> str: ...

@@ -23,8 +23,8 @@ from bot.kernel.survey_config import (
     PERIODIC,
     TICKET_CLOSED,
     Recovery,
+    SurveyConfig,
     SurveyDefinition,
-    SurveyRules,
 )
 from storage import outbox
 from storage.models import Customer
@@ -49,7 +49,7 @@ class PlanReport:
 class SurveyPlanner:
     """Plans the surveys of ``rules`` (see the module docstring)."""
 
-    def __init__(self, rules: SurveyRules) -> None:
+    def __init__(self, rules: SurveyConfig) -> None:
         self.rules = rules
         self._definition_ids: dict[str, int] = {}
         self._periodic_checked: dict[str, datetime] = {}

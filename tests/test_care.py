@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.kernel.care_config import CareRules
-from bot.kernel.config import load_rules
-from bot.kernel.files import RulesError, load_rule_file
+from bot.kernel.care_config import CareConfig
+from bot.kernel.config import load_config
+from bot.kernel.files import ConfigError, load_config_file
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Texts
 from handlers.care.telegram import press_care_button
@@ -39,7 +39,7 @@ from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.outbox import add_customer
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
-RULES = load_rules(CONFIG)
+RULES = load_config(CONFIG)
 
 
 def planner(codes: list[str] | None = None) -> CarePlanner:
@@ -127,8 +127,8 @@ class TestRules:
         broken = text.replace("生日快乐！🎂 祝您一切顺利。", "生日快乐！{coupon}", 1)
         path = tmp_path / "care.toml"
         path.write_text(broken, encoding="utf-8")
-        with pytest.raises(RulesError) as caught:
-            load_rule_file(path, CareRules)
+        with pytest.raises(ConfigError) as caught:
+            load_config_file(path, CareConfig)
         assert str(caught.value) == (
             f"{path}: tiers.important.templates: birthday.zh: unknown placeholder {{coupon}} "
             "(allowed: {name})"
@@ -142,8 +142,8 @@ class TestRules:
         )
         path = tmp_path / "care.toml"
         path.write_text(broken, encoding="utf-8")
-        with pytest.raises(RulesError, match=r"tiers\.normal\.templates\.birthday\.zh: Field"):
-            load_rule_file(path, CareRules)
+        with pytest.raises(ConfigError, match=r"tiers\.normal\.templates\.birthday\.zh: Field"):
+            load_config_file(path, CareConfig)
 
 
 async def _year_customers(session: AsyncSession) -> dict[str, int]:
@@ -525,7 +525,7 @@ class TestButtons:
         async with sessionmaker.begin() as session:
             fine = await press_care_button(session, None, 7, f"care:good:{order}", visit)
         assert fine == Alert("care_thanks_good", "en")
-        desk = TicketDesk.from_rules(RULES, Texts.load(), -1001000000001)
+        desk = TicketDesk.from_config(RULES, Texts.load(), -1001000000001)
         async with sessionmaker.begin() as session:
             reply = await press_care_button(session, desk, 7, problem, visit)
         assert reply == Reply("care_problem", "en")

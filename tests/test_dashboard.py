@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import ManualClock
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
 from bot.web import build_web_app, dashboard_for, dashboard_secret
@@ -278,8 +278,8 @@ async def seed_shop(
     """Customers with orders and tiers, three tickets (one answered, one resolved), and outbox
     rows (two dead)."""
     now = clock.now()
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
+    desk = TicketDesk.from_config(rules, Texts.load(), STAFF_CHAT_ID)
     async with sessionmaker.begin() as session:
         for name in HISTORIES:
             await add_customer(session, name, name=f"Customer {name}")

@@ -20,7 +20,7 @@ from playwright.async_api import async_playwright
 from sqlalchemy import func, select
 
 from bot.demo import DEMO_TOKEN, PERSONAS, SAMPLE_CUSTOMERS, STATIC_DIR, run_demo, seed_shop
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
 from storage.engine import create_engine, create_sessionmaker
@@ -225,7 +225,7 @@ async def test_the_sample_shop_goes_through_the_importer_and_gets_tiers_and_surv
     sessionmaker = create_sessionmaker(engine)
     now = datetime.now(UTC)
     try:
-        await seed_shop(sessionmaker, load_rules(EXAMPLE_CONFIG_DIR), tmp_path, now)
+        await seed_shop(sessionmaker, load_config(EXAMPLE_CONFIG_DIR), tmp_path, now)
         async with sessionmaker() as session:
             customers = (await session.execute(select(Customer))).scalars().all()
             orders = (await session.execute(select(func.count()).select_from(Order))).scalar()

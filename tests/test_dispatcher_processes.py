@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -222,8 +222,8 @@ async def test_a_stand_alone_dispatcher_carries_a_tickets_lane(
     """The ticket desk's outcome hooks run in ``carebot outbox drain`` too: once the topic is
     created, the card queued behind it goes into that topic."""
     api = local_api
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
+    desk = TicketDesk.from_config(rules, Texts.load(), STAFF_CHAT_ID)
     now = datetime.now(UTC)
     async with sessionmaker.begin() as session:
         customer = await add_customer(session, "S-50001")

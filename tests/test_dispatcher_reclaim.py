@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 
 from bot.kernel.clock import SystemClock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -146,7 +146,7 @@ class _CountingLock:
 def _dispatcher(
     bot: Bot,
     sessionmaker: async_sessionmaker[AsyncSession],
-    rules: OutboxRules,
+    rules: OutboxConfig,
     lock: DispatchLock,
 ) -> Dispatcher:
     return Dispatcher(

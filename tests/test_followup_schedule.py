@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
-from bot.kernel.config import GeneralRules, OrderRules
+from bot.kernel.config import GeneralConfig, OrderConfig
 from bot.kernel.replies import Reply
 from handlers.onboarding.registration import AWAITING_TIMEZONE, Person, handle_text
 from storage import orders as order_queries
@@ -111,8 +111,8 @@ class TestWrittenWithTheOrders:
         path = tmp_path / "customers.csv"
         path.write_text("customer_id,timezone\nC1,Pacific/Pago_Pago\n", encoding="utf-8")
         async with sessionmaker.begin() as session:
-            rules = OrderRules(currency="CNY", timezone="Asia/Shanghai")
-            await importer.import_customers(session, path, rules, GeneralRules(), delivered)
+            rules = OrderConfig(currency="CNY", timezone="Asia/Shanghai")
+            await importer.import_customers(session, path, rules, GeneralConfig(), delivered)
         # Normal tier: 14 days after 02-28, at 11:00 in Pago Pago.
         assert await plan(sessionmaker, datetime(2027, 3, 14, 22, 0, tzinfo=UTC), planner()) == 1
         assert await visit_days(sessionmaker) == ["2027-03-14"]
@@ -130,7 +130,7 @@ class TestWrittenWithTheOrders:
         async with sessionmaker.begin() as session:
             person = Person(user_id=1, chat_id=1, first_name="One")
             reply = await handle_text(
-                session, person, "Pacific/Pago_Pago", GeneralRules(), delivered
+                session, person, "Pacific/Pago_Pago", GeneralConfig(), delivered
             )
         assert isinstance(reply, Reply) and reply.key == "timezone_saved"
         assert await plan(sessionmaker, datetime(2027, 3, 14, 22, 0, tzinfo=UTC), planner()) == 1

@@ -18,12 +18,12 @@ from bot import cli_tools, importer
 from bot.cli import app as cli_app
 from bot.importer import CellError, ImportRejected
 from bot.kernel.clock import ManualClock
-from bot.kernel.config import GeneralRules, OrderRules
+from bot.kernel.config import GeneralConfig, OrderConfig
 from storage.models import Customer, Order, RfmPending
 from tests.auxil.shop import NOW
 
-RULES = OrderRules(currency="CNY", timezone="Asia/Shanghai", rates={"USD": 7.1})
-GENERAL = GeneralRules()
+RULES = OrderConfig(currency="CNY", timezone="Asia/Shanghai", rates={"USD": 7.1})
+GENERAL = GeneralConfig()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 CUSTOMERS = (

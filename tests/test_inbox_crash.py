@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
@@ -109,8 +109,8 @@ async def local_server() -> AsyncIterator[LocalBotApi]:
 async def _customers_with_tickets(api: LocalBotApi, database_url: str) -> list[FakeUser]:
     """Customers registered with an open ticket each (its topic is created by the bot)."""
     users = [api.add_user(FIRST_CUSTOMER + n, f"Customer {n}") for n in range(CUSTOMERS)]
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = TicketDesk.from_rules(rules, Texts.load(), STAFF_CHAT_ID)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
+    desk = TicketDesk.from_config(rules, Texts.load(), STAFF_CHAT_ID)
     engine = create_engine(database_url)
     now = datetime.now(UTC)
     try:

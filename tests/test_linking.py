@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import GeneralRules
+from bot.kernel.config import GeneralConfig
 from bot.kernel.replies import Reply
 from handlers.onboarding import registration
 from handlers.onboarding.registration import Person
@@ -15,7 +15,7 @@ from storage.models import Customer, InboxUpdate, Order, TierHistory
 from tests.auxil.harness import Harness
 from tests.auxil.shop import NOW, add_customer, order_rows
 
-GENERAL = GeneralRules()
+GENERAL = GeneralConfig()
 CODE = "ABCDEFGHJKLM"
 ANN = Person(user_id=5001, chat_id=5001, first_name="Ann", language_code="en")
 

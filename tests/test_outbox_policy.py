@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.kernel.config import OutboxRules
-from bot.kernel.files import RulesError, load_rule_file
+from bot.kernel.config import OutboxConfig
+from bot.kernel.files import ConfigError, load_config_file
 from scheduler.policy import Defer, Send, SendPolicy, Skip
 from storage.outbox import OutboxMessage, Recipient
 
@@ -44,7 +44,7 @@ def _recipient(**overrides: Any) -> Recipient:
     return Recipient(**values)
 
 
-POLICY = SendPolicy(OutboxRules(), default_timezone="Asia/Shanghai")
+POLICY = SendPolicy(OutboxConfig(), default_timezone="Asia/Shanghai")
 
 
 def _utc(*parts: int) -> datetime:
@@ -74,7 +74,7 @@ class TestQuietHours:
         assert POLICY.judge(_message(customer_id=None), None, night) == Send()
 
     def test_a_window_inside_one_day(self) -> None:
-        rules = OutboxRules.model_validate({"quiet_hours": {"start": "12:00", "end": "14:00"}})
+        rules = OutboxConfig.model_validate({"quiet_hours": {"start": "12:00", "end": "14:00"}})
         policy = SendPolicy(rules, default_timezone="UTC")
         london = _recipient(timezone="Europe/London")
         assert policy.judge(_message(), london, _utc(2026, 7, 1, 11, 30)) == Defer(
@@ -84,7 +84,7 @@ class TestQuietHours:
         assert isinstance(policy.judge(_message(), london, _utc(2026, 7, 1, 13, 0)), Send)
 
     def test_disabled(self) -> None:
-        rules = OutboxRules.model_validate({"quiet_hours": {"enabled": False}})
+        rules = OutboxConfig.model_validate({"quiet_hours": {"enabled": False}})
         policy = SendPolicy(rules, default_timezone="UTC")
         assert isinstance(policy.judge(_message(), _recipient(), _utc(2026, 1, 1, 16)), Send)
 
@@ -103,7 +103,7 @@ class TestNextDay:
         assert opening == _utc(2026, 11, 24, 14, 0)  # 09:00 EST on the 24th
 
     def test_without_quiet_hours_the_day_opens_at_midnight(self) -> None:
-        rules = OutboxRules.model_validate({"quiet_hours": {"enabled": False}})
+        rules = OutboxConfig.model_validate({"quiet_hours": {"enabled": False}})
         policy = SendPolicy(rules, default_timezone="UTC")
         opening = policy.next_day_opening(_utc(2026, 11, 23, 10), policy.zone("Asia/Shanghai"))
         assert opening == _utc(2026, 11, 23, 16, 0)
@@ -133,8 +133,8 @@ class TestWhoMayBeMessaged:
 def test_the_rule_file_is_checked(tmp_path: Any) -> None:
     path = tmp_path / "outbox.toml"
     path.write_text('[quiet_hours]\nstart = "21:00"\nend = "21:00"\n', encoding="utf-8")
-    with pytest.raises(RulesError, match=r"outbox\.toml: quiet_hours: .*enabled = false"):
-        load_rule_file(path, OutboxRules)
+    with pytest.raises(ConfigError, match=r"outbox\.toml: quiet_hours: .*enabled = false"):
+        load_config_file(path, OutboxConfig)
     path.write_text("[limits]\nper_secnd = 30\n", encoding="utf-8")
-    with pytest.raises(RulesError, match=r"outbox\.toml: limits\.per_secnd: unknown key"):
-        load_rule_file(path, OutboxRules)
+    with pytest.raises(ConfigError, match=r"outbox\.toml: limits\.per_secnd: unknown key"):
+        load_config_file(path, OutboxConfig)

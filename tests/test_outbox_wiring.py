@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import ManualClock
-from bot.kernel.config import OutboxRules, load_rules
+from bot.kernel.config import OutboxConfig, load_config
 from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
@@ -27,7 +27,7 @@ async def test_serve_runs_the_dispatcher_beside_the_handlers(
     settings = harness_settings(api, database_url)
     stop = asyncio.Event()
     task = asyncio.create_task(
-        serve(settings, rules=load_rules(settings.config_dir), texts=Texts.load(), stop=stop)
+        serve(settings, rules=load_config(settings.config_dir), texts=Texts.load(), stop=stop)
     )
     try:
         async with sessionmaker.begin() as session:
@@ -53,7 +53,7 @@ async def test_the_scheduler_holds_fixed_jobs_and_runs_them_at_the_clocks_time(
             await outbox_queries.mark_sent(session, ids[key], telegram_message_id=1, now=sent_at)
 
     clock = ManualClock(NOW + timedelta(days=100))  # 100 days later, in no time
-    jobs = outbox_jobs(sessionmaker, OutboxRules())
+    jobs = outbox_jobs(sessionmaker, OutboxConfig())
     scheduler = build_scheduler(jobs, clock)
     assert sorted(job.id for job in scheduler.get_jobs()) == ["outbox.prune", "outbox.report"]
     for job in jobs:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.runner import StartupError, periodic_jobs, serve
 from bot.sandbox.api import LocalBotApi
@@ -61,8 +61,8 @@ async def test_wrong_secret_is_refused_right_secret_is_handled(
 
 
 def test_the_bot_process_schedules_each_periodic_job_once() -> None:
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
-    desk = TicketDesk.from_rules(rules, Texts.load(), -100)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
+    desk = TicketDesk.from_config(rules, Texts.load(), -100)
     jobs = periodic_jobs(async_sessionmaker(), rules, desk)
     ids = [job.id for job in jobs]
     assert len(ids) == len(set(ids))
@@ -83,7 +83,7 @@ async def test_a_refused_token_stops_start_up_with_one_line_naming_the_setting(
         update={"telegram_token": SecretStr("999999:NOT-THIS-BOTS-TOKEN")}
     )
     with pytest.raises(StartupError) as error:
-        await serve(settings, rules=load_rules(settings.config_dir), texts=Texts.load())
+        await serve(settings, rules=load_config(settings.config_dir), texts=Texts.load())
     assert str(error.value) == (
         "the Bot API refused the bot token (CAREBOT_TELEGRAM_TOKEN): check it with @BotFather"
     )
@@ -97,7 +97,7 @@ async def test_an_unreachable_bot_api_stops_start_up_with_one_line(
         update={"telegram_api_url": root}
     )
     with pytest.raises(StartupError) as error:
-        await serve(settings, rules=load_rules(settings.config_dir), texts=Texts.load())
+        await serve(settings, rules=load_config(settings.config_dir), texts=Texts.load())
     message = str(error.value)
     assert message.startswith(f"cannot reach the Bot API at {root} (CAREBOT_TELEGRAM_API_URL): ")
     assert settings.token not in message

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.kernel.config import load_rules
-from bot.kernel.files import RulesError
+from bot.kernel.config import load_config
+from bot.kernel.files import ConfigError
 from bot.settings import EXAMPLE_CONFIG_DIR, SettingsError, load_settings
 from tests.auxil.processes import CAREBOT, carebot_env
 
@@ -82,8 +82,8 @@ def test_rule_file_error_names_file_and_key(tmp_path: Path) -> None:
         .replace('"Asia/Shanghai"', '"Mars/Olympus"'),
         encoding="utf-8",
     )
-    with pytest.raises(RulesError) as error:
-        load_rules(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)
     assert str(error.value) == (
         f"{tmp_path / 'customers.toml'}: customers.default_timezone: "
         "expected an IANA time zone such as Asia/Shanghai"
@@ -92,10 +92,10 @@ def test_rule_file_error_names_file_and_key(tmp_path: Path) -> None:
 
 def test_unknown_rule_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "customers.toml").write_text("[chat]\nmax_lenght = 10\n", encoding="utf-8")
-    with pytest.raises(RulesError, match=r"customers\.toml: chat\.max_lenght: unknown key"):
-        load_rules(tmp_path)
+    with pytest.raises(ConfigError, match=r"customers\.toml: chat\.max_lenght: unknown key"):
+        load_config(tmp_path)
 
 
 def test_shipped_rules_load() -> None:
-    rules = load_rules(EXAMPLE_CONFIG_DIR)
+    rules = load_config(EXAMPLE_CONFIG_DIR)
     assert rules.general.customers.default_timezone == "Asia/Shanghai"

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.survey_config import Localized
 from bot.kernel.texts import Texts
@@ -23,9 +23,9 @@ from surveys.planner import SurveyPlanner
 from tests.auxil.outbox import add_customer
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
-RULES = load_rules(CONFIG)
+RULES = load_config(CONFIG)
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-DESK = TicketDesk.from_rules(RULES, Texts.load(), None)
+DESK = TicketDesk.from_config(RULES, Texts.load(), None)
 
 
 def edited_planner() -> SurveyPlanner:

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app as cli_app
-from bot.kernel.config import load_rules
-from bot.kernel.files import RulesError
+from bot.kernel.config import load_config
+from bot.kernel.files import ConfigError
 from bot.kernel.survey_config import load_surveys
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
@@ -81,8 +81,8 @@ def test_a_malformed_survey_names_file_key_and_expectation(
     tmp_path: Path, survey: str, old: str, new: str, message: str
 ) -> None:
     config, path = broken_config(tmp_path, survey, old, new)
-    with pytest.raises(RulesError) as caught:
-        load_rules(config)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
     assert str(caught.value) == f"{path}: {message}"
 
 
@@ -103,7 +103,7 @@ def test_two_files_with_one_id_and_no_directory(tmp_path: Path) -> None:
     directory = tmp_path / "surveys"
     shutil.copytree(CONFIG / "surveys", directory)
     shutil.copy(directory / "nps.toml", directory / "nps_copy.toml")
-    with pytest.raises(RulesError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_surveys(directory)
     assert str(caught.value) == (
         f"{directory / 'nps_copy.toml'}: id: 'nps' is already the id of {directory / 'nps.toml'}"
@@ -112,7 +112,7 @@ def test_two_files_with_one_id_and_no_directory(tmp_path: Path) -> None:
 
 
 def test_the_shipped_surveys() -> None:
-    rules = load_rules(CONFIG).surveys
+    rules = load_config(CONFIG).surveys
     assert [survey.id for survey in rules.surveys] == ["csat", "delivery", "nps"]
     delivery = rules.survey("delivery")
     assert delivery is not None

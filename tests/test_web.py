@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from telegram.ext import ApplicationBuilder
 
 from bot.kernel.clock import ManualClock
-from bot.kernel.config import load_rules
+from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
@@ -55,7 +55,7 @@ async def polling_bot(local_api: LocalBotApi, database_url: str) -> AsyncIterato
     task = asyncio.create_task(
         serve(
             settings,
-            rules=load_rules(settings.config_dir),
+            rules=load_config(settings.config_dir),
             texts=Texts.load(),
             clock=ManualClock(START),
             stop=stop,

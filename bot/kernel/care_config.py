@@ -1,6 +1,6 @@
 """``care.toml``: greetings, follow-up visits and retention offers per tier (README: Care plans).
 
-Loaded with the other rule files (``bot.kernel.config.load_rules``); this module stays free of
+Loaded with the other rule files (``bot.kernel.config.load_config``); this module stays free of
 ``bot.kernel.config`` so that one can import it. Templates are written inline in both languages and
 checked here for placeholders the occasion does not provide.
 """
@@ -125,7 +125,7 @@ class CountryHolidays(_Strict):
     names: list[str] = Field(min_length=1)
 
 
-class HolidayRules(_Strict):
+class HolidayConfig(_Strict):
     countries: dict[str, CountryHolidays] = {}
 
     @field_validator("countries")
@@ -140,12 +140,12 @@ class HolidayRules(_Strict):
         return value
 
 
-class RetentionRules(_Strict):
+class RetentionConfig(_Strict):
     period_days: int = Field(default=90, ge=1, le=3650)
     """At most one offer per customer in this many days."""
 
 
-class CareRules(_Strict):
+class CareConfig(_Strict):
     """The whole ``care.toml``."""
 
     enabled: bool = True
@@ -154,12 +154,12 @@ class CareRules(_Strict):
     """Customers whose tier has no section here are treated as this tier."""
     anonymous_name: Template = Template(en="there", zh="亲")
     """What ``{name}`` becomes for a customer without a name."""
-    holidays: HolidayRules = HolidayRules()
-    retention: RetentionRules = RetentionRules()
+    holidays: HolidayConfig = HolidayConfig()
+    retention: RetentionConfig = RetentionConfig()
     tiers: dict[str, TierCare] = {}
 
     @model_validator(mode="after")
-    def _fallback_exists(self) -> CareRules:
+    def _fallback_exists(self) -> CareConfig:
         if self.tiers and self.fallback_tier not in self.tiers:
             raise ValueError(f"fallback_tier {self.fallback_tier!r} has no [tiers] section")
         return self

@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from bot.kernel.care_config import CareRules
-from bot.kernel.files import load_rule_file
-from bot.kernel.survey_config import SurveyRules, load_surveys
+from bot.kernel.care_config import CareConfig
+from bot.kernel.files import load_config_file
+from bot.kernel.survey_config import SurveyConfig, load_surveys
 from bot.kernel.texts import LANGUAGES
 
 
@@ -41,7 +41,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CustomerRules(StrictModel):
+class CustomerConfig(StrictModel):
     default_timezone: str = "Asia/Shanghai"
     default_country: str = Field(default="CN", pattern=r"^[A-Z]{2}$")
     default_language: str = "en"
@@ -61,18 +61,18 @@ class CustomerRules(StrictModel):
         return value
 
 
-class ChatRules(StrictModel):
+class ChatConfig(StrictModel):
     max_text_length: int = Field(default=4000, ge=1, le=100_000)
 
 
-class GeneralRules(StrictModel):
+class GeneralConfig(StrictModel):
     """``customers.toml``: defaults for new customers and limits on what they send."""
 
-    customers: CustomerRules = CustomerRules()
-    chat: ChatRules = ChatRules()
+    customers: CustomerConfig = CustomerConfig()
+    chat: ChatConfig = ChatConfig()
 
 
-class QuietHoursRules(StrictModel):
+class QuietHoursConfig(StrictModel):
     """No proactive message between ``start`` and ``end``, in the customer's local time."""
 
     enabled: bool = True
@@ -80,17 +80,17 @@ class QuietHoursRules(StrictModel):
     end: time = time(9, 0)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> QuietHoursRules:
+    def _not_empty(self) -> QuietHoursConfig:
         if self.enabled and self.start == self.end:
             raise ValueError("start and end are equal: set enabled = false instead")
         return self
 
 
-class CareCapRules(StrictModel):
+class CareCapConfig(StrictModel):
     max_per_day: int = Field(default=1, ge=1, le=24)
 
 
-class LimitRules(StrictModel):
+class LimitConfig(StrictModel):
     # Telegram allows 30/s overall, 1/s per private chat and 20/min per group; raise these only
     # against a local test server.
     per_second: int = Field(default=30, ge=1, le=10_000)
@@ -98,13 +98,13 @@ class LimitRules(StrictModel):
     per_group_minute: int = Field(default=20, ge=1, le=10_000)
 
 
-class RetryRules(StrictModel):
+class RetryConfig(StrictModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_base_seconds: float = Field(default=2.0, gt=0, le=3600)
     backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
 
 
-class DispatchRules(StrictModel):
+class DispatchConfig(StrictModel):
     batch_size: int = Field(default=50, ge=1, le=1000)
     concurrency: int = Field(default=4, ge=1, le=64)
     lease_seconds: float = Field(default=120.0, ge=1, le=3600)
@@ -113,23 +113,23 @@ class DispatchRules(StrictModel):
     keep_sent_days: int = Field(default=90, ge=1, le=3650)
 
 
-class InboxRules(StrictModel):
+class InboxConfig(StrictModel):
     max_attempts: int = Field(default=5, ge=1, le=100)
     retry_seconds: float = Field(default=1.0, gt=0, le=3600)
     batch_size: int = Field(default=100, ge=1, le=1000)
     sweep_seconds: float = Field(default=10.0, gt=0, le=3600)
 
 
-class OutboxRules(StrictModel):
+class OutboxConfig(StrictModel):
     """``outbox.toml``: when proactive messages may go out and how the dispatcher sends; and
     how what arrives is handled from the inbox."""
 
-    quiet_hours: QuietHoursRules = QuietHoursRules()
-    care: CareCapRules = CareCapRules()
-    limits: LimitRules = LimitRules()
-    retry: RetryRules = RetryRules()
-    dispatch: DispatchRules = DispatchRules()
-    inbox: InboxRules = InboxRules()
+    quiet_hours: QuietHoursConfig = QuietHoursConfig()
+    care: CareCapConfig = CareCapConfig()
+    limits: LimitConfig = LimitConfig()
+    retry: RetryConfig = RetryConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    inbox: InboxConfig = InboxConfig()
 
 
 # --- tiers.toml: RFM scores, tiers, lifecycle stages, churn signals ---
@@ -209,13 +209,13 @@ class FixedThresholds(StrictModel):
         return value
 
 
-class ScoreRules(StrictModel):
+class ScoreConfig(StrictModel):
     method: Literal["quintile", "fixed"] = "quintile"
     window_days: int = Field(default=365, ge=1, le=3650)
     fixed: FixedThresholds = FixedThresholds()
 
 
-class StageRules(StrictModel):
+class StageConfig(StrictModel):
     new_days: int = Field(default=30, ge=1, le=3650)
     churned_days: int = Field(default=365, ge=2, le=3650)
     at_risk_factor: float = Field(default=1.5, ge=1.0, le=100.0)
@@ -223,20 +223,20 @@ class StageRules(StrictModel):
     at_risk_min_days: int = Field(default=7, ge=0, le=3650)
 
     @model_validator(mode="after")
-    def _ordered(self) -> StageRules:
+    def _ordered(self) -> StageConfig:
         if self.churned_days <= self.new_days:
             raise ValueError("expected churned_days to be larger than new_days")
         return self
 
 
-class ChurnRules(StrictModel):
+class ChurnConfig(StrictModel):
     period_days: int = Field(default=90, ge=1, le=1825)
     drop_percent: int = Field(default=50, ge=1, le=100)
     min_orders: int = Field(default=2, ge=1, le=100_000)
     min_spend: Decimal = Field(default=Decimal(300), ge=0)
 
 
-class OrderRules(StrictModel):
+class OrderConfig(StrictModel):
     """How the orders file is read."""
 
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -260,21 +260,21 @@ class OrderRules(StrictModel):
         return value
 
 
-class TierScheduleRules(StrictModel):
+class TierScheduleConfig(StrictModel):
     # The nightly full run (new quintile boundaries, every customer) at this shop-local time.
     full_at: time = time(3, 0)
     # Customers whose orders changed are recomputed this often (minutes).
     incremental_minutes: int = Field(default=10, ge=1, le=1440)
 
 
-class TierRules(StrictModel):
+class TierConfig(StrictModel):
     """``tiers.toml``: how orders become RFM scores, a tier, a lifecycle stage, churn signals."""
 
-    orders: OrderRules = OrderRules()
-    scores: ScoreRules = ScoreRules()
-    stages: StageRules = StageRules()
-    churn: ChurnRules = ChurnRules()
-    schedule: TierScheduleRules = TierScheduleRules()
+    orders: OrderConfig = OrderConfig()
+    scores: ScoreConfig = ScoreConfig()
+    stages: StageConfig = StageConfig()
+    churn: ChurnConfig = ChurnConfig()
+    schedule: TierScheduleConfig = TierScheduleConfig()
     tiers: list[TierRule] = [
         TierRule.model_validate({"name": "vip", "at_risk_days": 60, "when": [["m_score >= 5"]]}),
         TierRule.model_validate({"name": "normal", "at_risk_days": 180}),
@@ -307,7 +307,7 @@ CODE = r"^[a-z][a-z0-9_]{0,31}$"
 TicketPriority = Literal["low", "normal", "high", "urgent"]
 
 
-class TicketNumberRules(StrictModel):
+class TicketNumberConfig(StrictModel):
     """Human ticket numbers: a prefix per kind of ticket and a zero-padded counter."""
 
     complaint: str = Field(default="C", pattern=r"^[A-Z]{1,3}$")
@@ -327,7 +327,7 @@ class TicketCategory(StrictModel):
         return self.zh if language == "zh" else self.en
 
 
-class TicketPriorityRules(StrictModel):
+class TicketPriorityConfig(StrictModel):
     """A ticket's priority is the higher of its tier's and its category's."""
 
     tiers: dict[str, TicketPriority] = {"vip": "high", "important": "normal", "normal": "low"}
@@ -339,7 +339,7 @@ class SlaTarget(StrictModel):
     resolution_hours: int = Field(ge=1, le=24 * 365)
 
 
-class SlaRules(StrictModel):
+class SlaConfig(StrictModel):
     """Deadlines from the customer's tier (VIP shorter); a reminder goes into the ticket's
     topic ``remind_before_minutes`` before a deadline, an escalation into the General topic
     when it passes."""
@@ -354,7 +354,7 @@ class SlaRules(StrictModel):
     }
 
     @model_validator(mode="after")
-    def _fallback_known(self) -> SlaRules:
+    def _fallback_known(self) -> SlaConfig:
         if self.fallback_tier not in self.tiers:
             raise ValueError(
                 f"fallback_tier {self.fallback_tier!r} has no entry in sla.tiers "
@@ -366,12 +366,12 @@ class SlaRules(StrictModel):
         return self.tiers.get(tier) or self.tiers[self.fallback_tier]
 
 
-class ComplaintFlowRules(StrictModel):
+class ComplaintFlowConfig(StrictModel):
     max_description_items: int = Field(default=20, ge=1, le=100)
     recent_orders: int = Field(default=5, ge=0, le=10)
 
 
-class ReopenRules(StrictModel):
+class ReopenConfig(StrictModel):
     """What a customer's message does after their ticket was closed."""
 
     # Within this many hours of closing, the closed ticket is reopened.
@@ -383,7 +383,7 @@ class ReopenRules(StrictModel):
     auto_close_resolved_hours: int = Field(default=48, ge=1, le=24 * 365)
 
 
-class RelayRules(StrictModel):
+class RelayConfig(StrictModel):
     """How messages travel between a customer's private chat and the ticket's topic."""
 
     staff_name_prefix: bool = True
@@ -401,7 +401,7 @@ class RelayRules(StrictModel):
         return value
 
 
-class FloodRules(StrictModel):
+class FloodConfig(StrictModel):
     """More than ``max_messages`` from one customer within ``per_seconds`` are kept but not
     relayed; the customer is told once."""
 
@@ -419,11 +419,11 @@ class CannedReply(StrictModel):
         return self.zh if language == "zh" else self.en
 
 
-class TicketRules(StrictModel):
+class TicketConfig(StrictModel):
     """``tickets.toml``: categories, priorities, SLAs by tier, reopening, relays, canned
     replies."""
 
-    numbers: TicketNumberRules = TicketNumberRules()
+    numbers: TicketNumberConfig = TicketNumberConfig()
     categories: list[TicketCategory] = [
         TicketCategory(code="delivery", zh="🚚 物流配送", en="🚚 Delivery"),
         TicketCategory(code="quality", zh="📦 商品质量", en="📦 Product quality", priority="high"),
@@ -431,12 +431,12 @@ class TicketRules(StrictModel):
         TicketCategory(code="billing", zh="💳 账单支付", en="💳 Billing", priority="high"),
         TicketCategory(code="other", zh="📝 其他", en="📝 Other", priority="low"),
     ]
-    priority: TicketPriorityRules = TicketPriorityRules()
-    sla: SlaRules = SlaRules()
-    flow: ComplaintFlowRules = ComplaintFlowRules()
-    reopen: ReopenRules = ReopenRules()
-    relay: RelayRules = RelayRules()
-    flood: FloodRules = FloodRules()
+    priority: TicketPriorityConfig = TicketPriorityConfig()
+    sla: SlaConfig = SlaConfig()
+    flow: ComplaintFlowConfig = ComplaintFlowConfig()
+    reopen: ReopenConfig = ReopenConfig()
+    relay: RelayConfig = RelayConfig()
+    flood: FloodConfig = FloodConfig()
     canned: list[CannedReply] = []
 
     @field_validator("categories")
@@ -471,25 +471,25 @@ class TicketRules(StrictModel):
         return max(by_tier, by_category)
 
 
-class Rules(StrictModel):
+class Config(StrictModel):
     """All rule files, loaded together at start-up."""
 
-    general: GeneralRules
-    outbox: OutboxRules = OutboxRules()
-    tiers: TierRules = TierRules()
-    tickets: TicketRules = TicketRules()
-    care: CareRules = CareRules()
-    surveys: SurveyRules = SurveyRules()
+    general: GeneralConfig
+    outbox: OutboxConfig = OutboxConfig()
+    tiers: TierConfig = TierConfig()
+    tickets: TicketConfig = TicketConfig()
+    care: CareConfig = CareConfig()
+    surveys: SurveyConfig = SurveyConfig()
 
 
-def load_rules(config_dir: Path) -> Rules:
+def load_config(config_dir: Path) -> Config:
     """Load and validate every rule file in ``config_dir`` (the first error stops it)."""
-    general = load_rule_file(config_dir / "customers.toml", GeneralRules)
-    outbox = load_rule_file(config_dir / "outbox.toml", OutboxRules)
-    tiers = load_rule_file(config_dir / "tiers.toml", TierRules)
-    tickets = load_rule_file(config_dir / "tickets.toml", TicketRules)
-    care = load_rule_file(config_dir / "care.toml", CareRules)
-    return Rules(
+    general = load_config_file(config_dir / "customers.toml", GeneralConfig)
+    outbox = load_config_file(config_dir / "outbox.toml", OutboxConfig)
+    tiers = load_config_file(config_dir / "tiers.toml", TierConfig)
+    tickets = load_config_file(config_dir / "tickets.toml", TicketConfig)
+    care = load_config_file(config_dir / "care.toml", CareConfig)
+    return Config(
         general=general,
         outbox=outbox,
         tiers=tiers,

@@ -10,21 +10,21 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 
-class RulesError(Exception):
+class ConfigError(Exception):
     """A rule file is missing or invalid; the message names the file and key."""
 
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def load_rule_file(path: Path, model: type[Model]) -> Model:
-    """Parse one TOML rule file into ``model``; raises RulesError naming file and key."""
+def load_config_file(path: Path, model: type[Model]) -> Model:
+    """Parse one TOML rule file into ``model``; raises ConfigError naming file and key."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RulesError(f"{path}: file not found") from None
+        raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -33,4 +33,4 @@ def load_rule_file(path: Path, model: type[Model]) -> Model:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        raise RulesError(f"{path}: {key}: {message}") from None
+        raise ConfigError(f"{path}: {key}: {message}") from None

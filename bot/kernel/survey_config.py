@@ -1,7 +1,7 @@
 """Survey definitions: one TOML file per survey in ``CAREBOT_CONFIG_DIR/surveys/``, plus
 ``settings.toml`` there for what holds across surveys (fatigue, recovery thresholds, the
 planner's pace). Validated at start-up (``load_surveys``, called by
-``bot.kernel.config.load_rules``): an error names the file, the key and what was expected.
+``bot.kernel.config.load_config``): an error names the file, the key and what was expected.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.kernel.files import RulesError, load_rule_file
+from bot.kernel.files import ConfigError, load_config_file
 
 SETTINGS_FILE = "settings.toml"
 ID = r"^[a-z][a-z0-9_]{0,31}$"
@@ -193,7 +193,7 @@ class SurveyDefinition(_Strict):
         return hashlib.sha256(dumped.encode()).hexdigest()
 
 
-class FatigueRules(_Strict):
+class FatigueConfig(_Strict):
     days: int = Field(default=14, ge=0, le=365)
     """At most one survey per customer in this many days, across all surveys (0: no cap)."""
 
@@ -207,7 +207,7 @@ class RecoveryDefaults(_Strict):
     """A low score in a response left unfinished opens its ticket after this long."""
 
 
-class PlannerRules(_Strict):
+class PlannerConfig(_Strict):
     check_seconds: int = Field(default=60, ge=5, le=3600)
     max_invitations_per_run: int = Field(default=5000, ge=1, le=1_000_000)
     periodic_check_minutes: int = Field(default=60, ge=1, le=24 * 60)
@@ -217,12 +217,12 @@ class PlannerRules(_Strict):
 class SurveySettings(_Strict):
     """``surveys/settings.toml``."""
 
-    fatigue: FatigueRules = FatigueRules()
+    fatigue: FatigueConfig = FatigueConfig()
     recovery: RecoveryDefaults = RecoveryDefaults()
-    planner: PlannerRules = PlannerRules()
+    planner: PlannerConfig = PlannerConfig()
 
 
-class SurveyRules(_Strict):
+class SurveyConfig(_Strict):
     """Every survey, in file-name order, with the shared settings."""
 
     settings: SurveySettings = SurveySettings()
@@ -295,19 +295,19 @@ def _check_survey(
 
 def load_surveys(
     directory: Path, *, tiers: Collection[str] = (), categories: Collection[str] = ()
-) -> SurveyRules:
+) -> SurveyConfig:
     """Every ``*.toml`` in ``directory`` (``settings.toml`` aside) as a survey; no directory,
     no surveys. ``tiers`` and ``categories`` are the names the other rule files define."""
     if not directory.is_dir():
-        return SurveyRules()
+        return SurveyConfig()
     settings_path = directory / SETTINGS_FILE
     settings = (
-        load_rule_file(settings_path, SurveySettings)
+        load_config_file(settings_path, SurveySettings)
         if settings_path.exists()
         else SurveySettings()
     )
     if categories and settings.recovery.category not in categories:
-        raise RulesError(
+        raise ConfigError(
             f"{settings_path}: recovery.category: unknown category "
             f"{settings.recovery.category!r} (expected one of: {', '.join(categories)})"
         )
@@ -316,15 +316,17 @@ def load_surveys(
     for path in sorted(directory.glob("*.toml")):
         if path.name == SETTINGS_FILE:
             continue
-        survey = load_rule_file(path, SurveyDefinition)
+        survey = load_config_file(path, SurveyDefinition)
         problem = _check_survey(survey, tiers, categories)
         if problem is not None:
-            raise RulesError(f"{path}: {problem[0]}: {problem[1]}")
+            raise ConfigError(f"{path}: {problem[0]}: {problem[1]}")
         if survey.id in owners:
-            raise RulesError(f"{path}: id: {survey.id!r} is already the id of {owners[survey.id]}")
+            raise ConfigError(
+                f"{path}: id: {survey.id!r} is already the id of {owners[survey.id]}"
+            )
         owners[survey.id] = path
         surveys.append(survey)
-    return SurveyRules(settings=settings, surveys=surveys)
+    return SurveyConfig(settings=settings, surveys=surveys)
 
 
 def definition_from_json(data: dict[str, Any]) -> SurveyDefinition:

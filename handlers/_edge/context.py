@@ -9,7 +9,7 @@ from telegram import Update
 from telegram.ext import ContextTypes
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import Rules
+from bot.kernel.config import Config
 from bot.kernel.texts import Texts
 from handlers.onboarding.registration import Person
 
@@ -22,7 +22,7 @@ class Deps:
 
     sessionmaker: async_sessionmaker[AsyncSession]
     texts: Texts
-    rules: Rules
+    rules: Config
     clock: Clock
     staff_chat_id: int | None
     background_sessionmaker: async_sessionmaker[AsyncSession] | None = None

@@ -28,7 +28,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bot.kernel.config import StrictModel
-from bot.kernel.files import RulesError
+from bot.kernel.files import ConfigError
 from handlers.answers.matching import KbIndex
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ ALLOWED_TAGS: dict[str, frozenset[str]] = {
 ALLOWED_ENTITIES = frozenset({"lt", "gt", "amp", "quot"})
 
 
-class KnowledgeBaseError(RulesError):
+class KnowledgeBaseError(ConfigError):
     """A knowledge-base file is invalid; the message names the file and the key."""
 
 
@@ -390,7 +390,7 @@ class KbLibrary:
         """Load the files again; on an error keep serving the previous knowledge base."""
         try:
             knowledge = load_knowledge_base(self.config_dir)
-        except RulesError as error:
+        except ConfigError as error:
             logger.error("knowledge base not reloaded, keeping the previous one: %s", error)
             return False
         self._current = knowledge

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import GeneralRules
+from bot.kernel.config import GeneralConfig
 from bot.kernel.replies import Alert, Button, Reply, TextRef
 from bot.kernel.texts import Markup
 from handlers.onboarding.registration import Person, ensure_customer
@@ -72,7 +72,7 @@ def _order_label(desk: Desk, order: Order) -> dict[str, object]:
 
 
 async def start(
-    session: AsyncSession, person: Person, desk: Desk, general: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, desk: Desk, general: GeneralConfig, now: datetime
 ) -> FlowResult:
     """``/complaint``: a fresh draft and the categories; not for a customer who already has
     an open ticket (what they write goes there) nor for a banned one."""

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import GeneralRules, is_time_zone
+from bot.kernel.config import GeneralConfig, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
 from handlers.answers import answering
@@ -110,7 +110,7 @@ def _local_today(customer: Customer, now: datetime) -> date:
 
 
 async def ensure_customer(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> tuple[Customer, bool]:
     """The customer for this Telegram user, registered on first contact; True if new."""
     customer = await customer_queries.get_for_update(session, person.user_id)
@@ -158,7 +158,7 @@ def _consent_question(customer: Customer) -> Reply:
 async def start(
     session: AsyncSession,
     person: Person,
-    rules: GeneralRules,
+    rules: GeneralConfig,
     now: datetime,
     payload: str | None = None,
 ) -> list[Reply]:
@@ -183,7 +183,7 @@ async def start(
 
 
 async def help_text(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
     return Reply("help", customer.language)
@@ -198,7 +198,7 @@ def language_menu(language: str) -> Reply:
 
 
 async def ask_language(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
     return language_menu(customer.language)
@@ -231,7 +231,9 @@ async def set_consent(
     return Reply("consent_on" if consent else "consent_off", customer.language)
 
 
-async def stop(session: AsyncSession, person: Person, rules: GeneralRules, now: datetime) -> Reply:
+async def stop(
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
+) -> Reply:
     """``/stop``: no more proactive messages; replies to the customer's own tickets still go."""
     customer, _ = await ensure_customer(session, person, rules, now)
     customer.consent = False
@@ -289,7 +291,7 @@ def profile_card(customer: Customer) -> Reply:
 
 
 async def show_profile(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
     return profile_card(customer)
@@ -341,7 +343,7 @@ async def save_contact(
     person: Person,
     contact_user_id: int | None,
     phone_number: str,
-    rules: GeneralRules,
+    rules: GeneralConfig,
     now: datetime,
 ) -> Reply:
     """Keep the phone only when the shared contact is the customer's own."""
@@ -359,7 +361,7 @@ async def handle_text(
     session: AsyncSession,
     person: Person,
     text: str,
-    rules: GeneralRules,
+    rules: GeneralConfig,
     now: datetime,
     knowledge: KnowledgeBase | None = None,
     *,
@@ -415,14 +417,14 @@ async def handle_text(
 
 
 async def unsupported_input(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
     return Reply("unsupported_input", customer.language)
 
 
 async def ask_forget(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     customer, _ = await ensure_customer(session, person, rules, now)
     buttons = _confirm_buttons(CB_FORGET, "forget_yes_button", "forget_no_button")
@@ -444,7 +446,7 @@ async def confirm_forget(
 
 
 async def fallback(
-    session: AsyncSession, person: Person, rules: GeneralRules, now: datetime
+    session: AsyncSession, person: Person, rules: GeneralConfig, now: datetime
 ) -> Reply:
     """Something we have no rule for yet (an unknown command): point to /help."""
     customer, _ = await ensure_customer(session, person, rules, now)

@@ -17,7 +17,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.kernel.config import GeneralRules
+from bot.kernel.config import GeneralConfig
 from bot.kernel.replies import Alert, Reply
 from handlers._edge.context import get_deps, person_of
 from handlers._edge.render import respond
@@ -27,7 +27,7 @@ from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 PersonRule = Callable[
-    [AsyncSession, registration.Person, GeneralRules, datetime],
+    [AsyncSession, registration.Person, GeneralConfig, datetime],
     Awaitable[Reply | Sequence[Reply]],
 ]
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 from zoneinfo import ZoneInfo
 
-from bot.kernel.config import PRIORITIES, Rules, TicketRules
+from bot.kernel.config import PRIORITIES, Config, TicketConfig
 from bot.kernel.texts import Markup, Texts
 from storage.models import Customer, Ticket
 
@@ -108,14 +108,14 @@ SOURCE_FOLLOW_UP = "follow_up"
 class Desk:
     """What the desk needs from the configuration, built once by the composition root."""
 
-    rules: TicketRules
+    rules: TicketConfig
     texts: Texts
     staff_chat_id: int | None
     currency: str = "CNY"
     zone: str = "Asia/Shanghai"
 
     @classmethod
-    def from_rules(cls, rules: Rules, texts: Texts, staff_chat_id: int | None) -> Self:
+    def from_config(cls, rules: Config, texts: Texts, staff_chat_id: int | None) -> Self:
         return cls(
             rules=rules.tickets,
             texts=texts,

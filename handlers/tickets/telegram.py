@@ -34,7 +34,7 @@ def desk_of(context: ContextTypes.DEFAULT_TYPE) -> TicketDesk:
     desk = context.bot_data.get(DESK_KEY)
     if not isinstance(desk, TicketDesk):
         deps = get_deps(context)
-        desk = TicketDesk.from_rules(deps.rules, deps.texts, deps.staff_chat_id)
+        desk = TicketDesk.from_config(deps.rules, deps.texts, deps.staff_chat_id)
         context.bot_data[DESK_KEY] = desk
     return desk
 

@@ -18,7 +18,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from scheduler.dispatcher.claims import (
     Held,
     Verdicts,
@@ -72,7 +72,7 @@ class DispatchLoop:
         telegram: TelegramSide,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
-        rules: OutboxRules,
+        rules: OutboxConfig,
         clock: Clock,
         default_timezone: str,
         lock: DispatchLock | None = None,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from storage import outbox as queries
 from storage.outbox import OutboxMessage
 
@@ -93,7 +93,7 @@ class OutcomeRecorder:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
-        rules: OutboxRules,
+        rules: OutboxConfig,
         clock: Clock,
         rng: random.Random,
         hooks: dict[str, OutcomeHooks],

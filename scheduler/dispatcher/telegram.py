@@ -40,7 +40,7 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.kernel.clock import Clock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from bot.kernel.texts import DEFAULT_LANGUAGE, Texts
 from scheduler.dispatcher.loop import DispatchLoop
 from scheduler.dispatcher.outcomes import Outcome, OutcomeHooks, Request
@@ -236,7 +236,7 @@ class Dispatcher(DispatchLoop):
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         texts: Texts,
-        rules: OutboxRules,
+        rules: OutboxConfig,
         clock: Clock,
         default_timezone: str,
         lock: DispatchLock | None = None,
@@ -265,7 +265,7 @@ def create_dispatcher(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     texts: Texts,
-    rules: OutboxRules,
+    rules: OutboxConfig,
     clock: Clock,
     default_timezone: str,
     hooks: Mapping[str, OutcomeHooks] | None = None,

@@ -21,7 +21,7 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.inbox import inbox_of
 from bot.kernel.clock import ManualClock
-from bot.kernel.config import OutboxRules, Rules, TicketRules, load_rules
+from bot.kernel.config import Config, OutboxConfig, TicketConfig, load_config
 from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
@@ -42,7 +42,7 @@ WEBHOOK_SECRET = "s3cret-token_for-tests"
 
 # The shipped outbox.toml with short waits and Telegram's limits lifted: the limits themselves
 # are the dispatcher tests' business, and end-to-end tests should not wait for them.
-HARNESS_OUTBOX = OutboxRules.model_validate(
+HARNESS_OUTBOX = OutboxConfig.model_validate(
     {
         "retry": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2},
         "dispatch": {"poll_seconds": 0.05, "lease_seconds": 30},
@@ -80,7 +80,7 @@ class Harness:
     sessionmaker: async_sessionmaker[AsyncSession]
     clock: ManualClock
     texts: Texts
-    rules: Rules
+    rules: Config
     settings: Settings
     engine: AsyncEngine | None = None
     dispatcher: Dispatcher | None = None
@@ -105,14 +105,14 @@ class Harness:
         """The ticket desk the running bot uses."""
         desk = self.application.bot_data.get(DESK_KEY)
         if not isinstance(desk, TicketDesk):
-            desk = TicketDesk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+            desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
             self.application.bot_data[DESK_KEY] = desk
         return desk
 
-    def use_ticket_rules(self, rules: TicketRules) -> TicketDesk:
+    def use_ticket_rules(self, rules: TicketConfig) -> TicketDesk:
         """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
         self.rules = self.rules.model_copy(update={"tickets": rules})
-        desk = TicketDesk.from_rules(self.rules, self.texts, self.settings.staff_chat_id)
+        desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
         self.application.bot_data[DESK_KEY] = desk
         if self.dispatcher is not None:
             for hook in set(self.dispatcher.hooks.values()):
@@ -172,7 +172,7 @@ class Harness:
         await self.start()
 
 
-def harness_rules(rules: Rules) -> Rules:
+def harness_rules(rules: Config) -> Config:
     """The shipped rules, with the topic renames of back-and-forth statuses made at once (a
     test that wants the delay sets it with ``Harness.use_ticket_rules``) and short inbox
     waits."""
@@ -217,7 +217,7 @@ async def harness(local_api: LocalBotApi, database_url: str) -> AsyncIterator[Ha
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
     texts = Texts.load()
-    rules = harness_rules(load_rules(settings.config_dir))
+    rules = harness_rules(load_config(settings.config_dir))
     clock = ManualClock(START)
     application = build_application(
         settings, rules=rules, texts=texts, sessionmaker=sessionmaker, clock=clock
@@ -251,7 +251,7 @@ async def webhook_bot(
     task = asyncio.create_task(
         serve(
             settings,
-            rules=harness_rules(load_rules(settings.config_dir)),
+            rules=harness_rules(load_config(settings.config_dir)),
             texts=Texts.load(),
             clock=ManualClock(START),
             stop=stop,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot
 
 from bot.kernel.clock import Clock, SystemClock
-from bot.kernel.config import OutboxRules
+from bot.kernel.config import OutboxConfig
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import ApiCall
@@ -87,7 +87,7 @@ async def count_rows(sessionmaker: async_sessionmaker[AsyncSession], *where: Any
         return int(result.scalar_one())
 
 
-def fast_rules(**sections: dict[str, Any]) -> OutboxRules:
+def fast_rules(**sections: dict[str, Any]) -> OutboxConfig:
     """``outbox.toml`` with short waits for tests; ``sections`` override single keys."""
     data: dict[str, dict[str, Any]] = {
         "retry": {"backoff_base_seconds": 0.05, "backoff_max_seconds": 0.2},
@@ -95,14 +95,14 @@ def fast_rules(**sections: dict[str, Any]) -> OutboxRules:
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
-    return OutboxRules.model_validate(data)
+    return OutboxConfig.model_validate(data)
 
 
 def dispatcher_for(
     bot: Bot,
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
-    rules: OutboxRules | None = None,
+    rules: OutboxConfig | None = None,
     clock: Clock | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Dispatcher:

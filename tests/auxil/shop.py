@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import TierRules
+from bot.kernel.config import TierConfig
 from storage import orders as order_queries
 from storage.models import Customer, RfmScore
 
@@ -21,7 +21,7 @@ TODAY = (date(2026, 11, 23) - date(1970, 1, 1)).days
 Order = tuple[int, int, str]
 
 
-def tier_rules(**overrides: Any) -> TierRules:
+def tier_rules(**overrides: Any) -> TierConfig:
     """The rules the tests work their numbers out with (independent of the shipped example)."""
     data: dict[str, Any] = {
         "orders": {"currency": "CNY", "timezone": "Asia/Shanghai", "rates": {"USD": 7}},
@@ -50,7 +50,7 @@ def tier_rules(**overrides: Any) -> TierRules:
     }
     for key, value in overrides.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return TierRules.model_validate(data)
+    return TierConfig.model_validate(data)
 
 
 def placed(days_ago: int, today: date = date(2026, 11, 23)) -> datetime:
