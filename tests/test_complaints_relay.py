@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from handlers.tickets.lifecycle import open_ticket
@@ -276,10 +275,10 @@ class TestOrder:
         await wait_message(api, STAFF, lambda m: m.copied_from == (leo.id, sent), thread_id=thread)
 
 
-@pytest.mark.parametrize("attempts", [6])
-async def test_concurrent_openings_for_one_customer_make_one_ticket(
-    harness: Harness, attempts: int
-) -> None:
+CONCURRENT_OPENINGS = 6
+
+
+async def test_concurrent_openings_for_one_customer_make_one_ticket(harness: Harness) -> None:
     """Two bot processes (or a double tap) opening a ticket at the same moment: one ticket,
     one topic; on PostgreSQL the sessions really are concurrent."""
     api = harness.api
@@ -302,7 +301,7 @@ async def test_concurrent_openings_for_one_customer_make_one_ticket(
             )
             return found.number
 
-    numbers = await asyncio.gather(*(open_one() for _ in range(attempts)))
+    numbers = await asyncio.gather(*(open_one() for _ in range(CONCURRENT_OPENINGS)))
     assert set(numbers) == {"Q-000001"}
     assert await count(harness, Ticket) == 1
     assert harness.dispatcher is not None

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
@@ -86,10 +85,9 @@ async def test_db_upgrade_gives_the_same_schema_on_both_databases(tmp_path: Path
     assert sqlite_schema == postgres_schema
 
 
-@pytest.mark.parametrize("repeat", [2])
-def test_db_upgrade_twice_is_harmless(tmp_path: Path, repeat: int) -> None:
+def test_db_upgrade_twice_is_harmless(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'again.db'}"
-    for _ in range(repeat):
+    for _ in range(2):
         _db_upgrade(url, tmp_path)
 
 
