@@ -4,7 +4,7 @@ A response follows the definition it was sent with (``survey_definitions``, see
 ``surveys.planner``), so the flow needs only the database and the ticket desk. Buttons carry
 ``sv:<response>:<question position>:<value>`` (value: a score, an option's index or ``skip``);
 a free-text question sets ``customer.awaiting`` to ``survey:<response>`` and the customer's next
-message is its answer (``answer_text``, called first by ``handle_text``).
+message is its answer (``answer_text``, called first by ``handlers.route``).
 
 A scored answer at or below the survey's threshold marks the response low; its recovery ticket
 opens when the response is finished (at once) or left unfinished (by the planner, later):

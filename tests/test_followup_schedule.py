@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import importer
 from bot.kernel.config import GeneralConfig, OrderConfig
 from bot.kernel.replies import Reply
-from handlers.onboarding.registration import AWAITING_TIMEZONE, Person, handle_text
+from handlers.onboarding.registration import AWAITING_TIMEZONE, Person
+from handlers.route import route_text
 from storage import orders as order_queries
 from storage.migrate import alembic_config
 from storage.models import Customer, FollowupVisit, Ticket
@@ -129,7 +130,7 @@ class TestWrittenWithTheOrders:
             await add_order(session, customer_id, "O1", placed=delivered, delivered_at=delivered)
         async with sessionmaker.begin() as session:
             person = Person(user_id=1, chat_id=1, first_name="One")
-            reply = await handle_text(
+            reply = await route_text(
                 session, person, "Pacific/Pago_Pago", GeneralConfig(), delivered
             )
         assert isinstance(reply, Reply) and reply.key == "timezone_saved"

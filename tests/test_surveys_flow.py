@@ -14,7 +14,8 @@ from bot.kernel.config import load_config
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.survey_config import Localized
 from bot.kernel.texts import Texts
-from handlers.onboarding.registration import Person, confirm_forget, handle_text
+from handlers.onboarding.registration import Person, confirm_forget
+from handlers.route import route_text
 from handlers.tickets.lifecycle import TicketDesk
 from storage.models import Customer, Outbox, SurveyAnswer, SurveyDefinition, SurveyResponse
 from surveys import flow
@@ -101,7 +102,7 @@ async def test_a_text_after_the_survey_closed_is_an_ordinary_message(
     person = Person(user_id=8002, chat_id=8002, first_name="Eight")
     later = NOW + timedelta(hours=2)
     async with sessionmaker.begin() as session:
-        reply = await handle_text(session, person, "hello", RULES.general, later)
+        reply = await route_text(session, person, "hello", RULES.general, later)
     assert isinstance(reply, Reply) and reply.key == "fallback"
     async with sessionmaker() as session:
         assert (await session.get(SurveyResponse, response_id)).status == "partial"  # type: ignore[union-attr]
@@ -118,7 +119,7 @@ async def test_a_text_after_the_survey_closed_is_an_ordinary_message(
         ).scalar_one()
         customer.awaiting = flow.awaiting_marker(response_id)
     async with sessionmaker.begin() as session:
-        replies = await handle_text(session, person, "all fine", RULES.general, NOW)
+        replies = await route_text(session, person, "all fine", RULES.general, NOW)
     assert isinstance(replies, list) and replies[0].key == "survey_thanks"
     async with sessionmaker.begin() as session:
         await confirm_forget(session, DESK, 8002, "forget:yes", NOW)

@@ -17,16 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import GeneralConfig, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
-from handlers.answers import answering
-from handlers.answers.kb import KnowledgeBase
 from handlers.onboarding import linking, privacy
-from handlers.tickets.desk import Desk, Incoming
-from handlers.tickets.lifecycle import TicketDesk
-from handlers.tickets.relay import relay_from_customer
+from handlers.tickets.desk import Desk
 from storage import care as care_queries
 from storage import customers as customer_queries
 from storage.models import Customer
-from surveys import flow as surveys_flow
 
 AWAITING_BIRTHDAY = "birthday"
 AWAITING_TIMEZONE = "timezone"
@@ -357,31 +352,11 @@ async def save_contact(
     return Reply(key, customer.language, keyboard=Keyboard.REMOVE)
 
 
-async def handle_text(
-    session: AsyncSession,
-    person: Person,
-    text: str,
-    rules: GeneralConfig,
-    now: datetime,
-    knowledge: KnowledgeBase | None = None,
-    *,
-    message: Incoming | None = None,
-    desk: TicketDesk | None = None,
-) -> Reply | list[Reply]:
-    """Free text: the answer to a pending profile question, else the customer's open ticket
-    takes it (relayed to staff), else the knowledge base's answer."""
-    customer, _ = await ensure_customer(session, person, rules, now)
-    if customer.awaiting and customer.awaiting.startswith("survey:"):
-        answered = await surveys_flow.answer_text(session, desk, customer, text, now)
-        if answered is not None:
-            return answered
-    if desk is not None and message is not None and customer.awaiting is None:
-        relayed = await relay_from_customer(session, desk, customer, message, now)
-        if relayed is not None:
-            return relayed
-    limit = rules.chat.max_text_length
-    if len(text) > limit:
-        return Reply("too_long", customer.language, {"length": len(text), "limit": limit})
+async def answer_pending_question(
+    session: AsyncSession, customer: Customer, text: str, now: datetime
+) -> Reply | None:
+    """The answer to the profile question the customer was asked (birthday, time zone), saved
+    or refused with the reason; None when no profile question waits."""
     if customer.awaiting == AWAITING_BIRTHDAY:
         try:
             birthday = parse_birthday(text, _local_today(customer, now))
@@ -411,9 +386,7 @@ async def handle_text(
             session, select(Customer.id).where(Customer.id == customer.id)
         )
         return Reply("timezone_saved", customer.language, {"timezone": zone})
-    if knowledge is None:
-        return Reply("fallback", customer.language)
-    return await answering.answer_question(session, customer, text, knowledge, now)
+    return None
 
 
 async def unsupported_input(

@@ -23,6 +23,7 @@ from handlers._edge.context import get_deps, person_of
 from handlers._edge.render import respond
 from handlers.answers.telegram import current_knowledge
 from handlers.onboarding import registration
+from handlers.route import route_text
 from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
 
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -64,12 +65,13 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Free text: a pending profile answer, the open ticket, or the knowledge base's answer."""
+    """Free text, wherever ``handlers.route`` sends it (a survey, the open ticket, a profile
+    answer, the knowledge base)."""
     deps = get_deps(context)
     message = update.effective_message
     text = message.text if message else None
     async with deps.sessionmaker.begin() as session:
-        reply = await registration.handle_text(
+        reply = await route_text(
             session,
             person_of(update),
             text or "",

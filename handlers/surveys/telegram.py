@@ -1,5 +1,5 @@
 """The chat part of surveys: the answer buttons (``sv:…``). Free-text answers arrive through
-``handlers.onboarding.registration.handle_text``. The rules are in ``surveys.flow``."""
+``handlers.route.route_text``. The rules are in ``surveys.flow``."""
 
 from __future__ import annotations
 
