@@ -1,4 +1,5 @@
-"""Onboarding and profile in the private chat: thin PTB callbacks over ``onboarding_rules``."""
+"""Onboarding and profile in the private chat: thin PTB callbacks over ``registration``
+(and ``handlers.route`` for free text)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The staff group: thin PTB callbacks over ``staff_rules``.
+"""The staff group: thin PTB callbacks over ``handlers.staff.commands``.
 
 Everything here happens in ticket topics of the staff forum group: a staff member's message
 goes to the customer, ``/note`` and ``!`` messages stay internal, and ``/claim``, ``/assign``,
