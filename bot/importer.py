@@ -82,6 +82,7 @@ CURRENCY_SIGNS = {
 }
 MAX_ID_LENGTH = 64
 PROGRESS_EVERY = 1000
+_EPOCH = date(1970, 1, 1)  # an order's placed_day counts days from here
 
 _AMOUNT = re.compile(
     r"^(?P<before>[^\d\s.,+-]*)\s*(?P<sign>[+-]?)\s*(?P<after_sign>[^\d\s.,+-]*)\s*"
@@ -368,27 +369,30 @@ def _identifier(column: str) -> Callable[[str], object]:
     return _required(lambda cell: _text(cell, column, MAX_ID_LENGTH))
 
 
-def parse_customers(
-    path: Path, rules: OrderConfig, today: date, progress: Progress | None = None
-) -> list[CustomerRow]:
-    """Every row of a customers file, or ImportRejected listing every bad cell."""
-    table = read_table(path, CUSTOMER_COLUMNS)
+def _language(cell: str) -> str:
+    """A language cell: one carebot speaks, by its first two letters (``zh-CN`` is ``zh``)."""
+    code = cell.lower()
+    if code[:2] not in LANGUAGES:
+        raise CellError(f"{cell!r}: expected one of {', '.join(LANGUAGES)}")
+    return code[:2]
 
-    def language(cell: str) -> str:
-        code = cell.lower()
-        if code[:2] not in LANGUAGES:
-            raise CellError(f"{cell!r}: expected one of {', '.join(LANGUAGES)}")
-        return code[:2]
 
-    def zone(cell: str) -> str:
-        if not is_time_zone(cell):
-            raise CellError(f"{cell!r} is not a time zone (e.g. Asia/Shanghai)")
-        return cell
+def _zone(cell: str) -> str:
+    """A time zone cell: an IANA name, kept as written."""
+    if not is_time_zone(cell):
+        raise CellError(f"{cell!r} is not a time zone (e.g. Asia/Shanghai)")
+    return cell
 
-    def country(cell: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]{2}", cell):
-            raise CellError(f"{cell!r}: expected a two-letter country code such as CN")
-        return cell.upper()
+
+def _country(cell: str) -> str:
+    """A country cell: two letters, upper-cased."""
+    if not re.fullmatch(r"[A-Za-z]{2}", cell):
+        raise CellError(f"{cell!r}: expected a two-letter country code such as CN")
+    return cell.upper()
+
+
+def _birthday(today: date) -> Callable[[str], object]:
+    """A birthday cell's reader; ``today`` bounds it (nobody is born in the future)."""
 
     def birthday(cell: str) -> object:
         try:
@@ -397,15 +401,46 @@ def parse_customers(
             reason = error.reason_key.removeprefix("birthday_reason_").replace("_", " ")
             raise CellError(f"{cell!r} is not a birthday ({reason})") from None
 
-    parsers: dict[str, Callable[[str], object]] = {
+    return birthday
+
+
+def _customer_parsers(rules: OrderConfig, today: date) -> dict[str, Callable[[str], object]]:
+    """How each column of a customers file is read: a value, or CellError saying why not."""
+    return {
         "customer_id": _identifier("customer_id"),
         "name": _optional(lambda cell: _text(cell, "name", 256)),
         "phone": _optional(lambda cell: normalise_phone(cell, rules.calling_code)),
-        "language": _optional(language),
-        "timezone": _optional(zone),
-        "country": _optional(country),
-        "birthday": _optional(birthday),
+        "language": _optional(_language),
+        "timezone": _optional(_zone),
+        "country": _optional(_country),
+        "birthday": _optional(_birthday(today)),
     }
+
+
+def _customer_row(row: Row, external_id: str, values: dict[str, object]) -> CustomerRow:
+    """A good line of a customers file as the row to stage, with a fresh link code."""
+    born = values["birthday"]
+    return CustomerRow(
+        line=row.line,
+        external_id=external_id,
+        name=values["name"],  # type: ignore[arg-type]
+        phone=values["phone"],  # type: ignore[arg-type]
+        language=values["language"],  # type: ignore[arg-type]
+        timezone=values["timezone"],  # type: ignore[arg-type]
+        country=values["country"],  # type: ignore[arg-type]
+        birth_year=getattr(born, "year", None),
+        birth_month=getattr(born, "month", None),
+        birth_day=getattr(born, "day", None),
+        link_code=new_link_code(),
+    )
+
+
+def parse_customers(
+    path: Path, rules: OrderConfig, today: date, progress: Progress | None = None
+) -> list[CustomerRow]:
+    """Every row of a customers file, or ImportRejected listing every bad cell."""
+    table = read_table(path, CUSTOMER_COLUMNS)
+    parsers = _customer_parsers(rules, today)
     rows: list[CustomerRow] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
@@ -424,25 +459,78 @@ def parse_customers(
             problems.append(repeated)
         if row_problems or not isinstance(external_id, str):
             continue
-        born = values["birthday"]
-        rows.append(
-            CustomerRow(
-                line=row.line,
-                external_id=external_id,
-                name=values["name"],  # type: ignore[arg-type]
-                phone=values["phone"],  # type: ignore[arg-type]
-                language=values["language"],  # type: ignore[arg-type]
-                timezone=values["timezone"],  # type: ignore[arg-type]
-                country=values["country"],  # type: ignore[arg-type]
-                birth_year=getattr(born, "year", None),
-                birth_month=getattr(born, "month", None),
-                birth_day=getattr(born, "day", None),
-                link_code=new_link_code(),
-            )
-        )
+        rows.append(_customer_row(row, external_id, values))
     if problems:
         raise ImportRejected(sorted(problems, key=lambda p: (p.line, p.column)))
     return rows
+
+
+def _status(cell: str) -> str:
+    """An order status cell, in English or Chinese, as the stored status."""
+    found = STATUSES.get(cell.lower()) or STATUSES.get(cell)
+    if found is None:
+        raise CellError(f"{cell!r}: expected one of {', '.join(sorted(set(STATUSES.values())))}")
+    return found
+
+
+def _order_parsers(
+    rules: OrderConfig, zone: ZoneInfo, today: date
+) -> dict[str, Callable[[str], object]]:
+    """How each column of an orders file is read (times in the shop's ``zone``; an order
+    placed after ``today`` is refused)."""
+
+    def placed(cell: str) -> datetime:
+        moment = parse_moment(cell, zone)
+        if moment.astimezone(zone).date() > today:
+            raise CellError(f"{cell!r} is in the future")
+        return moment
+
+    return {
+        "order_id": _identifier("order_id"),
+        "customer_id": _identifier("customer_id"),
+        "amount": _required(lambda cell: parse_amount(cell, rules)),
+        "placed_at": _required(placed),
+        "status": lambda cell: _status(cell) if cell else DEFAULT_STATUS,
+        "delivered_at": _optional(lambda cell: parse_moment(cell, zone)),
+        "coupon": _optional(lambda cell: _text(cell, "coupon", 64)),
+    }
+
+
+def _delivered_before_placed(table: Table, row: Row, values: dict[str, object]) -> Problem | None:
+    """An order cannot be delivered before it was placed (checked when both cells read)."""
+    placed_at, delivered_at = values.get("placed_at"), values.get("delivered_at")
+    if (
+        isinstance(placed_at, datetime)
+        and isinstance(delivered_at, datetime)
+        and delivered_at < placed_at
+    ):
+        return Problem(
+            table.path, row.line, row.columns["delivered_at"], "delivered_at: before placed_at"
+        )
+    return None
+
+
+def _order_row(row: Row, values: dict[str, object], zone: ZoneInfo) -> OrderRow:
+    """A good line of an orders file as the row to stage: times in UTC, the amount split in
+    its parts, the day it was placed counted in the shop's ``zone`` from 1970-01-01."""
+    placed_at, delivered_at = values["placed_at"], values["delivered_at"]
+    assert isinstance(placed_at, datetime)
+    amount = values["amount"]
+    assert isinstance(amount, tuple)
+    cents, currency, value = amount
+    return OrderRow(
+        line=row.line,
+        external_id=str(values["order_id"]),
+        customer_external_id=str(values["customer_id"]),
+        amount_cents=cents,
+        currency=currency,
+        value_cents=value,
+        status=str(values["status"]),
+        placed_at=placed_at.astimezone(UTC),
+        placed_day=(placed_at.astimezone(zone).date() - _EPOCH).days,
+        delivered_at=delivered_at.astimezone(UTC) if isinstance(delivered_at, datetime) else None,
+        coupon=values["coupon"],  # type: ignore[arg-type]
+    )
 
 
 def parse_orders(
@@ -452,35 +540,10 @@ def parse_orders(
     raises ImportRejected at once)."""
     table = read_table(path, ORDER_COLUMNS)
     zone = ZoneInfo(rules.timezone)
-    today = now.astimezone(zone).date()
-
-    def placed(cell: str) -> datetime:
-        moment = parse_moment(cell, zone)
-        if moment.astimezone(zone).date() > today:
-            raise CellError(f"{cell!r} is in the future")
-        return moment
-
-    def status(cell: str) -> str:
-        found = STATUSES.get(cell.lower()) or STATUSES.get(cell)
-        if found is None:
-            raise CellError(
-                f"{cell!r}: expected one of {', '.join(sorted(set(STATUSES.values())))}"
-            )
-        return found
-
-    parsers: dict[str, Callable[[str], object]] = {
-        "order_id": _identifier("order_id"),
-        "customer_id": _identifier("customer_id"),
-        "amount": _required(lambda cell: parse_amount(cell, rules)),
-        "placed_at": _required(placed),
-        "status": lambda cell: status(cell) if cell else DEFAULT_STATUS,
-        "delivered_at": _optional(lambda cell: parse_moment(cell, zone)),
-        "coupon": _optional(lambda cell: _text(cell, "coupon", 64)),
-    }
+    parsers = _order_parsers(rules, zone, now.astimezone(zone).date())
     rows: list[OrderRow] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
-    epoch = date(1970, 1, 1)
     for count, row in enumerate(table.rows, start=1):
         if progress is not None and count % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
@@ -491,44 +554,11 @@ def parse_orders(
         order_id = values.get("order_id")
         if (repeated := _repeated_id(table, row, "order_id", order_id, first_line)) is not None:
             row_problems.append(repeated)
-        placed_at, delivered_at = values.get("placed_at"), values.get("delivered_at")
-        if (
-            isinstance(placed_at, datetime)
-            and isinstance(delivered_at, datetime)
-            and delivered_at < placed_at
-        ):
-            row_problems.append(
-                Problem(
-                    table.path,
-                    row.line,
-                    row.columns["delivered_at"],
-                    "delivered_at: before placed_at",
-                )
-            )
+        if (late := _delivered_before_placed(table, row, values)) is not None:
+            row_problems.append(late)
         problems.extend(row_problems)
-        if row_problems:
-            continue
-        assert isinstance(placed_at, datetime)
-        amount = values["amount"]
-        assert isinstance(amount, tuple)
-        cents, currency, value = amount
-        rows.append(
-            OrderRow(
-                line=row.line,
-                external_id=str(order_id),
-                customer_external_id=str(values["customer_id"]),
-                amount_cents=cents,
-                currency=currency,
-                value_cents=value,
-                status=str(values["status"]),
-                placed_at=placed_at.astimezone(UTC),
-                placed_day=(placed_at.astimezone(zone).date() - epoch).days,
-                delivered_at=delivered_at.astimezone(UTC)
-                if isinstance(delivered_at, datetime)
-                else None,
-                coupon=values["coupon"],  # type: ignore[arg-type]
-            )
-        )
+        if not row_problems:
+            rows.append(_order_row(row, values, zone))
     return rows, problems
 
 

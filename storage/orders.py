@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Result, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 
@@ -156,20 +156,23 @@ async def stage_customers(
     await _stage(session, "import_customers", _CUSTOMER_STAGE, CustomerRow, rows, (), progress)
 
 
-async def apply_staged_customers(
-    session: AsyncSession, now: datetime, *, language: str, timezone: str, country: str
-) -> ImportCounts:
-    """Upsert the staged customers by external id; empty cells keep the stored value.
+async def _staged_count(session: AsyncSession, staged: str) -> int:
+    """How many rows the staging table holds: the import's row count."""
+    return int((await session.execute(text(f"SELECT COUNT(*) FROM {staged}"))).scalar_one())
 
-    Customers who erased their data (``/forget``) are left alone: an import must not bring
-    their personal data back. New customers get the given defaults and their link code.
-    """
-    staged = _temp(session, "import_customers")
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a statement wrote (a driver that cannot tell says -1: counted as none)."""
+    return max(int(result.rowcount), 0)  # type: ignore[attr-defined]
+
+
+async def _update_staged_customers(session: AsyncSession, staged: str, now: datetime) -> int:
+    """Update the known customers whose staged values differ (an empty cell keeps the stored
+    value; erased customers are left alone); how many were updated."""
     merged = {column: f"COALESCE(i.{column}, customers.{column})" for column in _CUSTOMER_FIELDS}
     changed = " OR ".join(
         _distinct(session, value, f"customers.{column}") for column, value in merged.items()
     )
-    rows = int((await session.execute(text(f"SELECT COUNT(*) FROM {staged}"))).scalar_one())
     update = await session.execute(
         _timestamps(
             text(
@@ -186,6 +189,14 @@ async def apply_staged_customers(
         ),
         {"now": now},
     )
+    return _rowcount(update)
+
+
+async def _insert_staged_customers(
+    session: AsyncSession, staged: str, now: datetime, defaults: dict[str, str]
+) -> int:
+    """Insert the staged customers not known yet, with the ``defaults`` (language, timezone,
+    country) for empty cells and their link code; how many were inserted."""
     insert = await session.execute(
         _timestamps(
             text(
@@ -210,13 +221,25 @@ async def apply_staged_customers(
             ),
             "now",
         ),
-        {"now": now, "language": language, "timezone": timezone, "country": country},
+        {"now": now, **defaults},
     )
-    return ImportCounts(
-        rows=rows,
-        inserted=max(int(insert.rowcount), 0),  # type: ignore[attr-defined]
-        updated=max(int(update.rowcount), 0),  # type: ignore[attr-defined]
-    )
+    return _rowcount(insert)
+
+
+async def apply_staged_customers(
+    session: AsyncSession, now: datetime, *, language: str, timezone: str, country: str
+) -> ImportCounts:
+    """Upsert the staged customers by external id; empty cells keep the stored value.
+
+    Customers who erased their data (``/forget``) are left alone: an import must not bring
+    their personal data back. New customers get the given defaults and their link code.
+    """
+    staged = _temp(session, "import_customers")
+    rows = await _staged_count(session, staged)
+    updated = await _update_staged_customers(session, staged, now)
+    defaults = {"language": language, "timezone": timezone, "country": country}
+    inserted = await _insert_staged_customers(session, staged, now, defaults)
+    return ImportCounts(rows=rows, inserted=inserted, updated=updated)
 
 
 # --- orders --------------------------------------------------------------------------------
@@ -279,18 +302,19 @@ async def unknown_customer_lines(session: AsyncSession) -> list[tuple[int, str]]
     return [(int(line), str(customer)) for line, customer in result]
 
 
-async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCounts:
-    """Upsert the staged orders by external id and queue every customer whose orders changed
-    (the new owner, and the old one when an order moved to another customer)."""
-    staged = _temp(session, "import_orders")
-    incoming = f"""
+def _incoming_orders(staged: str) -> str:
+    """The staged orders with their customer's carebot id (a subquery)."""
+    return f"""
         SELECT i.*, c.id AS customer_id
         FROM {staged} AS i JOIN customers AS c ON c.external_id = i.customer_external_id
     """
-    changed = " OR ".join(
-        _distinct(session, f"orders.{column}", f"n.{column}") for column in _ORDER_FIELDS
-    )
-    rows = int((await session.execute(text(f"SELECT COUNT(*) FROM {staged}"))).scalar_one())
+
+
+async def _queue_order_customers(
+    session: AsyncSession, incoming: str, changed: str, now: datetime
+) -> int:
+    """Queue for the tiers run every customer whose orders change: the owner of a new or
+    changed order, and the old owner of an order that moved; how many were queued."""
     queued = await session.execute(
         _timestamps(
             text(
@@ -313,6 +337,13 @@ async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCou
         ),
         {"now": now},
     )
+    return _rowcount(queued)
+
+
+async def _update_staged_orders(
+    session: AsyncSession, incoming: str, changed: str, now: datetime
+) -> int:
+    """Update the known orders whose staged values differ; how many were updated."""
     update = await session.execute(
         _timestamps(
             text(
@@ -328,6 +359,11 @@ async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCou
         ),
         {"now": now},
     )
+    return _rowcount(update)
+
+
+async def _insert_staged_orders(session: AsyncSession, incoming: str, now: datetime) -> int:
+    """Insert the staged orders not known yet; how many were inserted."""
     insert = await session.execute(
         _timestamps(
             text(
@@ -345,15 +381,26 @@ async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCou
         ),
         {"now": now},
     )
+    return _rowcount(insert)
+
+
+async def apply_staged_orders(session: AsyncSession, now: datetime) -> ImportCounts:
+    """Upsert the staged orders by external id and queue every customer whose orders changed
+    (the new owner, and the old one when an order moved to another customer)."""
+    staged = _temp(session, "import_orders")
+    incoming = _incoming_orders(staged)
+    changed = " OR ".join(
+        _distinct(session, f"orders.{column}", f"n.{column}") for column in _ORDER_FIELDS
+    )
+    rows = await _staged_count(session, staged)
+    # Queued first: the comparison with the stored orders must see them before they change.
+    queued = await _queue_order_customers(session, incoming, changed, now)
+    updated = await _update_staged_orders(session, incoming, changed, now)
+    inserted = await _insert_staged_orders(session, incoming, now)
     # The customers just queued (marked now) get their follow-up visits rescheduled.
     queued_now = select(RfmPending.customer_id).where(RfmPending.marked_at == now)
     await schedule_followups(session, queued_now)
-    return ImportCounts(
-        rows=rows,
-        inserted=max(int(insert.rowcount), 0),  # type: ignore[attr-defined]
-        updated=max(int(update.rowcount), 0),  # type: ignore[attr-defined]
-        customers_queued=max(int(queued.rowcount), 0),  # type: ignore[attr-defined]
-    )
+    return ImportCounts(rows=rows, inserted=inserted, updated=updated, customers_queued=queued)
 
 
 async def add_orders(
