@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli_tools import database, open_tool
 from storage import kb as kb_queries
@@ -240,6 +241,44 @@ def survey_table(
     return table
 
 
+def _survey_groups(group_by: str, start: datetime, end: datetime) -> list[str]:
+    """The ``--group-by`` keys, after checking them and the period (exit 2 with why not)."""
+    keys = [key.strip() for key in group_by.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in survey_analytics.GROUPS]
+    if start >= end or unknown or len(set(keys)) != len(keys):
+        problem = (
+            "--since must be before --until"
+            if start >= end
+            else f"--group-by: expected some of {', '.join(survey_analytics.GROUPS)}"
+        )
+        typer.echo(f"carebot: {problem}", err=True)
+        raise typer.Exit(2)
+    return keys
+
+
+async def _survey_figures(
+    session: AsyncSession, start: datetime, end: datetime, keys: list[str]
+) -> tuple[list[survey_analytics.SatisfactionRow], list[survey_analytics.ResponseRateRow] | None]:
+    """The scores per group, and the response rates per group (None when grouped by
+    dimension: an invitation has no dimension)."""
+    scores = await survey_analytics.satisfaction_by(session, since=start, until=end, group_by=keys)
+    rates = (
+        None
+        if "dimension" in keys
+        else await survey_analytics.response_rates(session, since=start, until=end, group_by=keys)
+    )
+    return scores, rates
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """The report's table as a UTF-8 CSV file, header first."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    out.print(f"wrote {len(rows)} row(s) to {path}")
+
+
 @report_app.command("surveys")
 def surveys(
     since: Since = None,
@@ -261,32 +300,13 @@ def surveys(
     tool = open_tool()
     end = until.replace(tzinfo=UTC) if until else tool.clock.now()
     start = since.replace(tzinfo=UTC) if since else end - timedelta(days=30)
-    keys = [key.strip() for key in group_by.split(",") if key.strip()]
-    unknown = [key for key in keys if key not in survey_analytics.GROUPS]
-    if start >= end or unknown or len(set(keys)) != len(keys):
-        problem = (
-            "--since must be before --until"
-            if start >= end
-            else f"--group-by: expected some of {', '.join(survey_analytics.GROUPS)}"
-        )
-        typer.echo(f"carebot: {problem}", err=True)
-        raise typer.Exit(2)
+    keys = _survey_groups(group_by, start, end)
 
     async def read() -> tuple[
         list[survey_analytics.SatisfactionRow], list[survey_analytics.ResponseRateRow] | None
     ]:
         async with database(tool) as sessionmaker, sessionmaker() as session:
-            scores = await survey_analytics.satisfaction_by(
-                session, since=start, until=end, group_by=keys
-            )
-            rates = (
-                None
-                if "dimension" in keys
-                else await survey_analytics.response_rates(
-                    session, since=start, until=end, group_by=keys
-                )
-            )
-            return scores, rates
+            return await _survey_figures(session, start, end, keys)
 
     scores, rates = asyncio.run(read())
     rows = survey_table(scores, rates)
@@ -298,8 +318,4 @@ def surveys(
         table.add_row(*row)
     out.print(table if rows else "no survey answers in this period")
     if csv_file is not None:
-        with csv_file.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-        out.print(f"wrote {len(rows)} row(s) to {csv_file}")
+        _write_csv(csv_file, header, rows)

@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.cli_tools import Tool, database, money, open_tool
+from bot.kernel.config import TierConfig
 from scheduler import tiers as tier_job
-from storage.models import Customer
+from storage.models import Customer, RfmScore
 from storage.tiers.cards import TierCard, find_customer, tier_card
 from storage.tiers.pending import mark_pending
 from storage.tiers.pins import pin_tier, unpin_tier
@@ -90,65 +91,62 @@ def _who(customer: Customer) -> str:
     return f"{customer.name or '(no name)'} · shop id {shop} · carebot id {customer.id} · {linked}"
 
 
-@tiers_app.command("show")
-def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
-    """A customer's tier, stage, RFM scores with their numbers, churn signals and tier history."""
-    tool = open_tool()
-    card, satisfaction = _find(tool, customer)
-    rules = tool.rules.tiers
+def _signal_text(signal: tier_job.ChurnSignal, period: int, currency: str) -> str:
+    """One churn signal in words, with the numbers behind it (``period``: the churn period in
+    days, the recent one compared with the one before)."""
+    if signal.kind == "overdue":
+        return (
+            f"overdue: {signal.recent:g} days without an order (at risk after {signal.before:g})"
+        )
+    if signal.kind == "frequency":
+        return (
+            f"frequency falling: {signal.recent:g} orders in the last {period} days, "
+            f"{signal.before:g} in the {period} before"
+        )
+    if signal.kind == "spend":
+        return (
+            f"spend falling: {money(int(signal.recent), currency)} in the last {period} "
+            f"days, {money(int(signal.before), currency)} in the {period} before"
+        )
+    return (
+        f"satisfaction falling: survey scores {signal.recent:.0f}/100 on average in "
+        f"the last {period} days, {signal.before:.0f}/100 before"
+    )
+
+
+def _print_scores(
+    rfm: RfmScore, rules: TierConfig, today: int, satisfaction: SatisfactionDrop | None
+) -> None:
+    """The customer's RFM scores with their numbers, their order history's figures and their
+    churn signals (``today``: the shop's day number)."""
     currency = rules.orders.currency
-    today = tier_job.shop_today(rules, tool.clock.now())
-    who = card.customer
-    pinned = " (pinned by staff)" if who.tier_pinned else ""
-    out.print(f"[bold]{_who(who)}[/bold]")
-    out.print(f"tier [bold]{who.tier}[/bold]{pinned} · stage [bold]{who.stage}[/bold]")
-    rfm = card.rfm
-    if rfm is None:
-        out.print("no counted orders yet (refunded and cancelled orders do not count)")
-    else:
-        window = rules.scores.window_days
-        table = Table("", "value", "score", box=None, pad_edge=False)
-        table.add_row(
-            "recency",
-            f"{today - rfm.last_day} days (last order {day_of(rfm.last_day)})",
-            str(rfm.r_score),
-        )
-        table.add_row("frequency", f"{rfm.frequency} orders in {window} days", str(rfm.f_score))
-        table.add_row(
-            "monetary", f"{money(rfm.monetary_cents, currency)} in {window} days", str(rfm.m_score)
-        )
-        out.print(table)
-        gap = f"{rfm.median_gap:g} days" if rfm.median_gap is not None else "-"
-        out.print(
-            f"{rfm.orders_total} counted orders since {day_of(rfm.first_day)}; "
-            f"median gap {gap}; at risk after {rfm.at_risk_after or 0:g} days without an order"
-        )
-        signals = tier_job.churn_signals(rfm, today, satisfaction)
-        period = rules.churn.period_days
-        for signal in signals:
-            if signal.kind == "overdue":
-                text = (
-                    f"overdue: {signal.recent:g} days without an order "
-                    f"(at risk after {signal.before:g})"
-                )
-            elif signal.kind == "frequency":
-                text = (
-                    f"frequency falling: {signal.recent:g} orders in the last {period} days, "
-                    f"{signal.before:g} in the {period} before"
-                )
-            elif signal.kind == "spend":
-                text = (
-                    f"spend falling: {money(int(signal.recent), currency)} in the last {period} "
-                    f"days, {money(int(signal.before), currency)} in the {period} before"
-                )
-            else:
-                text = (
-                    f"satisfaction falling: survey scores {signal.recent:.0f}/100 on average in "
-                    f"the last {period} days, {signal.before:.0f}/100 before"
-                )
-            out.print(f"[yellow]churn signal[/yellow] {text}")
-        if not signals:
-            out.print("no churn signal")
+    window = rules.scores.window_days
+    table = Table("", "value", "score", box=None, pad_edge=False)
+    table.add_row(
+        "recency",
+        f"{today - rfm.last_day} days (last order {day_of(rfm.last_day)})",
+        str(rfm.r_score),
+    )
+    table.add_row("frequency", f"{rfm.frequency} orders in {window} days", str(rfm.f_score))
+    table.add_row(
+        "monetary", f"{money(rfm.monetary_cents, currency)} in {window} days", str(rfm.m_score)
+    )
+    out.print(table)
+    gap = f"{rfm.median_gap:g} days" if rfm.median_gap is not None else "-"
+    out.print(
+        f"{rfm.orders_total} counted orders since {day_of(rfm.first_day)}; "
+        f"median gap {gap}; at risk after {rfm.at_risk_after or 0:g} days without an order"
+    )
+    signals = tier_job.churn_signals(rfm, today, satisfaction)
+    for signal in signals:
+        text = _signal_text(signal, rules.churn.period_days, currency)
+        out.print(f"[yellow]churn signal[/yellow] {text}")
+    if not signals:
+        out.print("no churn signal")
+
+
+def _print_history(card: TierCard) -> None:
+    """The last tiers run and the customer's latest tier changes."""
     if card.last_run is not None:
         run = card.last_run
         out.print(
@@ -164,6 +162,24 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
                 change.reason,
             )
         out.print(history)
+
+
+@tiers_app.command("show")
+def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
+    """A customer's tier, stage, RFM scores with their numbers, churn signals and tier history."""
+    tool = open_tool()
+    card, satisfaction = _find(tool, customer)
+    rules = tool.rules.tiers
+    today = tier_job.shop_today(rules, tool.clock.now())
+    who = card.customer
+    pinned = " (pinned by staff)" if who.tier_pinned else ""
+    out.print(f"[bold]{_who(who)}[/bold]")
+    out.print(f"tier [bold]{who.tier}[/bold]{pinned} · stage [bold]{who.stage}[/bold]")
+    if card.rfm is None:
+        out.print("no counted orders yet (refunded and cancelled orders do not count)")
+    else:
+        _print_scores(card.rfm, rules, today, satisfaction)
+    _print_history(card)
 
 
 @tiers_app.command("pin")
