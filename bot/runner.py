@@ -196,6 +196,37 @@ def periodic_jobs(
     ]
 
 
+async def _start_application(
+    application: Application,
+    database: BotDatabase,
+    background: Background,
+    rules: Config,
+    clock: Clock,
+) -> None:
+    """Start PTB's application (and its ``post_init``, which PTB runs only in its own
+    ``run_polling``/``run_webhook``), cancel the greetings gone stale while the bot was down
+    (before the dispatcher could send them), then start the dispatcher and the periodic jobs."""
+    await application.start()
+    if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook
+        await application.post_init(application)
+    await drop_stale(database.background, planner_for(rules), clock.now())  # first
+    await background.start()
+
+
+async def _announce_mode(bot: Bot, settings: Settings, *, webhook: bool) -> None:
+    """In webhook mode, tell Telegram where to deliver updates (with the secret token);
+    either way, log which mode runs."""
+    if webhook:
+        await bot.set_webhook(
+            url=str(settings.webhook_url),
+            secret_token=settings.effective_webhook_secret,
+            allowed_updates=Update.ALL_TYPES,
+        )
+        logger.info("webhook mode: listening on %s:%s", settings.listen_host, settings.listen_port)
+    else:
+        logger.info("long polling started")
+
+
 async def serve(
     settings: Settings,
     *,
@@ -230,28 +261,14 @@ async def serve(
     try:
         await connect(application.bot, settings)
         async with application:
-            await application.start()
-            if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook
-                await application.post_init(application)
-            await drop_stale(database.background, planner_for(rules), clock.now())  # first
-            await background.start()
+            await _start_application(application, database, background, rules, clock)
             # What a previous process stored but did not handle goes first, in order.
             await inbox.start(polling=not webhook_mode)
             # The web server (health, readiness, metrics, dashboard) in polling mode too when
             # asked for; webhook mode needs it for the webhook.
             if webhook_mode or settings.serve_web or settings.dashboard_url is not None:
                 runner = await start_web_server(application, settings, webhook=webhook_mode)
-            if webhook_mode:
-                await application.bot.set_webhook(
-                    url=str(settings.webhook_url),
-                    secret_token=settings.effective_webhook_secret,
-                    allowed_updates=Update.ALL_TYPES,
-                )
-                logger.info(
-                    "webhook mode: listening on %s:%s", settings.listen_host, settings.listen_port
-                )
-            else:
-                logger.info("long polling started")
+            await _announce_mode(application.bot, settings, webhook=webhook_mode)
             await _until_stopped(stop, inbox.polling)
             logger.info("shutting down")
             await inbox.stop()

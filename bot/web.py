@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,17 +150,12 @@ def _json_kind(value: object) -> str:
     return next((name for kind, name in names.items() if isinstance(value, kind)), "a number")
 
 
-def build_web_app(
-    application: Application,
-    *,
-    webhook_path: str | None = None,
-    secret: str | None = None,
-    readiness: Readiness | None = None,
-    dashboard: Dashboard | None = None,
-) -> web.Application:
-    """``POST webhook_path`` (when given, with ``secret``), ``GET /healthz``, ``GET /metrics``,
-    ``GET /readyz`` (with ``readiness``) and the dashboard (with ``dashboard``)."""
-    metrics = metrics_of(application)
+RouteHandler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _webhook_handler(application: Application, secret: str | None) -> RouteHandler:
+    """``POST`` of the webhook: Telegram's secret token checked, the body checked to be an
+    update, then stored in the inbox (handled from there)."""
 
     async def webhook(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
@@ -179,15 +174,35 @@ def build_web_app(
         await inbox_of(application).receive([data])
         return web.json_response({"ok": True})
 
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    return webhook
+
+
+def _readyz_handler(readiness: Readiness) -> RouteHandler:
+    """``GET /readyz``: 200 with every check "ok", else 503; the checks' verdicts either way."""
 
     async def readyz(_request: web.Request) -> web.Response:
-        assert readiness is not None
         checks = await readiness.check()
         ready = all(verdict == "ok" for verdict in checks.values())
         body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
         return web.json_response(body, status=200 if ready else 503)
+
+    return readyz
+
+
+def build_web_app(
+    application: Application,
+    *,
+    webhook_path: str | None = None,
+    secret: str | None = None,
+    readiness: Readiness | None = None,
+    dashboard: Dashboard | None = None,
+) -> web.Application:
+    """``POST webhook_path`` (when given, with ``secret``), ``GET /healthz``, ``GET /metrics``,
+    ``GET /readyz`` (with ``readiness``) and the dashboard (with ``dashboard``)."""
+    metrics = metrics_of(application)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     async def prometheus(_request: web.Request) -> web.Response:
         deps = application.bot_data.get(DEPS_KEY)
@@ -201,11 +216,11 @@ def build_web_app(
 
     app = web.Application()
     if webhook_path is not None:
-        app.router.add_post(webhook_path, webhook)
+        app.router.add_post(webhook_path, _webhook_handler(application, secret))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     if readiness is not None:
-        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/readyz", _readyz_handler(readiness))
 
         async def close_readiness(_app: web.Application) -> None:
             await readiness.close()
