@@ -52,6 +52,41 @@ from storage.tickets.staff import staff_by_username
 from storage.tickets.statuses import CLOSED, OPEN, RESOLVED, WAITING_CUSTOMER, WAITING_STAFF
 
 
+def _new_ticket_row(
+    desk: Desk,
+    customer: Customer,
+    *,
+    source: str,
+    category: str,
+    now: datetime,
+    subject: str | None,
+    order_id: int | None,
+    order_ref: str | None,
+) -> dict[str, object]:
+    """A new open ticket's row: its priority and the SLA's due times follow the customer's
+    tier (and the category) as the desk's rules say; the subject is cut to 500 characters."""
+    target = desk.rules.sla.target(customer.tier)
+    return {
+        "customer_id": customer.id,
+        "open_customer_id": customer.id,
+        "source": source,
+        "category": category,
+        "order_id": order_id,
+        "order_ref": order_ref,
+        "subject": subject[:500] if subject else None,
+        "status": OPEN,
+        "priority": desk.rules.priority_of(customer.tier, category),
+        "tier": customer.tier,
+        "topic_closed": False,
+        "opened_at": now,
+        "first_response_due": now + timedelta(minutes=target.first_response_minutes),
+        "resolution_due": now + timedelta(hours=target.resolution_hours),
+        "reopen_count": 0,
+        "lock_version": 0,
+        "updated_at": now,
+    }
+
+
 async def open_ticket(
     session: AsyncSession,
     desk: Desk,
@@ -76,28 +111,18 @@ async def open_ticket(
         return existing, False
     numbers = desk.rules.numbers
     prefix = numbers.question if source == SOURCE_QUESTION else numbers.complaint
-    target = desk.rules.sla.target(customer.tier)
     ticket_id = await insert_ticket(
         session,
-        {
-            "customer_id": customer.id,
-            "open_customer_id": customer.id,
-            "source": source,
-            "category": category,
-            "order_id": order_id,
-            "order_ref": order_ref,
-            "subject": subject[:500] if subject else None,
-            "status": OPEN,
-            "priority": desk.rules.priority_of(customer.tier, category),
-            "tier": customer.tier,
-            "topic_closed": False,
-            "opened_at": now,
-            "first_response_due": now + timedelta(minutes=target.first_response_minutes),
-            "resolution_due": now + timedelta(hours=target.resolution_hours),
-            "reopen_count": 0,
-            "lock_version": 0,
-            "updated_at": now,
-        },
+        _new_ticket_row(
+            desk,
+            customer,
+            source=source,
+            category=category,
+            now=now,
+            subject=subject,
+            order_id=order_id,
+            order_ref=order_ref,
+        ),
     )
     if ticket_id is None:  # somebody else opened one a moment ago
         existing = await open_ticket_of(session, customer.id)
