@@ -54,8 +54,8 @@ from bot.settings import EXAMPLE_CONFIG_DIR
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, SurveyAnswer, SurveyResponse
 from surveys import analytics
-from surveys import queries as q
 from surveys.planner import SurveyPlanner
+from surveys.queries import COMPLETE, EXPIRED, INVITED, PARTIAL, definition_id
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 HISTORY = timedelta(days=183)
@@ -143,7 +143,7 @@ class Seeder:
             "subject": subject,
             "tier": tier,
             "category": self.rng.choice(self.categories) if survey_id == "csat" else None,
-            "status": q.COMPLETE if given == questions else q.PARTIAL if given else q.INVITED,
+            "status": COMPLETE if given == questions else PARTIAL if given else INVITED,
             "current_question": None if given == questions else survey.questions[given].id,
             "low_score": False,
             "invited_at": invited_at,
@@ -157,7 +157,7 @@ class Seeder:
         if given < questions and expires_at <= NOW:
             response["closed_at"] = response["updated_at"] = expires_at
             if not given:
-                response["status"] = q.EXPIRED
+                response["status"] = EXPIRED
         return response, given
 
     def _answers(self, response: dict[str, Any], given: int, mood: float) -> list[dict[str, Any]]:
@@ -205,7 +205,7 @@ class Seeder:
         if rows:
             last = rows[-1]["answered_at"]
             response["last_answer_at"] = last
-            if response["status"] == q.COMPLETE:
+            if response["status"] == COMPLETE:
                 response["completed_at"] = response["closed_at"] = response["updated_at"] = last
             elif response["closed_at"] is None:
                 response["updated_at"] = last
@@ -228,7 +228,7 @@ async def load(engine: AsyncEngine, rules: Config, customers: int, seed: int) ->
     async with sessionmaker.begin() as session:
         for survey in rules.surveys.surveys:
             stored = planner.snapshot(survey)
-            definition_ids[survey.id] = await q.definition_id(
+            definition_ids[survey.id] = await definition_id(
                 session, survey.id, stored.digest, stored.model_dump(mode="json"), REGISTERED
             )
     tiers: list[str] = []

@@ -36,7 +36,7 @@ from bot.kernel.care_config import CareConfig, TierCare
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import Config
 from scheduler.wiring import PeriodicJob
-from storage import care as queries
+from storage import care as care_queries
 from storage import outbox
 from storage.care import CareCustomer, TierRange, VisitCandidate
 
@@ -238,7 +238,7 @@ class CarePlanner:
         days = self.candidate_days(now)
         solar = {day: solar_pairs(day) for day in days}
         lunar = {day: lunar_pairs(day) for day in days}
-        customers = await queries.birthday_customers(
+        customers = await care_queries.birthday_customers(
             session,
             solar=(pair for pairs in solar.values() for pair in pairs),
             lunar=(pair for pairs in lunar.values() for pair in pairs),
@@ -281,7 +281,7 @@ class CarePlanner:
             return []
         countries = sorted({country for country, _day in wanted})
         planned = []
-        for customer in await queries.customers_in_countries(session, countries):
+        for customer in await care_queries.customers_in_countries(session, countries):
             today = self.today_of(customer, now)
             names = wanted.get((customer.country, today)) if today else None
             if today is not None and names is not None:
@@ -292,7 +292,7 @@ class CarePlanner:
         """At-risk customers without an offer in the period: an offer with a new coupon."""
         since = now - timedelta(days=self.rules.retention.period_days)
         planned = []
-        for customer in await queries.at_risk_customers(session, offered_since=since):
+        for customer in await care_queries.at_risk_customers(session, offered_since=since):
             today = self.today_of(customer, now)
             if today is None:
                 continue
@@ -378,7 +378,7 @@ class CarePlanner:
         # (``_visits`` then checks the exact local day).
         window_end = timedelta(hours=self.rules.send.end.hour, minutes=self.rules.send.end.minute)
         ranges = self._visit_ranges(now, offsets, window_end + DST_SLACK, DST_SLACK)
-        candidates = await queries.delivered_orders(session, ranges)
+        candidates = await care_queries.delivered_orders(session, ranges)
         return self._visits("followup", candidates, now, offsets)
 
     async def after_tickets(self, session: AsyncSession, now: datetime) -> list[Planned]:
@@ -390,7 +390,7 @@ class CarePlanner:
 
         one_day = timedelta(days=1)
         ranges = self._visit_ranges(now, offsets, one_day, one_day)
-        candidates = await queries.resolved_tickets(session, ranges)
+        candidates = await care_queries.resolved_tickets(session, ranges)
         return self._visits("after_ticket", candidates, now, offsets)
 
     # --- putting it together ---
@@ -409,7 +409,7 @@ class CarePlanner:
         # An offer issued earlier today keeps the day's slot (the customer is no longer a
         # retention candidate once the coupon exists).
         since = now - timedelta(days=2)
-        offered = await queries.coupon_days_since(session, since)
+        offered = await care_queries.coupon_days_since(session, since)
         taken: set[tuple[int, date]] = {
             (customer_id, date.fromisoformat(day)) for customer_id, day in offered
         }
@@ -478,7 +478,7 @@ class CarePlanner:
             await outbox.enqueue_many(session, rows[start : start + 5000])
         offers = [item for item in items if item.coupon is not None]
         codes = {item.customer.id: self._new_code() for item in offers}
-        issued = await queries.issue_coupons(
+        issued = await care_queries.issue_coupons(
             session,
             [
                 {
@@ -505,19 +505,21 @@ class CarePlanner:
         """Cancel greetings that can no longer go out on their day: past ``send.end``, or
         deferred by the dispatcher (quiet hours, the daily cap) beyond it."""
         stale = []
-        for row in await queries.open_care_rows(session, GREETING_KINDS):
+        for row in await care_queries.open_care_rows(session, GREETING_KINDS):
             expires = row.payload.get("expires_at")
             if expires is None:
                 continue
             moment = datetime.fromisoformat(expires)
             if now >= moment or row.due_at >= moment:
                 stale.append(row.id)
-        return await queries.cancel_rows(session, stale, reason="stale: past its day", now=now)
+        return await care_queries.cancel_rows(
+            session, stale, reason="stale: past its day", now=now
+        )
 
     async def run(self, session: AsyncSession, now: datetime) -> PlanReport:
         """One planning pass: coupons redeemed, stale greetings dropped, today's rows queued."""
         report = PlanReport()
-        report.coupons_used = await queries.mark_coupons_used(session, now)
+        report.coupons_used = await care_queries.mark_coupons_used(session, now)
         report.stale_cancelled = await self.expire_stale(session, now)
         report.planned = await self.collect(session, now)
         issued = await self.write(session, report.planned, now)
