@@ -20,7 +20,9 @@ from bot.kernel.config import load_config
 from bot.kernel.files import ConfigError, load_config_file
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Texts
-from handlers.care.telegram import press_care_button
+from bot.metrics import handler_name
+from handlers.care.actions import press_care_button
+from handlers.care.telegram import build_handlers
 from handlers.tickets.lifecycle import TicketDesk
 from scheduler.care import (
     CarePlanner,
@@ -539,6 +541,11 @@ class TestButtons:
             )
         # The next visit (33 days after delivery) is skipped while the ticket is open.
         assert await plan(sessionmaker, visit + timedelta(days=30), planner()) == 0
+
+    def test_the_telegram_callback_keeps_its_handler_label(self) -> None:
+        # The rule lives in handlers.care.actions; metrics and logs name it as before it moved.
+        [handler] = build_handlers()
+        assert handler_name(handler) == "care.press_care_button"
 
 
 class TestPreview:
