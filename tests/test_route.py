@@ -1,6 +1,7 @@
 """Where a customer's free text goes (``handlers.route``), without Telegram, on SQLite and
 PostgreSQL: the open ticket before the knowledge base, a waiting profile question before the
-ticket, the length check after the ticket, the knowledge base last."""
+ticket, the length check after the ticket, the knowledge base last; media to the open ticket
+else "text please"; an edit to the ticket its message is in."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.answers.kb import load_knowledge_base
 from handlers.onboarding.registration import AWAITING_BIRTHDAY, Person, ensure_customer
-from handlers.route import route_text
+from handlers.route import route_edit, route_media, route_text
 from handlers.tickets.desk import Incoming
 from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from storage.models import Customer, KbQuestion, TicketMessage
@@ -101,3 +102,50 @@ async def test_too_long_without_a_ticket_is_said_and_nothing_is_asked_of_the_kno
         {"length": limit + 1, "limit": limit},
     )
     assert await count(sessionmaker, KbQuestion) == 0
+
+
+async def test_media_goes_to_the_open_ticket_else_gets_text_please(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async def media(message_id: int) -> list[Reply]:
+        photo = Incoming(chat_id=ANN.chat_id, message_id=message_id, kind="photo", file_id="F1")
+        async with sessionmaker.begin() as session:
+            return await route_media(session, ANN, photo, CONFIG.general, NOW, DESK)
+
+    [reply] = await media(20)  # registered on first contact, no ticket
+    assert reply.key == "unsupported_input"
+    assert (await count(sessionmaker, Customer), await count(sessionmaker, TicketMessage)) == (
+        1,
+        0,
+    )
+    await with_open_ticket(sessionmaker)
+    assert await media(21) == []  # relayed: nothing to tell the customer
+    async with sessionmaker() as session:
+        kinds = (await session.execute(select(TicketMessage.kind))).scalars().all()
+    assert "photo" in kinds
+
+
+async def test_an_edit_goes_to_the_ticket_its_message_is_in_and_a_stranger_is_not_looked_at(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    edited = Incoming(chat_id=ANN.chat_id, message_id=10, kind="text", text="fixed", html="fixed")
+
+    async def edit() -> bool:
+        async with sessionmaker.begin() as session:
+            return await route_edit(session, ANN.user_id, edited, DESK, NOW)
+
+    assert await edit() is False  # not a customer yet
+    await with_open_ticket(sessionmaker)
+    assert await route(sessionmaker, QUESTION, message_id=10) == []
+    assert await edit() is True
+    async with sessionmaker() as session:
+        edits = (
+            (
+                await session.execute(
+                    select(TicketMessage.text).where(TicketMessage.edit_of_id.is_not(None))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert edits == ["fixed"]

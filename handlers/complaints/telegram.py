@@ -1,5 +1,5 @@
 """The complaint flow and the customer's side of tickets: thin PTB callbacks over
-``handlers.complaints.flow`` and ``handlers.tickets``.
+``handlers.complaints.flow``, ``handlers.tickets`` and ``handlers.route`` (media and edits).
 
 The flow is a ConversationHandler whose state survives a restart: its truth is the customer's
 row in ``complaint_drafts``, written by the rules in the same transaction as each answer.
@@ -31,12 +31,10 @@ from telegram.warnings import PTBUserWarning
 from handlers._edge.context import get_deps, person_of
 from handlers._edge.render import respond
 from handlers.complaints import flow
-from handlers.onboarding import registration
+from handlers.route import route_edit, route_media
 from handlers.tickets.desk import CB_RESOLUTION
 from handlers.tickets.lifecycle import confirm_resolution
-from handlers.tickets.relay import relay_customer_edit, relay_from_customer
 from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
-from storage import customers as customer_queries
 from storage.tickets.drafts import draft_steps
 
 CONVERSATION = "complaint"
@@ -237,20 +235,15 @@ async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     if message is None:
         return
     deps = get_deps(context)
-    now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
-        customer, _ = await registration.ensure_customer(
-            session, person_of(update), deps.rules.general, now
+        replies = await route_media(
+            session,
+            person_of(update),
+            incoming_of(message),
+            deps.rules.general,
+            deps.clock.now(),
+            desk_of(context),
         )
-        replies = await relay_from_customer(
-            session, desk_of(context), customer, incoming_of(message), now
-        )
-        if replies is None:
-            replies = [
-                await registration.unsupported_input(
-                    session, person_of(update), deps.rules.general, now
-                )
-            ]
     wake_dispatcher(context)
     await respond(update, deps.texts, replies)
 
@@ -264,13 +257,11 @@ async def relay_edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return
     deps = get_deps(context)
     async with deps.sessionmaker.begin() as session:
-        customer = await customer_queries.get_for_update(session, user.id)
-        if customer is None:
-            return
-        await relay_customer_edit(
-            session, desk_of(context), customer, incoming_of(message), deps.clock.now()
+        known = await route_edit(
+            session, user.id, incoming_of(message), desk_of(context), deps.clock.now()
         )
-    wake_dispatcher(context)
+    if known:
+        wake_dispatcher(context)
 
 
 def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
