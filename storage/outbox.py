@@ -188,6 +188,7 @@ async def enqueue(
     transactional: bool = False,
 ) -> bool:
     """Queue one message; False when a row with this ``dedupe_key`` already exists (no-op).
+    ``payload`` is a kind of send (``storage.payloads``), stored as its JSON.
 
     ``transactional`` marks a reply to something the customer did (staff or ticket replies):
     it is sent even without consent and outside the quiet hours and the daily cap. Everything
