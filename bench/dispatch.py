@@ -47,6 +47,7 @@ from telegram import Bot
 from bench._databases import scratch_database
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import load_config
+from bot.kernel.replies import TextRef
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -54,6 +55,7 @@ from scheduler.dispatcher.telegram import create_dispatcher
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker
+from storage.payloads import CatalogueText
 
 TOKEN = "123456:BENCH-TOKEN"
 FIRST_CHAT = 1_000_000
@@ -129,7 +131,7 @@ def _rows(chat_ids: Iterable[int], now: datetime, prefix: str) -> list[dict[str,
             "dedupe_key": f"{prefix}:{n}:{chat_id}",
             "chat_id": chat_id,
             "kind": prefix,
-            "payload": outbox_queries.text_payload("fallback"),
+            "payload": CatalogueText(TextRef("fallback")),
             "due_at": now,
             "now": now,
         }

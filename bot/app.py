@@ -30,6 +30,7 @@ from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.telegram import DESK_KEY
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
+from storage.payloads import ReadyText
 
 COMMANDS = ("start", "profile", "complaint", "language", "stop", "forget", "help")
 MAX_CONCURRENT_UPDATES = 64
@@ -146,7 +147,7 @@ def _parked_notice(application: Application) -> Any:
             dedupe_key=f"inbox-parked:{row_id}",
             chat_id=desk.staff_chat_id,
             kind=KIND_INBOX_PARKED,
-            payload=outbox_queries.ready_text_payload(text, html=True),
+            payload=ReadyText(text, html=True),
             due_at=now,
             now=now,
             priority=outbox_queries.Priority.NOTICE,

@@ -31,7 +31,7 @@ from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from scheduler.care import care_jobs, drop_stale, planner_for
-from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher
+from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.sla import sla_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
@@ -190,7 +190,7 @@ def periodic_jobs(
     return [
         *outbox_jobs(sessionmaker, rules.outbox),
         *care_jobs(sessionmaker, planner_for(rules)),
-        *sla_jobs(sessionmaker, desk),
+        *sla_jobs(sessionmaker, desk, stored_failure),
         *tier_jobs(sessionmaker, rules.tiers),
         *survey_jobs(sessionmaker, rules.surveys, desk),
     ]

@@ -35,10 +35,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.kernel.care_config import CareConfig, TierCare
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import Config
+from bot.kernel.replies import TextRef
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
 from storage.care import CareCustomer, TierRange, VisitCandidate
+from storage.payloads import CareTag, OutboxButton, ReadyText
 
 logger = logging.getLogger(__name__)
 
@@ -435,30 +437,30 @@ class CarePlanner:
         return str(template.format(**params))
 
     def _row(self, item: Planned, now: datetime, coupon: str | None = None) -> dict[str, Any]:
-        buttons: list[list[dict[str, Any]]] = []
+        buttons: list[list[OutboxButton]] = []
         if item.occasion == "followup":
             buttons.append(
                 [
-                    {"key": "care_button_good", "data": f"{FOLLOWUP_GOOD}{item.reference_id}"},
-                    {
-                        "key": "care_button_problem",
-                        "data": f"{FOLLOWUP_PROBLEM}{item.reference_id}",
-                    },
+                    OutboxButton(
+                        TextRef("care_button_good"), data=f"{FOLLOWUP_GOOD}{item.reference_id}"
+                    ),
+                    OutboxButton(
+                        TextRef("care_button_problem"),
+                        data=f"{FOLLOWUP_PROBLEM}{item.reference_id}",
+                    ),
                 ]
             )
-        buttons.append([{"key": "care_button_stop", "data": STOP_DATA}])
+        buttons.append([OutboxButton(TextRef("care_button_stop"), data=STOP_DATA)])
         params = dict(item.params)
         if coupon is not None:
             params["coupon"] = coupon
         text = self.render(replace(item, params=params), item.customer.language)
-        payload = outbox.ready_text_payload(text, buttons=buttons)
-        payload["care"] = {
-            "occasion": item.occasion,
-            "day": item.day.isoformat(),
-            "tier": item.tier,
-        }
-        if item.expires_at is not None:
-            payload["expires_at"] = item.expires_at.isoformat()
+        payload = ReadyText(
+            text,
+            buttons=buttons,
+            care=CareTag(item.occasion, item.day.isoformat(), item.tier),
+            expires_at=item.expires_at,
+        )
         return {
             "dedupe_key": item.key,
             "chat_id": item.customer.chat_id,
@@ -506,10 +508,9 @@ class CarePlanner:
         deferred by the dispatcher (quiet hours, the daily cap) beyond it."""
         stale = []
         for row in await care_queries.open_care_rows(session, GREETING_KINDS):
-            expires = row.payload.get("expires_at")
-            if expires is None:
+            moment = row.expires_at
+            if moment is None:
                 continue
-            moment = datetime.fromisoformat(expires)
             if now >= moment or row.due_at >= moment:
                 stale.append(row.id)
         return await care_queries.cancel_rows(

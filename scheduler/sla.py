@@ -28,8 +28,10 @@ from handlers.tickets.lifecycle import push_topic_text, ticket_closed
 from handlers.tickets.outcomes import recover_one
 from scheduler.wiring import PeriodicJob
 from storage import outbox as outbox_queries
+from storage.failures import FailureReader
 from storage.models import Ticket
 from storage.outbox import Priority
+from storage.payloads import ReadyText
 from storage.tickets.lanes import stranded_deliveries
 from storage.tickets.rows import lock_ticket
 from storage.tickets.sla import first_response_candidates, resolution_candidates, resolved_before
@@ -99,7 +101,7 @@ async def _escalate(
         dedupe_key=f"tk-sla:{ticket.id}:{kind}:{due.isoformat()}",
         chat_id=desk.staff_chat_id,
         kind=KIND_ESCALATION,
-        payload=outbox_queries.ready_text_payload(text, html=True),
+        payload=ReadyText(text, html=True),
         due_at=now,
         now=now,
         priority=Priority.NOTICE,
@@ -141,10 +143,13 @@ async def _check(
 
 
 async def plan(
-    sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    desk: Desk,
+    now: datetime,
+    read_failure: FailureReader,
 ) -> SlaRun:
     """One tick: reminders, escalations and auto-closes due at ``now``; a short transaction
-    per ticket."""
+    per ticket. ``read_failure`` reads a stranded row's stored error back (``_recover``)."""
     run = SlaRun()
     horizon = now + timedelta(minutes=desk.rules.sla.remind_before_minutes)
     auto_close = now - timedelta(hours=desk.rules.reopen.auto_close_resolved_hours)
@@ -172,7 +177,7 @@ async def plan(
                 continue
             await ticket_closed(session, desk, ticket, now, "ticket_auto_closed")
             run.closed += 1
-    run.recovered = await _recover(sessionmaker, desk, now)
+    run.recovered = await _recover(sessionmaker, desk, now, read_failure)
     if run.reminders or run.escalations or run.closed or run.recovered:
         logger.info(
             "sla: %d reminders, %d escalations, %d tickets closed unconfirmed, %d lanes resumed",
@@ -185,7 +190,10 @@ async def plan(
 
 
 async def _recover(
-    sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    desk: Desk,
+    now: datetime,
+    read_failure: FailureReader,
 ) -> int:
     """Resume ticket lanes whose outbox row ended without its outcome hook (see
     ``recover_one``); the same job, so nothing waits forever."""
@@ -194,17 +202,20 @@ async def _recover(
     recovered = 0
     for delivery, row in stranded:
         async with sessionmaker.begin() as session:
-            if await recover_one(session, desk, delivery.id, row, now):
+            if await recover_one(session, desk, delivery.id, row, now, read_failure):
                 recovered += 1
     if recovered:
         logger.warning("sla: %d ticket deliveries ended without their hook; resumed", recovered)
     return recovered
 
 
-def sla_jobs(sessionmaker: async_sessionmaker[AsyncSession], desk: Desk) -> list[PeriodicJob]:
-    """The periodic SLA job for ``scheduler.wiring`` (beside the outbox's jobs)."""
+def sla_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession], desk: Desk, read_failure: FailureReader
+) -> list[PeriodicJob]:
+    """The periodic SLA job for ``scheduler.wiring`` (beside the outbox's jobs);
+    ``read_failure`` is the dispatcher's (``scheduler.dispatcher.telegram.stored_failure``)."""
 
     async def tick(now: datetime) -> SlaRun:
-        return await plan(sessionmaker, desk, now)
+        return await plan(sessionmaker, desk, now, read_failure)
 
     return [PeriodicJob("tickets.sla", timedelta(seconds=desk.rules.sla.check_seconds), tick)]

@@ -34,6 +34,7 @@ from storage.models import (
     Outbox,
     Ticket,
 )
+from storage.payloads import from_json
 
 COUPON_BATCH = 1000  # rows per INSERT (SQLite allows 32,766 parameters per statement)
 SCHEDULE_BATCH = 5000  # follow-up schedule rows per INSERT (3 parameters each)
@@ -406,7 +407,8 @@ async def coupon_days_since(session: AsyncSession, since: datetime) -> list[tupl
 class OpenCareRow:
     id: int
     due_at: datetime
-    payload: dict[str, Any]
+    expires_at: datetime | None
+    """When the row goes stale (``storage.payloads.Payload.expires_at``)."""
 
 
 async def open_care_rows(session: AsyncSession, kinds: Sequence[str]) -> list[OpenCareRow]:
@@ -416,7 +418,7 @@ async def open_care_rows(session: AsyncSession, kinds: Sequence[str]) -> list[Op
             _OPEN, Outbox.priority == 0, Outbox.kind.in_(list(kinds)), Outbox.state == "pending"
         )
     )
-    return [OpenCareRow(row.id, row.due_at, row.payload) for row in result]
+    return [OpenCareRow(row.id, row.due_at, from_json(row.payload).expires_at) for row in result]
 
 
 async def cancel_rows(

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from storage.columns import UTCDateTime
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import Customer, Outbox
+from storage.payloads import ERASED_PAYLOAD, Payload, from_json, to_json
 
 MAX_ERROR_LENGTH = 500
 
@@ -91,7 +92,7 @@ class OutboxMessage:
     customer_id: int | None
     chat_id: int
     kind: str
-    payload: dict[str, Any]
+    payload: Payload
     priority: int
     transactional: bool
     due_at: datetime
@@ -131,66 +132,12 @@ class OutboxStats:
     """The due time of the oldest row still waiting to be sent (pending or claimed)."""
 
 
-def text_payload(
-    key: str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    buttons: Sequence[Sequence[Mapping[str, Any]]] | None = None,
-    thread_id: int | None = None,
-    language: str | None = None,
-) -> dict[str, Any]:
-    """A catalogue text rendered at send time in the customer's language of that moment.
-
-    ``params`` values are plain values or ``{"key": ..., "params": {...}}`` (a catalogue text
-    used as a parameter). ``buttons`` are rows of ``{"key"|"text": ..., "data"|"url": ...}``.
-    ``language`` is used when the row has no customer (messages to the staff group).
-    """
-    payload: dict[str, Any] = {"key": key, "params": dict(params or {})}
-    return _with_extras(payload, buttons=buttons, thread_id=thread_id, language=language)
-
-
-def ready_text_payload(
-    text: str,
-    *,
-    html: bool = False,
-    buttons: Sequence[Sequence[Mapping[str, Any]]] | None = None,
-    thread_id: int | None = None,
-) -> dict[str, Any]:
-    """A text sent as it is (a staff member's reply); plain text unless ``html``."""
-    payload: dict[str, Any] = {"text": text, "html": html}
-    return _with_extras(payload, buttons=buttons, thread_id=thread_id, language=None)
-
-
-def copy_payload(
-    from_chat_id: int, message_id: int, *, thread_id: int | None = None
-) -> dict[str, Any]:
-    """Copy an existing message (photos, documents relayed between a customer and a topic)."""
-    payload: dict[str, Any] = {"copy": {"from_chat_id": from_chat_id, "message_id": message_id}}
-    return _with_extras(payload, buttons=None, thread_id=thread_id, language=None)
-
-
-def _with_extras(
-    payload: dict[str, Any],
-    *,
-    buttons: Sequence[Sequence[Mapping[str, Any]]] | None,
-    thread_id: int | None,
-    language: str | None,
-) -> dict[str, Any]:
-    if buttons:
-        payload["buttons"] = [[dict(button) for button in row] for row in buttons]
-    if thread_id is not None:
-        payload["thread_id"] = thread_id
-    if language is not None:
-        payload["language"] = language
-    return payload
-
-
 def _row_values(
     *,
     dedupe_key: str,
     chat_id: int,
     kind: str,
-    payload: Mapping[str, Any],
+    payload: Payload,
     due_at: datetime,
     now: datetime,
     customer_id: int | None = None,
@@ -206,7 +153,7 @@ def _row_values(
         "customer_id": customer_id,
         "chat_id": chat_id,
         "kind": kind,
-        "payload": dict(payload),
+        "payload": to_json(payload),
         "priority": int(Priority(priority)),
         "transactional": transactional,
         "state": State.PENDING.value,
@@ -233,7 +180,7 @@ async def enqueue(
     dedupe_key: str,
     chat_id: int,
     kind: str,
-    payload: Mapping[str, Any],
+    payload: Payload,
     due_at: datetime,
     now: datetime,
     customer_id: int | None = None,
@@ -241,6 +188,7 @@ async def enqueue(
     transactional: bool = False,
 ) -> bool:
     """Queue one message; False when a row with this ``dedupe_key`` already exists (no-op).
+    ``payload`` is a kind of send (``storage.payloads``), stored as its JSON.
 
     ``transactional`` marks a reply to something the customer did (staff or ticket replies):
     it is sent even without consent and outside the quiet hours and the daily cap. Everything
@@ -383,7 +331,25 @@ async def claim_due(
         },
     )
     rows = sorted(result.all(), key=lambda row: (-row.priority, row.due_at, row.id))
-    return [OutboxMessage(**row._asdict()) for row in rows]
+    return [message_of(row) for row in rows]
+
+
+def message_of(row: Any) -> OutboxMessage:
+    """A row (claimed, or an ``Outbox`` read by the desk's recovery) as plain values, its
+    payload typed (``storage.payloads.from_json``)."""
+    return OutboxMessage(
+        id=row.id,
+        dedupe_key=row.dedupe_key,
+        customer_id=row.customer_id,
+        chat_id=row.chat_id,
+        kind=row.kind,
+        payload=from_json(row.payload),
+        priority=row.priority,
+        transactional=row.transactional,
+        due_at=row.due_at,
+        attempts=row.attempts,
+        care_day=row.care_day,
+    )
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
@@ -683,8 +649,6 @@ async def cancel_kind(session: AsyncSession, kind: str, *, now: datetime) -> int
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-ERASED_PAYLOAD: dict[str, Any] = {"erased": True}
-"""What an erased row's payload becomes (``/forget``): the row stays for the counts."""
 _KEY_CHUNK = 500
 
 

@@ -29,6 +29,7 @@ from bot.kernel.survey_config import (
 )
 from storage import customers as customer_queries
 from storage.models import Customer, SurveyAnswer, SurveyResponse
+from storage.payloads import OutboxButton
 from storage.tickets.bans import get_ban
 from surveys import queries
 from surveys.desk import Desk
@@ -54,10 +55,10 @@ class ButtonSpec:
             return Button("survey_option", self.data, {"label": self.label})
         return Button(self.key or "survey_button_skip", self.data)
 
-    def outbox_button(self) -> dict[str, str]:
+    def outbox_button(self) -> OutboxButton:
         if self.label is not None:
-            return {"text": self.label, "data": self.data}
-        return {"key": self.key or "survey_button_skip", "data": self.data}
+            return OutboxButton(self.label, data=self.data)
+        return OutboxButton(TextRef(self.key or "survey_button_skip"), data=self.data)
 
 
 def awaiting_marker(response_id: int) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.kernel.replies import TextRef
 from bot.kernel.survey_config import (
     ORDER_DELIVERED,
     PERIODIC,
@@ -28,6 +29,7 @@ from bot.kernel.survey_config import (
 )
 from storage import outbox
 from storage.models import Customer
+from storage.payloads import CatalogueText, OutboxButton
 from surveys import flow, queries
 from surveys.desk import Desk
 
@@ -196,15 +198,13 @@ class SurveyPlanner:
             intro = survey.intro.get(language).format(
                 ticket=candidate.ticket_number, order=candidate.order_ref
             )
-            payload = outbox.text_payload(
-                "survey_invitation",
-                {"intro": intro, "question": question},
+            payload = CatalogueText(
+                TextRef("survey_invitation", {"intro": intro, "question": question}),
                 buttons=self._buttons(survey, 0, response_id, language),
             )
         else:
-            payload = outbox.text_payload(
-                "survey_question",
-                {"question": question},
+            payload = CatalogueText(
+                TextRef("survey_question", {"question": question}),
                 buttons=self._buttons(survey, 0, response_id, language),
             )
         if survey.questions[0].type == "text":
@@ -226,7 +226,7 @@ class SurveyPlanner:
     @staticmethod
     def _buttons(
         survey: SurveyDefinition, position: int, response_id: int, language: str
-    ) -> list[list[dict[str, str]]]:
+    ) -> list[list[OutboxButton]]:
         return [
             [spec.outbox_button() for spec in row]
             for row in flow.buttons_for(survey, position, response_id, language)
@@ -256,9 +256,8 @@ class SurveyPlanner:
                 dedupe_key=queries.reminder_key(response.id),
                 chat_id=customer.chat_id,
                 kind=KIND_REMINDER,
-                payload=outbox.text_payload(
-                    "survey_reminder",
-                    {"question": found[1].text.get(language)},
+                payload=CatalogueText(
+                    TextRef("survey_reminder", {"question": found[1].text.get(language)}),
                     buttons=self._buttons(survey, found[0], response.id, language),
                 ),
                 due_at=now,

@@ -20,12 +20,23 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.kernel.clock import ManualClock
+from bot.kernel.replies import TextRef
 from bot.kernel.texts import Texts
 from bot.sandbox.api import LocalBotApi
 from scheduler.limiter import max_in_sliding_window
 from storage import outbox as outbox_queries
+from storage.failures import Reason, SendFailure
 from storage.models import Customer, Outbox
 from storage.outbox import OutboxMessage, Priority, State
+from storage.payloads import (
+    CatalogueText,
+    Copy,
+    OutboxButton,
+    ReadyText,
+    TopicAction,
+    TopicChange,
+    from_json,
+)
 from tests.auxil.harness import STAFF_CHAT_ID
 from tests.auxil.local_api_fixtures import ptb_bot
 from tests.auxil.outbox import (
@@ -262,10 +273,9 @@ class TestWhatGoesOut:
                 chat_id=9201,
                 customer_id=customer,
                 kind="reply",
-                payload=outbox_queries.text_payload(
-                    "welcome",
-                    {"name": "<Li>"},
-                    buttons=[[{"key": "consent_yes_button", "data": "consent:yes"}]],
+                payload=CatalogueText(
+                    TextRef("welcome", {"name": "<Li>"}),
+                    buttons=[[OutboxButton(TextRef("consent_yes_button"), data="consent:yes")]],
                 ),
                 due_at=now,
                 now=now,
@@ -277,9 +287,7 @@ class TestWhatGoesOut:
                 dedupe_key="relay:1",
                 chat_id=STAFF_CHAT_ID,
                 kind="relay",
-                payload=outbox_queries.copy_payload(
-                    9201, customer_message["message"]["message_id"], thread_id=staff
-                ),
+                payload=Copy(9201, customer_message["message"]["message_id"], thread_id=staff),
                 due_at=now,
                 now=now,
                 priority=Priority.REPLY,
@@ -322,7 +330,7 @@ class RecordingHooks:
 
     def __init__(self) -> None:
         self.sent_ids: dict[str, list[int]] = {}
-        self.failures: dict[str, tuple[str, bool, bool]] = {}
+        self.failures: dict[str, tuple[SendFailure, bool]] = {}
 
     async def sent(
         self,
@@ -332,14 +340,15 @@ class RecordingHooks:
         now: datetime,
     ) -> bool:
         self.sent_ids[message.dedupe_key] = list(message_ids)
-        if message.payload.get("topic", {}).get("action") != "create":
+        payload = message.payload
+        if not isinstance(payload, TopicChange) or payload.action is not TopicAction.CREATE:
             return False
         await outbox_queries.enqueue(
             session,
             dedupe_key="card",
             chat_id=message.chat_id,
             kind="ticket",
-            payload=outbox_queries.ready_text_payload("the card", thread_id=message_ids[0]),
+            payload=ReadyText("the card", thread_id=message_ids[0]),
             due_at=now,
             now=now,
             priority=Priority.REPLY,
@@ -350,13 +359,12 @@ class RecordingHooks:
         self,
         session: AsyncSession,
         message: OutboxMessage,
-        error: str,
+        failure: SendFailure,
         *,
-        unreachable: bool,
         dead: bool,
         now: datetime,
     ) -> bool:
-        self.failures[message.dedupe_key] = (error, unreachable, dead)
+        self.failures[message.dedupe_key] = (failure, dead)
         return False
 
 
@@ -393,7 +401,7 @@ async def test_topics_albums_replies_and_outcome_hooks(
                 dedupe_key=key,
                 chat_id=chats.get(key, STAFF_CHAT_ID),
                 kind="ticket",
-                payload=payload,
+                payload=from_json(payload),  # the JSON rows have always had
                 due_at=now,
                 now=now,
                 priority=Priority.REPLY,
@@ -419,8 +427,9 @@ async def test_topics_albums_replies_and_outcome_hooks(
     bare, reply = api.sent(9501)
     assert bare.copied_from == (9501, 1) and bare.message.get("caption") is None
     assert reply.message["reply_to_message"]["message_id"] == first["message_id"]
-    error, unreachable, dead = hooks.failures["missing"]
-    assert error.startswith("400") and not unreachable and not dead
+    failure, dead = hooks.failures["missing"]
+    assert failure.description.startswith("400") and failure.permanent and not dead
+    assert failure.reason is Reason.MESSAGE_GONE
     stored = await rows(sessionmaker)
     assert stored["close"].state == State.SENT and stored["close"].telegram_message_id is None
 

@@ -23,6 +23,7 @@ from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from storage import outbox as outbox_queries
 from storage.outbox import State
+from storage.payloads import ReadyText
 from tests.auxil.harness import STAFF_CHAT_ID
 from tests.auxil.outbox import delivered, rows
 from tests.auxil.processes import start_carebot
@@ -91,7 +92,7 @@ async def _queue_broadcast(
                     "dedupe_key": f"broadcast:{chat_id}",
                     "chat_id": chat_id,
                     "kind": "broadcast",
-                    "payload": outbox_queries.ready_text_payload(f"hello {chat_id}"),
+                    "payload": ReadyText(f"hello {chat_id}"),
                     "due_at": now,
                     "now": now,
                 }

@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from bot.cli import app
+from bot.kernel.replies import TextRef
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Outbox
 from storage.outbox import Priority, State
+from storage.payloads import CatalogueText, OutboxButton, ReadyText, from_json
 from tests.auxil import databases
 from tests.auxil.outbox import NOW, add_customer, count_rows, queue_text, rows
 
@@ -47,7 +49,7 @@ class TestEnqueue:
                         "dedupe_key": key,
                         "chat_id": 1,
                         "kind": "care",
-                        "payload": outbox_queries.ready_text_payload(key),
+                        "payload": ReadyText(key),
                         "due_at": NOW,
                         "now": NOW,
                     }
@@ -70,10 +72,9 @@ class TestEnqueue:
     async def test_payload_round_trips_keys_buttons_and_threads(
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        payload = outbox_queries.text_payload(
-            "welcome",
-            {"name": "小丽", "nested": {"key": "language_name", "params": {}}},
-            buttons=[[{"key": "consent_yes_button", "data": "consent:yes"}]],
+        payload = CatalogueText(
+            TextRef("welcome", {"name": "小丽", "nested": TextRef("language_name")}),
+            buttons=[[OutboxButton(TextRef("consent_yes_button"), data="consent:yes")]],
             thread_id=77,
         )
         async with sessionmaker.begin() as session:
@@ -88,7 +89,14 @@ class TestEnqueue:
                 priority=Priority.REPLY,
                 transactional=True,
             )
-        assert (await rows(sessionmaker))["k"].payload == payload
+        stored = (await rows(sessionmaker))["k"].payload
+        assert stored == {
+            "key": "welcome",
+            "params": {"name": "小丽", "nested": {"key": "language_name", "params": {}}},
+            "buttons": [[{"key": "consent_yes_button", "data": "consent:yes"}]],
+            "thread_id": 77,
+        }
+        assert from_json(stored) == payload
 
     async def test_only_known_priorities(
         self, sessionmaker: async_sessionmaker[AsyncSession]

@@ -11,6 +11,7 @@ from bot.kernel.config import OutboxConfig
 from bot.kernel.files import ConfigError, load_config_file
 from scheduler.policy import Defer, Send, SendPolicy, Skip
 from storage.outbox import OutboxMessage, Recipient
+from storage.payloads import ReadyText
 
 
 def _message(**overrides: Any) -> OutboxMessage:
@@ -20,7 +21,7 @@ def _message(**overrides: Any) -> OutboxMessage:
         "customer_id": 7,
         "chat_id": 1007,
         "kind": "greeting",
-        "payload": {"text": "hello"},
+        "payload": ReadyText("hello"),
         "priority": 0,
         "transactional": False,
         "due_at": datetime(2026, 1, 1, tzinfo=UTC),

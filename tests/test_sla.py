@@ -14,9 +14,11 @@ from bot.runner import build_background
 from handlers.tickets.desk import KIND_TOPIC, OUTBOX_KINDS
 from handlers.tickets.telegram import WAKE_KEY
 from scheduler import sla
+from scheduler.dispatcher.telegram import stored_failure
 from storage import outbox as outbox_queries
 from storage.engine import BotDatabase
 from storage.models import Outbox
+from storage.payloads import ReadyText
 from storage.tickets.lanes import add_delivery
 from storage.tickets.rows import ticket_by_number
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
@@ -48,7 +50,9 @@ class Clock:
 
     async def tick(self, minutes: float) -> sla.SlaRun:
         self.harness.clock.set(self.at(minutes))
-        return await sla.plan(self.harness.sessionmaker, self.harness.desk, self.at(minutes))
+        return await sla.plan(
+            self.harness.sessionmaker, self.harness.desk, self.at(minutes), stored_failure
+        )
 
 
 def _counts(run: sla.SlaRun) -> tuple[int, int, int]:
@@ -179,7 +183,7 @@ async def test_an_unconfirmed_resolution_closes_by_itself(harness: Harness) -> N
 
 
 def test_the_job_runs_at_the_configured_interval(harness: Harness) -> None:
-    [job] = sla.sla_jobs(harness.sessionmaker, harness.desk)
+    [job] = sla.sla_jobs(harness.sessionmaker, harness.desk, stored_failure)
     assert job.id == "tickets.sla"
     assert job.every == timedelta(seconds=harness.rules.tickets.sla.check_seconds)
 
@@ -238,7 +242,7 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
             dedupe_key=key,
             chat_id=STAFF,
             kind=KIND_TOPIC,
-            payload={"text": "a notice", "delivery": stranded.id, "ticket": found.id},
+            payload=ReadyText("a notice", delivery=stranded.id, ticket=found.id),
             due_at=now,
             now=now,
         )
@@ -248,6 +252,6 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
     assert not [m for m in api.sent(STAFF, thread_id=thread) if m.copied_from == (user.id, sent)]
 
     harness.clock.advance(timedelta(minutes=2))
-    run = await sla.plan(harness.sessionmaker, harness.desk, harness.clock.now())
+    run = await sla.plan(harness.sessionmaker, harness.desk, harness.clock.now(), stored_failure)
     assert run.recovered == 1
     await wait_message(api, STAFF, lambda m: m.copied_from == (user.id, sent), thread_id=thread)

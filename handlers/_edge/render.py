@@ -1,4 +1,5 @@
-"""Turn rule replies into Telegram messages: the only place catalogue keys meet PTB objects."""
+"""Turn rule replies into Telegram messages (texts and buttons through ``bot.kernel.render``,
+the renderer the staff desk and the dispatcher share)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from telegram import (
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
     ReplyKeyboardMarkup,
@@ -15,6 +15,12 @@ from telegram import (
 )
 from telegram.error import BadRequest
 
+from bot.kernel.render import (
+    inline_button,
+    inline_keyboard,
+    is_not_modified,
+    render_ref,
+)
 from bot.kernel.replies import Alert, Keyboard, Reply, TextRef
 from bot.kernel.texts import Texts
 from storage.engine import after_commit
@@ -22,35 +28,22 @@ from storage.engine import after_commit
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove
 
 
-def _resolve(texts: Texts, language: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: texts.render(language, value.key, **_resolve(texts, language, value.params))
-        if isinstance(value, TextRef)
-        else value
-        for name, value in params.items()
-    }
-
-
 def render_text(texts: Texts, reply: Reply) -> str:
-    return texts.render(reply.language, reply.key, **_resolve(texts, reply.language, reply.params))
+    return render_ref(texts, reply.language, TextRef(reply.key, reply.params))
 
 
 def render_markup(texts: Texts, reply: Reply) -> ReplyMarkup | None:
     if reply.buttons:
-        return InlineKeyboardMarkup(
+        return inline_keyboard(
             [
-                [
-                    InlineKeyboardButton(
-                        _button_label(
-                            texts, reply.language, button.key, button.params, button.data
-                        ),
-                        callback_data=None if button.url else button.data,
-                        url=button.url,
-                    )
-                    for button in row
-                ]
-                for row in reply.buttons
+                inline_button(
+                    _button_label(texts, reply.language, button.key, button.params, button.data),
+                    data=button.data,
+                    url=button.url,
+                )
+                for button in row
             ]
+            for row in reply.buttons
         )
     if reply.keyboard is Keyboard.REQUEST_CONTACT:
         return ReplyKeyboardMarkup(
@@ -67,7 +60,7 @@ def _button_label(texts: Texts, language: str, key: str, params: dict[str, Any],
     # A language-choice button is labelled in its own language, whatever the customer's is.
     if key == "language_name":
         language = data.rsplit(":", 1)[-1]
-    return texts.render(language, key, **_resolve(texts, language, params))
+    return render_ref(texts, language, TextRef(key, params))
 
 
 async def respond(update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]) -> None:
@@ -98,6 +91,6 @@ async def _send(update: Update, texts: Texts, result: Reply | Alert | Sequence[R
                 continue
             except BadRequest as error:
                 # The message is gone or unchanged: fall back to a new message.
-                if "not modified" in str(error).lower():
+                if is_not_modified(error):
                     continue
         await chat.send_message(text, reply_markup=markup)

@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     Bot,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     Update,
@@ -38,6 +36,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.kernel.render import inline_button, inline_keyboard, is_not_modified
 from dashboard.auth import LOGIN_LINKS_KEY
 from handlers._edge.context import get_deps
 from handlers.staff import commands
@@ -134,15 +133,8 @@ async def _send(update: Update, result: StaffReply | None) -> None:
         if query is not None:
             await query.answer()
         return
-    markup = (
-        InlineKeyboardMarkup(
-            [
-                [InlineKeyboardButton(label, callback_data=data) for label, data in row]
-                for row in result.buttons
-            ]
-        )
-        if result.buttons
-        else None
+    markup = inline_keyboard(
+        [inline_button(label, data=data) for label, data in row] for row in result.buttons
     )
     if query is not None:
         if result.alert:
@@ -155,7 +147,7 @@ async def _send(update: Update, result: StaffReply | None) -> None:
                 await message.edit_text(result.text, reply_markup=markup)
                 return
             except BadRequest as error:
-                if "not modified" in str(error).lower():
+                if is_not_modified(error):
                     return
         if isinstance(message, Message):
             await message.reply_text(result.text, reply_markup=markup, do_quote=False)

@@ -18,6 +18,7 @@ from handlers.tickets.desk import (
     tier_label,
 )
 from storage.models import Customer, Ticket
+from storage.payloads import OutboxButton
 from storage.tickets.messages import EVENT, IN, NOTE, QUEUED, recent_messages
 from storage.tickets.purchases import order_summary
 from storage.tickets.rows import recent_tickets
@@ -123,8 +124,8 @@ def card_buttons(desk: Desk, ticket: Ticket) -> list[list[tuple[str, str]]]:
     ]
 
 
-def outbox_buttons(rows: list[list[tuple[str, str]]]) -> list[list[dict[str, str]]]:
-    return [[{"text": label, "data": data} for label, data in row] for row in rows]
+def outbox_buttons(rows: list[list[tuple[str, str]]]) -> list[list[OutboxButton]]:
+    return [[OutboxButton(label, data=data) for label, data in row] for row in rows]
 
 
 async def staff_card(session: AsyncSession, desk: Desk, ticket: Ticket) -> StaffReply:

@@ -27,9 +27,6 @@ OUTBOX_KINDS = (KIND_TOPIC, KIND_CUSTOMER)
 """Outbox kinds whose results come back through ``DeliveryHooks``."""
 
 
-CAPTION_LIMIT = 1024
-
-
 MAX_TRIES = 5
 
 

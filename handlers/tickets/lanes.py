@@ -30,6 +30,7 @@ the dispatcher after committing.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.tickets.desk import (
     ALBUM,
-    CAPTION_LIMIT,
     CARD,
     COPY,
     CREATE_RETRY_AFTER,
@@ -55,6 +55,7 @@ from handlers.tickets.payloads import build_delivery
 from storage import outbox as outbox_queries
 from storage.models import Ticket, TicketDelivery, TicketMessage
 from storage.outbox import Priority
+from storage.payloads import ALBUM_LIMIT, CAPTION_LIMIT
 from storage.tickets import lanes
 from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message
 
@@ -206,7 +207,7 @@ async def _join_album(
     if albums:
         album = albums[-1]
         messages = [*album.payload.get("messages", []), message.id]
-        if len(messages) > 10:
+        if len(messages) > ALBUM_LIMIT:
             return False
         payload = {**album.payload, "messages": messages}
         if album.state == lanes.D_QUEUED:
@@ -216,7 +217,7 @@ async def _join_album(
         # In the outbox already: extend the row while it still waits for the album's grace.
         built = await build_delivery(session, desk, ticket, album, now, override=payload)
         if built is not None and await lanes.replace_pending_payload(
-            session, delivery_key(album), {**built[1], "delivery": album.id, "ticket": ticket.id}
+            session, delivery_key(album), replace(built[1], delivery=album.id, ticket=ticket.id)
         ):
             album.payload = payload
             album.updated_at = now
@@ -278,7 +279,7 @@ async def pump(
             dedupe_key=delivery_key(delivery),
             chat_id=chat_id,
             kind=KIND_CUSTOMER if lane == lanes.CUSTOMER else KIND_TOPIC,
-            payload={**payload, "delivery": delivery.id, "ticket": ticket.id},
+            payload=replace(payload, delivery=delivery.id, ticket=ticket.id),
             due_at=due,
             now=now,
             customer_id=ticket.customer_id if lane == lanes.CUSTOMER else None,

@@ -43,6 +43,7 @@ from handlers.tickets.lanes import (
 )
 from storage import outbox as outbox_queries
 from storage.models import Customer, Ticket
+from storage.payloads import TopicAction, TopicChange
 from storage.tickets import lanes
 from storage.tickets.bans import ban, unban
 from storage.tickets.erasure import erase_customer_tickets
@@ -452,12 +453,13 @@ async def _retitle(
         # this change should be seen at once).
         row = waiting[-1]
         customer = await session.get(Customer, ticket.customer_id)
-        payload = {
-            "topic": {"action": "edit", "name": topic_title(desk, ticket, customer)},
-            "thread_id": ticket.topic_thread_id,
-            "delivery": row.id,
-            "ticket": ticket.id,
-        }
+        payload = TopicChange(
+            TopicAction.EDIT,
+            topic_title(desk, ticket, customer),
+            thread_id=ticket.topic_thread_id,
+            delivery=row.id,
+            ticket=ticket.id,
+        )
         due = None if delay else now
         if await lanes.replace_pending_payload(session, delivery_key(row), payload, due_at=due):
             return

@@ -1,14 +1,14 @@
 """What Telegram made of a delivery, reported by the outbox dispatcher (``DeliveryHooks``):
 recorded in the same transaction, then the lane's next delivery is queued; a topic deleted or
 closed by staff is recreated or reopened, what failed for good is said in the topic; and the
-recovery of deliveries whose outcome never arrived (``recover_one``)."""
+recovery of deliveries whose outcome never arrived (``recover_one``). The rules act on a
+failure's ``reason`` (``storage.failures``), never on Telegram's error text."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,8 +31,10 @@ from handlers.tickets.desk import (
 )
 from handlers.tickets.lanes import finish_delivery, pump, push_delivery
 from storage import outbox as outbox_queries
+from storage.failures import FailureReader, Reason, SendFailure
 from storage.models import Outbox, Ticket, TicketDelivery
 from storage.outbox import OutboxMessage, Priority
+from storage.payloads import Payload, TopicChange, from_json
 from storage.tickets import lanes
 from storage.tickets.messages import RELAYED, UNDELIVERED, get_message, messages_by_id
 from storage.tickets.rows import lock_ticket
@@ -51,11 +53,11 @@ class DeliveryHooks:
         self, session: AsyncSession, message: OutboxMessage
     ) -> tuple[TicketDelivery, Ticket] | None:
         """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``)."""
-        delivery_id = message.payload.get("delivery")
-        if not isinstance(delivery_id, int):
+        delivery_id = message.payload.delivery
+        if delivery_id is None:
             return None
-        ticket_id = message.payload.get("ticket")
-        if not isinstance(ticket_id, int):  # a row queued before tickets went into payloads
+        ticket_id = message.payload.ticket
+        if ticket_id is None:  # a row queued before tickets went into payloads
             found = await lanes.get_delivery(session, delivery_id)
             if found is None:
                 return None
@@ -90,19 +92,19 @@ class DeliveryHooks:
         session: AsyncSession,
         delivery: TicketDelivery,
         ticket: Ticket,
-        payload: dict[str, Any],
+        payload: Payload,
         ids: list[int],
     ) -> None:
         first = ids[0] if ids else None
         action = delivery.action
-        topic = payload.get("topic") or {}
+        name = payload.name if isinstance(payload, TopicChange) else None
         if action == CREATE_TOPIC and first is not None:
             ticket.topic_thread_id = first
             ticket.topic_closed = False
-            ticket.topic_title = topic.get("name")
+            ticket.topic_title = name
             ticket.card_message_id = None
         elif action == TITLE:
-            ticket.topic_title = topic.get("name")
+            ticket.topic_title = name
         elif action == CLOSE_TOPIC:
             ticket.topic_closed = True
         elif action == REOPEN_TOPIC:
@@ -124,9 +126,8 @@ class DeliveryHooks:
         self,
         session: AsyncSession,
         message: OutboxMessage,
-        error: str,
+        failure: SendFailure,
         *,
-        unreachable: bool,
         dead: bool,
         now: datetime,
     ) -> bool:
@@ -139,12 +140,11 @@ class DeliveryHooks:
         if delivery.state != lanes.D_OUTBOX:
             return False
         desk = self.desk
-        lowered = error.lower()
         if delivery.lane != lanes.CUSTOMER:
-            await self._topic_failed(session, delivery, ticket, message, lowered, dead, now)
+            await self._topic_failed(session, delivery, ticket, message, failure, dead, now)
         else:
-            finish_delivery(delivery, lanes.D_FAILED, now, error)
-            await self._undelivered(session, delivery, ticket, error, unreachable, dead, now)
+            finish_delivery(delivery, lanes.D_FAILED, now, failure.description)
+            await self._undelivered(session, delivery, ticket, failure, dead, now)
             await pump(session, desk, ticket, lanes.TOPIC, now)
         await pump(session, desk, ticket, delivery.lane, now)
         return True
@@ -155,13 +155,15 @@ class DeliveryHooks:
         delivery: TicketDelivery,
         ticket: Ticket,
         message: OutboxMessage,
-        error: str,
+        failure: SendFailure,
         dead: bool,
         now: datetime,
     ) -> None:
-        thread = message.payload.get("thread_id")
+        thread = message.payload.thread_id
         retry = delivery.tries < MAX_TRIES
-        if "thread not found" in error or "topic_deleted" in error or "topic_id_invalid" in error:
+        reason = failure.reason
+        error = failure.description.lower()  # as the delivery has always kept it
+        if reason is Reason.TOPIC_DELETED:
             if delivery.action in TOPIC_ACTIONS or delivery.action == CREATE_TOPIC:
                 finish_delivery(delivery, lanes.D_SKIPPED if retry else lanes.D_FAILED, now, error)
             else:
@@ -173,12 +175,12 @@ class DeliveryHooks:
                     ticket.card_message_id = None
                 finish_delivery(delivery, lanes.D_QUEUED if retry else lanes.D_FAILED, now, error)
             return
-        if "topic_closed" in error and retry:
+        if reason is Reason.TOPIC_CLOSED and retry:
             ticket.topic_closed = True
             await push_delivery(session, ticket, lanes.TOPIC, REOPEN_TOPIC, now, front=True)
             finish_delivery(delivery, lanes.D_QUEUED, now, error)
             return
-        if "topic_not_modified" in error:
+        if reason is Reason.TOPIC_NOT_MODIFIED:
             await self._record(session, delivery, ticket, message.payload, [])
             if delivery.action == CLOSE_TOPIC:
                 ticket.topic_closed = True
@@ -216,8 +218,7 @@ class DeliveryHooks:
         session: AsyncSession,
         delivery: TicketDelivery,
         ticket: Ticket,
-        error: str,
-        unreachable: bool,
+        failure: SendFailure,
         dead: bool,
         now: datetime,
     ) -> None:
@@ -230,12 +231,12 @@ class DeliveryHooks:
         items = await messages_by_id(session, list(ids))
         for item in items:
             item.state = UNDELIVERED
-        if unreachable:
+        if failure.unreachable:
             reason = desk.staff_text("ticket_reason_blocked")
         elif dead:
             reason = desk.staff_text("ticket_reason_gave_up")
         else:
-            reason = desk.staff_text("ticket_reason_failed", error=error[:200])
+            reason = desk.staff_text("ticket_reason_failed", error=failure.description[:200])
         reply_to = items[0].chat_message_id if items and items[0].kind != "canned" else None
         await push_delivery(
             session,
@@ -251,10 +252,17 @@ class DeliveryHooks:
 
 
 async def recover_one(
-    session: AsyncSession, desk: Desk, delivery_id: int, row: Outbox | None, now: datetime
+    session: AsyncSession,
+    desk: Desk,
+    delivery_id: int,
+    row: Outbox | None,
+    now: datetime,
+    read_failure: FailureReader,
 ) -> bool:
     """A delivery whose outbox row ended without its hook (the hook raised, or an operator
-    cancelled the row): replay what the row says happened, so the lane goes on."""
+    cancelled the row): replay what the row says happened, so the lane goes on. What it says of
+    a failure is its stored text, read back by ``read_failure`` (the dispatcher's
+    ``stored_failure``)."""
     hooks = DeliveryHooks(desk)
     if row is None:
         message = OutboxMessage(
@@ -263,7 +271,7 @@ async def recover_one(
             customer_id=None,
             chat_id=0,
             kind=KIND_TOPIC,
-            payload={"delivery": delivery_id},
+            payload=from_json({"delivery": delivery_id}),
             priority=int(Priority.REPLY),
             transactional=True,
             due_at=now,
@@ -271,30 +279,18 @@ async def recover_one(
             care_day=None,
         )
         return await hooks.failed(
-            session, message, "outbox row gone", unreachable=False, dead=True, now=now
+            session, message, SendFailure(Reason.UNKNOWN, "outbox row gone"), dead=True, now=now
         )
-    message = OutboxMessage(
-        id=row.id,
-        dedupe_key=row.dedupe_key,
-        customer_id=row.customer_id,
-        chat_id=row.chat_id,
-        kind=row.kind,
-        payload=dict(row.payload),
-        priority=row.priority,
-        transactional=row.transactional,
-        due_at=row.due_at,
-        attempts=row.attempts,
-        care_day=row.care_day,
-    )
+    message = outbox_queries.message_of(row)
     if row.state == outbox_queries.State.SENT:
         ids = [row.telegram_message_id] if row.telegram_message_id is not None else []
         return await hooks.sent(session, message, ids, now)
+    failed_for_good = row.state == outbox_queries.State.FAILED
     return await hooks.failed(
         session,
         message,
-        row.last_error or row.state,
-        unreachable=False,
-        dead=row.state != outbox_queries.State.FAILED,
+        read_failure(row.last_error or row.state, failed_for_good),
+        dead=not failed_for_good,
         now=now,
     )
 

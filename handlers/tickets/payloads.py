@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,6 @@ from handlers.tickets.card import card_buttons, card_text, history_summary, outb
 from handlers.tickets.desk import (
     ALBUM,
     CANNED,
-    CAPTION_LIMIT,
     CARD,
     CLOSE_TOPIC,
     COPY,
@@ -31,10 +31,24 @@ from handlers.tickets.desk import (
     Desk,
     topic_title,
 )
-from storage import outbox as outbox_queries
 from storage.models import Customer, Ticket, TicketDelivery, TicketMessage
+from storage.payloads import (
+    CAPTION_LIMIT,
+    Copy,
+    CopyMany,
+    MediaGroup,
+    MediaItem,
+    Payload,
+    ReadyText,
+    TopicAction,
+    TopicChange,
+    from_json,
+)
 from storage.tickets import lanes
 from storage.tickets.messages import get_message, messages_by_id
+
+NOTICE_FIELDS = ("key", "params", "buttons")
+"""What a notice's instructions hold: a catalogue text with its buttons, as the outbox keeps it."""
 
 
 async def build_delivery(
@@ -45,9 +59,10 @@ async def build_delivery(
     now: datetime,
     *,
     override: dict[str, Any] | None = None,
-) -> tuple[int, dict[str, Any]] | None:
-    """The chat and outbox payload for a delivery, from the database of this moment; None
-    when there is nothing to send any more."""
+) -> tuple[int, Payload] | None:
+    """The chat and outbox payload for a delivery (its instructions, ``delivery.payload``, or
+    ``override``), from the database of this moment; None when there is nothing to send any
+    more."""
     payload = override if override is not None else delivery.payload
     customer = await session.get(Customer, ticket.customer_id)
     if delivery.lane == lanes.CUSTOMER:
@@ -61,7 +76,7 @@ async def build_delivery(
     if built_topic is None:
         return None
     if thread is not None and delivery.action != CREATE_TOPIC:
-        built_topic["thread_id"] = thread
+        built_topic = replace(built_topic, thread_id=thread)
     return desk.staff_chat_id, built_topic
 
 
@@ -72,32 +87,27 @@ async def _build_for_topic(
     customer: Customer | None,
     delivery: TicketDelivery,
     payload: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> Payload | None:
     action = delivery.action
     if action == CREATE_TOPIC:
         if ticket.topic_thread_id is not None:
             return None
-        return {"topic": {"action": "create", "name": topic_title(desk, ticket, customer)}}
+        return TopicChange(TopicAction.CREATE, topic_title(desk, ticket, customer))
     if action == TITLE:
         name = topic_title(desk, ticket, customer)
-        return None if name == ticket.topic_title else {"topic": {"action": "edit", "name": name}}
+        return None if name == ticket.topic_title else TopicChange(TopicAction.EDIT, name)
     if action == CLOSE_TOPIC:
-        return None if ticket.topic_closed else {"topic": {"action": "close"}}
+        return None if ticket.topic_closed else TopicChange(TopicAction.CLOSE)
     if action == REOPEN_TOPIC:
-        return None if not ticket.topic_closed else {"topic": {"action": "reopen"}}
+        return None if not ticket.topic_closed else TopicChange(TopicAction.REOPEN)
     if action == CARD:
         text = await card_text(session, desk, ticket)
-        return outbox_queries.ready_text_payload(
-            text, html=True, buttons=outbox_buttons(card_buttons(desk, ticket))
-        )
+        return ReadyText(text, html=True, buttons=outbox_buttons(card_buttons(desk, ticket)))
     if action == SUMMARY:
-        return outbox_queries.ready_text_payload(
-            await history_summary(session, desk, ticket), html=True
-        )
+        return ReadyText(await history_summary(session, desk, ticket), html=True)
     if action == TEXT:
-        return _with_reply(
-            outbox_queries.ready_text_payload(str(payload.get("html", "")), html=True),
-            payload.get("reply_to"),
+        return ReadyText(
+            str(payload.get("html", "")), html=True, reply_to=_reply_id(payload.get("reply_to"))
         )
     message = (
         await get_message(session, delivery.ticket_message_id)
@@ -109,18 +119,18 @@ async def _build_for_topic(
     if action == EDIT:
         original = await get_message(session, message.edit_of_id) if message.edit_of_id else None
         text = desk.staff_text("ticket_edited_marker", text=message.text or "")
-        built = outbox_queries.ready_text_payload(text, html=True)
-        return _with_reply(built, original.copy_message_id if original else None)
+        return ReadyText(
+            text, html=True, reply_to=_reply_id(original.copy_message_id if original else None)
+        )
     if customer.chat_id is None:  # erased meanwhile: the text is gone too
         return None
     if action == ALBUM:
         items = await messages_by_id(session, list(payload.get("messages", [])))
         return _album(customer.chat_id, items)
     if action == COPY:
-        copied = outbox_queries.copy_payload(customer.chat_id, message.chat_message_id or 0)
-        if payload.get("bare"):  # the caption is too long for a bot: it follows as a text
-            copied["copy"]["caption"] = desk.staff_text("ticket_caption_below")
-        return copied
+        # A caption too long for a bot is left out: it follows as a text.
+        caption = desk.staff_text("ticket_caption_below") if payload.get("bare") else None
+        return Copy(customer.chat_id, message.chat_message_id or 0, caption)
     return None
 
 
@@ -130,14 +140,12 @@ async def _build_for_customer(
     customer: Customer,
     delivery: TicketDelivery,
     payload: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> Payload | None:
     action = delivery.action
     language = customer.language
     render = desk.texts.render
-    if action == NOTICE:
-        return outbox_queries.text_payload(
-            str(payload["key"]), payload.get("params") or {}, buttons=payload.get("buttons")
-        )
+    if action == NOTICE:  # a catalogue text, kept in the outbox's own JSON
+        return from_json({name: payload[name] for name in NOTICE_FIELDS if name in payload})
     message = (
         await get_message(session, delivery.ticket_message_id)
         if delivery.ticket_message_id
@@ -157,36 +165,36 @@ async def _build_for_customer(
             if prefix
             else html.escape(text)
         )
-        return outbox_queries.ready_text_payload(body, html=True)
+        return ReadyText(body, html=True)
     if action == TEXT:
         content = Markup(message.html or html.escape(message.text or ""))
         body = (
             render(language, "ticket_staff_says", name=name, text=content) if prefix else content
         )
-        return outbox_queries.ready_text_payload(str(body), html=True)
+        return ReadyText(str(body), html=True)
     if action == EDIT:
         original = await get_message(session, message.edit_of_id) if message.edit_of_id else None
         content = Markup(message.html or html.escape(message.text or ""))
         body = render(language, "ticket_edited_customer", text=content)
-        built = outbox_queries.ready_text_payload(body, html=True)
-        return _with_reply(built, original.copy_message_id if original else None)
+        return ReadyText(
+            body, html=True, reply_to=_reply_id(original.copy_message_id if original else None)
+        )
     if action == ALBUM:
         items = await messages_by_id(session, list(payload.get("messages", [])))
         return _album(
             desk.staff_chat_id, items, _prefixed_caption(desk, language, name) if prefix else None
         )
     if action == COPY:
-        copied = outbox_queries.copy_payload(desk.staff_chat_id, message.chat_message_id or 0)
+        caption = None
         if payload.get("bare"):  # the caption is too long for a bot: it follows as a text
-            copied["copy"]["caption"] = (
+            caption = (
                 render(language, "ticket_staff_caption_bare", name=name)
                 if prefix
                 else render(language, "ticket_caption_below")
             )
         elif prefix:
             caption = _prefixed_caption(desk, language, name)(_caption_html(message))
-            copied["copy"]["caption"] = caption
-        return copied
+        return Copy(desk.staff_chat_id, message.chat_message_id or 0, caption)
     return None
 
 
@@ -216,7 +224,7 @@ def _album(
     from_chat_id: int,
     items: Sequence[TicketMessage],
     first_caption: Callable[[str | None], str | None] | None = None,
-) -> dict[str, Any] | None:
+) -> Payload | None:
     """An album as one message group: ``sendMediaGroup`` with the items' files (captions
     kept; ``first_caption`` may rewrite the first one), else ``copyMessages``; a lone item is
     a plain copy."""
@@ -224,28 +232,21 @@ def _album(
     if not usable:
         return None
     if len(usable) == 1:
-        copied = outbox_queries.copy_payload(from_chat_id, usable[0].chat_message_id or 0)
-        if first_caption is not None:
-            copied["copy"]["caption"] = first_caption(_caption_html(usable[0]))
-        return copied
+        caption = first_caption(_caption_html(usable[0])) if first_caption is not None else None
+        return Copy(from_chat_id, usable[0].chat_message_id or 0, caption)
     if not all(item.kind in ALBUM_KINDS and item.media_file_id for item in usable):
-        ids = [item.chat_message_id for item in usable]
-        return {"copy_many": {"from_chat_id": from_chat_id, "message_ids": ids}}
-    media: list[dict[str, Any]] = []
+        return CopyMany(from_chat_id, [item.chat_message_id or 0 for item in usable])
+    media: list[MediaItem] = []
     for index, item in enumerate(usable):
         caption = _caption_html(item)
         if index == 0 and first_caption is not None:
             caption = first_caption(caption)
         if caption and len(caption) > CAPTION_LIMIT:  # keep the album; the text is shortened
             caption = html.escape((item.text or "")[: CAPTION_LIMIT - 100]) + "…"
-        entry: dict[str, Any] = {"type": item.kind, "media": item.media_file_id}
-        if caption:
-            entry["caption"] = caption
-        media.append(entry)
-    return {"media_group": media}
+        media.append(MediaItem(item.kind, item.media_file_id or "", caption or None))
+    return MediaGroup(media)
 
 
-def _with_reply(payload: dict[str, Any], reply_to: Any) -> dict[str, Any]:
-    if reply_to:
-        payload["reply_to"] = int(reply_to)
-    return payload
+def _reply_id(reply_to: Any) -> int | None:
+    """The message to answer, as the dispatcher takes it (none for a missing or zero id)."""
+    return int(reply_to) if reply_to else None

@@ -41,9 +41,11 @@ The package, split along its seams; each module imports only those before it:
   slots, at most ``HELD_PER_CHAT`` rows per chat held, the rest given back;
 - ``loop``: the scheduling loop (``DispatchLoop``): the lock, reclaiming, steps under the
   limiter, the held rows and their leases, the sends on the wire, shutdown;
-- ``telegram``: a row's payload rendered into a Bot API call, the call made and Telegram's
-  answer or error read into an ``Outcome`` (``BotApi``), and ``Dispatcher``, the loop bound to
-  a ``telegram.Bot`` (``create_dispatcher``), which the bot, the tests and the benchmark start.
+- ``telegram``: a row's payload (``storage.payloads``) rendered into a Bot API call, the call
+  made and Telegram's answer or error read into an ``Outcome`` (``BotApi``; an error becomes a
+  ``storage.failures.SendFailure``, whose reason the hooks act on), and ``Dispatcher``, the
+  loop bound to a ``telegram.Bot`` (``create_dispatcher``), which the bot, the tests and the
+  benchmark start.
 
 Why there: the Telegram side is what changes with PTB and the Bot API, and the layout keeps
 ``telegram`` at the edges (``tests.auxil.imports``: a module free of Telegram never imports one

@@ -39,6 +39,7 @@ from scheduler.limiter import Limits, SlidingWindowLimiter, Ticket
 from scheduler.locks import DispatchLock, NoLock
 from scheduler.policy import SKIP_ERASED, SKIP_UNREACHABLE, SendPolicy
 from storage import outbox as queries
+from storage.failures import Reason, SendFailure
 from storage.outbox import OutboxMessage, Recipient
 
 # The package's one logger: its records keep the name they had when the dispatcher was a module.
@@ -323,9 +324,12 @@ class DispatchLoop:
         async with self._sessionmaker.begin() as session:
             for message, reason in skips:
                 gone = reason in (SKIP_UNREACHABLE, SKIP_ERASED)
-                if await self._outcomes.give_up(
-                    session, message, f"skipped: {reason}", now, unreachable=gone
-                ):
+                failure = SendFailure(
+                    Reason.UNREACHABLE if gone else Reason.SKIPPED,
+                    f"skipped: {reason}",
+                    permanent=True,
+                )
+                if await self._outcomes.give_up(session, message, failure, now):
                     self._table_drained = False
             await put_back(session, verdicts.later, now)
         if skips:
@@ -367,10 +371,9 @@ class DispatchLoop:
             logger.warning(
                 "outbox row %s has a bad payload (%s)", message.id, type(error).__name__
             )
+            failure = SendFailure(Reason.BAD_PAYLOAD, f"bad payload: {error!r}", permanent=True)
             async with self._sessionmaker.begin() as session:
-                if await self._outcomes.give_up(
-                    session, message, f"bad payload: {error!r}", self._clock.now()
-                ):
+                if await self._outcomes.give_up(session, message, failure, self._clock.now()):
                     self._table_drained = False
             self.counters.failed += 1
             return

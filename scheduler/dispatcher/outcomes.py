@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.kernel.clock import Clock
 from bot.kernel.config import OutboxConfig
 from storage import outbox as queries
+from storage.failures import Reason, SendFailure
 from storage.outbox import OutboxMessage
 
 # The package's one logger: its records keep the name they had when the dispatcher was a module.
@@ -55,12 +56,14 @@ class OutcomeHooks(Protocol):
         self,
         session: AsyncSession,
         message: OutboxMessage,
-        error: str,
+        failure: SendFailure,
         *,
-        unreachable: bool,
         dead: bool,
         now: datetime,
-    ) -> bool: ...
+    ) -> bool:
+        """The row failed for good, or ran out of attempts (``dead``); act on
+        ``failure.reason``, never on its text."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,8 @@ class Outcome:
     message: OutboxMessage
     message_ids: list[int] | None = None
     """What Telegram created (empty for topic changes); None when the call failed."""
-    error: str | None = None
-    permanent: bool = False
-    unreachable: bool = False
+    failure: SendFailure | None = None
+    """Why the call failed (``scheduler.dispatcher.telegram`` reads it from Telegram's error)."""
     pause: float | None = None
     new_chat_id: int | None = None
 
@@ -123,22 +125,21 @@ class OutcomeRecorder:
         return more
 
     async def give_up(
-        self,
-        session: AsyncSession,
-        message: OutboxMessage,
-        error: str,
-        now: datetime,
-        *,
-        unreachable: bool = False,
+        self, session: AsyncSession, message: OutboxMessage, failure: SendFailure, now: datetime
     ) -> bool:
         """Fail a row without calling Telegram (no consent, erased customer, bad payload); True
         when its hook queued more rows."""
         await queries.finish(
-            session, message.id, state=queries.State.FAILED, error=error, now=now, attempted=False
+            session,
+            message.id,
+            state=queries.State.FAILED,
+            error=failure.description,
+            now=now,
+            attempted=False,
         )
         hook = self.hooks.get(message.kind)
         return hook is not None and await hook.failed(
-            session, message, error, unreachable=unreachable, dead=False, now=now
+            session, message, failure, dead=False, now=now
         )
 
     # -- one outcome ----------------------------------------------------------------------------
@@ -158,9 +159,10 @@ class OutcomeRecorder:
             return "retried", await self._write_migrated(
                 session, message, outcome.new_chat_id, now
             )
-        if outcome.permanent:
-            return "failed", await self._write_failed(session, outcome, hook, now)
-        return await self._write_error(session, message, outcome.error or "error", hook, now)
+        failure = outcome.failure or SendFailure(Reason.TRANSIENT, "error")
+        if failure.permanent:
+            return "failed", await self._write_failed(session, message, failure, hook, now)
+        return await self._write_error(session, message, failure, hook, now)
 
     @staticmethod
     async def _write_sent(
@@ -195,31 +197,33 @@ class OutcomeRecorder:
 
     @staticmethod
     async def _write_failed(
-        session: AsyncSession, outcome: Outcome, hook: OutcomeHooks | None, now: datetime
+        session: AsyncSession,
+        message: OutboxMessage,
+        failure: SendFailure,
+        hook: OutcomeHooks | None,
+        now: datetime,
     ) -> bool:
         """Telegram will never accept the row (a 400, or the chat is gone for this bot)."""
-        message = outcome.message
-        error = outcome.error or "failed"
+        error = failure.description
         await queries.finish(session, message.id, state=queries.State.FAILED, error=error, now=now)
-        if outcome.unreachable and message.customer_id is not None:
+        if failure.unreachable and message.customer_id is not None:
             await queries.mark_unreachable(session, message.customer_id, now)
         logger.info("outbox row %s failed for good: %s", message.id, error)
         if hook is not None:
-            return await hook.failed(
-                session, message, error, unreachable=outcome.unreachable, dead=False, now=now
-            )
+            return await hook.failed(session, message, failure, dead=False, now=now)
         return False
 
     async def _write_error(
         self,
         session: AsyncSession,
         message: OutboxMessage,
-        error: str,
+        failure: SendFailure,
         hook: OutcomeHooks | None,
         now: datetime,
     ) -> tuple[str, bool]:
         """A timeout, 5xx or network error: another try after a backoff, or dead after the
         last attempt."""
+        error = failure.description
         attempt = message.attempts + 1
         if attempt >= self._rules.retry.max_attempts:
             await queries.finish(
@@ -227,9 +231,7 @@ class OutcomeRecorder:
             )
             logger.warning("outbox row %s is dead after %d attempts", message.id, attempt)
             if hook is not None:
-                return "dead", await hook.failed(
-                    session, message, error, unreachable=False, dead=True, now=now
-                )
+                return "dead", await hook.failed(session, message, failure, dead=True, now=now)
             return "dead", False
         due = now + timedelta(seconds=self._backoff(attempt))
         await queries.retry_later(session, message.id, due_at=due, error=error, now=now)

@@ -1,7 +1,9 @@
 """The dispatcher's Telegram side, the one module of the package that imports ``telegram``: a
-row's payload rendered into a Bot API call, the call made and Telegram's answer or error read
-into an outcome (``BotApi``); and ``Dispatcher``, the loop bound to a ``telegram.Bot``, which
-the bot, the tests and the benchmark start (``create_dispatcher`` picks the lock)."""
+row's payload rendered into a Bot API call (texts and buttons through ``bot.kernel.render``),
+the call made and Telegram's answer or error read into an outcome (``BotApi``; an error into a
+``SendFailure`` by ``failure_of``, the one place Telegram's error texts are read); and
+``Dispatcher``, the loop bound to a ``telegram.Bot``, which the bot, the tests and the benchmark
+start (``create_dispatcher`` picks the lock)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import (
     Bot,
     ForumTopic,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     InputMedia,
     InputMediaAudio,
     InputMediaDocument,
@@ -41,19 +41,46 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.kernel.clock import Clock
 from bot.kernel.config import OutboxConfig
+from bot.kernel.render import inline_button, inline_keyboard, render_label, render_ref
 from bot.kernel.texts import DEFAULT_LANGUAGE, Texts
 from scheduler.dispatcher.loop import DispatchLoop
 from scheduler.dispatcher.outcomes import Outcome, OutcomeHooks, Request
 from scheduler.limiter import SlidingWindowLimiter
 from scheduler.locks import DispatchLock, lock_for
+from storage.failures import Reason, SendFailure
 from storage.outbox import OutboxMessage, Recipient
+from storage.payloads import (
+    CatalogueText,
+    Copy,
+    CopyMany,
+    MediaGroup,
+    MediaItem,
+    Payload,
+    ReadyText,
+    TopicAction,
+    TopicChange,
+    Unreadable,
+)
 
 # The package's one logger: its records keep the name they had when the dispatcher was a module.
 logger = logging.getLogger("scheduler.dispatcher")
 
 INVALID_TOKEN_PAUSE = 60.0
-# 400 descriptions meaning the chat itself is gone for this bot (same as a 403).
-UNREACHABLE_400 = ("chat not found", "user not found", "peer_id_invalid", "chat_id_invalid")
+# Telegram's 400 descriptions (lowercased parts) and what they mean; the first match wins.
+BAD_REQUESTS: tuple[tuple[tuple[str, ...], Reason], ...] = (
+    # The chat itself is gone for this bot (same as a 403).
+    (
+        ("chat not found", "user not found", "peer_id_invalid", "chat_id_invalid"),
+        Reason.UNREACHABLE,
+    ),
+    (("thread not found", "topic_deleted", "topic_id_invalid"), Reason.TOPIC_DELETED),
+    (("topic_closed",), Reason.TOPIC_CLOSED),
+    (("topic_not_modified",), Reason.TOPIC_NOT_MODIFIED),
+    (("to copy not found",), Reason.MESSAGE_GONE),
+    (("caption is too long", "media_caption_too_long"), Reason.CAPTION_TOO_LONG),
+)
+# What a row replayed from its stored text may still be acted on for (``stored_failure``).
+STORED_REASONS = (Reason.TOPIC_DELETED, Reason.TOPIC_CLOSED, Reason.TOPIC_NOT_MODIFIED)
 
 
 class BotApi:
@@ -64,125 +91,144 @@ class BotApi:
         self._texts = texts
 
     def render(self, message: OutboxMessage, recipient: Recipient | None) -> Request:
-        """The API call for a row, texts in the customer's current language. Payload forms
-        (see ``storage.outbox`` for the builders): ``text`` (ready, plain or ``html``), ``key``
-        + ``params`` (a catalogue text), ``copy`` (copyMessage; optional ``caption`` in HTML or
-        ``remove_caption``), ``copy_many`` (copyMessages), ``media_group`` (sendMediaGroup of
-        file ids), ``topic`` (create/edit/close/reopen a forum topic); with optional
-        ``buttons``, ``thread_id`` and ``reply_to``."""
+        """The API call for a row (``storage.payloads`` has the kinds of send), texts in the
+        customer's current language (a row without a customer: the payload's, else the
+        default)."""
         payload = message.payload
-        language = recipient.language if recipient else payload.get("language", DEFAULT_LANGUAGE)
+        language = recipient.language if recipient else payload.language or DEFAULT_LANGUAGE
         kwargs: dict[str, Any] = {"chat_id": message.chat_id}
-        thread_id = int(payload["thread_id"]) if payload.get("thread_id") else None
-        if "topic" in payload:
-            return _topic_request(kwargs, payload["topic"], thread_id)
-        if thread_id is not None:
-            kwargs["message_thread_id"] = thread_id
-        if payload.get("reply_to"):
-            kwargs["reply_parameters"] = ReplyParameters(
-                int(payload["reply_to"]), allow_sending_without_reply=True
-            )
-        if payload.get("buttons"):
-            kwargs["reply_markup"] = InlineKeyboardMarkup(
-                [[self._button(language, button) for button in row] for row in payload["buttons"]]
-            )
-        if "copy_many" in payload:
-            return _copy_many_request(kwargs, payload["copy_many"])
-        if "media_group" in payload:
-            kwargs.pop("reply_markup", None)
-            kwargs["media"] = [_input_media(item) for item in payload["media_group"]]
+        if isinstance(payload, TopicChange):
+            return _topic_request(kwargs, payload)
+        if isinstance(payload, Unreadable):
+            raise payload.problem or ValueError("no kind of send")
+        if payload.thread_id is not None:
+            kwargs["message_thread_id"] = payload.thread_id
+        if isinstance(payload, CopyMany):  # no buttons, no reply
+            kwargs["from_chat_id"] = payload.from_chat_id
+            kwargs["message_ids"] = list(payload.message_ids)
+            return Request("copy_messages", kwargs)
+        self._reply_to(kwargs, payload)
+        if isinstance(payload, MediaGroup):  # no buttons
+            kwargs["media"] = [_input_media(item) for item in payload.items]
             return Request("send_media_group", kwargs)
-        if "copy" in payload:
-            return _copy_request(kwargs, payload["copy"])
-        if "text" in payload:
-            kwargs["text"] = str(payload["text"])
-            kwargs["parse_mode"] = ParseMode.HTML if payload.get("html") else None
-        else:
-            kwargs["text"] = self._text(language, payload["key"], payload.get("params") or {})
+        self._buttons(kwargs, language, payload)
+        if isinstance(payload, Copy):
+            return _copy_request(kwargs, payload)
+        if isinstance(payload, ReadyText):
+            kwargs["text"] = payload.text
+            kwargs["parse_mode"] = ParseMode.HTML if payload.html else None
+        elif isinstance(payload, CatalogueText):
+            kwargs["text"] = render_ref(self._texts, language, payload.text)
             kwargs["parse_mode"] = ParseMode.HTML
+        else:
+            raise ValueError(f"no kind of send: {type(payload).__name__}")
         return Request("send_message", kwargs)
+
+    @staticmethod
+    def _reply_to(kwargs: dict[str, Any], payload: Payload) -> None:
+        if payload.reply_to is not None:
+            kwargs["reply_parameters"] = ReplyParameters(
+                payload.reply_to, allow_sending_without_reply=True
+            )
+
+    def _buttons(self, kwargs: dict[str, Any], language: str, payload: Payload) -> None:
+        markup = inline_keyboard(
+            [
+                inline_button(
+                    render_label(self._texts, language, button.label),
+                    data=button.data,
+                    url=button.url,
+                )
+                for button in row
+            ]
+            for row in payload.buttons
+        )
+        if markup is not None:
+            kwargs["reply_markup"] = markup
 
     async def call(
         self, message: OutboxMessage, request: Request, pause: Callable[[float], None]
     ) -> Outcome:
-        """Make one API call and read what Telegram answered into an outcome. A 429 or a
-        refused token calls ``pause`` at once: no other send may start meanwhile."""
+        """Make one API call and read what Telegram answered into an outcome (a failure with
+        its reason: ``failure_of``). A 429 or a refused token calls ``pause`` at once: no other
+        send may start meanwhile."""
         outcome = Outcome(message)
         try:
             result = await getattr(self._bot, request.method)(**request.kwargs)
             outcome.message_ids = _message_ids(result)
         except RetryAfter as error:
             outcome.pause = retry_after_seconds(error)
-            outcome.error = "429 flood control"
+            outcome.failure = failure_of(error)
             pause(outcome.pause)
         except ChatMigrated as error:
             outcome.new_chat_id = int(error.new_chat_id)
-            outcome.error = "chat migrated"
-        except Forbidden as error:
-            outcome.error, outcome.permanent, outcome.unreachable = f"403 {error}", True, True
-        except BadRequest as error:
-            text = str(error)
-            outcome.error, outcome.permanent = f"400 {text}", True
-            outcome.unreachable = any(part in text.lower() for part in UNREACHABLE_400)
+            outcome.failure = failure_of(error)
         except InvalidToken as error:
             logger.critical("Telegram refused the bot token; pausing the dispatcher")
             outcome.pause = INVALID_TOKEN_PAUSE
-            outcome.error = f"invalid token: {type(error).__name__}"
+            outcome.failure = failure_of(error)
             pause(outcome.pause)
-        except TelegramError as error:  # timeouts, 5xx, network: worth another try
-            outcome.error = f"{type(error).__name__}: {error}"
+        except TelegramError as error:
+            outcome.failure = failure_of(error)
         return outcome
 
-    def _text(self, language: str, key: str, params: dict[str, Any]) -> str:
-        resolved = {
-            name: self._text(language, value["key"], value.get("params") or {})
-            if isinstance(value, dict)
-            else value
-            for name, value in params.items()
-        }
-        return self._texts.render(language, key, **resolved)
 
-    def _button(self, language: str, button: dict[str, Any]) -> InlineKeyboardButton:
-        label = button.get("text") or self._text(
-            language, button["key"], button.get("params") or {}
-        )
-        if "url" in button:
-            return InlineKeyboardButton(label, url=str(button["url"]))
-        return InlineKeyboardButton(label, callback_data=str(button["data"]))
-
-
-def _topic_request(
-    kwargs: dict[str, Any], topic: dict[str, Any], thread_id: int | None
-) -> Request:
-    action = topic.get("action")
-    if action == "create":
-        return Request("create_forum_topic", {**kwargs, "name": str(topic["name"])})
-    if thread_id is None:
-        raise ValueError(f"topic action {action!r} needs a thread_id")
-    kwargs["message_thread_id"] = thread_id
-    if action == "edit":
-        return Request("edit_forum_topic", {**kwargs, "name": str(topic["name"])})
-    if action in ("close", "reopen"):
-        return Request(f"{action}_forum_topic", kwargs)
-    raise ValueError(f"unknown topic action {action!r}")
+def failure_of(error: TelegramError) -> SendFailure:
+    """What Telegram's error means for the row: the one place its error texts are read. The
+    description stored on the row is the one carebot has always stored."""
+    if isinstance(error, RetryAfter):
+        return SendFailure(Reason.FLOOD, "429 flood control")
+    if isinstance(error, ChatMigrated):
+        return SendFailure(Reason.CHAT_MIGRATED, "chat migrated")
+    if isinstance(error, Forbidden):
+        return SendFailure(Reason.UNREACHABLE, f"403 {error}", permanent=True)
+    if isinstance(error, BadRequest):
+        text = str(error)
+        return SendFailure(_bad_request_reason(text), f"400 {text}", permanent=True)
+    if isinstance(error, InvalidToken):
+        return SendFailure(Reason.INVALID_TOKEN, f"invalid token: {type(error).__name__}")
+    # Timeouts, 5xx, network: worth another try.
+    return SendFailure(Reason.TRANSIENT, f"{type(error).__name__}: {error}")
 
 
-def _copy_many_request(kwargs: dict[str, Any], group: dict[str, Any]) -> Request:
-    """copyMessages: no buttons, no reply."""
-    kwargs.pop("reply_markup", None)
-    kwargs.pop("reply_parameters", None)
-    kwargs["from_chat_id"] = int(group["from_chat_id"])
-    kwargs["message_ids"] = [int(item) for item in group["message_ids"]]
-    return Request("copy_messages", kwargs)
+def _bad_request_reason(text: str) -> Reason:
+    lowered = text.lower()
+    for parts, reason in BAD_REQUESTS:
+        if any(part in lowered for part in parts):
+            return reason
+    return Reason.REFUSED
 
 
-def _copy_request(kwargs: dict[str, Any], copy: dict[str, Any]) -> Request:
-    kwargs["from_chat_id"] = int(copy["from_chat_id"])
-    kwargs["message_id"] = int(copy["message_id"])
-    if copy.get("caption") is not None:
-        kwargs["caption"] = str(copy["caption"])
+def stored_failure(description: str, permanent: bool) -> SendFailure:
+    """A failure read back from the text stored on its row (``last_error``), for a row whose
+    outcome is replayed to its hook (``handlers.tickets.outcomes.recover_one``): only the topic
+    reasons count, as they always did for a replay; anything else is ``UNKNOWN`` (never
+    ``UNREACHABLE``: the customer was marked when it happened)."""
+    reason = _bad_request_reason(description)
+    return SendFailure(
+        reason if reason in STORED_REASONS else Reason.UNKNOWN, description, permanent=permanent
+    )
+
+
+def _topic_request(kwargs: dict[str, Any], topic: TopicChange) -> Request:
+    action = topic.action
+    if action is TopicAction.CREATE:
+        return Request("create_forum_topic", {**kwargs, "name": topic.name})
+    if topic.thread_id is None:
+        raise ValueError(f"topic action {action.value!r} needs a thread_id")
+    kwargs["message_thread_id"] = topic.thread_id
+    if action is TopicAction.EDIT:
+        return Request("edit_forum_topic", {**kwargs, "name": topic.name})
+    return Request(f"{action.value}_forum_topic", kwargs)
+
+
+def _copy_request(kwargs: dict[str, Any], copy: Copy) -> Request:
+    kwargs["from_chat_id"] = copy.from_chat_id
+    kwargs["message_id"] = copy.message_id
+    if copy.caption is not None:
+        kwargs["caption"] = copy.caption
         kwargs["parse_mode"] = ParseMode.HTML
-    elif copy.get("remove_caption"):
+    elif copy.remove_caption:
         kwargs["caption"] = ""  # an empty caption replaces the original one
     return Request("copy_message", kwargs)
 
@@ -195,12 +241,12 @@ _INPUT_MEDIA = {
 }
 
 
-def _input_media(item: dict[str, Any]) -> InputMedia:
+def _input_media(item: MediaItem) -> InputMedia:
     """One album item: a file id already on Telegram, its caption in HTML."""
-    media_class = _INPUT_MEDIA[str(item["type"])]
-    caption = item.get("caption")
+    media_class = _INPUT_MEDIA[item.kind]
+    caption = item.caption
     return media_class(
-        media=str(item["media"]),
+        media=item.media,
         caption=caption,
         parse_mode=ParseMode.HTML if caption else None,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import String, bindparam, cast, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Outbox, TicketDelivery
+from storage.payloads import Payload, to_json
 
 # Delivery lanes and states.
 TOPIC = "topic"
@@ -52,14 +53,14 @@ async def get_delivery(session: AsyncSession, delivery_id: int) -> TicketDeliver
 async def replace_pending_payload(
     session: AsyncSession,
     dedupe_key: str,
-    payload: dict[str, Any],
+    payload: Payload,
     *,
     due_at: datetime | None = None,
 ) -> bool:
     """Change an outbox row nobody has claimed yet (an album's copy growing while it waits for
     the album's last items; a delayed rename brought forward); False when it is claimed or
     gone."""
-    values: dict[str, Any] = {"payload": payload}
+    values: dict[str, Any] = {"payload": to_json(payload)}
     if due_at is not None:
         values["due_at"] = due_at
     result = await session.execute(

@@ -19,9 +19,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "handlers", "scheduler", "storage", "surveys", "dashboard")
 BOT_SUBPACKAGES = ("bot.kernel", "bot.sandbox")
-TELEGRAM_ALLOWED = ("bot", "bot.sandbox", "handlers", "scheduler.dispatcher.telegram")
-"""Where ``telegram`` may be imported: the composition root, the sandbox, the handlers' edges,
-the dispatcher's Telegram side."""
+TELEGRAM_ALLOWED = (
+    "bot",
+    "bot.sandbox",
+    "bot.kernel.render",
+    "handlers",
+    "scheduler.dispatcher.telegram",
+)
+"""Where ``telegram`` may be imported: the composition root, the sandbox, the renderer the
+handlers' edges and the dispatcher share, the handlers' edges, the dispatcher's Telegram side."""
 
 
 @dataclass

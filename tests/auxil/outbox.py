@@ -23,6 +23,7 @@ from scheduler.locks import lock_for
 from storage import outbox as outbox_queries
 from storage.models import Customer, Outbox
 from storage.outbox import Priority
+from storage.payloads import ReadyText
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -65,7 +66,7 @@ async def queue_text(
         dedupe_key=key,
         chat_id=chat_id,
         kind=kind,
-        payload=outbox_queries.ready_text_payload(text or key),
+        payload=ReadyText(text or key),
         due_at=due_at or now,
         now=now,
         customer_id=customer_id,
