@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
 from bot.kernel.replies import Alert, Reply
+from handlers._edge.context import CareContext
 from handlers.tickets.desk import SOURCE_COMPLAINT, Desk
 from handlers.tickets.lifecycle import open_ticket
 from handlers.tickets.telegram import on_desk_button
@@ -63,5 +64,5 @@ async def press_care_button(
     return Reply("care_problem", language)
 
 
-def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+def build_handlers() -> list[BaseHandler[Update, CareContext, None]]:
     return [CallbackQueryHandler(on_desk_button(press_care_button), pattern=r"^care:")]
