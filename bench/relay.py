@@ -81,14 +81,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._databases import scratch_database
 from bench._relay_baseline import baseline_bot
 from bot.app import build_application
-from bot.inbox import inbox_of
+from bot.context import inbox_of
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import Config, load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
-from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import lock_for
 from storage.engine import BotDatabase
@@ -527,8 +525,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         clock=clock,
     )
     inbox = inbox_of(application)
-    desk = TicketDesk.from_config(rules, texts, STAFF_CHAT_ID)
-    application.bot_data[DESK_KEY] = desk
+    desk = application.bot_data.desk  # built once by build_application
     dispatcher = Dispatcher(
         application.bot,
         sessionmaker,
@@ -539,7 +536,7 @@ async def _carebot(root_url: str, database_url: str, limits: str) -> AsyncIterat
         lock=lock_for(database.hot.engine, exclusive=True),
         hooks=hooks_by_kind(desk),
     )
-    application.bot_data[WAKE_KEY] = dispatcher.wake
+    application.bot_data.wake = dispatcher.wake
     stop = asyncio.Event()
     try:
         async with application:

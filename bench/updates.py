@@ -50,8 +50,8 @@ from telegram.ext import (
 
 from bench._server import start_server
 from bot.app import MAX_CONCURRENT_UPDATES, build_application
+from bot.context import AppData
 from bot.http import AiohttpRequest
-from bot.inbox import INBOX_KEY, Inbox
 from bot.kernel.clock import SystemClock
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
@@ -125,9 +125,10 @@ async def drive(
     carebot's updates go in through its inbox (stored, then handled from there, as from
     getUpdates or the webhook); the bare bots' through PTB's update processor."""
     processor = application.update_processor
-    inbox = application.bot_data.get(INBOX_KEY)
+    bot_data = application.bot_data  # carebot's AppData; a bare bot's plain dict
+    inbox = bot_data.inbox if isinstance(bot_data, AppData) else None
     handled: dict[int, asyncio.Future[None]] = {}
-    if isinstance(inbox, Inbox):
+    if inbox is not None:
 
         def done(update_ids: list[int]) -> None:
             for update_id in update_ids:
@@ -142,7 +143,7 @@ async def drive(
     async def customer(user_id: int) -> None:
         for _ in range(per_customer):
             started = time.perf_counter()
-            if isinstance(inbox, Inbox):
+            if inbox is not None:
                 data = factory.data(user_id, text)
                 waiting = handled[data["update_id"]] = asyncio.get_running_loop().create_future()
                 await inbox.receive([data])

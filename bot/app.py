@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import BotCommand
 from telegram.constants import ParseMode
-from telegram.ext import Application, ApplicationBuilder, Defaults
+from telegram.ext import ApplicationBuilder, Defaults
 
 import handlers.answers.telegram
 import handlers.care.telegram
@@ -16,18 +16,18 @@ import handlers.complaints.telegram
 import handlers.onboarding.telegram
 import handlers.staff.telegram
 import handlers.surveys.telegram
+from bot.context import CONTEXT_TYPES, CareApplication
 from bot.errors import on_error
 from bot.http import AiohttpRequest
-from bot.inbox import INBOX_KEY, Inbox, InboxBot
+from bot.inbox import Inbox, InboxBot
 from bot.kernel.clock import Clock
 from bot.kernel.config import Config
 from bot.kernel.texts import LANGUAGES, Texts
 from bot.settings import Settings
 from bot.web import wire_operations
-from handlers._edge.context import DEPS_KEY, Deps
-from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
+from handlers._edge.context import Deps
+from handlers.answers.kb import KbLibrary, KnowledgeBase
 from handlers.tickets.lifecycle import TicketDesk
-from handlers.tickets.telegram import DESK_KEY
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
 from storage.payloads import ReadyText
@@ -49,10 +49,12 @@ def build_application(
     clock: Clock,
     knowledge: KnowledgeBase | None = None,
     background_sessionmaker: Sessions | None = None,
-) -> Application:
+) -> CareApplication:
     """The bot with every handler registered, and its inbox (``inbox_of``): what arrives, by
     long polling or the webhook, is stored there and handled from there.
 
+    Every service is built here once and carried in the typed ``bot_data``
+    (``bot.context.AppData``): the handlers read ``context.deps``, ``context.desk``, ...
     ``knowledge`` defaults to the knowledge base in ``settings.config_dir`` (loaded here);
     ``background_sessionmaker`` serves the dashboard and the metrics (``BotDatabase``).
     """
@@ -68,13 +70,15 @@ def build_application(
     application = (
         ApplicationBuilder()
         .bot(bot)
+        .context_types(CONTEXT_TYPES)  # context: CareContext; bot_data: AppData
         .updater(None)  # the inbox fetches (bot.inbox.Inbox.poll)
         .post_init(_publish_commands)
         # Loads the complaint flow's steps from the database (see handlers.complaints.telegram).
         .persistence(handlers.complaints.telegram.DraftPersistence(sessionmaker))
         .build()
     )
-    application.bot_data[DEPS_KEY] = Deps(
+    services = application.bot_data
+    services.deps = Deps(
         sessionmaker=sessionmaker,
         texts=texts,
         rules=rules,
@@ -82,8 +86,10 @@ def build_application(
         staff_chat_id=settings.staff_chat_id,
         background_sessionmaker=background_sessionmaker,
     )
-    application.bot_data[KB_KEY] = KbLibrary(settings.config_dir, knowledge)
-    application.bot_data[INBOX_KEY] = Inbox(
+    # The ticket desk: the handlers and the dispatcher's outcome hooks (bot.runner) share it.
+    services.desk = TicketDesk.from_config(rules, texts, settings.staff_chat_id)
+    services.kb = KbLibrary(settings.config_dir, knowledge)
+    services.inbox = Inbox(
         application,
         sessionmaker,
         clock=clock,
@@ -113,9 +119,9 @@ def build_application(
     return application
 
 
-async def _publish_commands(application: Application) -> None:
+async def _publish_commands(application: CareApplication) -> None:
     """The command menu, in English by default and in Chinese for zh clients."""
-    texts: Texts = application.bot_data[DEPS_KEY].texts
+    texts: Texts = application.bot_data.deps.texts
     for language in LANGUAGES:
         commands = [
             BotCommand(command, texts.render(language, f"command_{command}"))
@@ -126,17 +132,14 @@ async def _publish_commands(application: Application) -> None:
         )
 
 
-def _parked_notice(application: Application) -> Any:
+def _parked_notice(application: CareApplication) -> Any:
     """Tell staff, once per update, in the staff group's General topic that an update was
     parked (in the transaction that parks it)."""
 
     async def notify(
         session: AsyncSession, row_id: int, kind: str, attempts: int, error: str, now: datetime
     ) -> None:
-        deps: Deps = application.bot_data[DEPS_KEY]
-        desk = application.bot_data.get(DESK_KEY)
-        if not isinstance(desk, TicketDesk):
-            desk = TicketDesk.from_config(deps.rules, deps.texts, deps.staff_chat_id)
+        desk = application.bot_data.desk
         if desk.staff_chat_id is None:
             return
         text = desk.staff_text(

@@ -68,7 +68,6 @@ READ_MARGIN_SECONDS = 5.0
 MAX_CONCURRENT_CONVERSATIONS = 64
 MAX_RETRY_SECONDS = 60.0
 FETCH_ERROR_PAUSE_SECONDS = 1.0
-INBOX_KEY = "inbox"
 MAX_ID = 2**63 - 1
 """The inbox stores ids in 64-bit columns."""
 MAX_FILE_ID_LENGTH = 256
@@ -666,10 +665,3 @@ async def _pause(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
-
-
-def inbox_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Inbox:
-    """The application's inbox (``bot.app.build_application`` makes it with the bot)."""
-    inbox = application.bot_data[INBOX_KEY]
-    assert isinstance(inbox, Inbox)
-    return inbox

@@ -36,7 +36,6 @@ from scheduler.dispatcher.outcomes import DispatchCounters
 
 logger = logging.getLogger("carebot.updates")
 
-METRICS_KEY = "operations.metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 NO_HANDLER = "none"

@@ -15,21 +15,18 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import Bot, Update
 from telegram.error import InvalidToken, NetworkError
-from telegram.ext import Application
 
 from bot.app import build_application
-from bot.inbox import inbox_of
+from bot.context import CareApplication, inbox_of
 from bot.kernel.clock import Clock, SystemClock
 from bot.kernel.config import Config
 from bot.kernel.texts import Texts
 from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
-from handlers._edge.context import DEPS_KEY
-from handlers.answers.kb import KB_KEY, KnowledgeBase, reload_on_sighup
+from handlers.answers.kb import KnowledgeBase, reload_on_sighup
 from handlers.tickets.desk import Desk
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
-from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.sla import sla_jobs
@@ -157,7 +154,7 @@ def create_desk_dispatcher(
 
 
 def build_background(
-    application: Application,
+    application: CareApplication,
     database: BotDatabase,
     *,
     rules: Config,
@@ -167,8 +164,7 @@ def build_background(
     """The outbox dispatcher (sending with the Application's bot, on the hot path's sessions)
     and the periodic jobs (on the background ones)."""
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
-    desk = TicketDesk.from_config(rules, texts, application.bot_data[DEPS_KEY].staff_chat_id)
-    application.bot_data[DESK_KEY] = desk
+    desk = application.bot_data.desk
     dispatcher = create_desk_dispatcher(
         application.bot,
         database.hot.engine,
@@ -178,7 +174,7 @@ def build_background(
         texts=texts,
         clock=clock,
     )
-    application.bot_data[WAKE_KEY] = dispatcher.wake  # relays go out at once, not at a poll
+    application.bot_data.wake = dispatcher.wake  # relays go out at once, not at a poll
     metrics_of(application).watch_dispatcher(dispatcher.counters)  # sends by result, 429s
     return Background(dispatcher, periodic_jobs(database.background, rules, desk), clock)
 
@@ -197,7 +193,7 @@ def periodic_jobs(
 
 
 async def _start_application(
-    application: Application,
+    application: CareApplication,
     database: BotDatabase,
     background: Background,
     rules: Config,
@@ -255,7 +251,7 @@ async def serve(
         knowledge=knowledge,
     )
     inbox = inbox_of(application)
-    stop_kb_reloads = reload_on_sighup(application.bot_data[KB_KEY])
+    stop_kb_reloads = reload_on_sighup(application.bot_data.kb)
     background = build_background(application, database, rules=rules, texts=texts, clock=clock)
     runner: web.AppRunner | None = None
     try:

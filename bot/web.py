@@ -19,15 +19,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
-from telegram.ext import Application
 
-from bot.inbox import INBOX_KEY, Inbox, inbox_of, update_id_of
-from bot.metrics import CONTENT_TYPE, METRICS_KEY, BotMetrics, instrument_handlers
+from bot.context import CareApplication, inbox_of
+from bot.inbox import update_id_of
+from bot.metrics import CONTENT_TYPE, BotMetrics, instrument_handlers
 from bot.settings import Settings
-from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks
+from dashboard.auth import LoginLinks
 from dashboard.core import Dashboard
 from dashboard.pages.routes import mount
-from handlers._edge.context import DEPS_KEY, Deps
 from handlers.staff.telegram import dashboard_staff_check
 from storage.engine import create_engine
 from storage.migrate import HEAD_REVISION, current_revision
@@ -94,38 +93,32 @@ class Readiness:
         await self._engine.dispose()
 
 
-def wire_operations(application: Application, settings: Settings) -> BotMetrics:
+def wire_operations(application: CareApplication, settings: Settings) -> BotMetrics:
     """Per-update metrics and logs for every registered handler, and (with a dashboard URL)
     the login links ``/dashboard`` answers with. Call after the handlers are added."""
     metrics = metrics_of(application)
     instrument_handlers(application)
-    inbox = application.bot_data.get(INBOX_KEY)
-    if isinstance(inbox, Inbox):
-        inbox.observer = metrics.observe_update
+    inbox_of(application).observer = metrics.observe_update
     if settings.dashboard_url is not None:
-        application.bot_data[LOGIN_LINKS_KEY] = LoginLinks(settings.dashboard_url)
+        application.bot_data.login_links = LoginLinks(settings.dashboard_url)
     return metrics
 
 
-def metrics_of(application: Application) -> BotMetrics:
-    """The process's metrics (made on first use)."""
-    metrics = application.bot_data.get(METRICS_KEY)
-    if not isinstance(metrics, BotMetrics):
-        metrics = BotMetrics()
-        application.bot_data[METRICS_KEY] = metrics
-    return metrics
+def metrics_of(application: CareApplication) -> BotMetrics:
+    """The process's metrics (made with the Application: ``bot.context.AppData``)."""
+    return application.bot_data.metrics
 
 
-def dashboard_for(application: Application, settings: Settings) -> Dashboard:
+def dashboard_for(application: CareApplication, settings: Settings) -> Dashboard:
     """The dashboard on the bot's database, clock and shop time zone."""
-    deps: Deps = application.bot_data[DEPS_KEY]
+    deps = application.bot_data.deps
     return Dashboard(
         sessionmaker=deps.reports,
         secret=dashboard_secret(settings.token),
         clock=deps.clock,
         timezone=deps.rules.general.customers.default_timezone,
         secure_cookies=(settings.dashboard_url or "").startswith("https://"),
-        staff_check=dashboard_staff_check(application),
+        staff_check=dashboard_staff_check(application.bot, application.bot_data),
     )
 
 
@@ -153,7 +146,7 @@ def _json_kind(value: object) -> str:
 RouteHandler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _webhook_handler(application: Application, secret: str | None) -> RouteHandler:
+def _webhook_handler(application: CareApplication, secret: str | None) -> RouteHandler:
     """``POST`` of the webhook: Telegram's secret token checked, the body checked to be an
     update, then stored in the inbox (handled from there)."""
 
@@ -190,7 +183,7 @@ def _readyz_handler(readiness: Readiness) -> RouteHandler:
 
 
 def build_web_app(
-    application: Application,
+    application: CareApplication,
     *,
     webhook_path: str | None = None,
     secret: str | None = None,
@@ -205,13 +198,12 @@ def build_web_app(
         return web.json_response({"status": "ok"})
 
     async def prometheus(_request: web.Request) -> web.Response:
-        deps = application.bot_data.get(DEPS_KEY)
-        if isinstance(deps, Deps):
-            try:
-                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-                    await metrics.refresh(deps.reports, deps.clock.now())
-            except Exception as error:  # the process's own figures are still worth serving
-                logger.warning("metrics: database figures unavailable (%s)", type(error).__name__)
+        try:
+            deps = application.bot_data.deps
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                await metrics.refresh(deps.reports, deps.clock.now())
+        except Exception as error:  # the process's own figures are still worth serving
+            logger.warning("metrics: database figures unavailable (%s)", type(error).__name__)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
@@ -232,7 +224,7 @@ def build_web_app(
 
 
 async def start_web_server(
-    application: Application, settings: Settings, *, webhook: bool
+    application: CareApplication, settings: Settings, *, webhook: bool
 ) -> web.AppRunner:
     """Serve the web app on ``listen_host:listen_port`` (with the webhook route when
     ``webhook``, the dashboard when ``dashboard_url`` is set); ``cleanup()`` the runner."""

@@ -29,7 +29,6 @@ LINK_TTL = timedelta(minutes=10)
 SESSION_TTL = timedelta(hours=12)
 LOGIN_PATH = "/dashboard/login/"
 COOKIE = "carebot_dashboard"
-LOGIN_LINKS_KEY = "operations.login_links"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from bot.app import build_application
 from bot.cli import app as cli_app
 from bot.kernel.texts import Markup
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
-from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBaseError, load_knowledge_base
+from handlers.answers.kb import KbLibrary, KnowledgeBaseError, load_knowledge_base
 from storage.models import KbHandoff, KbQuestion
 from tests.auxil.harness import TOKEN, Harness
 from tests.auxil.processes import CAREBOT, carebot_env
@@ -192,7 +192,7 @@ class TestAnswers:
         self, harness: Harness, tmp_path: Path
     ) -> None:
         config = _copy_config(tmp_path)
-        harness.application.bot_data[KB_KEY] = KbLibrary(config)
+        harness.application.bot_data.kb = KbLibrary(config)
         api = harness.api
         fay = api.add_user(3009, "Fay", language_code="en")
         new_answer = "No live fish — only <b>tanks</b>."

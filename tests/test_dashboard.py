@@ -28,7 +28,7 @@ from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
 from bot.web import build_web_app, dashboard_for, dashboard_secret
-from dashboard.auth import LOGIN_LINKS_KEY, LoginLinks, mint_login_path
+from dashboard.auth import LoginLinks, mint_login_path
 from dashboard.core import Dashboard
 from dashboard.pages.routes import mount
 from handlers.tickets.desk import Incoming, Staff
@@ -167,7 +167,7 @@ async def test_staff_sign_in_with_the_dashboard_command_and_see_the_overview(
     dashboard = dashboard_for(harness.application, harness.settings)
     async with serving(build_web_app(harness.application, dashboard=dashboard)) as root:
         # What CAREBOT_DASHBOARD_URL wires in bot.web.wire_operations.
-        harness.application.bot_data[LOGIN_LINKS_KEY] = LoginLinks(root)
+        harness.application.bot_data.login_links = LoginLinks(root)
 
         # Open tickets of two tiers, and today's care messages.
         vip = await open_ticket_for(harness, api.add_user(4001, "Vera"), tier="vip")

@@ -18,10 +18,9 @@ from sqlalchemy import select
 from yarl import URL
 
 from bot.web import build_web_app, dashboard_for
-from dashboard.auth import COOKIE, LOGIN_LINKS_KEY, LoginLinks
+from dashboard.auth import COOKIE, LoginLinks
 from dashboard.core import load_catalogue
 from handlers.staff.commands import MemberCache
-from handlers.staff.telegram import MEMBERS_KEY
 from storage.models import DashboardSession
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import STAFF, staff_member, wait_message, wait_text
@@ -46,10 +45,10 @@ async def site(harness: Harness) -> AsyncIterator[tuple[str, Ticks]]:
     ``CAREBOT_DASHBOARD_URL``; membership answers cached for 60 s of the test's ticks."""
     ticks = Ticks()
     ttl = harness.rules.tickets.relay.staff_check_seconds
-    harness.application.bot_data[MEMBERS_KEY] = MemberCache(ttl, monotonic=ticks)
+    harness.application.bot_data.members = MemberCache(ttl, monotonic=ticks)
     dashboard = dashboard_for(harness.application, harness.settings)
     async with serving(build_web_app(harness.application, dashboard=dashboard)) as root:
-        harness.application.bot_data[LOGIN_LINKS_KEY] = LoginLinks(root)
+        harness.application.bot_data.login_links = LoginLinks(root)
         yield root, ticks
 
 

@@ -12,7 +12,6 @@ from sqlalchemy import update
 from bot.kernel.texts import Markup
 from bot.runner import build_background
 from handlers.tickets.desk import KIND_TOPIC, OUTBOX_KINDS
-from handlers.tickets.telegram import WAKE_KEY
 from scheduler import sla
 from scheduler.dispatcher.telegram import stored_failure
 from storage import outbox as outbox_queries
@@ -206,7 +205,7 @@ async def test_the_running_bot_registers_the_job_the_hooks_and_the_wake_up(
         assert background.scheduler is not None
         job = background.scheduler.get_job("tickets.sla")
         assert job is not None
-        wake = harness.application.bot_data[WAKE_KEY]
+        wake = harness.application.bot_data.wake
         dispatcher = wake.__self__
         assert set(dispatcher.hooks) == set(OUTBOX_KINDS)
         assert dispatcher.hooks[KIND_TOPIC].desk is harness.desk

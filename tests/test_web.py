@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from telegram.ext import ApplicationBuilder
 
+from bot.context import CONTEXT_TYPES
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
@@ -39,7 +40,9 @@ async def _get(url: str) -> tuple[int, Any]:
 
 def _web_app(database_url: str, *, dispatcher_alive: bool = True) -> Any:
     """The web app of a bot that is not running (only /readyz is looked at)."""
-    application = ApplicationBuilder().token(TOKEN).updater(None).build()
+    application = (
+        ApplicationBuilder().token(TOKEN).updater(None).context_types(CONTEXT_TYPES).build()
+    )
     readiness = Readiness(database_url, dispatcher_alive=lambda: dispatcher_alive)
     return build_web_app(application, readiness=readiness)
 

@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 KB_DIRECTORY = "kb"
 RELOAD_MARKER = ".reload"
-KB_KEY = "kb"  # the KbLibrary in bot_data
 ENTRY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_ANSWER_LENGTH = 3500  # Telegram's limit is 4096 characters once the HTML is parsed
 MAX_BUTTON_LABEL = 40

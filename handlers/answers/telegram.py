@@ -7,28 +7,27 @@ flow answers the flow first); the buttons under an answer are handled here.
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
-from handlers._edge.context import get_deps
+from handlers._edge.context import CareContext
 from handlers._edge.render import respond
 from handlers.answers import answering
-from handlers.answers.kb import KB_KEY, KbLibrary, KnowledgeBase
-from handlers.tickets.telegram import desk_of, wake_dispatcher
+from handlers.answers.kb import KnowledgeBase
+from handlers.tickets.telegram import wake_dispatcher
 
 
-def current_knowledge(context: ContextTypes.DEFAULT_TYPE) -> KnowledgeBase | None:
+def current_knowledge(context: CareContext) -> KnowledgeBase:
     """The running bot's knowledge base (reloaded first if ``carebot kb reload`` ran)."""
-    library = context.bot_data.get(KB_KEY)
-    return library.current() if isinstance(library, KbLibrary) else None
+    return context.bot_data.kb.current()
 
 
-async def on_kb_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_kb_button(update: Update, context: CareContext) -> None:
     """👍, 👎, a suggested question, "talk to a person" or "open a complaint"."""
     query = update.callback_query
     knowledge = current_knowledge(context)
-    if query is None or knowledge is None:
+    if query is None:
         return
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         result = await answering.press_button(
             session,
@@ -36,11 +35,11 @@ async def on_kb_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
             query.data or "",
             knowledge,
             deps.clock.now(),
-            desk=desk_of(context),
+            desk=context.desk,
         )
     wake_dispatcher(context)
     await respond(update, deps.texts, result)
 
 
-def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+def build_handlers() -> list[BaseHandler[Update, CareContext, None]]:
     return [CallbackQueryHandler(on_kb_button, pattern=f"^{answering.CB_PREFIX}")]

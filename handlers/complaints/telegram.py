@@ -20,7 +20,6 @@ from telegram.ext import (
     BasePersistence,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     ConversationHandler,
     MessageHandler,
     PersistenceInput,
@@ -28,13 +27,13 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from handlers._edge.context import get_deps, person_of
+from handlers._edge.context import CareContext, person_of
 from handlers._edge.render import respond
 from handlers.complaints import flow
 from handlers.route import route_edit, route_media
 from handlers.tickets.desk import CB_RESOLUTION
 from handlers.tickets.lifecycle import confirm_resolution
-from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
+from handlers.tickets.telegram import incoming_of, on_desk_button, wake_dispatcher
 from storage.tickets.drafts import draft_steps
 
 CONVERSATION = "complaint"
@@ -61,7 +60,9 @@ class DraftPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any,
     """Loads the complaint flow's steps from ``complaint_drafts`` when the bot starts.
 
     Nothing else is persisted through PTB: the database is the truth and every rule writes
-    its own rows in its own transaction, so the write side is empty.
+    its own rows in its own transaction, so the write side is empty. ``bot_data`` in
+    particular must stay out of ``store_data``: it is a ``BotData`` of live services (PTB
+    would deep-copy it to store it, and want ``get_bot_data`` to return one).
     """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -130,10 +131,10 @@ class DraftPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[Any,
 
 async def _answer(
     update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
+    context: CareContext,
     result: flow.FlowResult,
 ) -> object:
-    texts = get_deps(context).texts
+    texts = context.deps.texts
     wake_dispatcher(context)
     if result.alert is not None:
         await respond(update, texts, result.alert)
@@ -142,66 +143,66 @@ async def _answer(
     return result.step if result.step is not None else ConversationHandler.END
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+async def start(update: Update, context: CareContext) -> object:
     """``/complaint``: pick a category."""
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         result = await flow.start(
-            session, person_of(update), desk_of(context), deps.rules.general, deps.clock.now()
+            session, person_of(update), context.desk, deps.rules.general, deps.clock.now()
         )
     return await _answer(update, context, result)
 
 
-async def press_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+async def press_button(update: Update, context: CareContext) -> object:
     """A button of the flow (category, order, skip, done, send, cancel)."""
     query = update.callback_query
     if query is None:
         return None
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         result = await flow.press(
-            session, query.from_user.id, query.data or "", desk_of(context), deps.clock.now()
+            session, query.from_user.id, query.data or "", context.desk, deps.clock.now()
         )
     return await _answer(update, context, result)
 
 
-async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+async def write(update: Update, context: CareContext) -> object:
     """A message during the flow: the order number, or part of the description."""
     message = update.effective_message
     user = update.effective_user
     if message is None or user is None:
         return None
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         result = await flow.message(
-            session, user.id, incoming_of(message), desk_of(context), deps.clock.now()
+            session, user.id, incoming_of(message), context.desk, deps.clock.now()
         )
     return await _answer(update, context, result)
 
 
-async def done(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+async def done(update: Update, context: CareContext) -> object:
     """``/done``: the description is complete."""
     user = update.effective_user
     if user is None:
         return None
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
-        result = await flow.done(session, user.id, desk_of(context), deps.clock.now())
+        result = await flow.done(session, user.id, context.desk, deps.clock.now())
     return await _answer(update, context, result)
 
 
-async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> object:
+async def cancel(update: Update, context: CareContext) -> object:
     """``/cancel`` at any step: nothing is kept."""
     user = update.effective_user
     if user is None:
         return None
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         result = await flow.cancel(session, user.id, deps.clock.now())
     return await _answer(update, context, result)
 
 
-def build_conversation() -> ConversationHandler[ContextTypes.DEFAULT_TYPE]:
+def build_conversation() -> ConversationHandler[CareContext]:
     """The complaint flow; persistent (see ``DraftPersistence``)."""
     private_message = PRIVATE & NEW_MESSAGE
     button = CallbackQueryHandler(press_button, pattern=f"^{flow.CB_FLOW}")
@@ -228,13 +229,13 @@ def build_conversation() -> ConversationHandler[ContextTypes.DEFAULT_TYPE]:
 # --- the customer's side of an open ticket -------------------------------------------------------
 
 
-async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def relay_media(update: Update, context: CareContext) -> None:
     """A photo, document, voice, ... outside the flow: to the customer's ticket if they have
     one, else the polite "text please" of onboarding."""
     message = update.effective_message
     if message is None:
         return
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         replies = await route_media(
             session,
@@ -242,29 +243,29 @@ async def relay_media(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             incoming_of(message),
             deps.rules.general,
             deps.clock.now(),
-            desk_of(context),
+            context.desk,
         )
     wake_dispatcher(context)
     await respond(update, deps.texts, replies)
 
 
-async def relay_edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def relay_edit(update: Update, context: CareContext) -> None:
     """The customer edited a message: relayed to the topic marked as edited, if it was part of
     a ticket (the edit itself is stored by the inbound step either way)."""
     message = update.edited_message
     user = update.effective_user
     if message is None or user is None:
         return
-    deps = get_deps(context)
+    deps = context.deps
     async with deps.sessionmaker.begin() as session:
         known = await route_edit(
-            session, user.id, incoming_of(message), desk_of(context), deps.clock.now()
+            session, user.id, incoming_of(message), context.desk, deps.clock.now()
         )
     if known:
         wake_dispatcher(context)
 
 
-def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
+def build_handlers() -> list[BaseHandler[Update, CareContext, Any]]:
     """The flow, then the customer's side of tickets (before onboarding's handlers)."""
     private_message = PRIVATE & NEW_MESSAGE
     return [

@@ -13,21 +13,20 @@ from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
 
 from bot.kernel.config import GeneralConfig
 from bot.kernel.replies import Alert, Reply
-from handlers._edge.context import get_deps, person_of
+from handlers._edge.context import CareContext, person_of
 from handlers._edge.render import respond
 from handlers.answers.telegram import current_knowledge
 from handlers.onboarding import registration
 from handlers.route import route_text
-from handlers.tickets.telegram import desk_of, incoming_of, on_desk_button, wake_dispatcher
+from handlers.tickets.telegram import incoming_of, on_desk_button, wake_dispatcher
 
-Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+Callback = Callable[[Update, CareContext], Coroutine[Any, Any, None]]
 PersonRule = Callable[
     [AsyncSession, registration.Person, GeneralConfig, datetime],
     Awaitable[Reply | Sequence[Reply]],
@@ -44,8 +43,8 @@ NEW_MESSAGE = filters.UpdateType.MESSAGE  # edits are stored by the inbound step
 def on_person(rule: PersonRule) -> Callback:
     """A callback that runs ``rule`` for the sender in one transaction, then sends its replies."""
 
-    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        deps = get_deps(context)
+    async def callback(update: Update, context: CareContext) -> None:
+        deps = context.deps
         async with deps.sessionmaker.begin() as session:
             result = await rule(session, person_of(update), deps.rules.general, deps.clock.now())
         await respond(update, deps.texts, result)
@@ -54,9 +53,9 @@ def on_person(rule: PersonRule) -> Callback:
     return callback
 
 
-async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_start(update: Update, context: CareContext) -> None:
     """``/start``, or ``/start <code>`` from a deep link (links the shop's customer record)."""
-    deps = get_deps(context)
+    deps = context.deps
     payload = context.args[0] if context.args else None
     async with deps.sessionmaker.begin() as session:
         replies = await registration.start(
@@ -65,10 +64,10 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await respond(update, deps.texts, replies)
 
 
-async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_text(update: Update, context: CareContext) -> None:
     """Free text, wherever ``handlers.route`` sends it (a survey, the open ticket, a profile
     answer, the knowledge base)."""
-    deps = get_deps(context)
+    deps = context.deps
     message = update.effective_message
     text = message.text if message else None
     async with deps.sessionmaker.begin() as session:
@@ -80,15 +79,15 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             deps.clock.now(),
             current_knowledge(context),
             message=incoming_of(message) if message else None,
-            desk=desk_of(context),
+            desk=context.desk,
         )
     wake_dispatcher(context)
     await respond(update, deps.texts, reply)
 
 
-async def on_contact(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def on_contact(update: Update, context: CareContext) -> None:
     """A shared contact: kept as the phone only when it is the sender's own."""
-    deps = get_deps(context)
+    deps = context.deps
     contact = update.effective_message.contact if update.effective_message else None
     if contact is None:
         return
@@ -108,8 +107,8 @@ def on_button(rule: ButtonRule) -> Callback:
     """A callback for buttons whose data is ``prefix:value``: the rule gets the presser's id and
     the value, in one transaction; its answer is sent (or shown as a toast)."""
 
-    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        deps = get_deps(context)
+    async def callback(update: Update, context: CareContext) -> None:
+        deps = context.deps
         query = update.callback_query
         if query is None:
             return
@@ -122,7 +121,7 @@ def on_button(rule: ButtonRule) -> Callback:
     return callback
 
 
-def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+def build_handlers() -> list[BaseHandler[Update, CareContext, None]]:
     """Private-chat handlers, in the order they must be tried."""
     private_message = PRIVATE & NEW_MESSAGE
     return [
@@ -157,6 +156,6 @@ def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None
     ]
 
 
-def build_fallback_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+def build_fallback_handlers() -> list[BaseHandler[Update, CareContext, None]]:
     """Catch-alls registered after every feature's handlers."""
     return [CallbackQueryHandler(on_button(registration.expired_button))]

@@ -26,26 +26,21 @@ from telegram import (
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
-    Application,
     BaseHandler,
-    CallbackContext,
     CallbackQueryHandler,
     CommandHandler,
-    ContextTypes,
     MessageHandler,
     filters,
 )
 
 from bot.kernel.render import inline_button, inline_keyboard, is_not_modified
-from dashboard.auth import LOGIN_LINKS_KEY
-from handlers._edge.context import get_deps
+from handlers._edge.context import BotData, CareContext
 from handlers.staff import commands
 from handlers.staff.commands import DashboardAnswer, MemberCache
 from handlers.tickets.desk import CB_TICKET, Desk, Staff, StaffReply
-from handlers.tickets.telegram import desk_of, incoming_of, wake_dispatcher
+from handlers.tickets.telegram import incoming_of, wake_dispatcher
 from storage.engine import after_commit
 
-MEMBERS_KEY = "tickets.members"
 ANONYMOUS_ADMIN = "GroupAnonymousBot"
 T = TypeVar("T")
 Work = Callable[[AsyncSession, Staff, datetime], Awaitable[StaffReply | None]]
@@ -56,20 +51,19 @@ def _staff(user: User) -> Staff:
     return Staff(user.id, user.first_name, user.username)
 
 
-def _member_cache(bot_data: dict[Any, Any], desk: Desk) -> MemberCache:
-    cache = bot_data.get(MEMBERS_KEY)
-    if not isinstance(cache, MemberCache):
-        cache = MemberCache(desk.rules.relay.staff_check_seconds)
-        bot_data[MEMBERS_KEY] = cache
-    return cache
+def _member_cache(data: BotData, desk: Desk) -> MemberCache:
+    """The membership answers (this module owns ``BotData.members``: made on first use)."""
+    if data.members is None:
+        data.members = MemberCache(desk.rules.relay.staff_check_seconds)
+    return data.members
 
 
 async def _is_member(
-    bot: Bot, bot_data: dict[Any, Any], desk: Desk, user_id: int
+    bot: Bot, data: BotData, desk: Desk, user_id: int
 ) -> tuple[bool | None, bool]:
     """Whether ``user_id`` is in the staff group (None: Telegram could not say this time, so
     nothing is remembered), and whether that was just asked of Telegram."""
-    cache = _member_cache(bot_data, desk)
+    cache = _member_cache(data, desk)
     known = cache.get(user_id)
     if known is not None:
         return known, False
@@ -88,10 +82,10 @@ async def _is_member(
 
 
 async def _membership(
-    context: ContextTypes.DEFAULT_TYPE, message: Message | None, user: User
+    context: CareContext, message: Message | None, user: User
 ) -> tuple[Staff, bool, bool]:
     """Who acts, whether they are staff, and whether that was just asked of Telegram."""
-    desk = desk_of(context)
+    desk = context.desk
     chat_id = desk.staff_chat_id
     if (
         message is not None
@@ -104,23 +98,20 @@ async def _membership(
     return _staff(user), bool(is_staff), fresh
 
 
-def dashboard_staff_check(
-    application: Application[Any, Any, Any, Any, Any, Any],
-) -> Callable[[int], Awaitable[bool | None]]:
+def dashboard_staff_check(bot: Bot, data: BotData) -> Callable[[int], Awaitable[bool | None]]:
     """The dashboard's check that a signed-in person is still in the staff group, on every
     request: the same ``getChatMember`` answers, remembered in the same cache for
-    ``relay.staff_check_seconds``, as staff commands use."""
+    ``relay.staff_check_seconds``, as staff commands use (``data`` is the bot's ``bot_data``)."""
 
     async def check(user_id: int) -> bool | None:
-        desk = desk_of(CallbackContext(application))
-        is_staff, _ = await _is_member(application.bot, application.bot_data, desk, user_id)
+        is_staff, _ = await _is_member(bot, data, data.desk, user_id)
         return is_staff
 
     return check
 
 
 async def _reply(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, result: StaffReply | None
+    update: Update, context: CareContext, result: StaffReply | None
 ) -> None:
     """Answer in the topic (or as a toast / by editing the pressed message for buttons), once
     the update's unit of work has committed."""
@@ -158,7 +149,7 @@ async def _send(update: Update, result: StaffReply | None) -> None:
 
 
 async def _admit(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, *, refuse: bool = True
+    update: Update, context: CareContext, *, refuse: bool = True
 ) -> tuple[Staff, bool] | None:
     """The acting staff member and whether their membership was just asked of Telegram; None
     (with a refusal unless ``refuse`` is off) for anyone else."""
@@ -174,7 +165,7 @@ async def _admit(
     )
     if not allowed:
         if refuse:
-            refusal = commands.refusal(desk_of(context))
+            refusal = commands.refusal(context.desk)
             if update.callback_query is not None:
                 refusal = StaffReply(refusal.text, alert=True)
             await _reply(update, context, refusal)
@@ -184,7 +175,7 @@ async def _admit(
 
 async def _run(
     update: Update,
-    context: ContextTypes.DEFAULT_TYPE,
+    context: CareContext,
     work: Work,
     *,
     refuse: bool = True,
@@ -199,14 +190,14 @@ async def _run(
 
 
 async def _as_staff(
-    context: ContextTypes.DEFAULT_TYPE,
+    context: CareContext,
     admitted: tuple[Staff, bool],
     work: Callable[[AsyncSession, Staff, datetime], Awaitable[T]],
 ) -> T:
     """Run ``work`` for an admitted staff member in one transaction (remembering them when
     Telegram was just asked)."""
     staff, fresh = admitted
-    deps = get_deps(context)
+    deps = context.deps
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
@@ -214,12 +205,12 @@ async def _as_staff(
         return await work(session, staff, now)
 
 
-async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def write(update: Update, context: CareContext) -> None:
     """A message in a topic: relayed to the customer (``!…``: a note)."""
     message = update.effective_message
     if message is None:
         return
-    desk = desk_of(context)
+    desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
         return await commands.message(
@@ -229,12 +220,12 @@ async def write(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work)
 
 
-async def edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def edit(update: Update, context: CareContext) -> None:
     """A staff member edited a reply: the customer sees the new text, marked."""
     message = update.edited_message
     if message is None:
         return
-    desk = desk_of(context)
+    desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> None:
         await commands.edit(session, desk, message.message_thread_id, incoming_of(message), now)
@@ -242,12 +233,12 @@ async def edit(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work, refuse=False)
 
 
-async def note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def note(update: Update, context: CareContext) -> None:
     """``/note text``."""
     message = update.effective_message
     if message is None:
         return
-    desk = desk_of(context)
+    desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
         return await commands.note(
@@ -257,13 +248,13 @@ async def note(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work)
 
 
-async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def command(update: Update, context: CareContext) -> None:
     """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``."""
     message = update.effective_message
     if message is None or not message.text:
         return
     name = message.text.split()[0].lstrip("/").split("@")[0].lower()
-    desk = desk_of(context)
+    desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
         return await commands.command(session, desk, message.message_thread_id, staff, name, now)
@@ -271,13 +262,13 @@ async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _run(update, context, work)
 
 
-async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def assign(update: Update, context: CareContext) -> None:
     """``/assign @name`` or ``/assign`` replying to the assignee's message (whose membership is
     asked of Telegram as the sender's is: a non-member is refused)."""
     message = update.effective_message
     if message is None:
         return
-    desk = desk_of(context)
+    desk = context.desk
     args = context.args or []
     username = args[0] if args and args[0].startswith("@") else None
     replied = message.reply_to_message
@@ -299,7 +290,7 @@ async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if target_user is not None
         else (None, False)
     )
-    deps = get_deps(context)
+    deps = context.deps
     now = deps.clock.now()
     async with deps.sessionmaker.begin() as session:
         if fresh:
@@ -320,12 +311,12 @@ async def assign(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _reply(update, context, result)
 
 
-async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def press(update: Update, context: CareContext) -> None:
     """A button under a card or a canned-reply menu."""
     query = update.callback_query
     if query is None:
         return
-    desk = desk_of(context)
+    desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
         return await commands.press(session, desk, staff, query.data or "", now)
@@ -336,15 +327,15 @@ async def press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
-async def dashboard(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+async def dashboard(update: Update, context: CareContext) -> None:
     """``/dashboard`` privately or in the staff group: a one-time dashboard sign-in link, sent
     only to the member's private chat and without a link preview (a preview would fetch it)."""
     message = update.effective_message
     user = update.effective_user
     if message is None or user is None:
         return
-    desk = desk_of(context)
-    links = context.bot_data.get(LOGIN_LINKS_KEY)
+    desk = context.desk
+    links = context.bot_data.login_links
     in_group = message.chat.type != ChatType.PRIVATE
     if in_group and message.sender_chat is not None:
         # An anonymous admin: no private chat to send a link to.
@@ -381,7 +372,7 @@ async def _send_dashboard(
 
 def build_handlers(
     staff_chat_id: int | None,
-) -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, Any]]:
+) -> list[BaseHandler[Update, CareContext, Any]]:
     """The staff group's handlers (none without a staff group)."""
     if staff_chat_id is None:
         return []

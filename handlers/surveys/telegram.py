@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from telegram import Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, ContextTypes
+from telegram.ext import BaseHandler, CallbackQueryHandler
 
+from handlers._edge.context import CareContext
 from handlers.tickets.telegram import on_desk_button
 from surveys import flow
 
 
-def build_handlers() -> list[BaseHandler[Update, ContextTypes.DEFAULT_TYPE, None]]:
+def build_handlers() -> list[BaseHandler[Update, CareContext, None]]:
     return [CallbackQueryHandler(on_desk_button(flow.press_button), pattern=rf"^{flow.CB_SURVEY}")]

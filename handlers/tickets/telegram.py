@@ -1,5 +1,6 @@
 """Telegram-side helpers shared by the ticket handlers (complaints, staff, free text, the
-knowledge base's hand-off): the desk, messages as plain values, waking the dispatcher."""
+knowledge base's hand-off): messages as plain values, waking the dispatcher, the desk's
+buttons. The desk itself is ``CareContext.desk``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Message, Update
-from telegram.ext import ContextTypes
 
 from bot.kernel.replies import Alert, Reply
-from handlers._edge.context import get_deps
+from handlers._edge.context import CareContext
 from handlers._edge.inbound import message_kind
 from handlers._edge.render import respond
 from handlers.tickets.desk import Incoming
@@ -24,25 +24,11 @@ DeskButtonRule = Callable[
     Awaitable[Reply | Sequence[Reply] | Alert | None],
 ]
 
-DESK_KEY = "tickets.desk"
-WAKE_KEY = "outbox.wake"
-"""``bot_data`` key of a callable that wakes the outbox dispatcher (set by whoever runs it)."""
 
-
-def desk_of(context: ContextTypes.DEFAULT_TYPE) -> TicketDesk:
-    """The ticket desk of this bot (built once from the rules and settings)."""
-    desk = context.bot_data.get(DESK_KEY)
-    if not isinstance(desk, TicketDesk):
-        deps = get_deps(context)
-        desk = TicketDesk.from_config(deps.rules, deps.texts, deps.staff_chat_id)
-        context.bot_data[DESK_KEY] = desk
-    return desk
-
-
-def wake_dispatcher(context: ContextTypes.DEFAULT_TYPE) -> None:
+def wake_dispatcher(context: CareContext) -> None:
     """Tell the dispatcher something was queued, once it is committed (at once outside a unit
     of work): relays go out at once instead of at its next poll."""
-    wake: Callable[[], None] | None = context.bot_data.get(WAKE_KEY)
+    wake = context.bot_data.wake
     if wake is None:
         return
 
@@ -79,20 +65,20 @@ def incoming_of(message: Message) -> Incoming:
 
 def on_desk_button(
     rule: DeskButtonRule,
-) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+) -> Callable[[Update, CareContext], Coroutine[Any, Any, None]]:
     """A callback for an inline button whose rule may open tickets or queue messages: the rule
     (given the desk, the presser, the button's data and the time) in one transaction, the
     dispatcher woken after the commit, then the answer (a bare acknowledgement when the rule
     has nothing to say)."""
 
-    async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def callback(update: Update, context: CareContext) -> None:
         query = update.callback_query
         if query is None:
             return
-        deps = get_deps(context)
+        deps = context.deps
         async with deps.sessionmaker.begin() as session:
             result = await rule(
-                session, desk_of(context), query.from_user.id, query.data or "", deps.clock.now()
+                session, context.desk, query.from_user.id, query.data or "", deps.clock.now()
             )
         wake_dispatcher(context)
         if result is None:

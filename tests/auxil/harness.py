@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.inbox import inbox_of
+from bot.context import inbox_of
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import Config, OutboxConfig, TicketConfig, load_config
 from bot.kernel.texts import Texts
@@ -28,7 +28,6 @@ from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
-from handlers.tickets.telegram import DESK_KEY, WAKE_KEY
 from scheduler.dispatcher.telegram import Dispatcher
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
@@ -103,17 +102,13 @@ class Harness:
     @property
     def desk(self) -> TicketDesk:
         """The ticket desk the running bot uses."""
-        desk = self.application.bot_data.get(DESK_KEY)
-        if not isinstance(desk, TicketDesk):
-            desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
-            self.application.bot_data[DESK_KEY] = desk
-        return desk
+        return self.application.bot_data.desk
 
     def use_ticket_rules(self, rules: TicketConfig) -> TicketDesk:
         """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
         self.rules = self.rules.model_copy(update={"tickets": rules})
         desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
-        self.application.bot_data[DESK_KEY] = desk
+        self.application.bot_data.desk = desk
         if self.dispatcher is not None:
             for hook in set(self.dispatcher.hooks.values()):
                 if isinstance(hook, DeliveryHooks):
@@ -147,7 +142,7 @@ class Harness:
             lock=NoLock(),
             hooks=hooks_by_kind(desk),
         )
-        application.bot_data[WAKE_KEY] = dispatcher.wake
+        application.bot_data.wake = dispatcher.wake
         self.dispatcher = dispatcher
         self._dispatch_stop = asyncio.Event()
         self._dispatch_task = asyncio.create_task(dispatcher.run(self._dispatch_stop))
