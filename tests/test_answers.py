@@ -54,11 +54,9 @@ async def _handoffs(harness: Harness) -> list[KbHandoff]:
 
 
 async def _wait_for_callback_answer(harness: Harness, count: int) -> dict[str, object]:
-    for _ in range(300):
-        if len(harness.api.answered_callbacks) >= count:
-            break
-        await asyncio.sleep(0.01)
-    return harness.api.answered_callbacks[count - 1]  # type: ignore[no-any-return]
+    api = harness.api
+    await api.wait_for(lambda: len(api.answered_callbacks) >= count, description="an answer")
+    return api.answered_callbacks[count - 1]  # type: ignore[no-any-return]
 
 
 def _copy_config(tmp_path: Path) -> Path:

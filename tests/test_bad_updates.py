@@ -5,7 +5,6 @@ fields cannot be stored) is parked at once, in polling and webhook mode: one WAR
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from bot.inbox import inbox_of
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
 from bot.settings import Settings
@@ -87,14 +87,13 @@ async def test_an_unparsable_update_is_parked_at_once_and_polling_goes_on(
     api = harness.api
     ada = api.add_user(5101, "Ada", language_code="en")
     await api.send_text(ada, "/start")
-    await api.wait_for_sent(ada.id, 1)
-    await asyncio.sleep(0.3)  # the greeting's follow-up (consent) too
-    answered = len(api.sent(ada.id))
+    answered = len(await api.wait_for_sent(ada.id, 2))  # the greeting and the consent question
     bad = [(await api.send_raw_update(update))["update_id"] for update in _unreadable(ada)]
     await api.send_text(ada, "where is my parcel")  # the same conversation goes on
     await api.wait_for_sent(ada.id, answered + 1)
     await api.wait_for(lambda: not api.pending_updates, description="every update confirmed")
-    await asyncio.sleep(1.0)  # five sweeps: room for a retry or a second line
+    # Instead of waiting for the periodic sweeps: a sweep now finds nothing to try again.
+    assert await inbox_of(harness.application).sweep(everything=True) == 0
     await _parked_once(
         caplog, harness.sessionmaker, bad, ["TypeError", "TypeError", "UnreadableUpdate"]
     )
@@ -125,16 +124,13 @@ async def test_forget_clears_a_parked_unparsable_update(harness: Harness) -> Non
     api = harness.api
     ida = api.add_user(5102, "Ida", language_code="en")
     await api.send_text(ida, "/start")
-    await api.wait_for_sent(ida.id, 1)
+    before = len(await api.wait_for_sent(ida.id, 2))  # the greeting and the consent question
     await api.send_raw_update(_unreadable(ida)[0])
     await api.wait_for(lambda: not api.pending_updates, description="the update confirmed")
-    await asyncio.sleep(0.3)
-    before = len(api.sent(ida.id))
     await api.send_text(ida, "/forget")
     confirm = (await api.wait_for_sent(ida.id, before + 1))[-1]
     await api.press_button(ida, confirm, "forget:yes")
-    await api.wait_for_sent(ida.id, before + 2)
-    await asyncio.sleep(0.3)
+    await api.wait_for_sent(ida.id, before + 2)  # answered once the erasure committed
     (parked,) = [row for row in await _rows(harness.sessionmaker) if row.state == "failed"]
     assert (parked.payload, parked.sender_user_id, parked.chat_id) == (None, None, None)
 
@@ -192,25 +188,22 @@ async def test_an_unparsable_update_is_parked_at_once_in_webhook_mode(
     api, settings = webhook_bot
     eve = api.add_user(5103, "Eve", language_code="en")
     await api.send_text(eve, "/start")
-    await api.wait_for_sent(eve.id, 1)
-    await asyncio.sleep(0.3)
-    answered = len(api.sent(eve.id))
+    answered = len(await api.wait_for_sent(eve.id, 2))  # the greeting and the consent question
     bad = [(await api.send_raw_update(update))["update_id"] for update in _unreadable(eve)]
     await api.send_text(eve, "where is my parcel")
     await api.wait_for_sent(eve.id, answered + 1)
     await api.wait_for(lambda: not api.pending_updates, description="every update accepted")
-    await asyncio.sleep(1.0)
     # Accepted once each (200: Telegram must not send them again).
     for update_id in bad:
         attempts = [a for a in api.webhook_attempts if a.update_id == update_id]
         assert [a.status for a in attempts] == [200]
     engine = create_engine(settings.database_url)
     try:
+        sessionmaker = create_sessionmaker(engine)
         await _parked_once(
-            caplog,
-            create_sessionmaker(engine),
-            bad,
-            ["TypeError", "TypeError", "UnreadableUpdate"],
+            caplog, sessionmaker, bad, ["TypeError", "TypeError", "UnreadableUpdate"]
         )
+        # Nothing pending: the process's sweeps have nothing to try again.
+        assert [row.state for row in await _rows(sessionmaker)].count("pending") == 0
     finally:
         await engine.dispose()

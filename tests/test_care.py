@@ -39,6 +39,7 @@ from storage.models import Coupon, Customer, Order, Outbox
 from storage.tickets.rows import open_ticket_of
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.outbox import add_customer
+from tests.auxil.tickets import lanes_idle
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
 RULES = load_config(CONFIG)
@@ -621,14 +622,11 @@ class TestEndToEnd:
         await api.press_button(mei, visit, f"care:problem:{order}")
         said = (await api.wait_for_sent(mei.id, 2))[-1]
         assert said.text == harness.text("en", "care_problem")
-        for _ in range(500):  # the ticket's topic is created by the dispatcher
-            if api.topics(STAFF_CHAT_ID):
-                break
-            await asyncio.sleep(0.01)
-        assert len(api.topics(STAFF_CHAT_ID)) == 1
         async with harness.sessionmaker() as session:
             ticket = await open_ticket_of(session, customer)
         assert ticket is not None and ticket.order_ref == "E2E-1"
+        await lanes_idle(harness, ticket.number)  # its topic, created by the dispatcher
+        assert len(api.topics(STAFF_CHAT_ID)) == 1
 
         await api.press_button(mei, visit, "care:stop")
         said = (await api.wait_for_sent(mei.id, 3))[-1]

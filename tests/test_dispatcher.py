@@ -195,7 +195,8 @@ class TestTelegramErrors:
         api.fail("sendMessage", error_code=500, times=3, chat_id=9001)
         async with running(dispatcher_for(bot, sessionmaker)) as dispatcher:
             await api.wait_for_sent(9001, 1, timeout=10)
-            await asyncio.sleep(0.2)
+            await until(lambda stored: stored["news:9001"].state == State.SENT, sessionmaker)
+        # Stopped: what was under way has finished.
         assert [c.status for c in message_calls(api)] == [500, 500, 500, 200]
         assert len(api.sent(9001)) == 1
         row = (await rows(sessionmaker))["news:9001"]

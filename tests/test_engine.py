@@ -17,11 +17,25 @@ from storage.engine import BotDatabase, create_engine, create_sessionmaker
 from tests.auxil import databases
 
 
+class WatchedTurn(asyncio.Lock):
+    """The turn units of work take, telling when one has to wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contended = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        if self.locked():
+            self.contended.set()
+        return await super().acquire()
+
+
 async def test_sqlite_units_of_work_take_turns_and_reads_do_not_wait(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
     engine = create_engine(databases.sqlite_copy(sqlite_template, tmp_path))
-    sessionmaker = create_sessionmaker(engine)
+    turn = WatchedTurn()
+    sessionmaker = create_sessionmaker(engine, turn=turn)
     order: list[str] = []
     first_inside = asyncio.Event()
     release_first = asyncio.Event()
@@ -46,7 +60,7 @@ async def test_sqlite_units_of_work_take_turns_and_reads_do_not_wait(
         # A read-only session is not queued behind the unit of work.
         async with sessionmaker() as reader:
             assert (await reader.execute(text("SELECT 2"))).scalar() == 2
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(turn.contended.wait(), timeout=5)
         assert order == ["first in"]  # the second waits its turn
         release_first.set()
         await asyncio.gather(*tasks)

@@ -14,9 +14,10 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.app import KIND_INBOX_PARKED
 from bot.inbox import database_away
 from bot.sandbox.records import SentMessage
-from storage.models import InboxUpdate
+from storage.models import InboxUpdate, Outbox
 from tests.auxil.harness import STAFF_CHAT_ID, Harness
 from tests.auxil.processes import CAREBOT, carebot_env
 from tests.auxil.tickets import desk_ticket, general
@@ -128,9 +129,18 @@ async def test_a_poison_update_is_parked_its_conversation_goes_on_and_retry_hand
         timeout=10,
         description="the retried update relayed by the running bot",
     )
-    await asyncio.sleep(0.5)  # room for a second copy or notice to show up
-    assert _copies(harness, thread) == ["before", "after", "poison"]
+    # A last message, copied in order behind anything the retry could have queued wrongly.
+    await api.send_text(mia, "last")
+    await api.wait_for(
+        lambda: "last" in _copies(harness, thread), description="the last message relayed"
+    )
+    assert _copies(harness, thread) == ["before", "after", "poison", "last"]
     assert len(_notices(harness)) == 1
+    async with harness.sessionmaker() as session:
+        notices = await session.execute(
+            select(func.count()).select_from(Outbox).where(Outbox.kind == KIND_INBOX_PARKED)
+        )
+        assert notices.scalar_one() == 1  # none queued for later either
     async with harness.sessionmaker() as session:
         assert await _states(session) == {"handled": await _count(session)}
     again = await _cli(harness, "retry", str(parked.id))
@@ -168,8 +178,7 @@ async def test_inbox_stats(harness: Harness) -> None:
     api = harness.api
     zoe = api.add_user(4103, "Zoe", language_code="en")
     await api.send_text(zoe, "/start")
-    await api.wait_for_sent(zoe.id, 1)
-    await asyncio.sleep(0.2)
+    await api.wait_for_sent(zoe.id, 1)  # answered once it is marked handled
     result = await _cli(harness, "stats")
     assert result.returncode == 0, result.stderr
     assert "handled" in result.stdout and "nothing pending" in result.stdout
@@ -183,9 +192,7 @@ async def test_no_answer_goes_out_for_an_attempt_that_rolled_back(harness: Harne
     api = harness.api
     leo = api.add_user(4104, "Leo", language_code="en")
     await api.send_text(leo, "/start")
-    await api.wait_for_sent(leo.id, 1)
-    await asyncio.sleep(0.3)  # the greeting's follow-up (consent) too
-    greeted = len(api.sent(leo.id))
+    greeted = len(await api.wait_for_sent(leo.id, 2))  # the greeting and the consent question
     await _poison(harness, on=True, table="kb_questions")
     try:
         for body in ("where is my parcel", "poison parcel please", "how do I return something"):
@@ -193,11 +200,12 @@ async def test_no_answer_goes_out_for_an_attempt_that_rolled_back(harness: Harne
         await api.wait_for(
             lambda: bool(_notices(harness)), timeout=15, description="the question parked"
         )
-        await asyncio.sleep(0.5)  # room for a wrong answer to show up
     finally:
         await _poison(harness, on=False, table="kb_questions")
+    # Once /help is answered, every attempt before it has been answered or rolled back.
+    await harness.barrier(leo)
     answers = api.sent(leo.id)[greeted:]
-    assert len(answers) == 2, [m.body for m in answers]
+    assert len(answers) == 3, [m.body for m in answers]  # two questions, then /help
     async with harness.sessionmaker() as session:
         parked = (
             await session.execute(select(InboxUpdate).where(InboxUpdate.state == "failed"))
@@ -213,14 +221,11 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_inbox(harness: Harne
     await api.send_text(ida, "/start")
     await api.wait_for_sent(ida.id, 1)
     await api.send_text(ida, "my number is 13900001234, secretword")
-    await api.wait_for_sent(ida.id, 2)
-    await asyncio.sleep(0.3)
-    before = len(api.sent(ida.id))
+    before = len(await api.wait_for_sent(ida.id, 3))  # greeting, consent question, answer
     await api.send_text(ida, "/forget")
     confirm = (await api.wait_for_sent(ida.id, before + 1))[-1]
     await api.press_button(ida, confirm, "forget:yes")
-    await api.wait_for_sent(ida.id, before + 2)
-    await asyncio.sleep(0.3)  # the last unit's mark "handled" is committed before its answer
+    await api.wait_for_sent(ida.id, before + 2)  # the unit's mark "handled" committed first
     async with harness.sessionmaker() as session:
         rows = (await session.execute(select(InboxUpdate))).scalars().all()
     assert rows and {row.state for row in rows} == {"handled"}

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
@@ -31,6 +32,7 @@ from tests.auxil import databases
 from tests.auxil.cluster import SECRET, WEBHOOK_PATH, cluster, fast_config
 from tests.auxil.harness import STAFF_CHAT_ID
 from tests.auxil.processes import free_port, start_carebot
+from tests.auxil.waiting import eventually
 
 CUSTOMERS = 20
 MESSAGES = 25
@@ -183,6 +185,32 @@ async def _until(check: Callable[[], bool], what: str, bot: Bot, within: float =
     raise AssertionError(f"{what} did not happen within {within:g} s\n{bot.logs()}")
 
 
+async def _copied_after(api: LocalBotApi, user: FakeUser, bot: Bot) -> int:
+    """The customer writes once more and the copy is waited for: it goes into the topic behind
+    everything handled before it (a copy made twice included). Its message id."""
+    update = await api.send_text(user, "one more thing")
+    last = int(update["message"]["message_id"])
+    await _until(lambda: last in _copies_by_topic(api).get(user.id, []), "the last copy", bot)
+    return last
+
+
+async def _nothing_pending(database_url: str) -> bool:
+    return (await _inbox_states(database_url)).get("pending", 0) == 0
+
+
+async def _waiting_for_a_lock(engine: AsyncEngine) -> bool:
+    """Whether a session of the database waits for a lock (PostgreSQL; asked in a transaction
+    of its own: one sees the same activity snapshot throughout)."""
+    async with engine.connect() as connection:
+        waiting = await connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(waiting.scalar_one()) > 0
+
+
 async def _rows(database_url: str, statement: Any) -> list[Any]:
     """``statement``'s rows, read on an engine of its own (the bot is another process)."""
     engine = create_engine(database_url)
@@ -232,9 +260,12 @@ async def test_sigkill_at_many_points_loses_nothing_and_keeps_order(
             assert collapsed == sent[user.id], f"customer {user.id}'s copies out of order"
         repeated = sum(len(ids) for ids in copies.values()) - total
         assert repeated <= KILLS * DISPATCH_CONCURRENCY
-        await asyncio.sleep(0.5)  # the last marks "handled" commit after their sends
-        states = await _inbox_states(database_url)
-        assert states.get("pending", 0) == 0 and states.get("failed", 0) == 0, states
+        # A copy goes out only once the unit of work that queued it (and marked its update
+        # handled) committed; wait for the inbox all the same rather than for a while.
+        await eventually(
+            lambda: _nothing_pending(database_url), timeout=30, description="nothing pending"
+        )
+        assert (await _inbox_states(database_url)).get("failed", 0) == 0
     finally:
         await bot.stop()
 
@@ -255,9 +286,12 @@ async def test_a_crash_before_the_inbox_commit_means_a_redelivery_handled_once(
         blocker.execute("BEGIN IMMEDIATE")  # every writer now waits: the bot cannot store
         try:
             update = await api.send_text(user, "the parcel is still missing")
-            if mode == "polling":
+            if mode == "polling":  # fetched: storing it now waits for SQLite's lock
                 await _until(lambda: _fetched(api, update["update_id"]), "the fetch", bot)
-            await asyncio.sleep(1.0)  # fetched or POSTed, and waiting for SQLite's lock
+            else:
+                # POSTed and waiting for SQLite's lock. Nothing shows a POST in flight (the
+                # local server records it once answered), so this one stays a wait.
+                await asyncio.sleep(1.0)
             assert update["update_id"] in [u["update_id"] for u in api.pending_updates]
             await bot.kill()
         finally:
@@ -265,9 +299,8 @@ async def test_a_crash_before_the_inbox_commit_means_a_redelivery_handled_once(
             blocker.close()
         assert await _stored(database_url, update["update_id"]) == 0
         await bot.start()
-        await _until(lambda: bool(_copies_by_topic(api).get(user.id)), "the copy", bot)
-        await asyncio.sleep(0.5)
-        assert _copies_by_topic(api)[user.id] == [update["message"]["message_id"]]
+        last = await _copied_after(api, user, bot)
+        assert _copies_by_topic(api)[user.id] == [update["message"]["message_id"], last]
         assert await _stored(database_url, update["update_id"]) == 1
     finally:
         await bot.stop()
@@ -294,19 +327,18 @@ async def test_a_crash_after_the_inbox_commit_is_handled_after_the_restart(
                 {"id": user.id},
             )
             update = await api.send_text(user, "the parcel is still missing")
-            for _ in range(200):
-                if await _stored(database_url, update["update_id"]):
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
+            # Stored, and its rules waiting for the customer's row.
+            await eventually(
+                lambda: _waiting_for_a_lock(engine), timeout=10, description="the rules blocked"
+            )
+            assert await _stored(database_url, update["update_id"]) == 1
             await bot.kill()
             await holder.rollback()
         assert await _inbox_states(database_url) == {"pending": 1}
         await bot.start()
-        await _until(lambda: bool(_copies_by_topic(api).get(user.id)), "the copy", bot)
-        await asyncio.sleep(0.5)
-        assert _copies_by_topic(api)[user.id] == [update["message"]["message_id"]]
-        assert await _inbox_states(database_url) == {"handled": 1}
+        last = await _copied_after(api, user, bot)
+        assert _copies_by_topic(api)[user.id] == [update["message"]["message_id"], last]
+        assert await _inbox_states(database_url) == {"handled": 2}
     finally:
         await engine.dispose()
         await bot.stop()
@@ -361,9 +393,18 @@ async def test_two_processes_on_postgresql_handle_each_update_once_in_order(
             timeout=90,
             description="every message copied",
         )
-        await asyncio.sleep(0.5)  # room for a wrong second copy
+        # One more message each, copied behind anything handled twice.
+        for user in users:
+            update = await api.send_text(user, "last")
+            sent[user.id].append(update["message"]["message_id"])
+        await api.wait_for(
+            lambda: all(
+                _copies_by_topic(api).get(user.id, [])[-1:] == sent[user.id][-1:] for user in users
+            ),
+            timeout=60,
+            description="every last message copied",
+        )
         assert _copies_by_topic(api) == sent
         assert all(balancer.forwarded.get(bot.port, 0) > 50 for bot in bots)
-        await asyncio.sleep(0.5)
         states = await _inbox_states(postgres_url)
         assert set(states) == {"handled"}, states

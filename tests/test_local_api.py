@@ -35,6 +35,7 @@ from telegram.ext import (
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.entities import parse_html, parse_markdown_v2
 from tests.auxil.local_api_fixtures import ptb_bot, webhook_receiver
+from tests.auxil.waiting import eventually
 
 TOKEN = "4242:LOCAL-API-TEST"
 BOT_ID = 4242
@@ -63,6 +64,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning"),
     pytest.mark.filterwarnings("ignore:If 'per_message=False'"),
 ]
+
+
+def _polling(api: LocalBotApi) -> bool:
+    """Whether a getUpdates call is being held by the server (a long poll waiting)."""
+    return any(call.method == "getUpdates" and not call.status for call in api.calls)
 
 
 def seconds(value: int | timedelta) -> float:
@@ -308,7 +314,7 @@ class TestUpdates:
     async def test_long_polling_and_offset(self, api: LocalBotApi, bot: Bot) -> None:
         user = api.add_user(4001, "Gus", username="gus")
         poll = asyncio.create_task(bot.get_updates(timeout=5))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: _polling(api), description="the long poll held by the server")
         assert not poll.done()
         started = time.monotonic()
         sent = await api.send_text(user, f"/start@{BOT_USERNAME} hi")
@@ -334,7 +340,7 @@ class TestUpdates:
 
     async def test_newer_poll_ends_the_older(self, api: LocalBotApi, bot: Bot) -> None:
         first = asyncio.create_task(bot.get_updates(timeout=5))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: _polling(api), description="the long poll held by the server")
         async with ptb_bot(api) as other_instance:
             assert await other_instance.get_updates(timeout=0) == ()
         with pytest.raises(Conflict, match=r"(?i)terminated by other getUpdates"):
@@ -366,19 +372,26 @@ class TestUpdates:
     async def test_webhook_delivers_chats_in_parallel_and_each_chat_in_order(
         self, api: LocalBotApi, bot: Bot
     ) -> None:
-        ann, bob = api.add_user(4003, "Ann"), api.add_user(4004, "Bob")
+        ann, bob, cy = (
+            api.add_user(4003, "Ann"),
+            api.add_user(4004, "Bob"),
+            api.add_user(4005, "Cy"),
+        )
         async with webhook_receiver() as receiver:
             receiver.release = asyncio.Event()
             assert await bot.set_webhook(receiver.url)
             first = await api.send_text(ann, "one")
             second = await api.send_text(ann, "two")
             other = await api.send_text(bob, "hi")
-            # Ann's first and Bob's message are in flight together; Ann's second waits.
+            # Ann's first and Bob's message are in flight together; Ann's second waits. Cy's,
+            # sent after it, is posted in a later pass over the queue than Ann's second would
+            # have been.
             await receiver.wait_for(2)
-            await asyncio.sleep(0.1)
-            assert [u for _, u in receiver.received] == [first, other]
-            receiver.release.set()
+            later = await api.send_text(cy, "later")
             await receiver.wait_for(3)
+            assert [u for _, u in receiver.received] == [first, other, later]
+            receiver.release.set()
+            await receiver.wait_for(4)
             assert receiver.received[-1][1] == second
             await api.wait_for(lambda: not api.pending_updates)
             assert await bot.delete_webhook()

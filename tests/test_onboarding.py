@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import pytest
@@ -11,6 +10,7 @@ from sqlalchemy import func, select
 from bot.logs import configure_logging
 from storage.models import Customer, InboxUpdate
 from tests.auxil.harness import TOKEN, Harness
+from tests.auxil.waiting import eventually
 
 
 async def _count(harness: Harness, model: type, *where: object) -> int:
@@ -69,8 +69,8 @@ class TestStart:
         assert await _count(harness, Customer, Customer.telegram_user_id == ann.id) == 1
         row = await harness.customer(ann.id)
         assert row is not None and row.consent is True  # not reset, and not asked again
-        await asyncio.sleep(0.2)
-        assert len(api.sent(ann.id)) == 4
+        help_answer = await harness.barrier(ann)
+        assert api.sent(ann.id)[4:] == [help_answer]  # no consent question after welcome_back
 
 
 class TestLanguage:
@@ -83,12 +83,12 @@ class TestLanguage:
         assert _buttons(menu) == [("中文", "lang:zh"), ("English", "lang:en")]
 
         await api.press_button(bob, menu, "lang:zh")
-        await api.wait_for_sent(bob.id, 1)
-        for _ in range(100):
-            if api.message(bob.id, menu.message_id)["text"] == harness.text("zh", "language_set"):
-                break
-            await asyncio.sleep(0.02)
-        assert api.message(bob.id, menu.message_id)["text"] == harness.text("zh", "language_set")
+        await api.wait_for(
+            lambda: (
+                api.message(bob.id, menu.message_id)["text"] == harness.text("zh", "language_set")
+            ),
+            description="the menu replaced by the confirmation",
+        )
 
         await api.send_text(bob, "/help")
         sent = await api.wait_for_sent(bob.id, 2)
@@ -263,10 +263,7 @@ class TestUnexpectedInput:
         await api.send_text(kim, "/help")
         message = (await api.wait_for_sent(kim.id, 1))[0]
         await api.press_button(kim, message, "v0:survey:42:5")
-        for _ in range(200):
-            if api.answered_callbacks:
-                break
-            await asyncio.sleep(0.01)
+        await api.wait_for(lambda: bool(api.answered_callbacks), description="the button answered")
         answer = api.answered_callbacks[-1]
         assert answer["text"] == harness.text("zh", "button_expired")
         await api.send_text(kim, "/help")  # the bot is still alive and well
@@ -292,10 +289,10 @@ class TestUnexpectedInput:
         stream = io.StringIO()
         configure_logging("DEBUG", secrets=[TOKEN], stream=stream)
         update = await api.send_text(mia, "call me at +8613900001234")
-        for _ in range(300):
-            if "error while handling update" in stream.getvalue():
-                break
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: "error while handling update" in stream.getvalue(),
+            description="the failed reply logged",
+        )
         logged = stream.getvalue()
         assert f"error while handling update {update['update_id']}: Forbidden" in logged
         assert "+8613900001234" not in logged

@@ -4,10 +4,9 @@ by themselves. End to end through the dispatcher and the local Bot API server.""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.kernel.texts import Markup
 from bot.runner import build_background
@@ -16,7 +15,7 @@ from scheduler import sla
 from scheduler.dispatcher.telegram import stored_failure
 from storage import outbox as outbox_queries
 from storage.engine import BotDatabase
-from storage.models import Outbox
+from storage.models import Outbox, TicketDelivery
 from storage.payloads import ReadyText
 from storage.tickets.lanes import add_delivery
 from storage.tickets.rows import ticket_by_number
@@ -33,6 +32,7 @@ from tests.auxil.tickets import (
     ticket,
     topic_of,
     wait_message,
+    wait_stored,
     wait_text,
 )
 
@@ -247,7 +247,16 @@ async def test_a_lane_whose_hook_never_ran_is_resumed(harness: Harness) -> None:
         )
         await session.execute(update(Outbox).where(Outbox.dedupe_key == key).values(state="sent"))
     sent = (await api.send_text(user, "hello?"))["message"]["message_id"]
-    await asyncio.sleep(0.3)
+    # Stored, and its copy queued behind the stranded delivery (not in the outbox): it cannot
+    # go out before the lane moves.
+    await wait_stored(harness, number, "in", 1)
+    async with harness.sessionmaker() as session:
+        copy_states = await session.execute(
+            select(TicketDelivery.state).where(
+                TicketDelivery.ticket_id == found.id, TicketDelivery.action == "copy"
+            )
+        )
+        assert list(copy_states.scalars()) == ["queued"]
     assert not [m for m in api.sent(STAFF, thread_id=thread) if m.copied_from == (user.id, sent)]
 
     harness.clock.advance(timedelta(minutes=2))

@@ -22,6 +22,7 @@ from surveys import flow
 from surveys import queries as survey_queries
 from surveys.planner import SurveyPlanner
 from tests.auxil.outbox import add_customer
+from tests.auxil.units import unit_of_work
 
 CONFIG = Path(__file__).resolve().parents[1] / "bot" / "example_config"
 RULES = load_config(CONFIG)
@@ -121,7 +122,7 @@ async def test_a_text_after_the_survey_closed_is_an_ordinary_message(
     async with sessionmaker.begin() as session:
         replies = await route_text(session, person, "all fine", RULES.general, NOW)
     assert isinstance(replies, list) and replies[0].key == "survey_thanks"
-    async with sessionmaker.begin() as session:
+    async with unit_of_work(sessionmaker) as session:
         await confirm_forget(session, DESK, 8002, "forget:yes", NOW)
     async with sessionmaker() as session:
         [answer] = (await session.execute(select(SurveyAnswer))).scalars()

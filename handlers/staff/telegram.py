@@ -110,9 +110,7 @@ def dashboard_staff_check(bot: Bot, data: BotData) -> Callable[[int], Awaitable[
     return check
 
 
-async def _reply(
-    update: Update, context: CareContext, result: StaffReply | None
-) -> None:
+async def _reply(update: Update, context: CareContext, result: StaffReply | None) -> None:
     """Answer in the topic (or as a toast / by editing the pressed message for buttons), once
     the update's unit of work has committed."""
     await after_commit(lambda: _send(update, result))

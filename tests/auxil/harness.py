@@ -25,6 +25,7 @@ from bot.kernel.config import Config, OutboxConfig, TicketConfig, load_config
 from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
+from bot.sandbox.records import FakeUser, SentMessage
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
@@ -98,6 +99,21 @@ class Harness:
                 select(Customer).where(Customer.telegram_user_id == telegram_user_id)
             )
             return result.scalar_one_or_none()
+
+    async def barrier(self, user: FakeUser, language: str = "en") -> SentMessage:
+        """Send ``/help`` from ``user`` and wait for its answer (in ``language``). A private
+        chat's updates are handled one after another in arrival order, and each one's replies
+        go out before the next is handled: once this answer is there, everything the user sent
+        before it has been handled and answered. (What the dispatcher sends for those updates
+        may still be on its way: wait for their ticket's lanes, ``tests.auxil.tickets``.)"""
+        before = len(self.api.sent(user.id))
+        help_text = self.text(language, "help")
+        await self.api.send_text(user, "/help")
+        await self.api.wait_for(
+            lambda: any(m.text == help_text for m in self.api.sent(user.id)[before:]),
+            description=f"the answer to {user.first_name}'s /help",
+        )
+        return next(m for m in self.api.sent(user.id)[before:] if m.text == help_text)
 
     @property
     def desk(self) -> TicketDesk:
