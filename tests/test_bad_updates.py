@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.inbox import inbox_of
+from bot.context import inbox_of
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
 from bot.settings import Settings
