@@ -58,25 +58,7 @@ def build_application(
     ``knowledge`` defaults to the knowledge base in ``settings.config_dir`` (loaded here);
     ``background_sessionmaker`` serves the dashboard and the metrics (``BotDatabase``).
     """
-    api = settings.telegram_api_url
-    bot = InboxBot(
-        settings.token,
-        base_url=f"{api}/bot",
-        base_file_url=f"{api}/file/bot",
-        defaults=Defaults(parse_mode=ParseMode.HTML),
-        request=AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES),
-        get_updates_request=AiohttpRequest(connection_pool_size=1),
-    )
-    application = (
-        ApplicationBuilder()
-        .bot(bot)
-        .context_types(CONTEXT_TYPES)  # context: CareContext; bot_data: AppData
-        .updater(None)  # the inbox fetches (bot.inbox.Inbox.poll)
-        .post_init(_publish_commands)
-        # Loads the complaint flow's steps from the database (see handlers.complaints.telegram).
-        .persistence(handlers.complaints.telegram.DraftPersistence(sessionmaker))
-        .build()
-    )
+    application = _new_application(settings, sessionmaker)
     services = application.bot_data
     services.deps = Deps(
         sessionmaker=sessionmaker,
@@ -98,6 +80,40 @@ def build_application(
         notify_parked=_parked_notice(application),
         exclusive=sessionmaker.dialect == "sqlite",
     )
+    _add_handlers(application, settings)
+    application.add_error_handler(on_error)
+    # Last: every handler registered above is counted, timed and logged per update.
+    wire_operations(application, settings)
+    return application
+
+
+def _new_application(settings: Settings, sessionmaker: Sessions) -> CareApplication:
+    """The Application on carebot's transport (aiohttp), with the typed context and no
+    ``Updater``: the inbox fetches."""
+    api = settings.telegram_api_url
+    bot = InboxBot(
+        settings.token,
+        base_url=f"{api}/bot",
+        base_file_url=f"{api}/file/bot",
+        defaults=Defaults(parse_mode=ParseMode.HTML),
+        request=AiohttpRequest(connection_pool_size=MAX_CONCURRENT_UPDATES),
+        get_updates_request=AiohttpRequest(connection_pool_size=1),
+    )
+    application = (
+        ApplicationBuilder()
+        .bot(bot)
+        .context_types(CONTEXT_TYPES)  # context: CareContext; bot_data: AppData
+        .updater(None)  # the inbox fetches (bot.inbox.Inbox.poll)
+        .post_init(_publish_commands)
+        # Loads the complaint flow's steps from the database (see handlers.complaints.telegram).
+        .persistence(handlers.complaints.telegram.DraftPersistence(sessionmaker))
+        .build()
+    )
+    return application
+
+
+def _add_handlers(application: CareApplication, settings: Settings) -> None:
+    """Every feature's handlers, in the order they are tried."""
     # Order matters: features, then catch-alls. (What arrived is stored before any of them
     # runs: bot.inbox.)
     # The complaint flow before onboarding's free text; a customer with an open ticket is
@@ -113,10 +129,6 @@ def build_application(
     application.add_handlers(
         handlers.onboarding.telegram.build_fallback_handlers(), group=GROUP_FEATURES
     )
-    application.add_error_handler(on_error)
-    # Last: every handler registered above is counted, timed and logged per update.
-    wire_operations(application, settings)
-    return application
 
 
 async def _publish_commands(application: CareApplication) -> None:

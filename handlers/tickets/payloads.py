@@ -185,16 +185,28 @@ async def _build_for_customer(
             desk.staff_chat_id, items, _prefixed_caption(desk, language, name) if prefix else None
         )
     if action == COPY:
-        caption = None
-        if payload.get("bare"):  # the caption is too long for a bot: it follows as a text
-            caption = (
-                render(language, "ticket_staff_caption_bare", name=name)
-                if prefix
-                else render(language, "ticket_caption_below")
-            )
-        elif prefix:
-            caption = _prefixed_caption(desk, language, name)(_caption_html(message))
+        caption = _staff_copy_caption(desk, language, name, message, prefix, payload.get("bare"))
         return Copy(desk.staff_chat_id, message.chat_message_id or 0, caption)
+    return None
+
+
+def _staff_copy_caption(
+    desk: Desk,
+    language: str,
+    name: str,
+    message: TicketMessage,
+    prefix: bool,
+    bare: object,
+) -> str | None:
+    """The caption of a staff member's media copied to the customer: their name when names
+    are shown; "see below" when the caption is too long for a bot (it follows as a text)."""
+    render = desk.texts.render
+    if bare:
+        if prefix:
+            return render(language, "ticket_staff_caption_bare", name=name)
+        return render(language, "ticket_caption_below")
+    if prefix:
+        return _prefixed_caption(desk, language, name)(_caption_html(message))
     return None
 
 

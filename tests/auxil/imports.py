@@ -1,7 +1,8 @@
 """carebot's import graph, read from the source with ``ast`` (function-local imports included:
 they hide a cycle, they don't remove it).
 
-    python -m tests.auxil.imports          # the package graph, then any cycle and rule broken
+    python -m tests.auxil.imports               # the package graph, then any cycle and rule broken
+    python -m tests.auxil.imports OTHER_CHECKOUT  # the same for another tree (an older commit)
 
 Packages are the top-level folders, except that ``bot``'s subpackages (``bot.kernel``, the
 shared kernel; ``bot.sandbox``, the local Bot API server) count apart from the composition
@@ -170,7 +171,7 @@ def broken_rules(graph: Graph) -> list[str]:
 
 
 def main() -> None:
-    graph = read_graph()
+    graph = read_graph(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
     edges = package_graph(graph)
     for package in sorted(edges):
         print(f"{package:12} -> {', '.join(sorted(edges[package]))}")
