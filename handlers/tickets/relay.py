@@ -49,7 +49,12 @@ from storage.tickets.messages import (
     get_message,
     ticket_of_customer_message,
 )
-from storage.tickets.rows import last_closed_ticket, lock_ticket, may_take_message, open_ticket_of
+from storage.tickets.rows import (
+    last_closed_ticket,
+    lock_open_ticket_of,
+    lock_ticket,
+    may_take_message,
+)
 from storage.tickets.statuses import CLOSED, WAITING_CUSTOMER, WAITING_STAFF
 
 
@@ -62,24 +67,24 @@ async def relay_from_customer(
     Returns what to tell the customer (usually nothing), or None when there is no ticket for
     the message: the caller answers it as usual (the knowledge base).
     """
-    reopen = desk.rules.reopen
-    closed_since = now - max(
-        timedelta(hours=reopen.window_hours), timedelta(days=reopen.follow_up_days)
-    )
-    if not await may_take_message(session, customer.id, closed_since):
-        return None
-    ban = await get_ban(session, customer.id)
-    ticket = await open_ticket_of(session, customer.id)
+    ticket = await lock_open_ticket_of(session, customer.id, now)
     replies: list[Reply] = []
     if ticket is None:
-        if ban is not None:
+        reopen = desk.rules.reopen
+        closed_since = now - max(
+            timedelta(hours=reopen.window_hours), timedelta(days=reopen.follow_up_days)
+        )
+        if not await may_take_message(session, customer.id, closed_since):
+            return None  # most messages: no ticket at all, on to the knowledge base
+        if await get_ban(session, customer.id) is not None:
             return None
         ticket, replies = await _reopen_or_follow_up(session, desk, customer, now)
         if ticket is None:
             return None
-    locked = await lock_ticket(session, ticket.id)
-    assert locked is not None
-    ticket = locked
+        ticket.updated_at = now
+        ban = None
+    else:
+        ban = await get_ban(session, customer.id)
     if ban is not None:
         await store_message(session, ticket, item, now, state=BANNED)
         if ban.notified_at is None or ban.notified_at <= now - BAN_NOTICE_EVERY:
@@ -102,7 +107,6 @@ async def relay_from_customer(
     await pump(session, desk, ticket, lanes.TOPIC, now)
     if ticket.status == WAITING_CUSTOMER:
         await set_status(session, desk, ticket, WAITING_STAFF, now)
-    ticket.updated_at = now
     return replies
 
 
