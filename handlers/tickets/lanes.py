@@ -270,9 +270,9 @@ async def pump(
             finish_delivery(delivery, lanes.D_SKIPPED, now)
             continue
         chat_id, payload = built
-        delivery.tries += 1
-        delivery.state = lanes.D_OUTBOX
-        delivery.updated_at = now
+        await lanes.set_delivery_state(
+            session, delivery, lanes.D_OUTBOX, now, tries=delivery.tries + 1
+        )
         due = max(now, delivery.not_before) if delivery.not_before else now
         await outbox_queries.enqueue(
             session,

@@ -36,7 +36,12 @@ from storage.models import Outbox, Ticket, TicketDelivery
 from storage.outbox import OutboxMessage, Priority
 from storage.payloads import Payload, TopicChange, from_json
 from storage.tickets import lanes
-from storage.tickets.messages import RELAYED, UNDELIVERED, get_message, messages_by_id
+from storage.tickets.messages import (
+    RELAYED,
+    UNDELIVERED,
+    mark_relayed,
+    messages_by_id,
+)
 from storage.tickets.rows import lock_ticket
 
 logger = logging.getLogger(__name__)
@@ -82,7 +87,7 @@ class DeliveryHooks:
         delivery, ticket = found
         await self._record(session, delivery, ticket, message.payload, list(message_ids))
         was_head = delivery.state == lanes.D_OUTBOX
-        finish_delivery(delivery, lanes.D_SENT, now)
+        await lanes.set_delivery_state(session, delivery, lanes.D_SENT, now)
         if was_head:
             await pump(session, self.desk, ticket, delivery.lane, now)
         return True
@@ -116,11 +121,7 @@ class DeliveryHooks:
             for item, copied in zip(items, ids, strict=False):
                 item.copy_message_id, item.state = copied, RELAYED
         elif delivery.ticket_message_id is not None and action in (COPY, TEXT, EDIT, CANNED):
-            relayed = await get_message(session, delivery.ticket_message_id)
-            if relayed is not None:
-                if relayed.copy_message_id is None:
-                    relayed.copy_message_id = first
-                relayed.state = RELAYED
+            await mark_relayed(session, delivery.ticket_message_id, first)
 
     async def failed(
         self,

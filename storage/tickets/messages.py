@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.columns import UTCDateTime
@@ -49,6 +49,23 @@ async def get_message(session: AsyncSession, message_id: int) -> TicketMessage |
     """The message as the database has it now (also when this session read it before)."""
     result = await session.execute(_GET_MESSAGE, {"message_id": message_id})
     return result.scalar_one_or_none()
+
+
+_MESSAGES = cast(Table, TicketMessage.__table__)
+_MARK_RELAYED = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("message_id"))
+    .values(
+        copy_message_id=func.coalesce(_MESSAGES.c.copy_message_id, bindparam("copy_id")),
+        state=RELAYED,
+    )
+)
+
+
+async def mark_relayed(session: AsyncSession, message_id: int, copy_id: int | None) -> None:
+    """The message reached the other side as ``copy_id`` (kept when it had a copy already: an
+    edit replies to the first). One Core write: every relayed message runs it."""
+    await session.execute(_MARK_RELAYED, {"message_id": message_id, "copy_id": copy_id})
 
 
 async def messages_by_id(session: AsyncSession, ids: Sequence[int]) -> list[TicketMessage]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, and_, bindparam, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.columns import UTCDateTime
@@ -71,7 +71,7 @@ _LOCK_OWNER = (
 # The lock: a plain write (SQLite's write lock is taken there, PostgreSQL locks the row), then the
 # row read into the identity map. Cheaper than one ORM ``UPDATE ... RETURNING`` of the mapped
 # class, which costs about twice a Core write and a read together (bench/relay.py, profiled).
-_TICKETS = Ticket.__table__
+_TICKETS = cast(Table, Ticket.__table__)
 _BUMP_TICKET = (
     update(_TICKETS)
     .where(_TICKETS.c.id == bindparam("ticket_id"))
