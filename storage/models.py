@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.columns import BigIntId, UTCDateTime
 
@@ -427,6 +427,10 @@ class Ticket(Base):
     flood_noticed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    owner: Mapped[Customer | None] = relationship(viewonly=True, lazy="raise")
+    """The customer, only where a query loads it with the ticket (``storage.tickets.rows``
+    locks a ticket that way): holding it keeps it in the session, so ``session.get`` finds it
+    without a query. Anywhere else reading it raises instead of querying behind one's back."""
 
     __table_args__ = (
         Index("ix_tickets_customer", "customer_id", "opened_at"),
