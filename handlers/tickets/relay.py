@@ -33,7 +33,6 @@ from handlers.tickets.lifecycle import (
 )
 from storage.models import Customer, Ticket
 from storage.tickets import lanes
-from storage.tickets.bans import get_ban
 from storage.tickets.messages import (
     BANNED,
     IN,
@@ -67,24 +66,24 @@ async def relay_from_customer(
     Returns what to tell the customer (usually nothing), or None when there is no ticket for
     the message: the caller answers it as usual (the knowledge base).
     """
-    ticket = await lock_open_ticket_of(session, customer.id, now)
+    found = await lock_open_ticket_of(session, customer.id, now)
     replies: list[Reply] = []
-    if ticket is None:
+    if found is not None:
+        ticket, ban = found
+    else:
         reopen = desk.rules.reopen
         closed_since = now - max(
             timedelta(hours=reopen.window_hours), timedelta(days=reopen.follow_up_days)
         )
+        # Not banned, with a ticket closed recently enough to reopen or follow up; most
+        # messages have no ticket at all and go on to the knowledge base.
         if not await may_take_message(session, customer.id, closed_since):
-            return None  # most messages: no ticket at all, on to the knowledge base
-        if await get_ban(session, customer.id) is not None:
             return None
-        ticket, replies = await _reopen_or_follow_up(session, desk, customer, now)
-        if ticket is None:
+        reopened, replies = await _reopen_or_follow_up(session, desk, customer, now)
+        if reopened is None:
             return None
+        ticket, ban = reopened, None
         ticket.updated_at = now
-        ban = None
-    else:
-        ban = await get_ban(session, customer.id)
     if ban is not None:
         await store_message(session, ticket, item, now, state=BANNED)
         if ban.notified_at is None or ban.notified_at <= now - BAN_NOTICE_EVERY:

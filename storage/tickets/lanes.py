@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.columns import UTCDateTime
+from storage.inserts import insert_loaded
 from storage.models import Outbox, TicketDelivery
 from storage.payloads import Payload, to_json
 
@@ -33,10 +34,7 @@ D_SKIPPED = "skipped"
 
 
 async def add_delivery(session: AsyncSession, **values: Any) -> TicketDelivery:
-    delivery = TicketDelivery(**values)
-    session.add(delivery)
-    await session.flush()
-    return delivery
+    return await insert_loaded(session, TicketDelivery, **values)
 
 
 # Every relay reads its delivery back and its lane's head (``_LANE_HEAD``, below): both statements

@@ -12,6 +12,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.columns import UTCDateTime
+from storage.inserts import insert_loaded
 from storage.models import Ticket, TicketMessage
 
 # Where a ticket message came from.
@@ -31,10 +32,7 @@ KEPT = "kept"
 
 
 async def add_message(session: AsyncSession, **values: Any) -> TicketMessage:
-    message = TicketMessage(**values)
-    session.add(message)
-    await session.flush()
-    return message
+    return await insert_loaded(session, TicketMessage, **values)
 
 
 # Read back after every relay: built once, as building it costs more than running it.

@@ -95,6 +95,12 @@ _OPEN_TICKET_OF = (
     .where(Ticket.open_customer_id == bindparam("customer_id"))
     .execution_options(populate_existing=True)
 )
+_OPEN_TICKET_AND_BAN_OF = (
+    select(Ticket, CustomerBan)
+    .outerjoin(CustomerBan, CustomerBan.customer_id == Ticket.customer_id)
+    .where(Ticket.open_customer_id == bindparam("customer_id"))
+    .execution_options(populate_existing=True)
+)
 
 
 async def get_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
@@ -125,15 +131,18 @@ async def lock_ticket(session: AsyncSession, ticket_id: int) -> Ticket | None:
 
 async def lock_open_ticket_of(
     session: AsyncSession, customer_id: int, now: datetime
-) -> Ticket | None:
+) -> tuple[Ticket, CustomerBan | None] | None:
     """The customer's open ticket, locked as ``lock_ticket`` locks and its ``updated_at`` set
-    to ``now``; None when they have none. The caller holds the customer's row already
-    (``storage.customers.get_for_update``), so the lock order holds without reading it again:
-    this is the first thing every message from a customer with a ticket does."""
+    to ``now``, with their ban if staff banned them; None when they have no open ticket. The
+    caller holds the customer's row already (``storage.customers.get_for_update``), so the lock
+    order holds without reading it again: this is the first thing every message from a
+    customer with a ticket does."""
     bumped = await session.execute(_BUMP_OPEN_TICKET_OF, {"owner": customer_id, "touched_at": now})
     if not bumped.rowcount:  # type: ignore[attr-defined]
         return None
-    return await open_ticket_of(session, customer_id)
+    result = await session.execute(_OPEN_TICKET_AND_BAN_OF, {"customer_id": customer_id})
+    ticket, ban = result.one()
+    return ticket, ban
 
 
 async def open_ticket_of(session: AsyncSession, customer_id: int) -> Ticket | None:
