@@ -242,16 +242,33 @@ def delivery_key(delivery: TicketDelivery, tries: int | None = None) -> str:
     return f"tk:{delivery.id}:{delivery.tries if tries is None else tries}"
 
 
+class NotRead:
+    """A lane's head the caller has not read: ``pump`` reads it."""
+
+
+NOT_READ = NotRead()
+
+
 async def pump(
-    session: AsyncSession, desk: Desk, ticket: Ticket, lane: str, now: datetime
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    lane: str,
+    now: datetime,
+    *,
+    head: TicketDelivery | NotRead | None = NOT_READ,
 ) -> bool:
     """Put the lane's next delivery into the outbox unless one is there already; True if one
     was queued. Deliveries with nothing left to do (a rename to the current title, say) are
-    skipped; a lane that needs a topic that does not exist gets its creation put in front."""
+    skipped; a lane that needs a topic that does not exist gets its creation put in front.
+    ``head``: the lane's head when the caller read it already (``lanes.delivery_and_next``)."""
     if lane != lanes.CUSTOMER and desk.staff_chat_id is None:
         return False
     for _ in range(200):
-        delivery = await lanes.lane_head(session, ticket.id, lane)
+        if isinstance(head, NotRead):
+            delivery = await lanes.lane_head(session, ticket.id, lane)
+        else:
+            delivery, head = head, NOT_READ
         if delivery is None or delivery.state == lanes.D_OUTBOX:
             return False
         if (

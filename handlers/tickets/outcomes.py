@@ -29,7 +29,7 @@ from handlers.tickets.desk import (
     TOPIC_ACTIONS,
     Desk,
 )
-from handlers.tickets.lanes import finish_delivery, pump, push_delivery
+from handlers.tickets.lanes import NOT_READ, NotRead, finish_delivery, pump, push_delivery
 from storage import outbox as outbox_queries
 from storage.failures import FailureReader, Reason, SendFailure
 from storage.models import Outbox, Ticket, TicketDelivery
@@ -73,6 +73,21 @@ class DeliveryHooks:
             return None
         return delivery, ticket
 
+    async def _locked_with_next(
+        self, session: AsyncSession, message: OutboxMessage
+    ) -> tuple[TicketDelivery, Ticket, TicketDelivery | NotRead | None] | None:
+        """``_locked``, and the lane's next queued delivery read in the same statement as the
+        delivery (``pump`` needs it next: one read less for every relayed message)."""
+        delivery_id, ticket_id = message.payload.delivery, message.payload.ticket
+        if delivery_id is None or ticket_id is None:
+            found = await self._locked(session, message)
+            return None if found is None else (*found, NOT_READ)
+        ticket = await lock_ticket(session, ticket_id)
+        delivery, following = await lanes.delivery_and_next(session, delivery_id, ticket_id)
+        if ticket is None or delivery is None:
+            return None
+        return delivery, ticket, following
+
     async def sent(
         self,
         session: AsyncSession,
@@ -81,15 +96,15 @@ class DeliveryHooks:
         now: datetime,
     ) -> bool:
         """Record what Telegram made of the delivery, then queue the lane's next one."""
-        found = await self._locked(session, message)
+        found = await self._locked_with_next(session, message)
         if found is None:
             return False
-        delivery, ticket = found
+        delivery, ticket, following = found
         await self._record(session, delivery, ticket, message.payload, list(message_ids))
         was_head = delivery.state == lanes.D_OUTBOX
         await lanes.set_delivery_state(session, delivery, lanes.D_SENT, now)
         if was_head:
-            await pump(session, self.desk, ticket, delivery.lane, now)
+            await pump(session, self.desk, ticket, delivery.lane, now, head=following)
         return True
 
     async def _record(

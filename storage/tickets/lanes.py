@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, cast, literal, or_, select, update
+from sqlalchemy import String, Table, and_, bindparam, cast, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.columns import UTCDateTime
@@ -132,6 +133,46 @@ async def lane_head(session: AsyncSession, ticket_id: int, lane: str) -> TicketD
     pump runs after every send."""
     result = await session.execute(_LANE_HEAD, {"ticket_id": ticket_id, "lane": lane})
     return result.scalar_one_or_none()
+
+
+_LANE_OF = aliased(TicketDelivery)
+_DELIVERY_AND_NEXT = (
+    select(TicketDelivery)
+    .where(
+        or_(
+            TicketDelivery.id == bindparam("delivery_id"),
+            and_(
+                TicketDelivery.ticket_id == bindparam("ticket_id"),
+                TicketDelivery.state == D_QUEUED,
+                TicketDelivery.lane
+                == select(_LANE_OF.lane)
+                .where(_LANE_OF.id == bindparam("delivery_id"))
+                .scalar_subquery(),
+            ),
+        )
+    )
+    .order_by(
+        (TicketDelivery.id == bindparam("delivery_id")).desc(),
+        TicketDelivery.front.desc(),
+        TicketDelivery.id,
+    )
+    .limit(2)
+    .execution_options(populate_existing=True)
+)
+
+
+async def delivery_and_next(
+    session: AsyncSession, delivery_id: int, ticket_id: int
+) -> tuple[TicketDelivery | None, TicketDelivery | None]:
+    """A delivery of ``ticket_id`` and the next queued one of its lane (what ``lane_head``
+    answers once this one is done), in one read: every relay's outcome needs both."""
+    result = await session.execute(
+        _DELIVERY_AND_NEXT, {"delivery_id": delivery_id, "ticket_id": ticket_id}
+    )
+    rows = list(result.scalars())
+    if not rows or rows[0].id != delivery_id or rows[0].ticket_id != ticket_id:
+        return None, None
+    return rows[0], rows[1] if len(rows) > 1 else None
 
 
 async def open_deliveries(
