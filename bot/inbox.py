@@ -5,7 +5,9 @@ there exactly once (design, Principle 2). The outbox's mirror.
 transaction and only then asks for the next offset, which is what confirms the batch to
 Telegram: a crash before the commit makes Telegram send the batch again, and its ``update_id``
 makes the second copy a no-op. In webhook mode the update is committed, then the ``200`` goes
-back at once. Updates from chats that are neither private nor the staff group are not stored.
+back at once. Updates from chats that are neither private nor the staff group are not stored
+(except ``/setup``, which makes a group the staff group); the first from each such group is
+logged with the group's id and title.
 
 **Updates that cannot be read.** An update PTB cannot parse (``Update.de_json`` raises: a
 ``chat`` that is a string, a ``date`` that is not a number) or that holds what cannot be stored
@@ -54,6 +56,7 @@ from telegram.ext import Application, ExtBot
 from bot.kernel.clock import Clock
 from bot.kernel.config import InboxConfig
 from handlers._edge.inbound import ConversationKey, conversation_key, record_of
+from handlers.tickets.desk import StaffGroup
 from scheduler.dispatcher.telegram import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
@@ -71,6 +74,8 @@ FETCH_ERROR_PAUSE_SECONDS = 1.0
 MAX_ID = 2**63 - 1
 """The inbox stores ids in 64-bit columns."""
 MAX_FILE_ID_LENGTH = 256
+MAX_UNKNOWN_GROUPS = 1000
+"""Groups remembered as logged (then the memory starts over)."""
 
 Observer = Callable[[object, Awaitable[Any]], Awaitable[None]]
 ParkedNotice = Callable[[AsyncSession, int, str, int, str, datetime], Awaitable[None]]
@@ -92,6 +97,13 @@ class InboxBot(ExtBot[None]):
             read_timeout=wait_seconds + READ_MARGIN_SECONDS,
         )
         return cast(list[dict[str, Any]], result)
+
+
+def _is_setup(update: Update) -> bool:
+    """A ``/setup`` command (``/setup@bot`` too): how a group becomes the staff group."""
+    message = update.message
+    words = (message.text or "").split(maxsplit=1) if message is not None else []
+    return bool(words) and words[0].split("@")[0].lower() == "/setup"
 
 
 def update_id_of(raw: object) -> int | None:
@@ -215,7 +227,7 @@ class Inbox:
         *,
         clock: Clock,
         rules: InboxConfig,
-        staff_chat_id: int | None,
+        staff_group: StaffGroup,
         notify_parked: ParkedNotice | None = None,
         exclusive: bool = True,
     ) -> None:
@@ -223,7 +235,10 @@ class Inbox:
         self._sessions = sessions
         self._clock = clock
         self._rules = rules
-        self._staff_chat_id = staff_chat_id
+        self._staff_group = staff_group
+        """The desk's: ``/setup`` may change it while the inbox runs."""
+        self._unknown_groups: set[int] = set()
+        """Groups whose updates were ignored (and logged once)."""
         self.notify_parked = notify_parked
         self._exclusive = exclusive
         """SQLite: this process is the only one handling the database (no locks, no checks)."""
@@ -316,9 +331,26 @@ class Inbox:
         return set(stored) | set(parked)
 
     def _ours(self, update: Update) -> bool:
-        """Private chats and the staff group; other groups are not carebot's to keep."""
+        """Private chats, the staff group, and ``/setup`` in any group; other groups are not
+        carebot's to keep (the first update from each is logged: its id and title, never what
+        anybody wrote nor who)."""
         chat = update.effective_chat
-        return chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_chat_id
+        if chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_group.chat_id:
+            return True
+        if _is_setup(update):
+            return True
+        if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP) and chat.id not in (
+            self._unknown_groups
+        ):
+            if len(self._unknown_groups) >= MAX_UNKNOWN_GROUPS:
+                self._unknown_groups.clear()
+            self._unknown_groups.add(chat.id)
+            logger.info(
+                "updates from group %s (%r), which is not the staff group, are ignored",
+                chat.id,
+                chat.title,
+            )
+        return False
 
     async def _poll(self, wait_seconds: int) -> None:
         """Long polling until the inbox stops: fetch, commit, and only then confirm with the

@@ -107,7 +107,7 @@ class Harness:
     def use_ticket_rules(self, rules: TicketConfig) -> TicketDesk:
         """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
         self.rules = self.rules.model_copy(update={"tickets": rules})
-        desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
+        desk = TicketDesk.from_config(self.rules, self.texts, self.desk.group)
         self.application.bot_data.desk = desk
         if self.dispatcher is not None:
             for hook in set(self.dispatcher.hooks.values()):
@@ -185,13 +185,14 @@ def harness_rules(rules: Config) -> Config:
 
 
 def harness_settings(api: LocalBotApi, database_url: str, **extra: Any) -> Settings:
+    """The settings of the bot under test (``staff_chat_id=None``: none, /setup chooses)."""
+    values: dict[str, Any] = {"staff_chat_id": STAFF_CHAT_ID, **extra}
     return load_settings(
         telegram_token=api.token,
         telegram_api_url=api.root_url,
         database_url=database_url,
-        staff_chat_id=STAFF_CHAT_ID,
         config_dir=Path(EXAMPLE_CONFIG_DIR),
-        **extra,
+        **values,
     )
 
 
