@@ -209,7 +209,16 @@ async def local_api() -> AsyncIterator[LocalBotApi]:
 async def harness(local_api: LocalBotApi, database_url: str) -> AsyncIterator[Harness]:
     """The bot polling the local server, with its dispatcher, on a fresh database of each
     kind."""
-    settings = harness_settings(local_api, database_url)
+    async with running_harness(local_api, database_url) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def running_harness(
+    local_api: LocalBotApi, database_url: str, **settings_: Any
+) -> AsyncIterator[Harness]:
+    """The bot of the ``harness`` fixture, with other settings (``harness_settings``)."""
+    settings = harness_settings(local_api, database_url, **settings_)
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
     texts = Texts.load()
