@@ -17,6 +17,7 @@ from handlers.staff.telegram import connect_staff_group
 from handlers.tickets.lifecycle import TicketDesk
 from scheduler.staff_group import StaffGroupWatch
 from storage.models import InboxUpdate, StaffGroupSetting
+from storage.staff_group import set_staff_group
 from tests.auxil.harness import Harness, running_harness
 from tests.auxil.tickets import (
     STAFF,
@@ -173,3 +174,20 @@ async def test_an_unknown_groups_messages_log_its_id_and_title_and_nothing_else(
     for secret in ("parcel", "4711", "hello again", "Zed", "Quintana", "zedq", "6401"):
         assert secret not in logged
     assert await count(harness, InboxUpdate, InboxUpdate.chat_id == ELSEWHERE) == 0
+
+
+async def test_a_staff_group_set_up_by_another_process_is_heard_at_once(
+    no_desk: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness, api = no_desk, no_desk.api
+    caplog.set_level(logging.INFO)
+    async with harness.sessionmaker.begin() as session:  # /setup in another process
+        now = harness.clock.now()
+        assert await set_staff_group(
+            session, expected=None, chat_id=STAFF, title="Staff", user_id=1, now=now
+        )
+    anna = staff_member(api, 7501, "Anna")
+    await api.send_text(anna, "/claim", chat_id=STAFF)  # in General: no ticket's topic
+    await wait_text(api, STAFF, harness.text("en", "ticket_not_a_ticket_topic"))
+    assert harness.desk.staff_chat_id == STAFF
+    assert not [r for r in caplog.records if "not the staff group" in r.getMessage()]
