@@ -7,6 +7,11 @@ ticket. Only members of the group may: membership is asked of Telegram (``getCha
 outside any database transaction and remembered for ``relay.staff_check_seconds``; the same
 answers keep the dashboard to members (``dashboard_staff_check``) and ``/assign`` to them.
 ``/dashboard`` answers with its sign-in link only in the member's private chat.
+
+``/setup`` in any group makes it the staff group (``handlers.staff.setup`` holds the rule);
+``check_staff_group`` asks Telegram what the group lacks, after ``/setup`` and at start-up
+(``connect_staff_group``). Which group is the staff group is the desk's ``StaffGroup``, read
+by the handlers' filter on every update: ``/setup`` may move it while the bot runs.
 """
 
 from __future__ import annotations
