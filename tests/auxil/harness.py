@@ -26,6 +26,7 @@ from bot.kernel.texts import Texts
 from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
+from handlers.staff.setup import load_stored_group
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
 from scheduler.dispatcher.telegram import Dispatcher
@@ -127,6 +128,8 @@ class Harness:
                 clock=self.clock,
             )
         await application.initialize()
+        async with self.sessionmaker() as session:  # as carebot run does (without the check)
+            await load_stored_group(session, application.bot_data.desk.group)
         await application.start()
         await inbox_of(application).start(polling=True, wait_seconds=1)
         self.application = application
