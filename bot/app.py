@@ -65,18 +65,18 @@ def build_application(
         texts=texts,
         rules=rules,
         clock=clock,
-        staff_chat_id=settings.staff_chat_id,
         background_sessionmaker=background_sessionmaker,
     )
-    # The ticket desk: the handlers and the dispatcher's outcome hooks (bot.runner) share it.
-    services.desk = TicketDesk.from_config(rules, texts, settings.staff_chat_id)
+    # The ticket desk: the handlers and the dispatcher's outcome hooks (bot.runner) share it,
+    # and with the inbox and the staff handlers its staff group (the setting, or /setup's).
+    services.desk = desk = TicketDesk.from_config(rules, texts, settings.staff_chat_id)
     services.kb = KbLibrary(settings.config_dir, knowledge)
     services.inbox = Inbox(
         application,
         sessionmaker,
         clock=clock,
         rules=rules.outbox.inbox,
-        staff_chat_id=settings.staff_chat_id,
+        staff_group=desk.group,
         notify_parked=_parked_notice(application),
         exclusive=sessionmaker.dialect == "sqlite",
     )
@@ -120,7 +120,7 @@ def _add_handlers(application: CareApplication, settings: Settings) -> None:
     # relayed to it; the staff group's topics.
     application.add_handlers(handlers.complaints.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(
-        handlers.staff.telegram.build_handlers(settings.staff_chat_id), group=GROUP_FEATURES
+        handlers.staff.telegram.build_handlers(desk.group), group=GROUP_FEATURES
     )
     application.add_handlers(handlers.onboarding.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.answers.telegram.build_handlers(), group=GROUP_FEATURES)

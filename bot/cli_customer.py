@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cli_tools import Tool, database, open_tool, or_exit
 from bot.kernel.texts import Texts
 from handlers.onboarding import privacy
+from handlers.staff.setup import load_stored_group
 from handlers.tickets.lifecycle import TicketDesk
 from storage.models import Customer
 
@@ -96,6 +97,7 @@ async def _forget(tool: Tool, texts: Texts, customer: str, key: Key) -> int | No
             found = await _find(unit.session, customer, key)
             if found is None:
                 return None
+            await load_stored_group(unit.session, desk.group)  # its topics are renamed there
             await privacy.erase_customer(unit.session, desk, found, tool.clock.now())
         for action in unit.after_commit:
             await action()

@@ -31,7 +31,10 @@ from bot.runner import (
     listen_for_shutdown,
 )
 from bot.settings import Settings, load_database_settings, load_settings
+from handlers.staff.setup import load_stored_group
 from handlers.tickets.lifecycle import TicketDesk
+from scheduler.staff_group import staff_group_jobs
+from scheduler.wiring import build_scheduler
 from storage import outbox as outbox_queries
 from storage.engine import create_engine, create_sessionmaker, parse_database_url
 from storage.migrate import upgrade
@@ -207,16 +210,20 @@ async def serve_dispatcher(
         bot = Bot(settings.token, base_url=f"{api}/bot", base_file_url=f"{api}/file/bot")
         await connect(bot, settings)
         async with bot:
+            sessions = create_sessionmaker(engine)
+            clock = clock or SystemClock()
+            desk = TicketDesk.from_config(rules, texts, settings.staff_chat_id)
+            async with sessions() as session:  # the group /setup stored, re-read as it runs
+                await load_stored_group(session, desk.group)
             dispatcher = create_desk_dispatcher(
-                bot,
-                engine,
-                create_sessionmaker(engine),
-                desk=TicketDesk.from_config(rules, texts, settings.staff_chat_id),
-                rules=rules,
-                texts=texts,
-                clock=clock or SystemClock(),
+                bot, engine, sessions, desk=desk, rules=rules, texts=texts, clock=clock
             )
-            await dispatcher.run(stop)
+            jobs = build_scheduler(staff_group_jobs(sessions, desk), clock)
+            jobs.start()
+            try:
+                await dispatcher.run(stop)
+            finally:
+                jobs.shutdown(wait=False)
     finally:
         await engine.dispose()
         stop_listening()

@@ -32,7 +32,14 @@ class ToolSettings(DatabaseSettings):
 
     config_dir: Path = EXAMPLE_CONFIG_DIR
     staff_chat_id: int | None = None
-    """For the commands that queue something into the staff group (``customer forget``)."""
+    """For the commands that queue something into the staff group (``customer forget``); None:
+    the group ``/setup`` stored."""
+
+    @field_validator("staff_chat_id", mode="before")
+    @classmethod
+    def _staff_chat_id(cls, value: object) -> object:
+        """Empty: none (the group ``/setup`` stored is used)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("config_dir")
     @classmethod

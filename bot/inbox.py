@@ -5,7 +5,9 @@ there exactly once (design, Principle 2). The outbox's mirror.
 transaction and only then asks for the next offset, which is what confirms the batch to
 Telegram: a crash before the commit makes Telegram send the batch again, and its ``update_id``
 makes the second copy a no-op. In webhook mode the update is committed, then the ``200`` goes
-back at once. Updates from chats that are neither private nor the staff group are not stored.
+back at once. Updates from chats that are neither private nor the staff group are not stored
+(except ``/setup``, which makes a group the staff group); the first from each such group is
+logged with the group's id and title.
 
 **Updates that cannot be read.** An update PTB cannot parse (``Update.de_json`` raises: a
 ``chat`` that is a string, a ``date`` that is not a number) or that holds what cannot be stored
@@ -54,10 +56,12 @@ from telegram.ext import Application, ExtBot
 from bot.kernel.clock import Clock
 from bot.kernel.config import InboxConfig
 from handlers._edge.inbound import ConversationKey, conversation_key, record_of
+from handlers.tickets.desk import StaffGroup
 from scheduler.dispatcher.telegram import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
 from storage.inbox import Pending
+from storage.staff_group import stored_staff_group
 
 logger = logging.getLogger(__name__)
 errors_logger = logging.getLogger("carebot.errors")  # as bot.errors logs a rule's error
@@ -71,6 +75,11 @@ FETCH_ERROR_PAUSE_SECONDS = 1.0
 MAX_ID = 2**63 - 1
 """The inbox stores ids in 64-bit columns."""
 MAX_FILE_ID_LENGTH = 256
+MAX_UNKNOWN_GROUPS = 1000
+"""Groups remembered as logged (then the memory starts over)."""
+STAFF_GROUP_RECHECK_SECONDS = 2.0
+"""How often at most an update from a group that is not the staff group makes the inbox read
+the stored staff group again."""
 
 Observer = Callable[[object, Awaitable[Any]], Awaitable[None]]
 ParkedNotice = Callable[[AsyncSession, int, str, int, str, datetime], Awaitable[None]]
@@ -92,6 +101,13 @@ class InboxBot(ExtBot[None]):
             read_timeout=wait_seconds + READ_MARGIN_SECONDS,
         )
         return cast(list[dict[str, Any]], result)
+
+
+def _is_setup(update: Update) -> bool:
+    """A ``/setup`` command (``/setup@bot`` too): how a group becomes the staff group."""
+    message = update.message
+    words = (message.text or "").split(maxsplit=1) if message is not None else []
+    return bool(words) and words[0].split("@")[0].lower() == "/setup"
 
 
 def update_id_of(raw: object) -> int | None:
@@ -215,7 +231,7 @@ class Inbox:
         *,
         clock: Clock,
         rules: InboxConfig,
-        staff_chat_id: int | None,
+        staff_group: StaffGroup,
         notify_parked: ParkedNotice | None = None,
         exclusive: bool = True,
     ) -> None:
@@ -223,7 +239,11 @@ class Inbox:
         self._sessions = sessions
         self._clock = clock
         self._rules = rules
-        self._staff_chat_id = staff_chat_id
+        self._staff_group = staff_group
+        """The desk's: ``/setup`` may change it while the inbox runs."""
+        self._unknown_groups: set[int] = set()
+        """Groups whose updates were ignored (and logged once)."""
+        self._group_read_at = float("-inf")
         self.notify_parked = notify_parked
         self._exclusive = exclusive
         """SQLite: this process is the only one handling the database (no locks, no checks)."""
@@ -274,21 +294,15 @@ class Inbox:
         """Store what is carebot's to keep in one transaction, an update that cannot be read
         parked at once; the update ids that were new."""
         now = self._clock.now()
+        parsed, unreadable = self._read(raw_updates, now)
+        if any(self._foreign_group(update) for _, _, update, _ in parsed):
+            await self._recheck_staff_group()  # another process's /setup may have moved it
         rows: list[dict[str, Any]] = []
-        unreadable: list[dict[str, Any]] = []
         updates: dict[int, Update] = {}
-        bot = self._application.bot
-        for raw in raw_updates:
-            update_id = update_id_of(raw)
-            if update_id is None:  # not an update: nothing to store it by
-                logger.warning("an item without a usable update_id skipped")
-                continue
-            if update_id in updates or any(row["update_id"] == update_id for row in unreadable):
+        for update_id, raw, update, record in parsed:
+            if not self._keep(update):
                 continue
             try:
-                update, record = read_update(raw, bot)
-                if not self._ours(update):
-                    continue
                 row = {**record, "update_id": update_id, "received_at": now}
                 row["payload"] = _payload(raw)
             except Exception as error:  # nothing a rule could handle: parked, not handled
@@ -315,10 +329,76 @@ class Inbox:
             logger.info("%d update(s) already stored: redelivery skipped", skipped)
         return set(stored) | set(parked)
 
+    def _read(
+        self, raw_updates: list[dict[str, Any]], now: datetime
+    ) -> tuple[list[tuple[int, dict[str, Any], Update, dict[str, Any]]], list[dict[str, Any]]]:
+        """Each raw update read by PTB, in order, once: ``(update_id, raw, update, record)``;
+        and the rows of those that cannot be read (parked)."""
+        parsed: list[tuple[int, dict[str, Any], Update, dict[str, Any]]] = []
+        unreadable: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        bot = self._application.bot
+        for raw in raw_updates:
+            update_id = update_id_of(raw)
+            if update_id is None:  # not an update: nothing to store it by
+                logger.warning("an item without a usable update_id skipped")
+                continue
+            if update_id in seen:
+                continue
+            seen.add(update_id)
+            try:
+                update, record = read_update(raw, bot)
+            except Exception as error:  # nothing a rule could handle: parked, not handled
+                unreadable.append(_unreadable_row(raw, update_id, error, now))
+                continue
+            parsed.append((update_id, raw, update, record))
+        return parsed, unreadable
+
     def _ours(self, update: Update) -> bool:
-        """Private chats and the staff group; other groups are not carebot's to keep."""
+        """Private chats, the staff group, and ``/setup`` in any group."""
         chat = update.effective_chat
-        return chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_chat_id
+        if chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_group.chat_id:
+            return True
+        return _is_setup(update)
+
+    def _foreign_group(self, update: Update) -> bool:
+        """A group's update that is not ours while ``/setup`` may still change the group."""
+        chat = update.effective_chat
+        return (
+            not self._staff_group.fixed
+            and chat is not None
+            and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
+            and not self._ours(update)
+        )
+
+    async def _recheck_staff_group(self) -> None:
+        """Read the stored staff group again (at most every ``STAFF_GROUP_RECHECK_SECONDS``):
+        a staff message right after another process's ``/setup`` is kept, not dropped."""
+        moment = asyncio.get_running_loop().time()
+        if moment < self._group_read_at + STAFF_GROUP_RECHECK_SECONDS:
+            return
+        self._group_read_at = moment
+        async with self._sessions() as session:
+            self._staff_group.chat_id = await stored_staff_group(session)
+
+    def _keep(self, update: Update) -> bool:
+        """Whether to store the update; other groups are not carebot's to keep (the first
+        update from each is logged: its id and title, never what anybody wrote nor who)."""
+        if self._ours(update):
+            return True
+        chat = update.effective_chat
+        if chat is None or chat.type not in (ChatType.GROUP, ChatType.SUPERGROUP):
+            return False
+        if chat.id not in self._unknown_groups:
+            if len(self._unknown_groups) >= MAX_UNKNOWN_GROUPS:
+                self._unknown_groups.clear()
+            self._unknown_groups.add(chat.id)
+            logger.info(
+                "updates from group %s (%r), which is not the staff group, are ignored",
+                chat.id,
+                chat.title,
+            )
+        return False
 
     async def _poll(self, wait_seconds: int) -> None:
         """Long polling until the inbox stops: fetch, commit, and only then confirm with the

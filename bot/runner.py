@@ -24,12 +24,14 @@ from bot.kernel.texts import Texts
 from bot.settings import Settings
 from bot.web import metrics_of, start_web_server
 from handlers.answers.kb import KnowledgeBase, reload_on_sighup
+from handlers.staff.telegram import connect_staff_group
 from handlers.tickets.desk import Desk
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.sla import sla_jobs
+from scheduler.staff_group import staff_group_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import Background, PeriodicJob, outbox_jobs
@@ -189,6 +191,7 @@ def periodic_jobs(
         *sla_jobs(sessionmaker, desk, stored_failure),
         *tier_jobs(sessionmaker, rules.tiers),
         *survey_jobs(sessionmaker, rules.surveys, desk),
+        *staff_group_jobs(sessionmaker, desk),
     ]
 
 
@@ -257,6 +260,8 @@ async def serve(
     try:
         await connect(application.bot, settings)
         async with application:
+            # The staff group (the setting, or what /setup stored) before anything runs.
+            await connect_staff_group(application.bot, application.bot_data)
             await _start_application(application, database, background, rules, clock)
             # What a previous process stored but did not handle goes first, in order.
             await inbox.start(polling=not webhook_mode)

@@ -107,6 +107,12 @@ class Settings(DatabaseSettings):
     # Serve /healthz, /readyz and /metrics in polling mode too (webhook mode always does).
     serve_web: bool = False
 
+    @field_validator("staff_chat_id", mode="before")
+    @classmethod
+    def _staff_chat_id(cls, value: object) -> object:
+        """Empty (``CAREBOT_STAFF_CHAT_ID=`` in an env file): none, ``/setup`` chooses."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("dashboard_url")
     @classmethod
     def _dashboard_url(cls, value: str | None) -> str | None:

@@ -735,6 +735,21 @@ class FollowupVisit(Base):
 # --- operations ---
 
 
+class StaffGroupSetting(Base):
+    """The staff group ``/setup`` chose (README: Connect your staff group): one row, ``id`` 1,
+    absent until the first ``/setup``. ``CAREBOT_STAFF_CHAT_ID``, when set, wins over it.
+    ``title`` is the group's name when it was set (for the log); ``set_by_user_id`` who sent
+    ``/setup``."""
+
+    __tablename__ = "staff_group"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    title: Mapped[str | None] = mapped_column(String(256))
+    set_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class DashboardLogin(Base):
     """A one-time login link to the staff dashboard (``/dashboard`` in the staff group): only
     the token's SHA-256 is kept, it works once (``used_at``) and until ``expires_at``."""

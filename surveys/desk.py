@@ -25,6 +25,11 @@ class Desk(Protocol):
 
     def staff_text(self, key: str, **params: Any) -> str: ...
 
+    def answer_promise(self, key: str) -> str:
+        """The text key telling a customer a person will answer (another while no staff group
+        is connected)."""
+        ...
+
     async def open_recovery_ticket(
         self,
         session: AsyncSession,

@@ -268,7 +268,8 @@ async def _advance(
         customer.awaiting = None
     if response.low_score:
         await open_recovery(session, desk, response, now)
-        return [Reply("survey_thanks_recovery", language)]
+        thanks = desk.answer_promise("survey_thanks_recovery") if desk else None
+        return [Reply(thanks or "survey_thanks_recovery", language)]
     return [Reply("survey_thanks", language)]
 
 

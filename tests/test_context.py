@@ -60,9 +60,9 @@ async def test_build_application_fills_the_typed_bot_data_once(built: Any) -> No
     assert application.context_types.bot_data is AppData
     data = application.bot_data
     assert isinstance(data, AppData)
-    assert data.deps.staff_chat_id == STAFF_CHAT_ID
     assert isinstance(data.desk, TicketDesk)
     assert data.desk.staff_chat_id == STAFF_CHAT_ID
+    assert data.desk.group.fixed  # CAREBOT_STAFF_CHAT_ID wins over /setup
     assert data.desk.rules == data.deps.rules.tickets
     assert isinstance(data.kb, KbLibrary)
     assert inbox_of(application) is data.inbox

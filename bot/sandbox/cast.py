@@ -53,16 +53,20 @@ class CastMixin(ForumMixin):
         forum: bool = True,
         username: str | None = None,
         bot_status: MemberStatus = "administrator",
+        supergroup: bool = True,
     ) -> FakeGroup:
-        """A supergroup (a forum by default) with the bot in it as ``bot_status``."""
-        brief: JSONDict = {"id": chat_id, "type": "supergroup", "title": title}
+        """A supergroup (a forum by default; ``supergroup=False``: a basic group, never a
+        forum) with the bot in it as ``bot_status``."""
+        forum = forum and supergroup
+        kind = "supergroup" if supergroup else "group"
+        brief: JSONDict = {"id": chat_id, "type": kind, "title": title}
         if username:
             brief["username"] = username
         if forum:
             brief["is_forum"] = True
         chat = ChatState(
             id=chat_id,
-            type="supergroup",
+            type=kind,
             brief=brief,
             title=title,
             is_forum=forum,
@@ -76,12 +80,23 @@ class CastMixin(ForumMixin):
         return FakeGroup(chat_id, title, forum, username)
 
     def add_member(
-        self, chat_id: int, user_id: int | FakeUser, status: MemberStatus = "member"
+        self,
+        chat_id: int,
+        user_id: int | FakeUser,
+        status: MemberStatus = "member",
+        *,
+        rights: JSONDict | None = None,
     ) -> None:
-        """Set what getChatMember answers for the user in the group (the bot's id works too)."""
+        """Set what getChatMember answers for the user in the group (the bot's id works too);
+        ``rights``: an administrator's rights that differ from the defaults (all but promoting
+        members), e.g. ``{"can_manage_topics": False}``."""
         if status not in ("member", "administrator", "creator", "left", "kicked"):
             raise ValueError(f"unsupported member status {status!r}")
-        self._group(chat_id).members[chat_key(user_id)] = status
+        chat = self._group(chat_id)
+        chat.members[chat_key(user_id)] = status
+        chat.rights.pop(chat_key(user_id), None)
+        if rights:
+            chat.rights[chat_key(user_id)] = dict(rights)
 
     def create_topic(
         self,

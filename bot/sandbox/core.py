@@ -33,6 +33,8 @@ class ChatState:
     started: bool = True
     messages: dict[int, JSONDict] = field(default_factory=dict)
     members: dict[int, str] = field(default_factory=dict)
+    rights: dict[int, JSONDict] = field(default_factory=dict)
+    """Administrator rights that differ from ``_ADMINISTRATOR_RIGHTS``, per member."""
     topics: dict[int, ForumTopicInfo] = field(default_factory=dict)
     last_message_id: int = 0
 

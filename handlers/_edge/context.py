@@ -33,7 +33,6 @@ class Deps:
     texts: Texts
     rules: Config
     clock: Clock
-    staff_chat_id: int | None
     background_sessionmaker: async_sessionmaker[AsyncSession] | None = None
     """For what may read long (the dashboard, the metrics): off the message path's sessions,
     which on SQLite run on the event loop (``storage.engine.BotDatabase``)."""

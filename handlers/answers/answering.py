@@ -82,6 +82,11 @@ async def request_handoff(
     return handoff
 
 
+def _promise(desk: Desk | None, key: str) -> str:
+    """``key``, or what it says while no staff group is connected (``Desk.answer_promise``)."""
+    return desk.answer_promise(key) if desk is not None else key
+
+
 def answer_reply(entry: Entry, language: str, question_id: int) -> Reply:
     """An entry's answer with its own buttons, then 👍 / 👎 talk to a person."""
     rows: list[list[Button]] = []
@@ -216,12 +221,12 @@ async def press_button(
                 desk=desk,
                 answer_given=knowledge.entry(row.entry_id or ""),
             )
-            return Reply("kb_handoff_requested", language)
+            return Reply(_promise(desk, "kb_handoff_requested"), language)
         case "person":
             await request_handoff(
                 session, customer.id, row.question, row.entry_id, now=now, desk=desk
             )
-            return Reply("kb_handoff_requested", language)
+            return Reply(_promise(desk, "kb_handoff_requested"), language)
         case "complaint":
             await request_handoff(
                 session,
@@ -232,7 +237,7 @@ async def press_button(
                 kind=HANDOFF_COMPLAINT,
                 desk=desk,
             )
-            return Reply("kb_complaint_requested", language)
+            return Reply(_promise(desk, "kb_complaint_requested"), language)
     entry = knowledge.entry(entry_id or "")
     if entry is None:
         return Alert("button_expired", language)

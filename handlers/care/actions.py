@@ -57,4 +57,4 @@ async def press_care_button(
             order_id=order.id if order else None,
             order_ref=order.external_id if order else None,
         )
-    return Reply("care_problem", language)
+    return Reply(desk.answer_promise("care_problem") if desk else "care_problem", language)

@@ -241,7 +241,8 @@ async def _submit(
     if not opened:  # another ticket opened meanwhile: the description joins it
         await add_customer_items(session, desk, ticket, items, now)
     await delete_draft(session, customer.id)
-    return FlowResult([Reply("complaint_opened", customer.language, {"number": ticket.number})])
+    said = desk.answer_promise("complaint_opened")  # honest while no staff group is connected
+    return FlowResult([Reply(said, customer.language, {"number": ticket.number})])
 
 
 def _incoming(customer: Customer, item: dict[str, object]) -> Incoming:

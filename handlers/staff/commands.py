@@ -56,22 +56,23 @@ class _Entry:
 
 class MemberCache:
     """Membership answers remembered for ``ttl`` seconds, so a busy topic does not call
-    ``getChatMember`` for every message (and a removed member loses access within ``ttl``)."""
+    ``getChatMember`` for every message (and a removed member loses access within ``ttl``).
+    Kept per group: an answer about the old staff group says nothing once it moved."""
 
     def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._monotonic = monotonic
-        self._entries: dict[int, _Entry] = {}
+        self._entries: dict[tuple[int, int], _Entry] = {}
 
-    def get(self, user_id: int) -> bool | None:
-        entry = self._entries.get(user_id)
+    def get(self, chat_id: int, user_id: int) -> bool | None:
+        entry = self._entries.get((chat_id, user_id))
         if entry is None or entry.until <= self._monotonic():
-            self._entries.pop(user_id, None)
+            self._entries.pop((chat_id, user_id), None)
             return None
         return entry.is_staff
 
-    def put(self, user_id: int, is_staff: bool) -> None:
-        self._entries[user_id] = _Entry(is_staff, self._monotonic() + self._ttl)
+    def put(self, chat_id: int, user_id: int, is_staff: bool) -> None:
+        self._entries[chat_id, user_id] = _Entry(is_staff, self._monotonic() + self._ttl)
 
 
 async def remember(session: AsyncSession, staff: Staff, is_staff: bool, now: datetime) -> None:

@@ -7,10 +7,16 @@ ticket. Only members of the group may: membership is asked of Telegram (``getCha
 outside any database transaction and remembered for ``relay.staff_check_seconds``; the same
 answers keep the dashboard to members (``dashboard_staff_check``) and ``/assign`` to them.
 ``/dashboard`` answers with its sign-in link only in the member's private chat.
+
+``/setup`` in any group makes it the staff group (``handlers.staff.setup`` holds the rule);
+``check_staff_group`` asks Telegram what the group lacks, after ``/setup`` and at start-up
+(``connect_staff_group``). Which group is the staff group is the desk's ``StaffGroup``, read
+by the handlers' filter on every update: ``/setup`` may move it while the bot runs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     Bot,
+    Chat,
     LinkPreviewOptions,
     Message,
     Update,
@@ -36,10 +43,14 @@ from telegram.ext import (
 from bot.kernel.render import inline_button, inline_keyboard, is_not_modified
 from handlers._edge.context import BotData, CareContext
 from handlers.staff import commands
+from handlers.staff import setup as group_setup
 from handlers.staff.commands import DashboardAnswer, MemberCache
-from handlers.tickets.desk import CB_TICKET, Desk, Staff, StaffReply
+from handlers.staff.setup import GroupFacts, Problem, SetupAnswer, SetupRequest
+from handlers.tickets.desk import CB_TICKET, Desk, Staff, StaffGroup, StaffReply
 from handlers.tickets.telegram import incoming_of, wake_dispatcher
 from storage.engine import after_commit
+
+logger = logging.getLogger(__name__)
 
 ANONYMOUS_ADMIN = "GroupAnonymousBot"
 T = TypeVar("T")
@@ -63,21 +74,22 @@ async def _is_member(
 ) -> tuple[bool | None, bool]:
     """Whether ``user_id`` is in the staff group (None: Telegram could not say this time, so
     nothing is remembered), and whether that was just asked of Telegram."""
+    chat_id = desk.staff_chat_id
+    if chat_id is None:
+        return False, False
     cache = _member_cache(data, desk)
-    known = cache.get(user_id)
+    known = cache.get(chat_id, user_id)
     if known is not None:
         return known, False
-    if desk.staff_chat_id is None:
-        return False, False
     try:
-        member = await bot.get_chat_member(desk.staff_chat_id, user_id)
+        member = await bot.get_chat_member(chat_id, user_id)
     except BadRequest:
         is_staff = False
     except TelegramError:
         return None, False  # unknown this time: refuse, ask again next time
     else:
         is_staff = commands.counts_as_staff(member.status, getattr(member, "is_member", None))
-    cache.put(user_id, is_staff)
+    cache.put(chat_id, user_id, is_staff)
     return is_staff, True
 
 
@@ -368,23 +380,130 @@ async def _send_dashboard(
         await message.reply_text(answer.here, do_quote=False, link_preview_options=NO_PREVIEW)
 
 
-def build_handlers(
-    staff_chat_id: int | None,
-) -> list[BaseHandler[Update, CareContext, Any]]:
-    """The staff group's handlers (none without a staff group)."""
-    if staff_chat_id is None:
-        return []
-    group = filters.Chat(staff_chat_id)
-    in_topic = group & filters.IS_TOPIC_MESSAGE
+class InStaffGroup(filters.MessageFilter):
+    """Messages in the staff group as this process knows it now (``/setup`` may move it)."""
+
+    def __init__(self, group: StaffGroup) -> None:
+        super().__init__(name="InStaffGroup")
+        self._group = group
+
+    def filter(self, message: Message) -> bool:
+        return self._group.chat_id is not None and message.chat.id == self._group.chat_id
+
+
+def build_handlers(group: StaffGroup) -> list[BaseHandler[Update, CareContext, Any]]:
+    """The staff group's handlers (they match nothing while there is no staff group), and
+    ``/setup`` in any group."""
+    staff = InStaffGroup(group)
+    in_topic = staff & filters.IS_TOPIC_MESSAGE
     new = filters.UpdateType.MESSAGE
     return [
+        CommandHandler("setup", setup, filters=filters.ChatType.GROUPS & new),
         CommandHandler("note", note, filters=in_topic & new),
-        CommandHandler("assign", assign, filters=group & new),
-        CommandHandler("dashboard", dashboard, filters=(group | filters.ChatType.PRIVATE) & new),
-        CommandHandler(COMMANDS, command, filters=group & new),
+        CommandHandler("assign", assign, filters=staff & new),
+        CommandHandler("dashboard", dashboard, filters=(staff | filters.ChatType.PRIVATE) & new),
+        CommandHandler(COMMANDS, command, filters=staff & new),
         CallbackQueryHandler(press, pattern=f"^{CB_TICKET}"),
         MessageHandler(
             in_topic & new & ~filters.COMMAND & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, write
         ),
         MessageHandler(in_topic & filters.UpdateType.EDITED_MESSAGE & ~filters.COMMAND, edit),
     ]
+
+
+# --- /setup and the staff group's check ----------------------------------------------------------
+
+
+async def _status(bot: Bot, chat_id: int, user_id: int) -> tuple[str, bool | None]:
+    """``getChatMember``: the user's status in the chat and, when restricted, whether they are
+    still a member; ("left", None) when Telegram cannot say (nothing is allowed on that)."""
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramError:
+        return "left", None
+    return member.status, getattr(member, "is_member", None)
+
+
+async def setup(update: Update, context: CareContext) -> None:
+    """``/setup`` in a group: make it the staff desk (``handlers.staff.setup`` decides who may);
+    the answer, the group's check and its problems follow the commit."""
+    message = update.effective_message
+    chat = update.effective_chat
+    user = update.effective_user
+    if message is None or chat is None or user is None:
+        return
+    deps, desk, bot = context.deps, context.desk, context.bot
+    async with deps.sessionmaker.begin() as session:  # the stored group, as of now
+        current = await group_setup.load_stored_group(session, desk.group)
+    # An anonymous administrator writes as the group itself: only administrators can.
+    anonymous = message.sender_chat is not None and message.sender_chat.id == chat.id
+    admin_here = anonymous or group_setup.is_admin((await _status(bot, chat.id, user.id))[0])
+    staff_member = False
+    if current is not None and current != chat.id and not anonymous:
+        staff_member = commands.counts_as_staff(*await _status(bot, current, user.id))
+    request = SetupRequest(
+        chat_id=chat.id,
+        supergroup=chat.type == Chat.SUPERGROUP,
+        title=chat.title,
+        user_id=user.id,
+        admin_here=admin_here,
+        current=current,
+        staff_member=staff_member,
+    )
+    async with deps.sessionmaker.begin() as session:
+        answer = await group_setup.setup(session, desk, request, deps.clock.now())
+    await after_commit(lambda: _after_setup(context, message, answer))
+
+
+async def _after_setup(context: CareContext, message: Message, answer: SetupAnswer) -> None:
+    """Committed: this process uses the group at once (the others within
+    ``STAFF_GROUP_REFRESH``), the group hears the answer, then what it lacks."""
+    data, desk = context.bot_data, context.desk
+    if answer.connected is not None and not desk.group.fixed:
+        desk.group.chat_id = answer.connected
+    wake = data.wake
+    if wake is not None:
+        wake()  # the waiting tickets' topics
+    await message.reply_text(answer.text, do_quote=False)
+    if answer.connected is None:
+        return
+    for problem in await check_staff_group(context.bot, answer.connected):
+        await context.bot.send_message(answer.connected, desk.staff_text(problem.key))
+
+
+async def check_staff_group(bot: Bot, chat_id: int) -> list[Problem]:
+    """Ask Telegram what the staff group is (``getChat``) and what the bot may do there
+    (``getChatMember``); each problem is logged as one WARNING line. A group the bot cannot
+    read at all is one WARNING line too (nothing can be said in it)."""
+    try:
+        chat = await bot.get_chat(chat_id)
+        member = await bot.get_chat_member(chat_id, bot.id)
+    except TelegramError as error:
+        logger.warning(
+            "staff group %s cannot be checked (%s): is the bot still in it?",
+            chat_id,
+            type(error).__name__,
+        )
+        return []
+    facts = GroupFacts(
+        is_forum=bool(chat.is_forum),
+        bot_status=member.status,
+        can_manage_topics=bool(getattr(member, "can_manage_topics", False)),
+    )
+    return group_setup.problems_of(chat_id, facts)
+
+
+async def connect_staff_group(bot: Bot, data: BotData) -> None:
+    """At start-up, before any update is handled: the stored staff group (unless
+    ``CAREBOT_STAFF_CHAT_ID`` fixes it) into the desk, then its check, its problems queued for
+    its General topic; without a group, one WARNING saying how to connect one."""
+    deps, desk = data.deps, data.desk
+    async with deps.sessionmaker.begin() as session:
+        chat_id = await group_setup.load_stored_group(session, desk.group)
+    if chat_id is None:
+        logger.warning(group_setup.NO_STAFF_GROUP)
+        return
+    problems = await check_staff_group(bot, chat_id)
+    if problems:
+        async with deps.sessionmaker.begin() as session:
+            await group_setup.queue_problems(session, desk, chat_id, problems, deps.clock.now())

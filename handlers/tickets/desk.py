@@ -101,25 +101,76 @@ SOURCE_QUESTION = "question"
 SOURCE_FOLLOW_UP = "follow_up"
 
 
+@dataclass
+class StaffGroup:
+    """Which group is the staff desk, as this process knows it (the desk, the inbox and the
+    staff handlers share one): ``CAREBOT_STAFF_CHAT_ID`` (``fixed``), or what ``/setup``
+    stored, which the process that ran it sets at once and every process re-reads every
+    ``STAFF_GROUP_REFRESH`` (``scheduler.staff_group``). None: no staff group yet."""
+
+    chat_id: int | None = None
+    fixed: bool = False
+
+    @classmethod
+    def from_setting(cls, staff_chat_id: int | None) -> StaffGroup:
+        """The group ``CAREBOT_STAFF_CHAT_ID`` fixes, or (None) one ``/setup`` will set."""
+        return cls(staff_chat_id, fixed=staff_chat_id is not None)
+
+
+STAFF_GROUP_REFRESH = timedelta(seconds=10)
+"""How often a process re-reads the stored staff group (another one may have run /setup)."""
+
+
+WAITING_FOR_DESK = {
+    key: f"{key}_no_desk"
+    for key in (
+        "complaint_opened",
+        "kb_handoff_requested",
+        "kb_complaint_requested",
+        "care_problem",
+        "ticket_follow_up_opened",
+        "survey_thanks_recovery",
+    )
+}
+"""Texts promising a customer that a person will answer, and what they say instead while no
+staff group is connected (the ticket waits for it)."""
+
+
 @dataclass(frozen=True)
 class Desk:
     """What the desk needs from the configuration, built once by the composition root."""
 
     rules: TicketConfig
     texts: Texts
-    staff_chat_id: int | None
+    group: StaffGroup = field(default_factory=StaffGroup)
     currency: str = "CNY"
     zone: str = "Asia/Shanghai"
 
     @classmethod
-    def from_config(cls, rules: Config, texts: Texts, staff_chat_id: int | None) -> Self:
+    def from_config(
+        cls, rules: Config, texts: Texts, staff_group: StaffGroup | int | None
+    ) -> Self:
+        """``staff_group``: the one the process shares, or the setting's chat id (None:
+        none until ``/setup``)."""
+        if not isinstance(staff_group, StaffGroup):
+            staff_group = StaffGroup.from_setting(staff_group)
         return cls(
             rules=rules.tickets,
             texts=texts,
-            staff_chat_id=staff_chat_id,
+            group=staff_group,
             currency=rules.tiers.orders.currency,
             zone=rules.tiers.orders.timezone,
         )
+
+    @property
+    def staff_chat_id(self) -> int | None:
+        """The staff group's chat id as this process knows it now (None: not connected)."""
+        return self.group.chat_id
+
+    def answer_promise(self, key: str) -> str:
+        """``key`` (a text telling the customer a person will answer), or while no staff group
+        is connected the text saying a person will answer once it is."""
+        return key if self.staff_chat_id is not None else WAITING_FOR_DESK.get(key, key)
 
     @property
     def staff_language(self) -> str:

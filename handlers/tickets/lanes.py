@@ -56,8 +56,10 @@ from storage import outbox as outbox_queries
 from storage.models import Ticket, TicketDelivery, TicketMessage
 from storage.outbox import Priority
 from storage.payloads import ALBUM_LIMIT, CAPTION_LIMIT
+from storage.staff_group import tickets_without_topic
 from storage.tickets import lanes
 from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message
+from storage.tickets.rows import lock_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -336,3 +338,21 @@ async def _recreate_topic(session: AsyncSession, ticket: Ticket, now: datetime) 
     if latest is not None:  # there was a topic before: staff need the history
         await push_delivery(session, ticket, lanes.TOPIC, SUMMARY, now, front=True)
     return True
+
+
+async def give_topics(session: AsyncSession, desk: Desk, now: datetime) -> int:
+    """The staff group is connected (or moved): every ticket not closed that has no topic there
+    gets one, its waiting deliveries behind it. Tickets opened while there was no group have
+    their creation waiting; those whose topic was in the old group get a new one with the card
+    and a summary of the history. Returns how many topic lanes moved."""
+    if desk.staff_chat_id is None:
+        return 0
+    moved = 0
+    for ticket_id in await tickets_without_topic(session):
+        ticket = await lock_ticket(session, ticket_id)
+        if ticket is None or ticket.topic_thread_id is not None:
+            continue
+        if await lanes.lane_head(session, ticket.id, lanes.TOPIC) is None:
+            await _recreate_topic(session, ticket, now)
+        moved += await pump(session, desk, ticket, lanes.TOPIC, now)
+    return moved

@@ -133,7 +133,11 @@ async def _reopen_or_follow_up(
             session, desk, customer, source=SOURCE_FOLLOW_UP, category=last.category, now=now
         )
         return ticket, [
-            Reply("ticket_follow_up_opened", customer.language, {"number": ticket.number})
+            Reply(
+                desk.answer_promise("ticket_follow_up_opened"),
+                customer.language,
+                {"number": ticket.number},
+            )
         ]
     return None, []
 

@@ -27,6 +27,7 @@ from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser, SentMessage
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
+from handlers.staff.setup import load_stored_group
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
 from scheduler.dispatcher.telegram import Dispatcher
@@ -123,7 +124,7 @@ class Harness:
     def use_ticket_rules(self, rules: TicketConfig) -> TicketDesk:
         """Run the rest of the test with other ``tickets.toml`` rules (handlers and hooks)."""
         self.rules = self.rules.model_copy(update={"tickets": rules})
-        desk = TicketDesk.from_config(self.rules, self.texts, self.settings.staff_chat_id)
+        desk = TicketDesk.from_config(self.rules, self.texts, self.desk.group)
         self.application.bot_data.desk = desk
         if self.dispatcher is not None:
             for hook in set(self.dispatcher.hooks.values()):
@@ -143,6 +144,8 @@ class Harness:
                 clock=self.clock,
             )
         await application.initialize()
+        async with self.sessionmaker() as session:  # as carebot run does (without the check)
+            await load_stored_group(session, application.bot_data.desk.group)
         await application.start()
         await inbox_of(application).start(polling=True, wait_seconds=1)
         self.application = application
@@ -201,13 +204,14 @@ def harness_rules(rules: Config) -> Config:
 
 
 def harness_settings(api: LocalBotApi, database_url: str, **extra: Any) -> Settings:
+    """The settings of the bot under test (``staff_chat_id=None``: none, /setup chooses)."""
+    values: dict[str, Any] = {"staff_chat_id": STAFF_CHAT_ID, **extra}
     return load_settings(
         telegram_token=api.token,
         telegram_api_url=api.root_url,
         database_url=database_url,
-        staff_chat_id=STAFF_CHAT_ID,
         config_dir=Path(EXAMPLE_CONFIG_DIR),
-        **extra,
+        **values,
     )
 
 
@@ -224,7 +228,16 @@ async def local_api() -> AsyncIterator[LocalBotApi]:
 async def harness(local_api: LocalBotApi, database_url: str) -> AsyncIterator[Harness]:
     """The bot polling the local server, with its dispatcher, on a fresh database of each
     kind."""
-    settings = harness_settings(local_api, database_url)
+    async with running_harness(local_api, database_url) as harness:
+        yield harness
+
+
+@contextlib.asynccontextmanager
+async def running_harness(
+    local_api: LocalBotApi, database_url: str, **settings_: Any
+) -> AsyncIterator[Harness]:
+    """The bot of the ``harness`` fixture, with other settings (``harness_settings``)."""
+    settings = harness_settings(local_api, database_url, **settings_)
     engine = create_engine(database_url)
     sessionmaker = create_sessionmaker(engine)
     texts = Texts.load()

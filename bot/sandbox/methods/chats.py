@@ -80,9 +80,11 @@ class ChatsMixin(SandboxCore):
             return user.to_dict()
         return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
 
-    def _member(self, user_id: int, status: str) -> JSONDict:
+    def _member(self, user_id: int, status: str, rights: JSONDict | None = None) -> JSONDict:
         member: JSONDict = {"status": status, "user": self._user_dict(user_id)}
         member.update(_MEMBER_EXTRAS.get(status, {}))
+        if status == "administrator":
+            member.update(rights or {})
         return member
 
     async def _m_get_chat_member(self, p: JSONDict) -> JSONDict:
@@ -96,14 +98,14 @@ class ChatsMixin(SandboxCore):
                 status = "kicked"
         else:
             status = chat.members.get(user_id, "left")
-        return self._member(user_id, status)
+        return self._member(user_id, status, chat.rights.get(user_id))
 
     async def _m_get_chat_administrators(self, p: JSONDict) -> list[JSONDict]:
         chat = self._chat(p.get("chat_id"))
         if chat.type == "private":
             raise bad_request("there are no administrators in the private chat")
         return [
-            self._member(user_id, status)
+            self._member(user_id, status, chat.rights.get(user_id))
             for user_id, status in chat.members.items()
             if status in ("creator", "administrator")
         ]

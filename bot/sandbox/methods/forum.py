@@ -33,7 +33,11 @@ class ForumMixin(SandboxCore):
         chat = self._chat(p.get("chat_id"))
         if not chat.is_forum:
             raise bad_request("the chat is not a forum")
-        if chat.members.get(self.bot_id) not in ("administrator", "creator"):
+        status = chat.members.get(self.bot_id)
+        rights = chat.rights.get(self.bot_id, {})
+        if status != "creator" and (
+            status != "administrator" or not rights.get("can_manage_topics", True)
+        ):
             raise bad_request("not enough rights to manage topics")
         return chat
 
