@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.web import wire_operations
 from handlers._edge.context import Deps
 from handlers.answers.kb import KbLibrary, KnowledgeBase
+from handlers.tickets.desk import StaffGroup
 from handlers.tickets.lifecycle import TicketDesk
 from storage import outbox as outbox_queries
 from storage.engine import Sessions
@@ -80,7 +81,7 @@ def build_application(
         notify_parked=_parked_notice(application),
         exclusive=sessionmaker.dialect == "sqlite",
     )
-    _add_handlers(application, settings)
+    _add_handlers(application, desk.group)
     application.add_error_handler(on_error)
     # Last: every handler registered above is counted, timed and logged per update.
     wire_operations(application, settings)
@@ -112,7 +113,7 @@ def _new_application(settings: Settings, sessionmaker: Sessions) -> CareApplicat
     return application
 
 
-def _add_handlers(application: CareApplication, settings: Settings) -> None:
+def _add_handlers(application: CareApplication, staff_group: StaffGroup) -> None:
     """Every feature's handlers, in the order they are tried."""
     # Order matters: features, then catch-alls. (What arrived is stored before any of them
     # runs: bot.inbox.)
@@ -120,7 +121,7 @@ def _add_handlers(application: CareApplication, settings: Settings) -> None:
     # relayed to it; the staff group's topics.
     application.add_handlers(handlers.complaints.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(
-        handlers.staff.telegram.build_handlers(desk.group), group=GROUP_FEATURES
+        handlers.staff.telegram.build_handlers(staff_group), group=GROUP_FEATURES
     )
     application.add_handlers(handlers.onboarding.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.answers.telegram.build_handlers(), group=GROUP_FEATURES)
