@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.policy import Defer, SendPolicy, Skip
-from storage import outbox as queries
+from storage import outbox as outbox_queries
 from storage.outbox import OutboxMessage, Recipient
 
 HELD_PER_CHAT = 10
@@ -88,7 +88,7 @@ async def reserve_care(
     try:
         async with sessionmaker.begin() as session:
             granted = [
-                await queries.reserve_care_slot(session, message, day=day, per_day=per_day)
+                await outbox_queries.reserve_care_slot(session, message, day=day, per_day=per_day)
                 for message, day in care
             ]
     except IntegrityError:
@@ -96,7 +96,7 @@ async def reserve_care(
         for message, day in care:
             try:
                 async with sessionmaker.begin() as session:
-                    ok = await queries.reserve_care_slot(
+                    ok = await outbox_queries.reserve_care_slot(
                         session, message, day=day, per_day=per_day
                     )
             except IntegrityError:
@@ -143,9 +143,9 @@ async def put_back(
     (with one busy chat, a claim gives back almost all it took), then each one with a new due
     time or its care day cleared."""
     unchanged = [m.id for m, due, clear in later if due == m.due_at and not clear]
-    await queries.release(session, unchanged, now=now)
+    await outbox_queries.release(session, unchanged, now=now)
     for message, due, clear_day in later:
         if due != message.due_at or clear_day:
-            await queries.release(
+            await outbox_queries.release(
                 session, [message.id], now=now, due_at=due, clear_care_day=clear_day
             )

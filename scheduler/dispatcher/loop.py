@@ -38,7 +38,7 @@ from scheduler.dispatcher.outcomes import (
 from scheduler.limiter import Limits, SlidingWindowLimiter, Ticket
 from scheduler.locks import DispatchLock, NoLock
 from scheduler.policy import SKIP_ERASED, SKIP_UNREACHABLE, SendPolicy
-from storage import outbox as queries
+from storage import outbox as outbox_queries
 from storage.failures import Reason, SendFailure
 from storage.outbox import OutboxMessage, Recipient
 
@@ -205,7 +205,7 @@ class DispatchLoop:
             return
         try:
             async with self._sessionmaker.begin() as session:
-                ids = await queries.reclaim_claimed(session, now=self._clock.now())
+                ids = await outbox_queries.reclaim_claimed(session, now=self._clock.now())
         except Exception:
             logger.exception("could not reclaim claimed outbox rows; their lease will expire")
             return
@@ -302,14 +302,14 @@ class DispatchLoop:
         waiting = self.limiter.waiting_chats()
         exclude = held_chats | self._busy_chats | set(waiting)
         async with self._sessionmaker.begin() as session:
-            messages = await queries.claim_due(
+            messages = await outbox_queries.claim_due(
                 session,
                 now=now,
                 lease_until=now + timedelta(seconds=dispatch.lease_seconds),
                 limit=want,
                 exclude_chats=exclude,
             )
-            recipients = await queries.recipients(
+            recipients = await outbox_queries.recipients(
                 session, [m.customer_id for m in messages if m.customer_id is not None]
             )
         self._table_drained = len(messages) < want
@@ -340,7 +340,7 @@ class DispatchLoop:
         """Seconds until the next pending row falls due, at most one poll interval."""
         poll = self._rules.dispatch.poll_seconds
         async with self._sessionmaker() as session:
-            due = await queries.next_due(session)
+            due = await outbox_queries.next_due(session)
         if due is None:
             return poll
         seconds = (due - self._clock.now()).total_seconds()
@@ -406,7 +406,7 @@ class DispatchLoop:
             with contextlib.suppress(ValueError):
                 self._held.remove(held)
         async with self._sessionmaker.begin() as session:
-            await queries.release(
+            await outbox_queries.release(
                 session, [held.message.id for held in rows], now=self._clock.now()
             )
         self._table_drained = False

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import Clock
 from bot.kernel.config import OutboxConfig
-from storage import outbox as queries
+from storage import outbox as outbox_queries
 from storage.failures import Reason, SendFailure
 from storage.outbox import OutboxMessage
 
@@ -129,10 +129,10 @@ class OutcomeRecorder:
     ) -> bool:
         """Fail a row without calling Telegram (no consent, erased customer, bad payload); True
         when its hook queued more rows."""
-        await queries.finish(
+        await outbox_queries.finish(
             session,
             message.id,
-            state=queries.State.FAILED,
+            state=outbox_queries.State.FAILED,
             error=failure.description,
             now=now,
             attempted=False,
@@ -173,7 +173,7 @@ class OutcomeRecorder:
         now: datetime,
     ) -> bool:
         first = message_ids[0] if message_ids else None
-        await queries.mark_sent(session, message.id, telegram_message_id=first, now=now)
+        await outbox_queries.mark_sent(session, message.id, telegram_message_id=first, now=now)
         if hook is not None:
             return await hook.sent(session, message, message_ids, now)
         return False
@@ -184,15 +184,15 @@ class OutcomeRecorder:
     ) -> bool:
         # Not the message's fault: back in line, no attempt counted; everything waits.
         logger.warning("Telegram asked to wait %.1f s; all sends paused", pause)
-        await queries.release(session, [message.id], now=now)
+        await outbox_queries.release(session, [message.id], now=now)
         return True
 
     @staticmethod
     async def _write_migrated(
         session: AsyncSession, message: OutboxMessage, new_chat_id: int, now: datetime
     ) -> bool:
-        await queries.change_chat(session, message.id, new_chat_id)
-        await queries.release(session, [message.id], now=now)
+        await outbox_queries.change_chat(session, message.id, new_chat_id)
+        await outbox_queries.release(session, [message.id], now=now)
         return True
 
     @staticmethod
@@ -205,9 +205,11 @@ class OutcomeRecorder:
     ) -> bool:
         """Telegram will never accept the row (a 400, or the chat is gone for this bot)."""
         error = failure.description
-        await queries.finish(session, message.id, state=queries.State.FAILED, error=error, now=now)
+        await outbox_queries.finish(
+            session, message.id, state=outbox_queries.State.FAILED, error=error, now=now
+        )
         if failure.unreachable and message.customer_id is not None:
-            await queries.mark_unreachable(session, message.customer_id, now)
+            await outbox_queries.mark_unreachable(session, message.customer_id, now)
         logger.info("outbox row %s failed for good: %s", message.id, error)
         if hook is not None:
             return await hook.failed(session, message, failure, dead=False, now=now)
@@ -226,15 +228,15 @@ class OutcomeRecorder:
         error = failure.description
         attempt = message.attempts + 1
         if attempt >= self._rules.retry.max_attempts:
-            await queries.finish(
-                session, message.id, state=queries.State.DEAD, error=error, now=now
+            await outbox_queries.finish(
+                session, message.id, state=outbox_queries.State.DEAD, error=error, now=now
             )
             logger.warning("outbox row %s is dead after %d attempts", message.id, attempt)
             if hook is not None:
                 return "dead", await hook.failed(session, message, failure, dead=True, now=now)
             return "dead", False
         due = now + timedelta(seconds=self._backoff(attempt))
-        await queries.retry_later(session, message.id, due_at=due, error=error, now=now)
+        await outbox_queries.retry_later(session, message.id, due_at=due, error=error, now=now)
         return "retried", False
 
     def _backoff(self, attempt: int) -> float:
