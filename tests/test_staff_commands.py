@@ -113,16 +113,18 @@ def test_who_counts_as_staff() -> None:
         assert not counts_as_staff(status, is_member=True), status
 
 
-def test_membership_is_remembered_for_its_ttl_only() -> None:
+def test_membership_is_remembered_for_its_ttl_only_and_per_group() -> None:
     now = [100.0]
+    group, other_group = -1001, -1002
     cache = MemberCache(60, monotonic=lambda: now[0])
-    assert cache.get(MAX.user_id) is None
-    cache.put(MAX.user_id, True)
-    cache.put(LEA.user_id, False)
+    assert cache.get(group, MAX.user_id) is None
+    cache.put(group, MAX.user_id, True)
+    cache.put(group, LEA.user_id, False)
     now[0] += 59.9
-    assert (cache.get(MAX.user_id), cache.get(LEA.user_id)) == (True, False)
+    assert (cache.get(group, MAX.user_id), cache.get(group, LEA.user_id)) == (True, False)
+    assert cache.get(other_group, MAX.user_id) is None  # an answer about another group
     now[0] += 0.1
-    assert (cache.get(MAX.user_id), cache.get(LEA.user_id)) == (None, None)
+    assert (cache.get(group, MAX.user_id), cache.get(group, LEA.user_id)) == (None, None)
 
 
 async def test_a_message_goes_to_the_customer_and_a_bang_message_stays_a_note(
