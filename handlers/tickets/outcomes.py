@@ -29,7 +29,7 @@ from handlers.tickets.desk import (
     TOPIC_ACTIONS,
     Desk,
 )
-from handlers.tickets.lanes import NOT_READ, NotRead, finish_delivery, pump, push_delivery
+from handlers.tickets.lanes import finish_delivery, pump, push_delivery
 from storage import outbox as outbox_queries
 from storage.failures import FailureReader, Reason, SendFailure
 from storage.models import Outbox, Ticket, TicketDelivery
@@ -56,8 +56,10 @@ class DeliveryHooks:
 
     async def _locked(
         self, session: AsyncSession, message: OutboxMessage
-    ) -> tuple[TicketDelivery, Ticket] | None:
-        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``)."""
+    ) -> tuple[TicketDelivery, Ticket, TicketDelivery | None] | None:
+        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``),
+        and the lane's next queued delivery, read in the same statement as the delivery
+        (``pump`` needs it after a send: one read less for every relayed message)."""
         delivery_id = message.payload.delivery
         if delivery_id is None:
             return None
@@ -67,21 +69,6 @@ class DeliveryHooks:
             if found is None:
                 return None
             ticket_id = found.ticket_id
-        ticket = await lock_ticket(session, ticket_id)
-        delivery = await lanes.get_delivery(session, delivery_id)
-        if ticket is None or delivery is None or delivery.ticket_id != ticket.id:
-            return None
-        return delivery, ticket
-
-    async def _locked_with_next(
-        self, session: AsyncSession, message: OutboxMessage
-    ) -> tuple[TicketDelivery, Ticket, TicketDelivery | NotRead | None] | None:
-        """``_locked``, and the lane's next queued delivery read in the same statement as the
-        delivery (``pump`` needs it next: one read less for every relayed message)."""
-        delivery_id, ticket_id = message.payload.delivery, message.payload.ticket
-        if delivery_id is None or ticket_id is None:
-            found = await self._locked(session, message)
-            return None if found is None else (*found, NOT_READ)
         ticket = await lock_ticket(session, ticket_id)
         delivery, following = await lanes.delivery_and_next(session, delivery_id, ticket_id)
         if ticket is None or delivery is None:
@@ -96,7 +83,7 @@ class DeliveryHooks:
         now: datetime,
     ) -> bool:
         """Record what Telegram made of the delivery, then queue the lane's next one."""
-        found = await self._locked_with_next(session, message)
+        found = await self._locked(session, message)
         if found is None:
             return False
         delivery, ticket, following = found
@@ -152,7 +139,7 @@ class DeliveryHooks:
         found = await self._locked(session, message)
         if found is None:
             return False
-        delivery, ticket = found
+        delivery, ticket, _ = found
         if delivery.state != lanes.D_OUTBOX:
             return False
         desk = self.desk
