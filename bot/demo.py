@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 DEMO_TOKEN = "100000001:DEMO-not-a-real-token"
 STAFF_CHAT_ID = -1001000000777
 STATIC_DIR = Path(__file__).parent / "demo_static"
-STATIC_FILES = frozenset({"app.js", "app.css", "strings.json"})  # index.html is served at /
+STATIC_FILES = frozenset({"app.js", "app.css", "strings.json", "favicon.svg"})  # index.html: /
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LONG_POLL_SECONDS = 20.0
 MAX_TEXT = 4096
@@ -560,6 +560,12 @@ def build_demo_app(world: DemoWorld) -> web.Application:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    async def favicon(_: web.Request) -> web.FileResponse:
+        """The icon, also where browsers look without a link (no 404 in the console)."""
+        return web.FileResponse(
+            STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"}
+        )
+
     async def state(request: web.Request) -> web.Response:
         return web.json_response(await world.changed_view(request.query.get("since")))
 
@@ -597,6 +603,7 @@ def build_demo_app(world: DemoWorld) -> web.Application:
 
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/send", send)
     app.router.add_post("/api/press", press)
@@ -629,6 +636,7 @@ def mount_dashboard(
             clock=clock,
             timezone=rules.tiers.orders.timezone,
             secure_cookies=False,
+            rules=rules,
         ),
     )
 
