@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, not_, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import outbox as outbox_queries
@@ -177,7 +177,7 @@ async def churn_warnings(session: AsyncSession, *, limit: int = 100) -> list[AtR
     """Customers not at risk (yet) with a churn signal (ordering less often, spending less,
     less satisfied), the longest silent first."""
     return await _risk_rows(
-        session, and_(not_(text(f"customers.{AT_RISK}")), RfmScore.churn_flags != 0), limit
+        session, and_(text(f"NOT (customers.{AT_RISK})"), RfmScore.churn_flags != 0), limit
     )
 
 
