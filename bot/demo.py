@@ -545,6 +545,11 @@ async def _body(request: web.Request, world: DemoWorld) -> tuple[Persona, dict[s
     return persona, body
 
 
+async def favicon(_: web.Request) -> web.FileResponse:
+    """The page's icon, also where browsers look without a link (no 404 in the console)."""
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 def build_demo_app(world: DemoWorld) -> web.Application:
     """The chat page, its JSON API and the dashboard's login hand-off (when mounted)."""
     app = web.Application(middlewares=[loopback_only])
@@ -559,12 +564,6 @@ def build_demo_app(world: DemoWorld) -> web.Application:
         response = web.FileResponse(STATIC_DIR / name)
         response.headers["Cache-Control"] = "no-cache"
         return response
-
-    async def favicon(_: web.Request) -> web.FileResponse:
-        """The icon, also where browsers look without a link (no 404 in the console)."""
-        return web.FileResponse(
-            STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"}
-        )
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response(await world.changed_view(request.query.get("since")))
