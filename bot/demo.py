@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 DEMO_TOKEN = "100000001:DEMO-not-a-real-token"
 STAFF_CHAT_ID = -1001000000777
 STATIC_DIR = Path(__file__).parent / "demo_static"
-STATIC_FILES = frozenset({"app.js", "app.css", "strings.json"})  # index.html is served at /
+STATIC_FILES = frozenset({"app.js", "app.css", "strings.json", "favicon.svg"})  # index.html: /
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LONG_POLL_SECONDS = 20.0
 MAX_TEXT = 4096
@@ -545,6 +545,11 @@ async def _body(request: web.Request, world: DemoWorld) -> tuple[Persona, dict[s
     return persona, body
 
 
+async def favicon(_: web.Request) -> web.FileResponse:
+    """The page's icon, also where browsers look without a link (no 404 in the console)."""
+    return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 def build_demo_app(world: DemoWorld) -> web.Application:
     """The chat page, its JSON API and the dashboard's login hand-off (when mounted)."""
     app = web.Application(middlewares=[loopback_only])
@@ -597,6 +602,7 @@ def build_demo_app(world: DemoWorld) -> web.Application:
 
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/send", send)
     app.router.add_post("/api/press", press)
@@ -629,6 +635,7 @@ def mount_dashboard(
             clock=clock,
             timezone=rules.tiers.orders.timezone,
             secure_cookies=False,
+            rules=rules,
         ),
     )
 

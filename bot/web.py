@@ -25,7 +25,7 @@ from bot.inbox import update_id_of
 from bot.metrics import CONTENT_TYPE, BotMetrics, instrument_handlers
 from bot.settings import Settings
 from dashboard.auth import LoginLinks
-from dashboard.core import Dashboard
+from dashboard.core import STATIC_DIR, Dashboard
 from dashboard.pages.routes import mount
 from handlers.staff.telegram import dashboard_staff_check
 from storage.engine import create_engine
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 READY_TIMEOUT_SECONDS = 5.0
 DISPATCHER_TASK = "dispatcher"  # the name scheduler.wiring.Background gives its task
+FAVICON = STATIC_DIR / "favicon.svg"
 
 
 def dashboard_secret(token: str) -> bytes:
@@ -119,6 +120,7 @@ def dashboard_for(application: CareApplication, settings: Settings) -> Dashboard
         timezone=deps.rules.general.customers.default_timezone,
         secure_cookies=(settings.dashboard_url or "").startswith("https://"),
         staff_check=dashboard_staff_check(application.bot, application.bot_data),
+        rules=deps.rules,
     )
 
 
@@ -206,7 +208,12 @@ def build_web_app(
             logger.warning("metrics: database figures unavailable (%s)", type(error).__name__)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
+    async def favicon(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(FAVICON, headers={"Content-Type": "image/svg+xml"})
+
     app = web.Application()
+    # Where browsers look for an icon on any page here (the dashboard's pages link it too).
+    app.router.add_get("/favicon.ico", favicon)
     if webhook_path is not None:
         app.router.add_post(webhook_path, _webhook_handler(application, secret))
     app.router.add_get("/healthz", healthz)

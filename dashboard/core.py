@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import Clock
+from bot.kernel.config import Config
 from bot.kernel.texts import Texts
 from dashboard.auth import CookieSigner
 
@@ -30,8 +31,9 @@ def load_catalogue() -> Texts:
 @dataclass
 class Dashboard:
     """What the pages need: the database, the signing secret, the clock and the shop's zone,
-    and who is still staff (``staff_check``; without one, as in the demo, a stored session is
-    enough)."""
+    who is still staff (``staff_check``; without one, as in the demo, a stored session is
+    enough), and the operator's rules, whose display names the pages show (``rules``: tiers,
+    categories, survey dimensions, canned replies; without them, identifiers made readable)."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
     secret: bytes
@@ -40,6 +42,7 @@ class Dashboard:
     secure_cookies: bool = False
     texts: Texts = field(default_factory=load_catalogue)
     staff_check: StaffCheck | None = None
+    rules: Config | None = None
 
     @property
     def signer(self) -> CookieSigner:

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.kernel.config import CannedReply, Config, readable_name
+from bot.kernel.survey_config import DEFAULT_DIMENSIONS
 from bot.kernel.texts import LANGUAGES, Markup, Texts
 
 PAGES = ("overview", "tickets", "satisfaction", "customers", "outbox")
@@ -25,6 +27,9 @@ PAGE_PATHS = {
     "customers": "/dashboard/customers",
     "outbox": "/dashboard/outbox",
 }
+FAVICON_LINK = '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">'
+"""Every page names its icon (served with the static files), so no browser asks for a missing
+``/favicon.ico`` (the bot's web app serves that too: ``bot.web``)."""
 PALETTE = (
     "#2563eb",
     "#f59e0b",
@@ -44,11 +49,14 @@ def esc(value: object) -> str:
 
 @dataclass(frozen=True)
 class Tr:
-    """The catalogue in one language, with a fallback for values that have no label."""
+    """The catalogue in one language, with a fallback for values that have no label, and the
+    display names the operator's rule files give (``rules``: tiers, categories, dimensions,
+    canned replies). Those names are plain text: escape them (``esc``) in HTML."""
 
     texts: Texts
     language: str
     zone: ZoneInfo
+    rules: Config | None = None
 
     def __call__(self, key: str, **params: Any) -> str:
         return self.texts.render(self.language, key, **params)
@@ -60,6 +68,47 @@ class Tr:
             return "—"
         key = f"{prefix}_{value}".replace(".", "_")
         return self(key) if key in self.texts.key_set() else esc(value)
+
+    def tier(self, name: str | None) -> str:
+        """A tier's display name (``tiers.toml``: ``en``/``zh``), else its name made readable."""
+        if name is None:
+            return "—"
+        rules = self.rules.tiers.tiers if self.rules is not None else []
+        found = next((tier for tier in rules if tier.name == name), None)
+        return found.label(self.language) if found is not None else readable_name(name)
+
+    def tiers_in_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` best tier first, as ``tiers.toml`` lists them (unknown ones last)."""
+        order = [tier.name for tier in self.rules.tiers.tiers] if self.rules is not None else []
+
+        def rank(name: str) -> tuple[int, str]:
+            return (order.index(name), "") if name in order else (len(order), name)
+
+        return sorted(set(names), key=rank)
+
+    def category(self, code: str | None) -> str:
+        """A ticket category's display name (``tickets.toml``; "question" for knowledge-base
+        hand-offs from the catalogue), else its code made readable."""
+        if code is None:
+            return "—"
+        rules = self.rules.tickets.categories if self.rules is not None else []
+        found = next((category for category in rules if category.code == code), None)
+        if found is not None:
+            return found.label(self.language)
+        key = f"category_{code}"
+        return self(key) if key in self.texts.key_set() else readable_name(code)
+
+    def dimension(self, name: str) -> str:
+        """A survey dimension's display name (``surveys/settings.toml`` ``[dimensions]``)."""
+        if self.rules is not None:
+            label = self.rules.surveys.dimension_label(name, self.language)
+        else:
+            label = DEFAULT_DIMENSIONS.get(name, {}).get(self.language)
+        return label or readable_name(name)
+
+    def canned(self, code: str) -> CannedReply | None:
+        """The canned reply ``code`` names (``tickets.toml`` ``[[canned]]``), if still there."""
+        return self.rules.tickets.canned_reply(code) if self.rules is not None else None
 
     def when(self, moment: datetime | None) -> str:
         if moment is None:
@@ -84,24 +133,46 @@ def card(label: str, name: str, value: object, *, alert: bool = False) -> str:
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[str]], *, css: str = "", empty: str = ""
 ) -> str:
-    """Cells are HTML already (escape values with ``esc`` or build them with ``figure``)."""
+    """Cells are HTML already (escape values with ``esc`` or build them with ``figure``). The
+    table scrolls sideways in its own box when it is wider than the screen (a phone), so the
+    page itself never does."""
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     if not body and empty:
         body = f'<tr><td class="empty" colspan="{len(headers)}">{empty}</td></tr>'
     head = "".join(f"<th>{header}</th>" for header in headers)
-    return f'<table class="{esc(css)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<div class="scroll"><table class="{esc(css)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
-def chart(name: str, config: dict[str, Any], *, tall: bool = False) -> str:
-    """A canvas that ``static/dashboard.js`` turns into a Chart.js chart."""
+def chart(
+    name: str, config: dict[str, Any], *, tall: bool = False, zero_line: bool = False
+) -> str:
+    """A canvas that ``static/dashboard.js`` turns into a Chart.js chart; ``zero_line`` draws
+    the y axis's 0 as a darker line (a scale running below zero, like NPS)."""
     options = config.setdefault("options", {})
     options.setdefault("responsive", True)
     options.setdefault("maintainAspectRatio", False)
     options.setdefault("animation", False)
     data = esc(json.dumps(config, ensure_ascii=False))
     css = "chart tall" if tall else "chart"
-    canvas = f'<canvas data-chart-name="{esc(name)}" data-chart="{data}"></canvas>'
+    zero = " data-zero-line" if zero_line else ""
+    canvas = f'<canvas data-chart-name="{esc(name)}" data-chart="{data}"{zero}></canvas>'
     return f'<div class="{css}">{canvas}</div>'
+
+
+def _y_axis(
+    stacked: bool, y_min: float | None, y_max: float | None, y_step: float | None
+) -> dict[str, Any]:
+    y_axis: dict[str, Any] = {"stacked": stacked, "beginAtZero": True, "ticks": {"precision": 0}}
+    if y_max is not None:
+        y_axis["max"] = y_max
+    if y_min is not None:
+        y_axis["min"] = y_min
+    if y_step is not None:
+        y_axis["ticks"]["stepSize"] = y_step
+    return y_axis
 
 
 def bar_chart(
@@ -113,7 +184,13 @@ def bar_chart(
     kind: str = "bar",
     y_max: float | None = None,
     y_min: float | None = None,
+    y_step: float | None = None,
 ) -> str:
+    """Bars (or lines: ``kind="line"``) of named series over ``labels``. Lines keep their
+    points off the edges (one week of data is a dot in the middle, not in a corner) and
+    unclipped (a 100 % CSAT sits on the top line, whole); an axis going below 0 gets a zero
+    line."""
+    line = kind == "line"
     datasets = [
         {
             "label": label,
@@ -121,21 +198,23 @@ def bar_chart(
             "backgroundColor": PALETTE[index % len(PALETTE)],
             "borderColor": PALETTE[index % len(PALETTE)],
             "spanGaps": True,
+            **({"pointRadius": 4, "pointHoverRadius": 6, "clip": False} if line else {}),
         }
         for index, (label, values) in enumerate(series)
     ]
-    y_axis: dict[str, Any] = {"stacked": stacked, "beginAtZero": True, "ticks": {"precision": 0}}
-    if y_max is not None:
-        y_axis["max"] = y_max
-    if y_min is not None:
-        y_axis["min"] = y_min
+    x_axis: dict[str, Any] = {"stacked": stacked}
+    if line:
+        x_axis["offset"] = True
     return chart(
         name,
         {
             "type": kind,
             "data": {"labels": list(labels), "datasets": datasets},
-            "options": {"scales": {"x": {"stacked": stacked}, "y": y_axis}},
+            "options": {
+                "scales": {"x": x_axis, "y": _y_axis(stacked, y_min, y_max, y_step)},
+            },
         },
+        zero_line=y_min is not None and y_min < 0,
     )
 
 
@@ -155,7 +234,8 @@ def doughnut(name: str, labels: Sequence[str], values: Sequence[int]) -> str:
                     }
                 ],
             },
-            "options": {"plugins": {"legend": {"position": "right"}}},
+            # Below the ring: beside it, the legend squeezes the ring on a phone.
+            "options": {"plugins": {"legend": {"position": "bottom"}}},
         },
     )
 
@@ -186,6 +266,7 @@ def layout(tr: Tr, *, page: str, title: str, staff_name: str, body: str, form_to
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · {tr("brand")}</title>
+{FAVICON_LINK}
 <link rel="stylesheet" href="/dashboard/static/dashboard.css">
 <script src="/dashboard/static/chart.umd.min.js" defer></script>
 <script src="/dashboard/static/dashboard.js" defer></script>
@@ -216,6 +297,7 @@ def bare_page(tr: Tr, *, title: str, message: str, status_name: str, extra: str 
 <head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · {tr("brand")}</title>
+{FAVICON_LINK}
 <link rel="stylesheet" href="/dashboard/static/dashboard.css"></head>
 <body data-page="{status_name}"><main class="bare">
 <p class="languages">{_languages(tr)}</p>

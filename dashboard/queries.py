@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import outbox as outbox_queries
 from storage.models import (
+    AT_RISK,
     Customer,
     DashboardLogin,
     DashboardSession,
@@ -166,7 +168,20 @@ class AtRisk:
 
 
 async def at_risk(session: AsyncSession, *, limit: int = 100) -> list[AtRisk]:
-    """Customers at risk or with a churn signal, the longest silent first."""
+    """Customers whose lifecycle stage is "at risk", the longest silent first: the same rule
+    as the stage itself and the retention offers (``storage.models.AT_RISK``)."""
+    return await _risk_rows(session, text(f"customers.{AT_RISK}"), limit)
+
+
+async def churn_warnings(session: AsyncSession, *, limit: int = 100) -> list[AtRisk]:
+    """Customers not at risk (yet) with a churn signal (ordering less often, spending less,
+    less satisfied), the longest silent first."""
+    return await _risk_rows(
+        session, and_(text(f"NOT (customers.{AT_RISK})"), RfmScore.churn_flags != 0), limit
+    )
+
+
+async def _risk_rows(session: AsyncSession, where: Any, limit: int) -> list[AtRisk]:
     result = await session.execute(
         select(
             Customer.id,
@@ -178,7 +193,7 @@ async def at_risk(session: AsyncSession, *, limit: int = 100) -> list[AtRisk]:
             RfmScore.monetary_cents,
         )
         .join(RfmScore, RfmScore.customer_id == Customer.id)
-        .where(or_(Customer.stage == "at_risk", RfmScore.churn_flags != 0))
+        .where(where)
         .order_by(RfmScore.last_day, Customer.id)
         .limit(limit)
     )

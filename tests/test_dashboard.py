@@ -2,9 +2,11 @@
 
 Staff sign in with the one-time link ``/dashboard`` sends them privately (opening it shows a
 "Sign in" page; its button spends it); every page's figures are checked against the database
-(seeded through the real storage and desk functions); each page is saved as a screenshot (the
-path is printed), and none breaks the dashboard's Content-Security-Policy. One Chromium per
-module, shared over CDP.
+(seeded through the real storage and desk functions) and shows the display names the rule
+files give (tiers, categories, dimensions, canned replies), never their identifiers; each page
+is saved as a screenshot (the path is printed), logs no console error and breaks nothing of the
+dashboard's Content-Security-Policy; every page fits a phone (390 px) in both languages. One
+Chromium per module, shared over CDP.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import BrowserContext, Page, async_playwright
-from sqlalchemy import func, select
+from playwright.async_api import BrowserContext, ConsoleMessage, Page, WebError, async_playwright
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.clock import ManualClock
@@ -32,12 +34,19 @@ from dashboard.auth import LoginLinks, mint_login_path
 from dashboard.core import Dashboard
 from dashboard.pages.routes import mount
 from handlers.tickets.desk import Incoming, Staff
-from handlers.tickets.lifecycle import TicketDesk, open_ticket, resolve
+from handlers.tickets.lifecycle import TicketDesk, open_ticket, resolve, send_canned
 from handlers.tickets.relay import staff_reply
 from scheduler import tiers as tier_job
 from storage import orders as order_queries
 from storage import outbox as outbox_queries
-from storage.models import Customer, Outbox, Ticket
+from storage.models import (
+    Customer,
+    Outbox,
+    RfmScore,
+    SurveyAnswer,
+    SurveyResponse,
+    Ticket,
+)
 from storage.outbox import State
 from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
 from tests.auxil.harness import STAFF_CHAT_ID, START, TOKEN, Harness
@@ -54,6 +63,22 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.cspViolations.push(event.violatedDirective + " " + event.blockedURI);
 });
 """
+RULES = load_config(EXAMPLE_CONFIG_DIR)
+CONSOLE_ERRORS: dict[Page, list[str]] = {}
+"""What each page logged as an error since it last opened a page (``open_page``)."""
+PHONE = {"width": 390, "height": 844}
+AT_RISK_STAGE = Customer.stage == "at_risk"
+
+
+def _console_message(message: ConsoleMessage) -> None:
+    if message.type == "error" and message.page is not None:
+        where = message.location.get("url", "")
+        CONSOLE_ERRORS.setdefault(message.page, []).append(f"{message.text} [{where}]")
+
+
+def _page_error(error: WebError) -> None:
+    if error.page is not None:
+        CONSOLE_ERRORS.setdefault(error.page, []).append(f"uncaught: {error.error}")
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +133,9 @@ async def browser(chromium: str) -> AsyncIterator[BrowserContext]:
         # Every page records what its Content-Security-Policy blocked (the script is injected
         # by the browser, so the policy does not apply to it).
         await context.add_init_script(CSP_WATCH)
+        # ... and every console error and uncaught exception (a 404 favicon included).
+        context.on("console", _console_message)
+        context.on("weberror", _page_error)
         try:
             yield context
         finally:
@@ -127,15 +155,66 @@ async def figure(page: Page, name: str) -> int:
     return int(await page.locator(f'[data-figure="{name}"]').first.inner_text())
 
 
-async def open_page(page: Page, url: str, shots: Path, name: str) -> None:
+def console_errors(page: Page, *, status: int = 200) -> list[str]:
+    """The console errors of ``page`` since it last opened one, but the browser's note of the
+    page's own status when the test asked for a refusal (a 401 is what that page is)."""
+    expected = f"the server responded with a status of {status}"
+    return [
+        error
+        for error in CONSOLE_ERRORS.get(page, [])
+        if status == 200 or not (expected in error and error.endswith(f"[{page.url}]"))
+    ]
+
+
+async def open_page(page: Page, url: str, shots: Path, name: str, *, charts: bool = True) -> None:
     """Go to ``url``, wait for its charts, save a full-page screenshot; nothing on it may have
-    been blocked by the Content-Security-Policy."""
+    been blocked by the Content-Security-Policy, nor logged a console error."""
     await page.bring_to_front()  # a background tab is not painted: no screenshot
+    CONSOLE_ERRORS.setdefault(page, []).clear()
     response = await page.goto(url)
     assert response is not None and response.status == 200, url
-    await page.wait_for_function("document.body.dataset.charts !== undefined")
+    if charts:
+        await page.wait_for_function("document.body.dataset.charts !== undefined")
     await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     assert await page.evaluate("window.cspViolations") == [], url
+    assert console_errors(page) == [], url
+
+
+async def chart_labels(page: Page, name: str) -> list[str]:
+    """The labels of a drawn chart (its x axis, or a doughnut's legend)."""
+    labels: list[str] = await page.evaluate(
+        "name => Chart.getChart(document.querySelector(`canvas[data-chart-name=${name}]`))"
+        ".data.labels",
+        name,
+    )
+    return labels
+
+
+CHART_GEOMETRY = """name => {
+  const chart = Chart.getChart(document.querySelector(`canvas[data-chart-name=${name}]`));
+  const area = chart.chartArea, y = chart.scales.y;
+  const left = Math.ceil(area.left), width = Math.floor(area.right) - left;
+  const zero = Math.round(y.getPixelForValue(0));
+  const pixels = chart.ctx.getImageData(left, zero - 1, width, 3).data;
+  const columns = [];  // per column, the darkest of the three rows around 0 (over white)
+  for (let x = 0; x < width; x++) {
+    let dark = 255;
+    for (let row = 0; row < 3; row++) {
+      const at = (row * width + x) * 4;
+      dark = Math.min(dark, 255 - (pixels[at + 3] * (255 - pixels[at])) / 255);
+    }
+    columns.push(dark);
+  }
+  return {
+    min: y.min,
+    max: y.max,
+    ticks: y.ticks.map(tick => tick.value),
+    left: area.left,
+    right: area.right,
+    points: chart.getDatasetMeta(0).data.map(p => ({x: p.x, radius: p.options.radius})),
+    darkColumns: columns.filter(value => value < 140).length / width,
+  };
+}"""
 
 
 async def sign_in(page: Page, link: str) -> None:
@@ -190,6 +269,14 @@ async def test_staff_sign_in_with_the_dashboard_command_and_see_the_overview(
         response = await page.goto(f"{root}/dashboard/")
         assert response is not None and response.status == 401
         assert "/dashboard" in await page.locator("main").inner_text()
+        assert console_errors(page, status=401) == []
+
+        # The icon every page links, and where browsers look without a link.
+        for path in ("/favicon.ico", "/dashboard/static/favicon.svg"):
+            icon = await page.request.get(root + path)
+            assert icon.status == 200, path
+            assert icon.headers["content-type"] == "image/svg+xml", path
+            assert (await icon.body()).startswith(b"<svg")
 
         # A customer asking privately gets no link; a staff member asking in the group gets
         # one in their private chat (the group only hears that it was sent).
@@ -275,11 +362,10 @@ HISTORIES = {
 async def seed_shop(
     sessionmaker: async_sessionmaker[AsyncSession], clock: ManualClock
 ) -> TicketDesk:
-    """Customers with orders and tiers, three tickets (one answered, one resolved), and outbox
-    rows (two dead)."""
+    """Customers with orders and tiers, three tickets (one answered, one answered with a canned
+    reply and resolved), and outbox rows (two dead)."""
     now = clock.now()
-    rules = load_config(EXAMPLE_CONFIG_DIR)
-    desk = TicketDesk.from_config(rules, Texts.load(), STAFF_CHAT_ID)
+    desk = TicketDesk.from_config(RULES, Texts.load(), STAFF_CHAT_ID)
     async with sessionmaker.begin() as session:
         for name in HISTORIES:
             await add_customer(session, name, name=f"Customer {name}")
@@ -302,6 +388,7 @@ async def seed_shop(
             tickets.append(ticket)
         reply = Incoming(chat_id=STAFF_CHAT_ID, message_id=2, kind="text", text="On its way")
         await staff_reply(session, desk, tickets[1], staff, reply, now)
+        await send_canned(session, desk, tickets[2], staff, "thanks", now)
         await resolve(session, desk, tickets[2], staff, now)
         for index in range(3):
             await queue_text(session, f"care.holiday:{index}", 800 + index, kind="care.holiday")
@@ -363,7 +450,7 @@ async def signed_in(
     app = web.Application()
     mount(
         app,
-        Dashboard(sessionmaker, dashboard_secret(TOKEN), clock, timezone=SHOP_ZONE),
+        Dashboard(sessionmaker, dashboard_secret(TOKEN), clock, timezone=SHOP_ZONE, rules=RULES),
     )
     try:
         async with serving(app) as root:
@@ -384,6 +471,14 @@ async def test_tickets_page_lists_filters_and_shows_a_history(
     assert await figure(page, "tickets-shown") == len(not_closed) == 3
     links = await page.locator("[data-ticket]").all_inner_texts()
     assert sorted(links) == sorted(number for (number,) in not_closed)
+    # Display names, not identifiers: in the list and in the tier filter.
+    cells = await page.locator("table.list td").all_inner_texts()
+    assert "🚚 Delivery" in cells and "delivery" not in cells
+    tiers = await count(sessionmaker, Ticket.tier, where=Ticket.id > 0)
+    options = await page.locator("select[name=tier] option").all_inner_texts()
+    names = {rule.name: rule.en for rule in RULES.tiers.tiers}
+    assert options[1:] == [names[rule] for rule in names if (rule,) in tiers]
+    assert not {tier for (tier,) in tiers} & set(cells + options)
 
     # Filter: resolved only.
     await page.select_option("select[name=status]", "resolved")
@@ -405,8 +500,33 @@ async def test_tickets_page_lists_filters_and_shows_a_history(
         from storage.tickets.messages import history
 
         entries = await history(session, ticket.id)
-    assert await figure(page, "history-count") == len(entries) >= 2
-    assert "Broken (C)" in await page.locator("table.history").inner_text()
+    assert await figure(page, "history-count") == len(entries) >= 3
+    history_text = await page.locator("table.history").inner_text()
+    assert "Broken (C)" in history_text
+    # The canned reply as the customer got it (in their language, Chinese), not its code.
+    thanks = RULES.tickets.canned_reply("thanks")
+    assert thanks is not None
+    assert f"“{thanks.title}”: {thanks.zh}" in history_text
+    assert "\tthanks" not in history_text
+    # Who the customer is: their name, their tier's and category's display names, their
+    # latest scores by dimension name.
+    async with sessionmaker() as session:
+        customer = await session.get(Customer, ticket.customer_id)
+    assert customer is not None and customer.name == "Customer C"
+    assert await page.locator('[data-figure="ticket-customer"]').inner_text() == "Customer C"
+    tier = next(rule for rule in RULES.tiers.tiers if rule.name == ticket.tier)
+    assert tier.en is not None and tier.en != ticket.tier
+    assert await page.locator('[data-figure="ticket-tier"]').inner_text() == tier.en
+    assert await page.locator('[data-figure="ticket-category"]').inner_text() == "🚚 Delivery"
+    facts = await page.locator("table.facts").inner_text()
+    assert "Would recommend (NPS): 3/10 (2026-11-19)" in facts  # C's NPS answer
+
+    # In Chinese: the same names from the rule files, in Chinese.
+    await open_page(page, f"{page.url}?lang=zh", screenshots, "ticket-zh")
+    assert await page.locator('[data-figure="ticket-tier"]').inner_text() == tier.zh
+    assert await page.locator('[data-figure="ticket-category"]').inner_text() == "🚚 物流配送"
+    assert "推荐意愿（NPS）：3/10" in await page.locator("table.facts").inner_text()
+    assert f"“{thanks.title}”：{thanks.zh}" in await page.locator("table.history").inner_text()
 
 
 async def test_customers_page_shows_tiers_stages_and_who_is_at_risk(
@@ -417,13 +537,33 @@ async def test_customers_page_shows_tiers_stages_and_who_is_at_risk(
     mix = await count(sessionmaker, Customer.tier, Customer.stage, where=Customer.id > 0)
     for (tier, stage), expected in mix.items():
         assert await figure(page, f"mix.{tier}.{stage}") == expected
-    at_risk = await count(sessionmaker, Customer.name, where=Customer.stage == "at_risk")
+    # The at-risk list is the customers whose stage is "at risk" (the rule retention offers
+    # use too), no more: a churn signal in another stage is listed apart, with its stage.
+    at_risk = await count(sessionmaker, Customer.name, where=AT_RISK_STAGE)
     assert at_risk  # C has not ordered for 200 days
-    shown = await figure(page, "at-risk-count")
-    assert shown >= len(at_risk)
-    risk_table = await page.locator("table.list").last.inner_text()
-    for (name,) in at_risk:
-        assert name in risk_table
+    assert await figure(page, "at-risk-count") == len(at_risk)
+    risk_rows = page.locator("table.at-risk tbody tr")
+    assert sorted(await risk_rows.locator("td:nth-child(1)").all_inner_texts()) == sorted(
+        name for (name,) in at_risk
+    )
+    assert set(await risk_rows.locator("td:nth-child(3)").all_inner_texts()) == {"At risk"}
+    warned = await count(
+        sessionmaker,
+        Customer.name,
+        where=~AT_RISK_STAGE
+        & Customer.id.in_(select(RfmScore.customer_id).where(RfmScore.churn_flags != 0)),
+    )
+    assert await figure(page, "warning-count") == len(warned)
+    stages = await page.locator("table.warnings tbody td:nth-child(3)").all_inner_texts()
+    assert "At risk" not in stages
+    # Tiers by their display names, best first, in the table and the chart.
+    tier_names = [rule.en for rule in RULES.tiers.tiers]
+    shown = (
+        await page.locator("table.figures").first.locator("tbody td:first-child").all_inner_texts()
+    )
+    assert shown == [name for name in tier_names if name in shown] and shown
+    legend = await chart_labels(page, "tiers")
+    assert legend == shown
     assert await page.locator("canvas[data-chart-name=tiers]").count() == 1
 
 
@@ -479,6 +619,41 @@ async def test_satisfaction_page_shows_csat_dimensions_and_nps_by_week_and_tier(
         assert await page.locator(f'[data-figure="{name}"]').inner_text() == value, name
     assert await page.get_attribute("body", "data-charts") == "4"
 
+    # Display names: tiers (best first) and dimensions, in the tables and the charts.
+    tiers = page.locator("table.figures").first.locator("tbody td:first-child")
+    assert await tiers.all_inner_texts() == ["VIP", "Normal"]
+    assert await chart_labels(page, "tier-dimensions") == ["VIP", "Normal"]
+    headers = await page.locator("table.figures").first.locator("th").all_inner_texts()
+    assert "Delivery speed" in headers and "delivery_speed" not in headers
+
+    # NPS runs -100..100 with a darker line at 0 (the trend here is 0, then nothing).
+    nps = await page.evaluate(CHART_GEOMETRY, "nps-weekly")
+    assert (nps["min"], nps["max"]) == (-100, 100)
+    assert nps["ticks"] == [-100, -50, 0, 50, 100]
+    assert nps["darkColumns"] > 0.9, nps  # across the chart, not the faint grid grey
+
+
+async def test_one_week_of_answers_is_a_visible_point(
+    signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]], screenshots: Path
+) -> None:
+    """A shop in its first week: each line chart's one point stands in the middle, drawn whole
+    (not a dot in the corner)."""
+    root, page, sessionmaker = signed_in
+    async with sessionmaker.begin() as session:  # keep the week of 2026-11-16 only
+        earlier = select(SurveyResponse.id).where(
+            SurveyResponse.invited_at < datetime(2026, 11, 16, tzinfo=UTC)
+        )
+        await session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id.in_(earlier)))
+        await session.execute(delete(SurveyResponse).where(SurveyResponse.id.in_(earlier)))
+    await open_page(page, f"{root}/dashboard/satisfaction", screenshots, "satisfaction-one-week")
+    for name in ("csat-weekly", "nps-weekly", "dimensions-weekly"):
+        assert await chart_labels(page, name) == ["2026-11-16"], name
+        chart = await page.evaluate(CHART_GEOMETRY, name)
+        (point,) = chart["points"]
+        middle = (chart["left"] + chart["right"]) / 2
+        assert abs(point["x"] - middle) < 2, (name, chart)
+        assert point["radius"] >= 4, name
+
 
 async def test_another_site_cannot_frame_the_dashboard(
     signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]],
@@ -504,3 +679,70 @@ async def test_another_site_cannot_frame_the_dashboard(
         assert len(frames) == 1
         assert await frames[0].locator("[data-figure=dead-count]").count() == 0
         assert not frames[0].url.startswith(root)
+
+
+PHONE_CHECK = """() => {
+  const lines = element => {
+    const range = document.createRange();
+    range.selectNodeContents(element);
+    const tops = new Set([...range.getClientRects()].map(rect => Math.round(rect.top)));
+    return tops.size;
+  };
+  const menu = [...document.querySelectorAll("nav a, .who a, .who span, .who button")];
+  const tooWide = [...document.querySelectorAll("canvas, .card, section, .scroll")].filter(
+    element => element.getBoundingClientRect().right > window.innerWidth + 0.5
+  );
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    menuLines: menu.map(item => [item.textContent.trim(), lines(item)]),
+    tooWide: tooWide.map(element => element.tagName + "." + element.className),
+    scrollingTables: [...document.querySelectorAll(".scroll")].filter(
+      box => box.scrollWidth > box.clientWidth
+    ).length,
+  };
+}"""
+
+
+async def test_every_page_fits_a_phone_in_both_languages(
+    signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]], screenshots: Path
+) -> None:
+    """At 390 px (staff open the sign-in link from Telegram on a phone), in English and
+    Chinese: no page scrolls sideways, each menu item is one line, charts and cards fit the
+    screen (wide tables scroll in their own box), and no page logs a console error."""
+    root, page, sessionmaker = signed_in
+    await page.set_viewport_size(PHONE)
+    async with sessionmaker() as session:
+        number = (await session.execute(select(func.min(Ticket.number)))).scalar_one()
+    pages = {
+        "overview": "/dashboard/",
+        "tickets": "/dashboard/tickets?status=all",
+        "ticket": f"/dashboard/tickets/{number}",
+        "satisfaction": "/dashboard/satisfaction",
+        "customers": "/dashboard/customers",
+        "outbox": "/dashboard/outbox",
+    }
+    scrolling = 0
+    for language in ("en", "zh"):
+        await page.goto(f"{root}/dashboard/?lang={language}")  # remembered for the next pages
+        for name, path in pages.items():
+            await open_page(page, root + path, screenshots, f"phone-{language}-{name}")
+            assert await page.get_attribute("html", "lang") == language
+            fit = await page.evaluate(PHONE_CHECK)
+            assert fit["scrollWidth"] <= fit["innerWidth"] == PHONE["width"], (name, fit)
+            assert all(lines == 1 for _, lines in fit["menuLines"]), (name, fit["menuLines"])
+            assert len(fit["menuLines"]) >= 8, name  # five pages, languages, who, sign out
+            assert fit["tooWide"] == [], (name, fit["tooWide"])
+            scrolling += fit["scrollingTables"]
+        # The sign-in page a link opens fits too.
+        path = await mint_login_path(sessionmaker, user_id=4021, name="Lin", now=START)
+        await open_page(
+            page,
+            f"{root}{path}?lang={language}",
+            screenshots,
+            f"phone-{language}-signin",
+            charts=False,
+        )
+        fit = await page.evaluate(PHONE_CHECK)
+        assert fit["scrollWidth"] <= fit["innerWidth"], fit
+    assert scrolling > 0  # some tables are wider than a phone: they scroll in their box

@@ -152,6 +152,12 @@ class TestChatPage:
         assert "fetch(" in script and "https://" not in script
         async with page.http.get(f"{page.url}static/../demo.py") as response:
             assert response.status == 404
+        assert '<link rel="icon" href="/static/favicon.svg"' in html
+        for icon in ("favicon.ico", "static/favicon.svg"):
+            async with page.http.get(page.url + icon) as response:
+                assert response.status == 200, icon
+                assert response.content_type == "image/svg+xml", icon
+                assert (await response.read()).startswith(b"<svg")
 
     async def test_what_the_page_may_not_do(self, page: Page) -> None:
         state = await page.get_state()
@@ -195,6 +201,9 @@ async def test_a_person_in_a_browser_starts_the_bot_and_answers_as_staff(
         )
         try:
             tab = await browser.new_page(viewport={"width": 1400, "height": 900}, locale="en-US")
+            errors: list[str] = []  # the page may log none (a missing favicon.ico included)
+            tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            tab.on("pageerror", lambda error: errors.append(str(error)))
             await tab.goto(page.url)
             customer_log = tab.locator("#customer-log")
             await tab.locator("#personas button", has_text="Alex").click()
@@ -214,6 +223,7 @@ async def test_a_person_in_a_browser_starts_the_bot_and_answers_as_staff(
             await tab.locator("#personas button", has_text="王芳").click()
             await customer_log.locator(".bubble.bot", has_text="马上为您查询。").wait_for()
             await tab.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            assert errors == []
         finally:
             await browser.close()
 

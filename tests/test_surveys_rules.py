@@ -129,3 +129,47 @@ def test_the_shipped_surveys() -> None:
     # The branch: "what went wrong?" only after a score of 2 or less.
     assert csat.next_question(0, {"score": 2}) is csat.questions[1]
     assert csat.next_question(0, {"score": 3}) is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        pytest.param(
+            'product_quality = { en = "Product quality", zh = "商品质量" }',
+            'product_qualty = { en = "Product quality", zh = "商品质量" }',
+            "dimensions.product_qualty: no question measures this dimension (expected one of: "
+            "service_attitude, delivery_speed, product_quality, recommend)",
+            id="a dimension no question measures",
+        ),
+        pytest.param(
+            'recommend = { en = "Would recommend (NPS)", zh = "推荐意愿（NPS）" }',
+            'recommend = { en = "Would recommend (NPS)" }',
+            "dimensions.recommend: expected a non-empty text in en and zh; missing: zh",
+            id="a dimension named in one language",
+        ),
+    ],
+)
+def test_dimension_names_are_checked(tmp_path: Path, old: str, new: str, message: str) -> None:
+    """``settings.toml`` names each dimension for the reports, in both languages."""
+    config, path = broken_config(tmp_path, "settings", old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_dimension_and_tier_display_names() -> None:
+    """What the dashboard shows for a dimension or a tier: the rule files' names, the built-in
+    ones for the shipped dimensions, else the identifier made readable."""
+    rules = load_config(CONFIG)
+    assert rules.surveys.dimension_label("recommend", "zh") == "推荐意愿（NPS）"
+    assert rules.surveys.dimension_label("packaging", "en") is None
+    bare = load_surveys(CONFIG / "none")
+    assert bare.dimension_label("delivery_speed", "zh") == "配送速度"
+    vip, important, normal = rules.tiers.tiers
+    assert (vip.label("en"), vip.label("zh"), important.label("zh")) == (
+        "VIP",
+        "VIP 客户",
+        "重要客户",
+    )
+    unnamed = normal.model_copy(update={"en": None, "zh": None})
+    assert (unnamed.label("en"), unnamed.label("zh")) == ("Normal", "Normal")

@@ -174,6 +174,10 @@ class TierRule(StrictModel):
     """A tier: it applies when every condition of any one list in ``when`` holds."""
 
     name: str = Field(pattern=TIER_NAME)
+    # What staff read (the dashboard): the tier's display name in each language; without
+    # them, the name itself ("vip" -> "VIP", "important" -> "Important").
+    en: str | None = Field(default=None, min_length=1, max_length=40)
+    zh: str | None = Field(default=None, min_length=1, max_length=40)
     when: list[list[TierCondition]] = []
     # Days without an order after which a customer of this tier is at risk, when their own
     # median gap between orders is not known yet (fewer than stages.own_gap_min_orders orders).
@@ -185,6 +189,17 @@ class TierRule(StrictModel):
         if any(not conditions for conditions in value):
             raise ValueError("expected at least one condition in each list")
         return value
+
+    def label(self, language: str) -> str:
+        """The display name in ``language`` (``en``/``zh``), else the name made readable."""
+        own = self.zh if language == "zh" else self.en
+        return own or readable_name(self.name)
+
+
+def readable_name(name: str) -> str:
+    """A rule file's identifier as a person reads it when it has no display name: short ones
+    in capitals ("vip" -> "VIP"), others capitalised with spaces ("at_risk" -> "At risk")."""
+    return name.upper() if len(name) <= 4 else name.replace("_", " ").capitalize()
 
 
 class FixedThresholds(StrictModel):

@@ -214,12 +214,32 @@ class PlannerConfig(_Strict):
     """Periodic surveys (NPS) look through all customers: not at every run, this often."""
 
 
+DEFAULT_DIMENSIONS = {
+    "delivery_speed": {"en": "Delivery speed", "zh": "配送速度"},
+    "service_attitude": {"en": "Service attitude", "zh": "服务态度"},
+    "product_quality": {"en": "Product quality", "zh": "商品质量"},
+    "recommend": {"en": "Would recommend", "zh": "推荐意愿"},
+}
+
+
 class SurveySettings(_Strict):
     """``surveys/settings.toml``."""
 
     fatigue: FatigueConfig = FatigueConfig()
     recovery: RecoveryDefaults = RecoveryDefaults()
     planner: PlannerConfig = PlannerConfig()
+    dimensions: dict[str, Localized] = {}
+    """What each dimension is called in reports (the dashboard), in both languages; the
+    shipped dimensions have names already (``DEFAULT_DIMENSIONS``)."""
+
+    @model_validator(mode="after")
+    def _dimension_names(self) -> SurveySettings:
+        for name in self.dimensions:
+            if not re.fullmatch(ID, name):
+                raise ValueError(
+                    f"dimensions.{name}: expected a dimension id (lowercase letters, digits, _)"
+                )
+        return self
 
 
 class SurveyConfig(_Strict):
@@ -236,6 +256,22 @@ class SurveyConfig(_Strict):
 
     def recovery_category(self, survey: SurveyDefinition) -> str:
         return survey.recovery.category or self.settings.recovery.category
+
+    def dimension_label(self, name: str, language: str) -> str | None:
+        """The display name of a dimension (``settings.toml`` ``[dimensions]``), or None."""
+        found = self.settings.dimensions.get(name)
+        if found is not None:
+            return found.get(language)
+        default = DEFAULT_DIMENSIONS.get(name)
+        return default.get(language, default["en"]) if default is not None else None
+
+    @property
+    def dimensions(self) -> list[str]:
+        """Every dimension a question measures, in the order the surveys ask them."""
+        names: dict[str, None] = {}
+        for survey in self.surveys:
+            names.update((q.dimension, None) for q in survey.questions if q.dimension)
+        return list(names)
 
 
 def recovery_threshold(
@@ -326,7 +362,15 @@ def load_surveys(
             )
         owners[survey.id] = path
         surveys.append(survey)
-    return SurveyConfig(settings=settings, surveys=surveys)
+    config = SurveyConfig(settings=settings, surveys=surveys)
+    measured = config.dimensions
+    for name in settings.dimensions:
+        if name not in measured:
+            raise ConfigError(
+                f"{settings_path}: dimensions.{name}: no question measures this dimension "
+                f"(expected one of: {', '.join(measured) or 'none'})"
+            )
+    return config
 
 
 def definition_from_json(data: dict[str, Any]) -> SurveyDefinition:

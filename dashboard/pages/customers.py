@@ -18,11 +18,11 @@ AT_RISK_COLUMNS = ("customer", "tier", "stage", "reasons", "last_order", "spend"
 
 def _mix(tr: Tr, report: TierReport) -> str:
     """Customers per tier (a doughnut) and per stage (bars), then per tier and stage (a table)."""
-    tiers = sorted({tier for tier, _ in report.counts})
+    tiers = tr.tiers_in_order(tier for tier, _ in report.counts)
     stages = list(STAGES)
     mix_rows = [
         [
-            esc(tier),
+            esc(tr.tier(tier)),
             *(
                 figure(f"mix.{tier}.{stage}", report.counts.get((tier, stage), 0))
                 for stage in stages
@@ -37,7 +37,9 @@ def _mix(tr: Tr, report: TierReport) -> str:
     ]
     return (
         '<div class="grid">'
-        + section(tr("tier_mix"), doughnut("tiers", tiers, tier_totals))
+        + section(
+            tr("tier_mix"), doughnut("tiers", [tr.tier(tier) for tier in tiers], tier_totals)
+        )
         + section(
             tr("stage_mix"),
             bar_chart(
@@ -61,7 +63,11 @@ def _mix(tr: Tr, report: TierReport) -> str:
 def _movement(tr: Tr, report: TierReport) -> str:
     """Customers moved from one tier to another since the last full run, the most first."""
     movement_rows = [
-        [esc(old or "—"), esc(new), figure(f"moved.{old or 'none'}.{new}", count)]
+        [
+            esc(tr.tier(old)) if old else tr("no_tier"),
+            esc(tr.tier(new)),
+            figure(f"moved.{old or 'none'}.{new}", count),
+        ]
         for (old, new), count in sorted(
             report.movements.items(), key=lambda item: (-item[1], str(item[0]))
         )
@@ -83,12 +89,13 @@ def _movement(tr: Tr, report: TierReport) -> str:
     )
 
 
-def _at_risk(tr: Tr, risky: list[queries.AtRisk]) -> str:
-    """Customers at risk or with a churn signal, under ``AT_RISK_COLUMNS``."""
-    risk_rows = [
+def _risk_rows(tr: Tr, rows: list[queries.AtRisk]) -> list[list[str]]:
+    """Customers under ``AT_RISK_COLUMNS``; the reasons are their churn flags (at risk without
+    one: no order for longer than usual, what puts them in that stage)."""
+    return [
         [
             esc(row.name or f"#{row.customer_id}"),
-            esc(row.tier),
+            esc(tr.tier(row.tier)),
             tr.label("stage", row.stage),
             "<br>".join(tr.label("flag", flag.name) for flag in row.flags)
             if row.flags
@@ -96,16 +103,20 @@ def _at_risk(tr: Tr, risky: list[queries.AtRisk]) -> str:
             day_of(row.last_day).isoformat(),
             f"{row.monetary_cents / 100:,.2f}",
         ]
-        for row in risky
+        for row in rows
     ]
+
+
+def _at_risk(tr: Tr, risky: list[queries.AtRisk], warned: list[queries.AtRisk]) -> str:
+    """Customers in the "at risk" stage, then those in another stage with a churn signal."""
+    headers = list(map(tr, AT_RISK_COLUMNS))
     return section(
         tr("at_risk_title", count=figure("at-risk-count", len(risky))),
-        table(
-            list(map(tr, AT_RISK_COLUMNS)),
-            risk_rows,
-            css="list",
-            empty=tr("no_at_risk"),
-        ),
+        table(headers, _risk_rows(tr, risky), css="list at-risk", empty=tr("no_at_risk")),
+    ) + section(
+        tr("warnings_title", count=figure("warning-count", len(warned))),
+        f"<p>{tr('warnings_note')}</p>",
+        table(headers, _risk_rows(tr, warned), css="list warnings", empty=tr("no_warnings")),
     )
 
 
@@ -116,5 +127,6 @@ async def customers(
     async with dashboard.sessionmaker() as session:
         report = await tier_report(session)
         risky = await queries.at_risk(session)
-    body = _mix(tr, report) + _movement(tr, report) + _at_risk(tr, risky)
+        warned = await queries.churn_warnings(session)
+    body = _mix(tr, report) + _movement(tr, report) + _at_risk(tr, risky, warned)
     return page_response(request, dashboard, tr, staff, "customers", tr("nav_customers"), body)

@@ -43,7 +43,7 @@ def _cards(
 def _open_tickets(tr: Tr, by_status_tier: dict[tuple[str, str], int]) -> str:
     """Tickets not closed, per status (rows) and tier (columns): a stacked chart and a table."""
     statuses = list(queries.NOT_CLOSED)
-    tiers = sorted({tier for _, tier in by_status_tier})
+    tiers = tr.tiers_in_order(tier for _, tier in by_status_tier)
     rows = [
         [
             tr.label("status", status),
@@ -61,14 +61,17 @@ def _open_tickets(tr: Tr, by_status_tier: dict[tuple[str, str], int]) -> str:
     tickets_chart = bar_chart(
         "open-tickets",
         [tr.label("status", status) for status in statuses],
-        [(tier, [by_status_tier.get((status, tier), 0) for status in statuses]) for tier in tiers],
+        [
+            (tr.tier(tier), [by_status_tier.get((status, tier), 0) for status in statuses])
+            for tier in tiers
+        ],
         stacked=True,
     )
     return section(
         tr("open_by_status_tier"),
         tickets_chart,
         table(
-            [tr("status"), *(esc(tier) for tier in tiers), tr("total")],
+            [tr("status"), *(esc(tr.tier(tier)) for tier in tiers), tr("total")],
             rows,
             css="figures",
         ),

@@ -33,7 +33,7 @@ def language(request: web.Request) -> str:
 
 
 def translator(request: web.Request, dashboard: Dashboard) -> Tr:
-    return Tr(dashboard.texts, language(request), ZoneInfo(dashboard.timezone))
+    return Tr(dashboard.texts, language(request), ZoneInfo(dashboard.timezone), dashboard.rules)
 
 
 def html_response(request: web.Request, body: str, *, status: int = 200) -> web.Response:

@@ -23,7 +23,8 @@ def _score(value: float | None) -> str:
 
 
 def _dimension(tr: Tr, name: str) -> str:
-    return tr.label("dimension", name)
+    """A dimension's display name (plain text: ``esc`` it in HTML)."""
+    return tr.dimension(name)
 
 
 @dataclass(frozen=True)
@@ -132,13 +133,14 @@ def _weekly_trends(tr: Tr, scores: _Scores) -> str:
             kind="line",
             y_min=-100,
             y_max=100,
+            y_step=50,
         ),
     )
 
 
 def _dimension_trends(tr: Tr, scores: _Scores) -> str:
     """Each dimension's mean per week (lines) and per tier (bars)."""
-    weeks, tiers = scores.weeks, scores.tiers
+    weeks, tiers = scores.weeks, tr.tiers_in_order(scores.tiers)
     return section(
         tr("dimensions_weekly"),
         bar_chart(
@@ -155,7 +157,7 @@ def _dimension_trends(tr: Tr, scores: _Scores) -> str:
         tr("dimensions_by_tier"),
         bar_chart(
             "tier-dimensions",
-            tiers,
+            [tr.tier(tier) for tier in tiers],
             [
                 (_dimension(tr, name), [scores.tier_means.get((tier, name)) for tier in tiers])
                 for name in scores.dimensions
@@ -168,17 +170,18 @@ def _dimension_trends(tr: Tr, scores: _Scores) -> str:
 def _tier_table(tr: Tr, scores: _Scores) -> str:
     """Per tier: CSAT, mean score, each dimension's mean, NPS."""
     dimensions = scores.dimensions
+    order = tr.tiers_in_order(scores.tiers)
     return table(
         [
             tr("tier"),
             tr("csat"),
             tr("mean_score"),
-            *(_dimension(tr, name) for name in dimensions),
+            *(esc(_dimension(tr, name)) for name in dimensions),
             tr("nps"),
         ],
         [
             [
-                esc(row.group[0]),
+                esc(tr.tier(row.group[0])),
                 figure(f"tier.{row.group[0]}.csat", _score(row.csat_percent)),
                 figure(f"tier.{row.group[0]}.mean", _score(row.mean_score)),
                 *(
@@ -190,7 +193,7 @@ def _tier_table(tr: Tr, scores: _Scores) -> str:
                 ),
                 figure(f"tier.{row.group[0]}.nps", _score(row.nps)),
             ]
-            for row in scores.by_tier
+            for row in sorted(scores.by_tier, key=lambda row: order.index(row.group[0]))
         ],
         css="figures",
         empty=tr("no_answers"),
@@ -201,7 +204,7 @@ def _week_table(tr: Tr, scores: _Scores) -> str:
     """Per week: CSAT, each dimension's mean, NPS."""
     dimensions, week_rows = scores.dimensions, scores.week_rows
     return table(
-        [tr("week"), tr("csat"), *(_dimension(tr, name) for name in dimensions), tr("nps")],
+        [tr("week"), tr("csat"), *(esc(_dimension(tr, name)) for name in dimensions), tr("nps")],
         [
             [
                 esc(week),
