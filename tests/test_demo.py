@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from surveys.analytics import satisfaction_by
 from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
 from tests.auxil.processes import CAREBOT, carebot_env
 
-NEWCOMER, VIP, BY_PHONE, STAFF = (persona.user_id for persona in PERSONAS)
+NEWCOMER, VIP, BY_PHONE, DELIVERED, LAPSED, STAFF = (persona.user_id for persona in PERSONAS)
 State = dict[str, Any]
 
 
@@ -179,6 +179,111 @@ class TestChatPage:
             assert response.url.path.startswith("/dashboard")
 
 
+def survey_question(state: State, persona: int) -> dict[str, Any] | None:
+    """The latest message of the persona's chat with survey answer buttons, if any."""
+    asking = [
+        m
+        for m in chat(state, persona)
+        if m["from"] == "bot"
+        and any(b.get("data", "").startswith("sv:") for r in m["buttons"] for b in r)
+    ]
+    return asking[-1] if asking else None
+
+
+class TestNextDay:
+    """The page's "next day": the clock moves to tomorrow morning and the bot's daily jobs run
+    there, so what carebot does on its own shows in the customers' chats."""
+
+    async def next_day(self, page: Page) -> dict[str, Any]:
+        async with page.http.post(f"{page.url}api/next-day", json={}) as response:
+            assert response.status == 200, await response.text()
+            answer: dict[str, Any] = await response.json()
+        return answer
+
+    async def test_greeting_follow_up_offer_and_survey_arrive_and_a_low_score_opens_a_ticket(
+        self, page: Page
+    ) -> None:
+        rules = load_config(EXAMPLE_CONFIG_DIR)
+        vip, normal = rules.care.tier("vip"), rules.care.tier("normal")
+        birthday = vip.templates.birthday.get("zh").format(name="王芳")
+        follow_up = vip.templates.followup.get("en").format(name="Emma Brown", order="C003-0")
+        offer_start = normal.templates.retention.get("en").split("{coupon}")[0]
+        offer_start = offer_start.format(
+            name="Olivia Smith",
+            discount=normal.offer.discount_percent,
+            min_spend=f"{normal.offer.min_spend} CNY",
+        )
+        before = await page.get_state()
+        today = date.fromisoformat(before["clock"]["date"])
+        assert before["clock"]["day"] == 0
+        consented = Texts.load().render("en", "consent_on")
+        assert bot_texts(before, LAPSED)[-1] == consented  # linked, said yes, nothing since
+
+        first = await self.next_day(page)
+        assert first["date"] == (today + timedelta(days=1)).isoformat() and first["day"] == 1
+        assert first["care"] == 3  # the birthday, the follow-up and the offer
+        state = await page.until(
+            lambda s: (
+                birthday in bot_texts(s, VIP)
+                and any(text.startswith(offer_start) for text in bot_texts(s, LAPSED))
+                and len(bot_texts(s, DELIVERED)) > len(bot_texts(before, DELIVERED))
+            )
+        )
+        assert state["clock"] == {"date": first["date"], "day": 1}
+        # Emma's follow-up and her delivery survey fall on the same day: the daily cap
+        # (outbox.toml, one care message a day) sends the second the next day.
+        second = await self.next_day(page)
+        assert second["day"] == 2
+        state = await page.until(
+            lambda s: follow_up in bot_texts(s, DELIVERED) and survey_question(s, DELIVERED)
+        )
+        invitation = survey_question(state, DELIVERED)
+        assert invitation is not None and "How was your order C003-0?" in invitation["text"]
+
+        topics = {topic["id"] for topic in state["staff"]["topics"]}
+        for _ in range(3):  # the three scored questions, each answered with its lowest score
+            question = survey_question(state, DELIVERED)
+            assert question is not None
+            lowest = question["buttons"][0][0]
+            assert lowest["data"].endswith(":1")
+            await page.post(
+                "press", persona=DELIVERED, message=question["id"], data=lowest["data"]
+            )
+            state = await page.until(
+                lambda s, asked=question["id"]: (
+                    (next_question := survey_question(s, DELIVERED)) is not None
+                    and next_question["id"] != asked
+                )
+            )
+        comment = survey_question(state, DELIVERED)
+        assert comment is not None
+        await page.post(
+            "press",
+            persona=DELIVERED,
+            message=comment["id"],
+            data=comment["buttons"][-1][0]["data"],
+        )
+        state = await page.until(
+            lambda s: any(
+                topic["id"] not in topics and "Emma Brown" in topic["name"]
+                for topic in s["staff"]["topics"]
+            )
+        )
+
+    async def test_the_clock_only_moves_when_asked_and_never_twice_at_once(
+        self, page: Page
+    ) -> None:
+        state = await page.get_state()
+        today = date.fromisoformat(state["clock"]["date"])
+        answers = await asyncio.gather(self.next_day(page), self.next_day(page))
+        assert sorted(answer["day"] for answer in answers) == [1, 2]
+        assert sorted(answer["date"] for answer in answers) == [
+            (today + timedelta(days=n)).isoformat() for n in (1, 2)
+        ]
+        # Day 1: the birthday, the follow-up and the offer; day 2 has none of its own.
+        assert [answer["care"] for answer in sorted(answers, key=lambda a: a["day"])] == [3, 0]
+
+
 @pytest.fixture
 def chromium() -> str:
     return require_chromium()
@@ -273,7 +378,13 @@ def test_the_command_prints_one_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert line.startswith("carebot demo: open http://127.0.0.1:"), process.stderr
         url = line.split("open ", 1)[1].strip()
         state = asyncio.run(_fetch_json(f"{url}api/state"))
-        assert [c["id"] for c in state["customers"]] == [NEWCOMER, VIP, BY_PHONE]
+        assert [c["id"] for c in state["customers"]] == [
+            NEWCOMER,
+            VIP,
+            BY_PHONE,
+            DELIVERED,
+            LAPSED,
+        ]
         process.send_signal(signal.SIGINT)
         rest, errors = process.communicate(timeout=30)
     finally:
