@@ -8,6 +8,11 @@ side by side. The page is plain HTML and JavaScript from ``bot/demo_static`` (no
 offline); it reads the local server's state by long polling ``/api/state`` and acts through
 ``/api/send``, ``/api/press`` and ``/api/contact``. The staff dashboard, when installed, is
 mounted on the same server and ``/dashboard-login`` signs the visitor in.
+
+The demo's clock moves: ``/api/next-day`` (the page's "⏩ next day") jumps to tomorrow morning and
+runs the jobs the bot runs on its own (tiers, care plans, surveys) there at once, so greetings,
+follow-ups, retention offers and surveys show in the customers' chats. The sample shop is dated
+so that the first presses bring each of them; the demo's rules have quiet hours off.
 """
 
 from __future__ import annotations
@@ -406,6 +411,19 @@ class DemoCalendar:
     first_day: date
     _moving: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    @classmethod
+    def starting(
+        cls,
+        clock: MovableClock,
+        rules: Config,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        desk: TicketDesk,
+    ) -> DemoCalendar:
+        """The calendar from the clock's day on, moving with ``daily_jobs``."""
+        zone = ZoneInfo(rules.tiers.orders.timezone)
+        today = clock.now().astimezone(zone).date()
+        return cls(clock, zone, daily_jobs(sessionmaker, rules, desk), today)
+
     def today(self) -> date:
         """The shop's date on the demo's clock."""
         return self.clock.now().astimezone(self.zone).date()
@@ -673,20 +691,22 @@ async def _body(request: web.Request, world: DemoWorld) -> tuple[Persona, dict[s
     return persona, body
 
 
+async def _index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    response = web.FileResponse(STATIC_DIR / name)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 def build_demo_app(world: DemoWorld) -> web.Application:
     """The chat page, its JSON API and the dashboard's login hand-off (when mounted)."""
     app = web.Application(middlewares=[loopback_only])
-
-    async def index(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html")
-
-    async def static(request: web.Request) -> web.FileResponse:
-        name = request.match_info["name"]
-        if name not in STATIC_FILES:
-            raise web.HTTPNotFound()
-        response = web.FileResponse(STATIC_DIR / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response(await world.changed_view(request.query.get("since")))
@@ -728,8 +748,8 @@ def build_demo_app(world: DemoWorld) -> web.Application:
             raise web.HTTPNotFound(text="the dashboard is not installed in this carebot")
         raise web.HTTPFound(await world.dashboard_login())
 
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/", _index)
+    app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/send", send)
     app.router.add_post("/api/press", press)
@@ -847,13 +867,7 @@ async def run_demo(
                 seeding.cancel()
                 return await bot
             await seeding
-            zone = ZoneInfo(rules.tiers.orders.timezone)
-            world.calendar = DemoCalendar(
-                clock,
-                zone,
-                daily_jobs(sessionmaker, rules, desk),
-                clock.now().astimezone(zone).date(),
-            )
+            world.calendar = DemoCalendar.starting(clock, rules, sessionmaker, desk)
             app = build_demo_app(world)
             staff = next(persona for persona in world.personas if persona.staff)
             world.dashboard_login = mount_dashboard(

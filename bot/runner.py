@@ -236,14 +236,12 @@ async def serve(
     knowledge: KnowledgeBase | None = None,
     database: BotDatabase | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly. ``knowledge``:
-    the knowledge base if the caller loaded it already (else it is loaded here). ``database``:
-    the caller's, when it writes too in this process (``carebot demo``: on SQLite, one process
-    writes one unit of work at a time); the caller disposes of it."""
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly. ``knowledge``,
+    ``database``: the caller's, if it has them (``carebot demo`` writes to the same SQLite file:
+    one process, one writer at a time); the caller disposes of its database."""
     await check_schema(settings)
     stop = stop or asyncio.Event()
     stop_listening = listen_for_shutdown(stop)
-
     owned = database is None
     database = database or BotDatabase.open(settings.database_url)
     clock = clock or SystemClock()

@@ -293,7 +293,8 @@ async def test_a_person_in_a_browser_starts_the_bot_and_answers_as_staff(
     page: Page, chromium: str, tmp_path: Path
 ) -> None:
     """The page's JavaScript, in headless Chromium: type /start as the newcomer, see the reply,
-    press its button; switch to Chinese; write in the VIP's ticket topic as staff."""
+    press its button; switch to Chinese; write in the VIP's ticket topic as staff; press
+    "next day" and see the care messages it brings."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium, args=list(CHROMIUM_FLAGS)
@@ -318,6 +319,17 @@ async def test_a_person_in_a_browser_starts_the_bot_and_answers_as_staff(
             await tab.locator("#staff-form button[type=submit]").click()
             await tab.locator("#personas button", has_text="王芳").click()
             await customer_log.locator(".bubble.bot", has_text="马上为您查询。").wait_for()
+
+            # ⏩ Next day: her birthday greeting arrives, and Olivia's tab shows a new message.
+            shop_date = tab.locator("#shop-date")
+            before = await shop_date.inner_text()
+            assert before.startswith("店铺日期：")
+            await tab.locator("#next-day").click()
+            await customer_log.locator(".bubble.bot", has_text="生日快乐").wait_for()
+            await tab.locator("#personas button", has_text="Olivia").locator(".unread").wait_for()
+            assert await shop_date.inner_text() not in (before, "")
+            await tab.locator("#personas button", has_text="Olivia").click()
+            await customer_log.locator(".bubble.bot", has_text="% off your next order").wait_for()
             await tab.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
         finally:
             await browser.close()
