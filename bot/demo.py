@@ -409,6 +409,8 @@ class DemoCalendar:
     zone: ZoneInfo
     jobs: list[PeriodicJob]
     first_day: date
+    last_morning: date | None = None
+    """The day the visitor last moved to (its jobs ran at ``MORNING``)."""
     _moving: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -433,19 +435,27 @@ class DemoCalendar:
         today = self.today()
         return {"date": today.isoformat(), "day": (today - self.first_day).days}
 
+    def next_morning(self) -> datetime:
+        """The next day's ``MORNING``: the day after the last one moved to (or the first),
+        and never in the past (the real clock may have passed midnight or a morning since)."""
+        local = self.clock.now().astimezone(self.zone)
+        earliest = local.date() + timedelta(days=1 if local.time() >= MORNING else 0)
+        following = (self.last_morning or self.first_day) + timedelta(days=1)
+        return datetime.combine(max(earliest, following), MORNING, self.zone)
+
     async def next_day(self) -> dict[str, Any]:
-        """Move the clock to tomorrow ``MORNING`` (shop time) and run the daily jobs there at
-        once; their messages then go out through the outbox as usual. Returns what was
+        """Move the clock to the next day's ``MORNING`` (shop time) and run the daily jobs
+        there at once; their messages then go out through the outbox as usual. Returns what was
         planned."""
         async with self._moving:
-            morning = datetime.combine(self.today() + timedelta(days=1), MORNING, self.zone)
-            now = self.clock.move_to(morning)
+            now = self.clock.move_to(self.next_morning())
+            self.last_morning = now.astimezone(self.zone).date()
             reports = [await job.run(now) for job in self.jobs]
-        care = next(r for r in reports if isinstance(r, CarePlanReport))
+        care = next((r for r in reports if isinstance(r, CarePlanReport)), None)
         surveys = next((r for r in reports if isinstance(r, SurveyPlanReport)), None)
         return {
             **self.view(),
-            "care": len(care.planned),
+            "care": len(care.planned) if care else 0,
             "surveys": len(surveys.invited) if surveys else 0,
             "recovery": surveys.recovered if surveys else 0,
         }

@@ -13,16 +13,27 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 from sqlalchemy import func, select
 
-from bot.demo import DEMO_TOKEN, PERSONAS, SAMPLE_CUSTOMERS, STATIC_DIR, run_demo, seed_shop
+from bot.demo import (
+    DEMO_TOKEN,
+    PERSONAS,
+    SAMPLE_CUSTOMERS,
+    STATIC_DIR,
+    DemoCalendar,
+    run_demo,
+    seed_shop,
+)
+from bot.kernel.clock import ManualClock, MovableClock
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
+from scheduler.wiring import PeriodicJob
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer, Order, SurveyResponse
 from surveys.analytics import satisfaction_by
@@ -282,6 +293,46 @@ class TestNextDay:
         ]
         # Day 1: the birthday, the follow-up and the offer; day 2 has none of its own.
         assert [answer["care"] for answer in sorted(answers, key=lambda a: a["day"])] == [3, 0]
+
+
+async def test_each_next_day_is_the_morning_after_the_last_whatever_the_hour() -> None:
+    zone = ZoneInfo("Asia/Shanghai")
+    ran: list[datetime] = []
+
+    async def record(now: datetime) -> None:
+        ran.append(now)
+
+    def calendar_at(moment: datetime) -> tuple[ManualClock, DemoCalendar]:
+        base = ManualClock(moment)
+        job = PeriodicJob("record", timedelta(days=1), record)
+        return base, DemoCalendar(MovableClock(base), zone, [job], moment.date())
+
+    def morning(day: int) -> datetime:
+        return datetime(2025, 6, day, 10, 0, tzinfo=zone)
+
+    # Started in the afternoon: the next morning, then the one after.
+    _, calendar = calendar_at(datetime(2025, 6, 11, 15, 0, tzinfo=zone))
+    assert await calendar.next_day() == {
+        "date": "2025-06-12",
+        "day": 1,
+        "care": 0,
+        "surveys": 0,
+        "recovery": 0,
+    }
+    assert (await calendar.next_day())["date"] == "2025-06-13"
+    assert ran == [morning(12), morning(13)]
+    # Started before 10:00: still the next day, not this morning.
+    _, calendar = calendar_at(datetime(2025, 6, 11, 8, 0, tzinfo=zone))
+    assert (await calendar.next_day())["date"] == "2025-06-12"
+    # Started just before midnight and pressed just after: the day after the start, once.
+    base, calendar = calendar_at(datetime(2025, 6, 11, 23, 59, 50, tzinfo=zone))
+    base.advance(timedelta(seconds=20))
+    assert calendar.view() == {"date": "2025-06-12", "day": 1}
+    assert (await calendar.next_day())["date"] == "2025-06-12"
+    assert ran[-1] == morning(12)
+    # Left open for days: on from the real date, never back.
+    base.advance(timedelta(days=3))
+    assert (await calendar.next_day())["date"] == "2025-06-16"
 
 
 @pytest.fixture
