@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from bot.demo import (
     run_demo,
     seed_shop,
 )
-from bot.kernel.clock import ManualClock, MovableClock
+from bot.kernel.clock import Clock, ManualClock, MovableClock, SystemClock
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
 from bot.settings import EXAMPLE_CONFIG_DIR
@@ -41,6 +41,7 @@ from tests.auxil.browser import CHROMIUM_FLAGS, require_chromium
 from tests.auxil.processes import CAREBOT, carebot_env
 
 NEWCOMER, VIP, BY_PHONE, DELIVERED, LAPSED, STAFF = (persona.user_id for persona in PERSONAS)
+SHOP_ZONE = ZoneInfo("Asia/Shanghai")  # tiers.toml [orders] timezone
 State = dict[str, Any]
 
 
@@ -85,9 +86,27 @@ def bot_texts(state: State, persona: int) -> list[str]:
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
     """The demo running in this process on a free port, and a client for its page."""
+    async with running_demo() as running:
+        yield running
+
+
+@pytest.fixture
+async def night_page() -> AsyncIterator[Page]:
+    """The demo started at 23:00 Shanghai time (the shop's zone), inside the shipped quiet
+    hours."""
+    clock = MovableClock(SystemClock())
+    local = clock.now().astimezone(SHOP_ZONE)
+    night = datetime.combine(local.date(), time(23, 0), SHOP_ZONE)
+    clock.move_to(night if night > local else night + timedelta(days=1))
+    async with running_demo(clock) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_demo(clock: Clock | None = None) -> AsyncIterator[Page]:
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    demo = asyncio.create_task(run_demo(0, ready=ready.set_result, stop=stop))
+    demo = asyncio.create_task(run_demo(0, ready=ready.set_result, stop=stop, clock=clock))
     await asyncio.wait({demo, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     if demo.done():
         await demo  # raises what stopped it
@@ -333,6 +352,25 @@ async def test_each_next_day_is_the_morning_after_the_last_whatever_the_hour() -
     # Left open for days: on from the real date, never back.
     base.advance(timedelta(days=3))
     assert (await calendar.next_day())["date"] == "2025-06-16"
+
+
+async def test_a_ticket_closed_at_night_brings_its_survey_at_once(night_page: Page) -> None:
+    """Quiet hours are off in the demo: the CSAT follows the closed ticket now, not at
+    09:00 the next morning."""
+    csat = load_config(EXAMPLE_CONFIG_DIR).surveys.survey("csat")
+    assert csat is not None
+    question = csat.questions[0].text.get("zh")
+    state = await night_page.until(lambda s: bool(s["staff"]["topics"]))
+    (topic,) = state["staff"]["topics"]
+    assert not any(question in text for text in bot_texts(state, VIP))
+    await night_page.post("send", persona=STAFF, text="/close", thread=topic["id"])
+    state = await night_page.until(lambda s: bool(chat(s, VIP)[-1]["buttons"]))
+    asked = chat(state, VIP)[-1]  # resolved: is it? (the ticket closes on her yes)
+    solved = asked["buttons"][0][0]
+    assert solved["data"].endswith(":yes")
+    await night_page.post("press", persona=VIP, message=asked["id"], data=solved["data"])
+    state = await night_page.until(lambda s: any(question in text for text in bot_texts(s, VIP)))
+    assert state["clock"]["day"] == 0  # the same night
 
 
 @pytest.fixture
