@@ -8,6 +8,11 @@ side by side. The page is plain HTML and JavaScript from ``bot/demo_static`` (no
 offline); it reads the local server's state by long polling ``/api/state`` and acts through
 ``/api/send``, ``/api/press`` and ``/api/contact``. The staff dashboard, when installed, is
 mounted on the same server and ``/dashboard-login`` signs the visitor in.
+
+The demo's clock moves: ``/api/next-day`` (the page's "⏩ next day") jumps to tomorrow morning and
+runs the jobs the bot runs on its own (tiers, care plans, surveys) there at once, so greetings,
+follow-ups, retention offers and surveys show in the customers' chats. The sample shop is dated
+so that the first presses bring each of them; the demo's rules have quiet hours off.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +36,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import importer
-from bot.kernel.clock import Clock, SystemClock
+from bot.kernel.clock import Clock, MovableClock, SystemClock
 from bot.kernel.config import Config, load_config
 from bot.kernel.survey_config import Question, SurveyDefinition
 from bot.kernel.texts import Texts
@@ -39,16 +44,22 @@ from bot.runner import serve
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
 from bot.settings import EXAMPLE_CONFIG_DIR, Settings, load_settings
-from handlers.onboarding.linking import LINKED
+from handlers.onboarding.registration import CB_CONSENT
 from handlers.tickets.desk import Desk
 from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from scheduler import tiers as tier_job
+from scheduler.care import PlanReport as CarePlanReport
+from scheduler.care import care_jobs, planner_for
+from scheduler.surveys import survey_jobs
+from scheduler.tiers import tier_jobs
+from scheduler.wiring import PeriodicJob
 from storage import linking as link_queries
-from storage.engine import create_engine, create_sessionmaker
+from storage.engine import BotDatabase
 from storage.migrate import upgrade
 from storage.models import Customer
 from storage.tiers.cards import find_customer
 from surveys import queries as survey_queries
+from surveys.planner import PlanReport as SurveyPlanReport
 from surveys.planner import SurveyPlanner
 
 logger = logging.getLogger(__name__)
@@ -88,6 +99,8 @@ PERSONAS = (
     Persona(7001, "Alex", "en", "persona_new"),
     Persona(7002, "王芳", "zh", "persona_vip", phone="+8613800000001", linked_to="C001"),
     Persona(7003, "李雷", "zh", "persona_phone", phone="+8613800000002"),
+    Persona(7004, "Emma Brown", "en", "persona_delivered", linked_to="C003"),
+    Persona(7005, "Olivia Smith", "en", "persona_lapsed", linked_to="C007"),
     Persona(7900, "Mei", "en", "persona_staff", staff=True),
 )
 
@@ -109,21 +122,30 @@ class SampleCustomer:
 
 
 SAMPLE_CUSTOMERS = (
-    SampleCustomer(
-        "C001", "王芳", "+86 138 0000 0001", "zh", "1990-03-12", 14, 24, 3, "¥1,280.00"
-    ),
+    # 王芳's birthday is tomorrow (see BIRTHDAY_TOMORROW): the first "next day" greets her.
+    SampleCustomer("C001", "王芳", "+86 138 0000 0001", "zh", "", 14, 24, 3, "¥1,280.00"),
     SampleCustomer("C002", "李雷", "138 0000 0002", "zh", "1988-07-02", 6, 40, 12, "¥640.00"),
-    SampleCustomer("C003", "Emma Brown", "+44 7700 900003", "en", "", 9, 30, 6, "USD 120"),
+    # A VIP whose order was delivered two days ago: the first "next day" is the day of her
+    # follow-up visit and of the delivery survey (the daily cap sends one the day after).
+    SampleCustomer("C003", "Emma Brown", "+44 7700 900003", "en", "", 12, 25, 4, "USD 120"),
     SampleCustomer("C004", "张伟", "138 0000 0004", "zh", "1979-11-30", 4, 60, 45, "¥320.00"),
     SampleCustomer("C005", "刘洋", "138 0000 0005", "zh", "", 2, 90, 200, "¥150.00"),
     SampleCustomer("C006", "陈静", "138 0000 0006", "zh", "1995-01-20", 11, 28, 2, "¥899.00"),
-    SampleCustomer("C007", "Olivia Smith", "+1 415 555 0107", "en", "", 3, 50, 130, "USD 45"),
+    # Orders every 50 days, the last 75 days ago: tomorrow she is at risk (1.5 x her usual
+    # gap, tiers.toml [stages]) and gets a retention offer.
+    SampleCustomer("C007", "Olivia Smith", "+1 415 555 0107", "en", "", 3, 50, 75, "USD 45"),
     SampleCustomer("C008", "杨帆", "138 0000 0008", "zh", "", 1, 1, 8, "¥99.00"),
     SampleCustomer("C009", "赵磊", "138 0000 0009", "zh", "1992-09-09", 7, 35, 95, "¥520.00"),
     SampleCustomer("C010", "黄丽", "138 0000 0010", "zh", "", 5, 45, 20, "¥260.00"),
     SampleCustomer("C011", "Noah Wilson", "+61 4 1234 0111", "en", "", 0, 0, 0, ""),
     SampleCustomer("C012", "周杰", "138 0000 0012", "zh", "", 2, 150, 400, "¥2,100.00"),
 )
+BIRTHDAY_TOMORROW = "C001"
+# The imported customers the visitor plays (their chats are linked at start).
+PLAYED = frozenset(persona.linked_to for persona in PERSONAS if persona.linked_to)
+# Sample orders are placed at this shop-local time of day, so what falls due on a "next day"
+# (which starts at MORNING) does not depend on the hour the demo was started.
+ORDER_TIME = time(9, 0)
 # Weeks of answered surveys behind the dashboard's satisfaction charts.
 SURVEY_WEEKS = 8
 # A sample score by dimension (moved by customer and week); other questions are skipped.
@@ -132,17 +154,28 @@ SAMPLE_SCORES = {"delivery_speed": 4, "service_attitude": 4, "product_quality": 
 SAMPLE_TICKET = (7002, "delivery", "快递显示已签收，但我没有收到包裹。")
 
 
+def _birthday(sample: SampleCustomer, today: date) -> str:
+    """The birthday column: tomorrow for ``BIRTHDAY_TOMORROW`` (born in a leap year, so a
+    29 February works too), else the sample's."""
+    if sample.external_id != BIRTHDAY_TOMORROW:
+        return sample.birthday
+    tomorrow = today + timedelta(days=1)
+    return f"1992-{tomorrow.month:02d}-{tomorrow.day:02d}"
+
+
 def _sample_files(directory: Path, now: datetime, zone: ZoneInfo) -> tuple[Path, Path]:
     """The sample shop as the CSV exports ``carebot import`` reads, dated around ``now``."""
     customers_csv = directory / "customers.csv"
     orders_csv = directory / "orders.csv"
     today = now.astimezone(zone)
+    morning = datetime.combine(today.date(), ORDER_TIME, tzinfo=zone)
     with customers_csv.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["customer_id", "name", "phone", "language", "birthday"])
         for sample in SAMPLE_CUSTOMERS:
+            birthday = _birthday(sample, today.date())
             writer.writerow(
-                [sample.external_id, sample.name, sample.phone, sample.language, sample.birthday]
+                [sample.external_id, sample.name, sample.phone, sample.language, birthday]
             )
     with orders_csv.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -151,7 +184,7 @@ def _sample_files(directory: Path, now: datetime, zone: ZoneInfo) -> tuple[Path,
         )
         for sample in SAMPLE_CUSTOMERS:
             for index in range(sample.orders):
-                placed = today - timedelta(days=sample.last_days_ago + index * sample.every_days)
+                placed = morning - timedelta(days=sample.last_days_ago + index * sample.every_days)
                 arrives = placed + timedelta(days=2)
                 # The latest order is on its way or just delivered (what surveys and follow-ups
                 # look at); older ones are completed.
@@ -198,11 +231,14 @@ def _sample_score(
 
 
 async def seed_survey_history(session: AsyncSession, rules: Config, now: datetime) -> None:
-    """``SURVEY_WEEKS`` weeks of answered surveys from the sample customers, through the
-    surveys' own storage functions, as the planner and the question flow would have left them."""
+    """``SURVEY_WEEKS`` weeks of answered surveys from the sample customers the visitor does
+    not play, through the surveys' own storage functions, as the planner and the question flow
+    would have left them."""
     planner = SurveyPlanner(rules.surveys)
     customers: list[Customer] = []
     for sample in SAMPLE_CUSTOMERS:
+        if sample.external_id in PLAYED:
+            continue  # no survey fatigue holds back what "next day" brings them
         customer = await find_customer(session, sample.external_id)
         if customer is not None and sample.orders:
             customers.append(customer)
@@ -267,6 +303,31 @@ def _has_sent(api: LocalBotApi, chat_id: int, text: str) -> Callable[[], bool]:
     return lambda: any(message.text == text for message in api.sent(chat_id))
 
 
+async def _link_and_consent(
+    api: LocalBotApi,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    texts: Texts,
+    persona: Persona,
+) -> None:
+    """The persona opens the shop's link (``/start <code>``) and says yes to care messages."""
+    assert persona.linked_to is not None
+    code = await link_code_of(sessionmaker, persona.linked_to)
+    await api.send_text(persona.user(), f"/start {code}")
+    question = texts.render(persona.language, "consent_question")
+    await api.wait_for(
+        _has_sent(api, persona.user_id, question),
+        timeout=BOT_REPLY_SECONDS,
+        description=f"{persona.name} linked to {persona.linked_to}",
+    )
+    asked = next(message for message in api.sent(persona.user_id) if message.text == question)
+    await api.press_button(persona.user(), asked.message_id, f"{CB_CONSENT}yes")
+    await api.wait_for(
+        _has_sent(api, persona.user_id, texts.render(persona.language, "consent_on")),
+        timeout=BOT_REPLY_SECONDS,
+        description=f"{persona.name} consented",
+    )
+
+
 async def seed_conversations(
     api: LocalBotApi,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -274,18 +335,16 @@ async def seed_conversations(
     texts: Texts,
     clock: Clock,
 ) -> None:
-    """What happened on Telegram before the visitor came: the VIP persona opened the shop's
-    link (``/start <code>``) and has a ticket open, whose topic the bot creates in the group."""
-    for persona in PERSONAS:
-        if persona.linked_to is None:
-            continue
-        code = await link_code_of(sessionmaker, persona.linked_to)
-        await api.send_text(persona.user(), f"/start {code}")
-        await api.wait_for(
-            _has_sent(api, persona.user_id, texts.render(persona.language, LINKED)),
-            timeout=BOT_REPLY_SECONDS,
-            description=f"{persona.name} linked to {persona.linked_to}",
+    """What happened on Telegram before the visitor came: the imported personas opened the
+    shop's link (``/start <code>``) and agreed to care messages; the VIP has a ticket open,
+    whose topic the bot creates in the group."""
+    await asyncio.gather(
+        *(
+            _link_and_consent(api, sessionmaker, texts, persona)
+            for persona in PERSONAS
+            if persona.linked_to is not None
         )
+    )
     user_id, category, subject = SAMPLE_TICKET
     async with sessionmaker.begin() as session:
         customer = await find_customer(session, f"tg:{user_id}")
@@ -305,6 +364,101 @@ async def seed_conversations(
 DashboardLogin = Callable[[], Awaitable[str]]
 """Mints a one-time dashboard login path for the visitor (the staff persona)."""
 DASHBOARD_LOGIN_PATH = "/dashboard-login"
+
+
+# --- the demo's time -----------------------------------------------------------------------
+
+# A "next day" starts at this shop-local time: care.toml's send window is open.
+MORNING = time(10, 0)
+# The demo's survey planner looks every few seconds (a CSAT follows a closed ticket at once).
+DEMO_SURVEY_CHECK_SECONDS = 5
+
+
+def demo_rules(rules: Config) -> Config:
+    """The demo's own rules: the example files with quiet hours off (a message the visitor
+    brings about at night arrives now, not at 09:00) and surveys planned every few seconds."""
+    outbox = rules.outbox.model_copy(
+        update={"quiet_hours": rules.outbox.quiet_hours.model_copy(update={"enabled": False})}
+    )
+    settings = rules.surveys.settings
+    planner = settings.planner.model_copy(update={"check_seconds": DEMO_SURVEY_CHECK_SECONDS})
+    surveys = rules.surveys.model_copy(
+        update={"settings": settings.model_copy(update={"planner": planner})}
+    )
+    return rules.model_copy(update={"outbox": outbox, "surveys": surveys})
+
+
+def daily_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession], rules: Config, desk: TicketDesk
+) -> list[PeriodicJob]:
+    """What the bot runs on its own each day, in order: tiers (who is at risk now), care
+    (greetings, follow-ups, retention offers), surveys (invitations, reminders, recovery
+    tickets). The same jobs the bot's scheduler runs."""
+    return [
+        *tier_jobs(sessionmaker, rules.tiers),
+        *care_jobs(sessionmaker, planner_for(rules)),
+        *survey_jobs(sessionmaker, rules.surveys, desk),
+    ]
+
+
+@dataclass
+class DemoCalendar:
+    """The demo's clock, which the visitor moves a day at a time (``next_day``)."""
+
+    clock: MovableClock
+    zone: ZoneInfo
+    jobs: list[PeriodicJob]
+    first_day: date
+    last_morning: date | None = None
+    """The day the visitor last moved to (its jobs ran at ``MORNING``)."""
+    _moving: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def starting(
+        cls,
+        clock: MovableClock,
+        rules: Config,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        desk: TicketDesk,
+    ) -> DemoCalendar:
+        """The calendar from the clock's day on, moving with ``daily_jobs``."""
+        zone = ZoneInfo(rules.tiers.orders.timezone)
+        today = clock.now().astimezone(zone).date()
+        return cls(clock, zone, daily_jobs(sessionmaker, rules, desk), today)
+
+    def today(self) -> date:
+        """The shop's date on the demo's clock."""
+        return self.clock.now().astimezone(self.zone).date()
+
+    def view(self) -> dict[str, Any]:
+        """The date the page shows, and how many days the visitor moved on."""
+        today = self.today()
+        return {"date": today.isoformat(), "day": (today - self.first_day).days}
+
+    def next_morning(self) -> datetime:
+        """The next day's ``MORNING``: the day after the last one moved to (or the first),
+        and never in the past (the real clock may have passed midnight or a morning since)."""
+        local = self.clock.now().astimezone(self.zone)
+        earliest = local.date() + timedelta(days=1 if local.time() >= MORNING else 0)
+        following = (self.last_morning or self.first_day) + timedelta(days=1)
+        return datetime.combine(max(earliest, following), MORNING, self.zone)
+
+    async def next_day(self) -> dict[str, Any]:
+        """Move the clock to the next day's ``MORNING`` (shop time) and run the daily jobs
+        there at once; their messages then go out through the outbox as usual. Returns what was
+        planned."""
+        async with self._moving:
+            now = self.clock.move_to(self.next_morning())
+            self.last_morning = now.astimezone(self.zone).date()
+            reports = [await job.run(now) for job in self.jobs]
+        care = next((r for r in reports if isinstance(r, CarePlanReport)), None)
+        surveys = next((r for r in reports if isinstance(r, SurveyPlanReport)), None)
+        return {
+            **self.view(),
+            "care": len(care.planned) if care else 0,
+            "surveys": len(surveys.invited) if surveys else 0,
+            "recovery": surveys.recovered if surveys else 0,
+        }
 
 
 # --- what the page shows -------------------------------------------------------------------
@@ -332,6 +486,7 @@ class DemoWorld:
     personas: tuple[Persona, ...] = PERSONAS
     staff_chat_id: int = STAFF_CHAT_ID
     dashboard_login: DashboardLogin | None = None
+    calendar: DemoCalendar | None = None
     _pressed_by: dict[str, int] = field(default_factory=dict)
 
     def persona(self, user_id: Any) -> Persona:
@@ -463,6 +618,7 @@ class DemoWorld:
             },
             "toasts": self._toasts(),
             "dashboard": DASHBOARD_LOGIN_PATH if self.dashboard_login else None,
+            "clock": self.calendar.view() if self.calendar else None,
         }
         encoded = json.dumps(state, sort_keys=True, ensure_ascii=False, default=str)
         state["version"] = hashlib.sha1(encoded.encode()).hexdigest()[:16]
@@ -550,20 +706,22 @@ async def favicon(_: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
+async def _index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    response = web.FileResponse(STATIC_DIR / name)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 def build_demo_app(world: DemoWorld) -> web.Application:
     """The chat page, its JSON API and the dashboard's login hand-off (when mounted)."""
     app = web.Application(middlewares=[loopback_only])
-
-    async def index(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html")
-
-    async def static(request: web.Request) -> web.FileResponse:
-        name = request.match_info["name"]
-        if name not in STATIC_FILES:
-            raise web.HTTPNotFound()
-        response = web.FileResponse(STATIC_DIR / name)
-        response.headers["Cache-Control"] = "no-cache"
-        return response
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response(await world.changed_view(request.query.get("since")))
@@ -595,18 +753,24 @@ def build_demo_app(world: DemoWorld) -> web.Application:
             raise web.HTTPBadRequest(text=str(error)) from None
         return web.json_response({"ok": True})
 
+    async def next_day(_: web.Request) -> web.Response:
+        if world.calendar is None:
+            raise web.HTTPNotFound(text="this demo's clock cannot be moved")
+        return web.json_response({"ok": True, **await world.calendar.next_day()})
+
     async def dashboard(_: web.Request) -> web.Response:
         if world.dashboard_login is None:
             raise web.HTTPNotFound(text="the dashboard is not installed in this carebot")
         raise web.HTTPFound(await world.dashboard_login())
 
-    app.router.add_get("/", index)
-    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/", _index)
+    app.router.add_get("/static/{name}", _static)
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/api/state", state)
     app.router.add_post("/api/send", send)
     app.router.add_post("/api/press", press)
     app.router.add_post("/api/contact", contact)
+    app.router.add_post("/api/next-day", next_day)
     app.router.add_get(DASHBOARD_LOGIN_PATH, dashboard)
     return app
 
@@ -689,14 +853,15 @@ async def run_demo(
     """Run the sandbox until ``stop`` (or Ctrl-C); ``ready`` gets the page's URL once the
     bot answers and the sample shop is in place. Everything lives in a temporary directory."""
     stop = stop or asyncio.Event()
-    clock = clock or SystemClock()
-    rules = load_config(EXAMPLE_CONFIG_DIR)
+    clock = MovableClock(clock or SystemClock())
+    rules = demo_rules(load_config(EXAMPLE_CONFIG_DIR))
     texts = Texts.load()
     with tempfile.TemporaryDirectory(prefix="carebot-demo-") as directory:
         database_url = f"sqlite+aiosqlite:///{Path(directory) / 'demo.db'}"
         await asyncio.to_thread(upgrade, database_url)
-        engine = create_engine(database_url)
-        sessionmaker = create_sessionmaker(engine)
+        # The bot's own sessions: what the demo writes waits its turn with the bot's writes.
+        database = BotDatabase.open(database_url)
+        sessionmaker = database.background
         api = LocalBotApi(DEMO_TOKEN, bot_username="carebot_demo_bot")
         world = DemoWorld(api)
         bot: asyncio.Task[None] | None = None
@@ -706,7 +871,9 @@ async def run_demo(
             world.add_people()
             settings = demo_settings(api, database_url)
             bot = asyncio.create_task(
-                serve(settings, rules=rules, texts=texts, clock=clock, stop=stop)
+                serve(
+                    settings, rules=rules, texts=texts, clock=clock, stop=stop, database=database
+                )
             )
             desk = TicketDesk.from_config(rules, texts, STAFF_CHAT_ID)
             seeding = asyncio.create_task(
@@ -717,6 +884,7 @@ async def run_demo(
                 seeding.cancel()
                 return await bot
             await seeding
+            world.calendar = DemoCalendar.starting(clock, rules, sessionmaker, desk)
             app = build_demo_app(world)
             staff = next(persona for persona in world.personas if persona.staff)
             world.dashboard_login = mount_dashboard(
@@ -731,4 +899,4 @@ async def run_demo(
                 with contextlib.suppress(Exception):
                     await bot
             await api.stop()
-            await engine.dispose()
+            await database.dispose()

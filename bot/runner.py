@@ -234,14 +234,16 @@ async def serve(
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
     knowledge: KnowledgeBase | None = None,
+    database: BotDatabase | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly. ``knowledge``:
-    the knowledge base if the caller loaded it already (else it is loaded here)."""
+    """Run until ``stop`` is set (or SIGINT/SIGTERM), then shut down cleanly. ``knowledge``,
+    ``database``: the caller's, if it has them (``carebot demo`` writes to the same SQLite file:
+    one process, one writer at a time); the caller disposes of its database."""
     await check_schema(settings)
     stop = stop or asyncio.Event()
     stop_listening = listen_for_shutdown(stop)
-
-    database = BotDatabase.open(settings.database_url)
+    owned = database is None
+    database = database or BotDatabase.open(settings.database_url)
     clock = clock or SystemClock()
     webhook_mode = settings.webhook_url is not None
     application = build_application(
@@ -281,5 +283,6 @@ async def serve(
         stop_kb_reloads()
         if runner is not None:
             await runner.cleanup()
-        await database.dispose()
+        if owned:
+            await database.dispose()
         stop_listening()

@@ -14,6 +14,7 @@ let state = null;
 let customerId = Number(localStorage.getItem("carebot-demo-customer")) || null;
 let topicId = null;
 let toastsSeen = -1;
+const seenMessages = {};  // persona id -> how many of their messages the visitor has seen
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +32,13 @@ function translatePage() {
     node.placeholder = t(node.dataset.tPlaceholder);
   }
   $("lang").textContent = t("language_switch");
+  $("next-day").title = t("next_day_hint");
+}
+
+// A shop date ("2025-06-12") as the visitor's language writes it.
+function shopDate(iso) {
+  return new Date(`${iso}T00:00:00Z`).toLocaleDateString(lang === "zh" ? "zh-CN" : "en-GB",
+    { timeZone: "UTC", weekday: "short", year: "numeric", month: "short", day: "numeric" });
 }
 
 function el(tag, className, text) {
@@ -126,7 +134,10 @@ function draw() {
   const customer = currentCustomer();
   customerId = customer.id;
   $("personas").replaceChildren(...state.customers.map((c) => {
+    if (c.id === customer.id || seenMessages[c.id] === undefined) seenMessages[c.id] = c.messages.length;
     const tab = el("button", c.id === customer.id ? "tab active" : "tab", `${c.name} (${c.language})`);
+    const unread = c.messages.length - seenMessages[c.id];
+    if (unread > 0) tab.appendChild(el("span", "unread", `${unread} ${t("unread")}`));
     tab.type = "button";
     tab.setAttribute("role", "tab");
     tab.onclick = () => { customerId = c.id; localStorage.setItem("carebot-demo-customer", c.id); delete $("customer-log").dataset.drawn; draw(); };
@@ -166,6 +177,11 @@ function draw() {
     (m.from === "service" && m.id === topicId));
   drawLog($("staff-log"), inTopic, staff.id);
 
+  const clock = state.clock;
+  $("next-day").hidden = !clock;
+  $("shop-date").textContent = clock ? t("shop_date", { date: shopDate(clock.date) }) +
+    (clock.day > 0 ? ` ${t("days_ahead", { days: clock.day })}` : "") : "";
+
   const dashboard = $("dashboard");
   dashboard.hidden = !state.dashboard;
   if (state.dashboard) dashboard.href = state.dashboard;
@@ -190,8 +206,21 @@ async function act(path, body) {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     if (!response.ok) showToast(t("error", { error: await response.text() }), true);
+    else return await response.json();
   } catch (error) {
     showToast(t("error", { error: String(error) }), true);
+  }
+  return null;
+}
+
+async function nextDay() {
+  const button = $("next-day");
+  button.disabled = true;
+  try {
+    const day = await act("/api/next-day", {});
+    if (day) showToast(t("next_day_done", { ...day, date: shopDate(day.date) }), false);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -241,6 +270,7 @@ async function main() {
     sendFrom($("staff-text"), () => ({ persona: state.staff.id, thread: topicId }));
   };
   $("share-phone").onclick = () => act("/api/contact", { persona: customerId });
+  $("next-day").onclick = nextDay;
   chips($("customer-chips"), CUSTOMER_CHIPS, (text) => act("/api/send", { persona: customerId, text }));
   chips($("staff-chips"), STAFF_CHIPS, (command) => {
     if (command.endsWith(" ")) { $("staff-text").value = command; $("staff-text").focus(); return; }

@@ -60,3 +60,24 @@ class LocalZones:
                 zone = self._default
             self._zones[name] = zone
         return zone
+
+
+class MovableClock:
+    """Another clock's time plus an offset that only grows: time flows, and can be moved
+    forward (``carebot demo``'s "next day" runs tomorrow's planners without waiting a day)."""
+
+    def __init__(self, base: Clock) -> None:
+        self._base = base
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._base.now() + self._offset
+
+    def move_to(self, moment: datetime) -> datetime:
+        """Jump to ``moment`` (aware, not in the past) and go on from there."""
+        if moment.tzinfo is None:
+            raise ValueError("MovableClock needs an aware datetime")
+        if moment < self.now():
+            raise ValueError("MovableClock only moves forward")
+        self._offset = moment.astimezone(UTC) - self._base.now()
+        return self.now()
