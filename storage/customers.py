@@ -94,10 +94,15 @@ async def erase_personal_data(session: AsyncSession, customer: Customer, now: da
             error=None,
         )
     )
-    for model in (KbQuestion, KbHandoff):  # what they asked the knowledge base, in their words
-        await session.execute(
-            update(model).where(model.customer_id == customer.id).values(question="")
-        )
+    # What they asked the knowledge base, in their words.
+    await session.execute(
+        update(KbQuestion)
+        .where(KbQuestion.customer_id == customer.id)
+        .values(question="", typed=None)
+    )
+    await session.execute(
+        update(KbHandoff).where(KbHandoff.customer_id == customer.id).values(question="")
+    )
     customer.telegram_user_id = None
     customer.chat_id = None
     customer.name = None

@@ -38,15 +38,17 @@ async def record_question(
     score: float,
     outcome: str,
     asked_at: datetime,
+    typed: str | None = None,
 ) -> int:
-    """Store a question and how it was matched; returns its id (the buttons under the answer
-    carry it)."""
+    """Store a question (normalised, and as ``typed``) and how it was matched; returns its id
+    (the buttons under the answer carry it)."""
     result = await session.execute(
         _RECORD_QUESTION,
         {
             "customer_id": customer_id,
             "language": language,
             "question": question[:QUESTION_LENGTH],
+            "typed": typed[:QUESTION_LENGTH] if typed is not None else None,
             "entry_id": entry_id,
             "score": score,
             "outcome": outcome,

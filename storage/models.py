@@ -179,6 +179,10 @@ class KbQuestion(Base):
     )
     language: Mapped[str] = mapped_column(String(8))
     question: Mapped[str] = mapped_column(String(500))
+    """Normalised (what the report groups by, and matching used)."""
+    typed: Mapped[str | None] = mapped_column(String(500))
+    """The question as the customer typed it: what staff see when they take it over (None
+    for questions asked before carebot kept it; ``/forget`` empties it)."""
     entry_id: Mapped[str | None] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(16))
@@ -530,6 +534,9 @@ class ComplaintDraft(Base):
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
     order_ref: Mapped[str | None] = mapped_column(String(64))
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    prompt_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The flow's latest message with step buttons (Done / Skip / Cancel) in the customer's
+    chat: they are taken away once its step is over."""
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

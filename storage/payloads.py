@@ -10,6 +10,8 @@ The JSON is the shape rows have always had, so rows queued by an older carebot r
 - ``CopyMany``: ``{"copy_many": {"from_chat_id", "message_ids"}}``;
 - ``MediaGroup``: ``{"media_group": [{"type", "media", "caption"?}, ...]}``;
 - ``TopicChange``: ``{"topic": {"action": "create"|"edit"|"close"|"reopen", "name"?}}``;
+- ``EditText``: ``{"edit": {"message_id", "text", "html"}}``, a message of the bot's edited
+  (its buttons replaced by ``buttons``; none: they go);
 
 each with the optional ``buttons`` (rows of ``{"key"|"text": ..., "params"?, "data"|"url": ...}``),
 ``thread_id``, ``reply_to``, ``language`` (for rows without a customer), the ticket desk's
@@ -150,6 +152,16 @@ class TopicChange(Payload):
 
 
 @dataclass(frozen=True)
+class EditText(Payload):
+    """editMessageText of a message the bot sent (the ticket card kept true): the new text and
+    buttons. Telegram's "message is not modified" counts as done."""
+
+    message_id: int
+    text: str
+    html: bool = False
+
+
+@dataclass(frozen=True)
 class Unreadable(Payload):
     """A stored payload that is no kind of send (erased, or malformed): ``problem`` says why,
     ``raw`` is what was stored. Its common fields are read as far as they go."""
@@ -193,6 +205,14 @@ def to_json(payload: Payload) -> dict[str, Any]:
             if payload.name is not None:
                 topic["name"] = payload.name
             body = {"topic": topic}
+        case EditText():
+            body = {
+                "edit": {
+                    "message_id": payload.message_id,
+                    "text": payload.text,
+                    "html": payload.html,
+                }
+            }
         case Unreadable():
             return dict(payload.raw)
         case _:
@@ -229,6 +249,15 @@ def _body(raw: Mapping[str, Any], common: dict[str, Any]) -> Payload:
         action = TopicAction(topic.get("action"))
         name = str(topic["name"]) if action in (TopicAction.CREATE, TopicAction.EDIT) else None
         return TopicChange(action, name, buttons=buttons, **common)
+    if "edit" in raw:
+        edit = raw["edit"]
+        return EditText(
+            int(edit["message_id"]),
+            str(edit["text"]),
+            bool(edit.get("html")),
+            buttons=buttons,
+            **common,
+        )
     if "copy_many" in raw:
         group = raw["copy_many"]
         return CopyMany(

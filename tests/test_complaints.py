@@ -332,7 +332,7 @@ class TestHandoff:
         await wait_text(api, ida.id, harness.text("en", "kb_handoff_requested"))
         thread = await topic_of(harness, "Q-000001")
         card, given = await api.wait_for_sent(STAFF, 2, thread_id=thread)
-        assert "❓ where is my parcel" in (card.text or "")
+        assert "❓ Where is my parcel?" in (card.text or "")  # as the customer typed it
         entry = load_knowledge_base(EXAMPLE_CONFIG_DIR).entry("tracking")
         assert entry is not None
         assert given.text == harness.text(

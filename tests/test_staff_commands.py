@@ -136,7 +136,8 @@ async def test_a_message_goes_to_the_customer_and_a_bang_message_stays_a_note(
         noted = await commands.message(
             session, DESK, TOPIC, MAX, said(11, "! courier called"), NOW
         )
-    assert (replied, noted) == (None, None)
+    saved = StaffReply(DESK.staff_text("ticket_note_saved"))  # so nobody takes it for a reply
+    assert (replied, noted) == (None, saved)
     assert await history(sessionmaker, OUT, NOTE) == [
         (OUT, "We are on it"),
         (NOTE, "courier called"),
@@ -167,7 +168,7 @@ async def test_note_keeps_the_text_and_without_one_says_how(sessionmaker: Sessio
         elsewhere = await commands.note(
             session, DESK, UNKNOWN_TOPIC, MAX, said(22, "/note x"), NOW
         )
-    assert kept is None
+    assert kept == StaffReply(DESK.staff_text("ticket_note_saved"))
     assert usage == StaffReply(DESK.staff_text("ticket_note_usage"))
     assert elsewhere == StaffReply(DESK.staff_text("ticket_not_a_ticket_topic"))
     async with sessionmaker() as session:

@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from telegram import (
+    CallbackQuery,
+    Chat,
     InlineKeyboardMarkup,
     KeyboardButton,
+    Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
     Update,
@@ -66,31 +69,43 @@ def _button_label(texts: Texts, language: str, key: str, params: dict[str, Any],
 async def respond(update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]) -> None:
     """Send what a rule returned: answer a pressed button, edit its message or send new ones;
     once the update's unit of work has committed (``storage.engine.after_commit``)."""
-    await after_commit(lambda: _send(update, texts, result))
+    await after_commit(lambda: send_replies(update, texts, result))
 
 
-async def _send(update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]) -> None:
+async def send_replies(
+    update: Update, texts: Texts, result: Reply | Alert | Sequence[Reply]
+) -> list[Message | None]:
+    """Send what a rule returned now (``respond`` waits for the commit): one entry per reply,
+    the message it became (None: it edited the pressed one, or nothing was sent)."""
     query = update.callback_query
     if isinstance(result, Alert):
         if query is not None:
             await query.answer(texts.render(result.language, result.key), show_alert=False)
-        return
+        return []
     replies = [result] if isinstance(result, Reply) else list(result)
     if query is not None:
         await query.answer()
     chat = update.effective_chat
     if chat is None:
-        return
+        return [None for _ in replies]
+    sent: list[Message | None] = []
     for reply in replies:
-        text = render_text(texts, reply)
-        markup = render_markup(texts, reply)
-        if reply.replace_message and query is not None and query.message is not None:
-            inline = markup if isinstance(markup, InlineKeyboardMarkup) else None
-            try:
-                await query.edit_message_text(text, reply_markup=inline)
-                continue
-            except BadRequest as error:
-                # The message is gone or unchanged: fall back to a new message.
-                if is_not_modified(error):
-                    continue
-        await chat.send_message(text, reply_markup=markup)
+        sent.append(await _send_one(query, chat, texts, reply))
+    return sent
+
+
+async def _send_one(
+    query: CallbackQuery | None, chat: Chat, texts: Texts, reply: Reply
+) -> Message | None:
+    text = render_text(texts, reply)
+    markup = render_markup(texts, reply)
+    if reply.replace_message and query is not None and query.message is not None:
+        inline = markup if isinstance(markup, InlineKeyboardMarkup) else None
+        try:
+            await query.edit_message_text(text, reply_markup=inline)
+            return None
+        except BadRequest as error:
+            # The message is gone or unchanged: fall back to a new message.
+            if is_not_modified(error):
+                return None
+    return await chat.send_message(text, reply_markup=markup)

@@ -3,7 +3,8 @@
 A confident match is answered at once with "👍 / 👎 talk to a person" under it; a middle-band
 match offers the best three questions as buttons (a press answers); below that the customer is
 told so and offered a person. Every question is recorded (normalised text, entry, score, outcome,
-time) with the feedback it gets, for ``carebot report kb``.
+time) with the feedback it gets, for ``carebot report kb``, and as typed: a hand-off gives staff
+the customer's own words, never the normalised matching text.
 
 ``request_handoff`` records the request and opens a ticket (``handlers.tickets.lifecycle``):
 staff see the question in the ticket's topic and the customer's next messages go there.
@@ -26,7 +27,7 @@ from handlers.tickets.desk import SOURCE_COMPLAINT, SOURCE_QUESTION, Desk
 from handlers.tickets.lifecycle import open_ticket, push_topic_text
 from storage import customers as customer_queries
 from storage import kb as kb_queries
-from storage.models import Customer, KbHandoff
+from storage.models import Customer, KbHandoff, KbQuestion
 from storage.tickets.bans import get_ban
 
 # Callback data: kb:<action>:<question id>[:<entry id>] (at most 64 bytes with a 32-byte id).
@@ -80,6 +81,12 @@ async def request_handoff(
             )
             await push_topic_text(session, desk, ticket, text, now)
     return handoff
+
+
+def _as_typed(row: KbQuestion) -> str:
+    """The question as the customer typed it, for staff (the normalised text only matched it;
+    a question recorded before carebot kept the typed text has only that)."""
+    return row.typed or row.question
 
 
 def _promise(desk: Desk | None, key: str) -> str:
@@ -178,6 +185,7 @@ async def answer_question(
         customer_id=customer.id,
         language=customer.language,
         question=answer.match.normalised or text.strip(),
+        typed=text.strip(),
         entry_id=best.entry_id if best else None,
         score=best.score if best else 0.0,
         outcome=answer.outcome,
@@ -215,7 +223,7 @@ async def press_button(
             await request_handoff(
                 session,
                 customer.id,
-                row.question,
+                _as_typed(row),
                 row.entry_id,
                 now=now,
                 desk=desk,
@@ -224,14 +232,14 @@ async def press_button(
             return Reply(_promise(desk, "kb_handoff_requested"), language)
         case "person":
             await request_handoff(
-                session, customer.id, row.question, row.entry_id, now=now, desk=desk
+                session, customer.id, _as_typed(row), row.entry_id, now=now, desk=desk
             )
             return Reply(_promise(desk, "kb_handoff_requested"), language)
         case "complaint":
             await request_handoff(
                 session,
                 customer.id,
-                row.question,
+                _as_typed(row),
                 row.entry_id,
                 now=now,
                 kind=HANDOFF_COMPLAINT,

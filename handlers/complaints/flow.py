@@ -12,7 +12,7 @@ afterwards (None: it ended). The caller owns the transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +49,32 @@ class FlowResult:
     """The step the customer is at afterwards; None when the flow ended."""
     alert: Alert | None = None
     """A toast for a pressed button (instead of, or before, ``replies``)."""
+    step_over: bool = False
+    """The step whose buttons the customer saw is over (or ``replies`` bring its buttons
+    afresh): the old buttons go, the pressed one's and ``retire``'s, and the draft remembers
+    the new prompt (``storage.tickets.drafts.remember_prompt``)."""
+    retire: int | None = None
+    """The message whose step buttons go (the draft's ``prompt_message_id``)."""
+
+
+@dataclass(frozen=True)
+class _Before:
+    """The step the customer was at, and the message with its buttons."""
+
+    step: str | None
+    prompt: int | None
+
+
+def _before(draft: ComplaintDraft | None) -> _Before:
+    return _Before(draft.step, draft.prompt_message_id) if draft else _Before(None, None)
+
+
+def _step_over(before: _Before, result: FlowResult) -> FlowResult:
+    """Mark a result that ends the step (or shows its buttons afresh): the old buttons go."""
+    fresh_buttons = bool(result.replies and result.replies[-1].buttons)
+    if not result.replies or (result.step == before.step and not fresh_buttons):
+        return result
+    return replace(result, step_over=True, retire=before.prompt)
 
 
 def _category_buttons(desk: Desk, language: str) -> list[list[Button]]:
@@ -85,20 +111,17 @@ async def start(
     if ticket is not None:
         await delete_draft(session, customer.id)
         return FlowResult([Reply("complaint_already_open", language, {"number": ticket.number})])
+    before = _before(await get_draft(session, customer.id))  # a complaint begun earlier
     await start_draft(session, customer.id, STEP_CATEGORY, now)
-    return FlowResult(
-        [
-            Reply(
-                "complaint_choose_category",
-                language,
-                buttons=[
-                    *_category_buttons(desk, language),
-                    [Button("complaint_cancel_button", f"{CB_FLOW}cancel")],
-                ],
-            )
+    menu = Reply(
+        "complaint_choose_category",
+        language,
+        buttons=[
+            *_category_buttons(desk, language),
+            [Button("complaint_cancel_button", f"{CB_FLOW}cancel")],
         ],
-        STEP_CATEGORY,
     )
+    return _step_over(before, FlowResult([menu], STEP_CATEGORY))
 
 
 async def _draft_of(
@@ -124,6 +147,18 @@ async def press(
     customer, draft = await _draft_of(session, user_id)
     if customer is None or draft is None:
         return _expired(customer, pressed=True)
+    before = _before(draft)
+    return _step_over(before, await _press(session, customer, draft, data, desk, now))
+
+
+async def _press(
+    session: AsyncSession,
+    customer: Customer,
+    draft: ComplaintDraft,
+    data: str,
+    desk: Desk,
+    now: datetime,
+) -> FlowResult:
     action, _, value = data.removeprefix(CB_FLOW).partition(":")
     language = customer.language
     if action == "cancel":
@@ -269,10 +304,11 @@ async def _cancel(session: AsyncSession, customer: Customer) -> FlowResult:
 
 async def cancel(session: AsyncSession, user_id: int, now: datetime) -> FlowResult:
     """``/cancel`` at any step: the draft goes, nothing is left."""
-    customer, _ = await _draft_of(session, user_id)
+    customer, draft = await _draft_of(session, user_id)
     if customer is None:
         return FlowResult([Reply("complaint_cancelled", "en")])
-    return await _cancel(session, customer)
+    before = _before(draft)
+    return _step_over(before, await _cancel(session, customer))
 
 
 async def done(session: AsyncSession, user_id: int, desk: Desk, now: datetime) -> FlowResult:
@@ -282,7 +318,8 @@ async def done(session: AsyncSession, user_id: int, desk: Desk, now: datetime) -
         return _expired(customer, pressed=False)
     if draft.step != STEP_DESCRIPTION:
         return _remind(customer, draft)
-    return _confirm_or_wait(desk, customer, draft, now)
+    before = _before(draft)
+    return _step_over(before, _confirm_or_wait(desk, customer, draft, now))
 
 
 def _remind(customer: Customer, draft: ComplaintDraft) -> FlowResult:
@@ -303,6 +340,18 @@ async def message(
     customer, draft = await _draft_of(session, user_id)
     if customer is None or draft is None:
         return _expired(customer, pressed=False)
+    before = _before(draft)
+    return _step_over(before, await _message(session, customer, draft, item, desk, now))
+
+
+async def _message(
+    session: AsyncSession,
+    customer: Customer,
+    draft: ComplaintDraft,
+    item: Incoming,
+    desk: Desk,
+    now: datetime,
+) -> FlowResult:
     language = customer.language
     if draft.step == STEP_ORDER and item.kind == "text":
         reference = (item.text or "").strip()

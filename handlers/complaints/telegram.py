@@ -10,11 +10,13 @@ every customer at the step they were at.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram import Update
+from telegram import Message, Update
+from telegram.error import BadRequest
 from telegram.ext import (
     BaseHandler,
     BasePersistence,
@@ -28,13 +30,14 @@ from telegram.ext import (
 from telegram.warnings import PTBUserWarning
 
 from handlers._edge.context import CareContext, person_of
-from handlers._edge.render import respond
+from handlers._edge.render import respond, send_replies
 from handlers.complaints import flow
 from handlers.route import route_edit, route_media
 from handlers.tickets.desk import CB_RESOLUTION
 from handlers.tickets.lifecycle import confirm_resolution
 from handlers.tickets.telegram import incoming_of, on_desk_button, wake_dispatcher
-from storage.tickets.drafts import draft_steps
+from storage.engine import after_commit
+from storage.tickets.drafts import draft_steps, remember_prompt
 
 CONVERSATION = "complaint"
 ConversationKey = tuple[int | str, ...]
@@ -138,9 +141,39 @@ async def _answer(
     wake_dispatcher(context)
     if result.alert is not None:
         await respond(update, texts, result.alert)
+    elif result.step_over:
+        await after_commit(lambda: _next_step(update, context, result))
     elif result.replies or update.callback_query is not None:
         await respond(update, texts, result.replies)
     return result.step if result.step is not None else ConversationHandler.END
+
+
+async def _next_step(update: Update, context: CareContext, result: flow.FlowResult) -> None:
+    """A step is over (committed): the buttons of its messages go (the pressed one's and the
+    prompt the draft remembers), the replies go out, and the draft remembers the one that
+    carries the new step's buttons (its own small transaction: a crash in between leaves old
+    buttons, which only answer "no longer active")."""
+    query = update.callback_query
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return
+    stale = {result.retire} if result.retire is not None else set()
+    if query is not None and isinstance(query.message, Message):
+        stale.add(query.message.message_id)
+    for message_id in sorted(stale):
+        with contextlib.suppress(BadRequest):  # gone, or without buttons already
+            await context.bot.edit_message_reply_markup(chat.id, message_id, reply_markup=None)
+    sent = await send_replies(update, context.deps.texts, result.replies)
+    last = sent[-1] if sent else None
+    prompt = (
+        last.message_id
+        if last is not None and result.step is not None and result.replies[-1].buttons
+        else None
+    )
+    if prompt is None and result.retire is None:
+        return
+    async with context.deps.sessionmaker.begin() as session:
+        await remember_prompt(session, user.id, prompt)
 
 
 async def start(update: Update, context: CareContext) -> object:

@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from handlers.tickets.lifecycle import (
     set_priority,
     unban_customer,
 )
-from handlers.tickets.relay import add_note, relay_staff_edit, staff_reply
+from handlers.tickets.relay import add_note, note_saved, relay_staff_edit, staff_reply
 from storage.models import Ticket
 from storage.tickets.rows import lock_ticket, ticket_by_topic
 from storage.tickets.staff import save_staff_member
@@ -57,12 +58,15 @@ class _Entry:
 class MemberCache:
     """Membership answers remembered for ``ttl`` seconds, so a busy topic does not call
     ``getChatMember`` for every message (and a removed member loses access within ``ttl``).
-    Kept per group: an answer about the old staff group says nothing once it moved."""
+    Kept per group: an answer about the old staff group says nothing once it moved. A lookup
+    still in flight is shared (``answer``): twenty topics answered at once by one member ask
+    Telegram once."""
 
     def __init__(self, ttl: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._monotonic = monotonic
         self._entries: dict[tuple[int, int], _Entry] = {}
+        self._asking: dict[tuple[int, int], asyncio.Future[bool | None]] = {}
 
     def get(self, chat_id: int, user_id: int) -> bool | None:
         entry = self._entries.get((chat_id, user_id))
@@ -73,6 +77,34 @@ class MemberCache:
 
     def put(self, chat_id: int, user_id: int, is_staff: bool) -> None:
         self._entries[chat_id, user_id] = _Entry(is_staff, self._monotonic() + self._ttl)
+
+    async def answer(
+        self, chat_id: int, user_id: int, ask: Callable[[], Awaitable[bool | None]]
+    ) -> tuple[bool | None, bool]:
+        """Whether the user is staff: remembered, or ``ask``-ed (None: nobody could say, so
+        nothing is remembered), the callers meanwhile awaiting the same lookup; and whether
+        this caller's lookup was the one that asked (it records the answer)."""
+        known = self.get(chat_id, user_id)
+        if known is not None:
+            return known, False
+        key = (chat_id, user_id)
+        asking = self._asking.get(key)
+        if asking is not None:
+            return await asyncio.shield(asking), False
+        asking = asyncio.ensure_future(self._ask(key, ask))
+        self._asking[key] = asking
+        return await asyncio.shield(asking), True
+
+    async def _ask(
+        self, key: tuple[int, int], ask: Callable[[], Awaitable[bool | None]]
+    ) -> bool | None:
+        try:
+            is_staff = await ask()
+            if is_staff is not None:
+                self.put(*key, is_staff)
+            return is_staff
+        finally:
+            self._asking.pop(key, None)
 
 
 async def remember(session: AsyncSession, staff: Staff, is_staff: bool, now: datetime) -> None:
@@ -143,7 +175,8 @@ async def note(
     item: Incoming,
     now: datetime,
 ) -> StaffReply | None:
-    """``/note text``: an internal note (kept, never relayed)."""
+    """``/note text``: an internal note (kept, never relayed), acknowledged in the topic so
+    nobody takes it for a reply the customer got."""
     parts = (item.text or "").split(maxsplit=1)  # "/note text", also over several lines
     text = parts[1].strip() if len(parts) > 1 else ""
 
@@ -152,7 +185,7 @@ async def note(
             return StaffReply(desk.staff_text("ticket_note_usage"))
         stripped = Incoming(item.chat_id, item.message_id, item.kind, text, None)
         await add_note(session, ticket, staff, stripped, now)
-        return None
+        return note_saved(desk)
 
     return await _in_topic(session, desk, thread_id, run, quiet=False)
 
@@ -218,28 +251,38 @@ async def assign(
 
 
 async def press(
-    session: AsyncSession, desk: Desk, staff: Staff, data: str, now: datetime
+    session: AsyncSession,
+    desk: Desk,
+    staff: Staff,
+    data: str,
+    now: datetime,
+    message_id: int | None = None,
 ) -> StaffReply:
-    """A button under a card or a canned-reply menu: ``tk:<ticket>:<action>[:<arg>]``.
-    Buttons of a closed ticket, or of one that no longer exists, are answered harmlessly."""
+    """A button under a card or a canned-reply menu: ``tk:<ticket>:<action>[:<arg>]``
+    (``message_id``: the message it is under). The card at the top of the topic follows through
+    the outbox (``lifecycle.refresh_card``); a priority picked on it is answered with a toast,
+    one picked on another card (``/card``) edits that one. Buttons of a closed ticket, or of
+    one that no longer exists, are answered harmlessly."""
     ticket_id, _, rest = data.removeprefix(CB_TICKET).partition(":")
     action, _, argument = rest.partition(":")
     ticket = await lock_ticket(session, int(ticket_id)) if ticket_id.isdigit() else None
     if ticket is None:
         return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
-    if action == "claim":
-        return await claim(session, desk, ticket, staff, now)
-    if action == "close":
-        return await resolve(session, desk, ticket, staff, now)
+    if action in PRESSES:
+        return await PRESSES[action](session, desk, ticket, staff, now)
     if action == "priority" and argument.isdigit():
         result = await set_priority(session, desk, ticket, staff, int(argument), now)
-        if result.alert:
-            return result
+        if result.alert or (message_id is not None and message_id == ticket.card_message_id):
+            return StaffReply(result.text, alert=True)
         card = await staff_card(session, desk, ticket)
         return StaffReply(card.text, card.buttons, replace=True)
     if action == "canned":
         return await send_canned(session, desk, ticket, staff, argument, now)
     return StaffReply(desk.staff_text("ticket_button_stale"), alert=True)
+
+
+PRESSES: dict[str, Command] = {"claim": claim, "close": resolve, "reopen": reopen}
+"""The card's buttons that act like their commands."""
 
 
 @dataclass(frozen=True)

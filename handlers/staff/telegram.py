@@ -73,24 +73,23 @@ async def _is_member(
     bot: Bot, data: BotData, desk: Desk, user_id: int
 ) -> tuple[bool | None, bool]:
     """Whether ``user_id`` is in the staff group (None: Telegram could not say this time, so
-    nothing is remembered), and whether that was just asked of Telegram."""
+    nothing is remembered), and whether that was just asked of Telegram (by this caller: the
+    callers of one lookup in flight share it)."""
     chat_id = desk.staff_chat_id
     if chat_id is None:
         return False, False
-    cache = _member_cache(data, desk)
-    known = cache.get(chat_id, user_id)
-    if known is not None:
-        return known, False
-    try:
-        member = await bot.get_chat_member(chat_id, user_id)
-    except BadRequest:
-        is_staff = False
-    except TelegramError:
-        return None, False  # unknown this time: refuse, ask again next time
-    else:
-        is_staff = commands.counts_as_staff(member.status, getattr(member, "is_member", None))
-    cache.put(chat_id, user_id, is_staff)
-    return is_staff, True
+
+    async def ask() -> bool | None:
+        try:
+            member = await bot.get_chat_member(chat_id, user_id)
+        except BadRequest:
+            return False
+        except TelegramError:
+            return None  # unknown this time: refuse, ask again next time
+        return commands.counts_as_staff(member.status, getattr(member, "is_member", None))
+
+    is_staff, asked = await _member_cache(data, desk).answer(chat_id, user_id, ask)
+    return is_staff, asked and is_staff is not None
 
 
 async def _membership(
@@ -328,8 +327,10 @@ async def press(update: Update, context: CareContext) -> None:
         return
     desk = context.desk
 
+    pressed = query.message.message_id if query.message is not None else None
+
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
-        return await commands.press(session, desk, staff, query.data or "", now)
+        return await commands.press(session, desk, staff, query.data or "", now, pressed)
 
     await _run(update, context, work)
 

@@ -22,6 +22,7 @@ from storage.payloads import OutboxButton
 from storage.tickets.messages import EVENT, IN, NOTE, QUEUED, recent_messages
 from storage.tickets.purchases import order_summary
 from storage.tickets.rows import recent_tickets
+from storage.tickets.statuses import CLOSED, RESOLVED
 from surveys import queries as survey_queries
 
 
@@ -107,21 +108,37 @@ async def _survey_scores(session: AsyncSession, desk: Desk, customer_id: int) ->
 
 
 def card_buttons(desk: Desk, ticket: Ticket) -> list[list[tuple[str, str]]]:
-    """Claim, close, and the four priorities (the current one marked)."""
+    """The buttons that fit the ticket's state: claim while nobody has it, close until it is
+    resolved, reopen once it is; the four priorities (the chosen one "● normal") until it is
+    closed."""
     prefix = f"{CB_TICKET}{ticket.id}:"
+    actions: list[tuple[str, str]] = []
+    if ticket.status != CLOSED and ticket.assignee_user_id is None:
+        actions.append((desk.staff_text("ticket_button_claim"), f"{prefix}claim"))
+    if ticket.status in (RESOLVED, CLOSED):
+        actions.append((desk.staff_text("ticket_button_reopen"), f"{prefix}reopen"))
+    else:
+        actions.append((desk.staff_text("ticket_button_close"), f"{prefix}close"))
+    if ticket.status == CLOSED:
+        return [actions]
     return [
-        [
-            (desk.staff_text("ticket_button_claim"), f"{prefix}claim"),
-            (desk.staff_text("ticket_button_close"), f"{prefix}close"),
-        ],
+        actions,
         [
             (
-                ("• " if level == ticket.priority else "") + priority_label(desk, level),
+                _priority_button(desk, level, chosen=level == ticket.priority),
                 f"{prefix}priority:{level}",
             )
             for level in range(len(PRIORITIES))
         ],
     ]
+
+
+def _priority_button(desk: Desk, level: int, *, chosen: bool) -> str:
+    """A priority's label; the chosen one marked "● normal" (its name, without its icon)."""
+    if not chosen:
+        return priority_label(desk, level)
+    word = desk.staff_text(f"ticket_priority_word_{PRIORITIES[level]}")
+    return desk.staff_text("ticket_priority_chosen", priority=word)
 
 
 def outbox_buttons(rows: list[list[tuple[str, str]]]) -> list[list[OutboxButton]]:

@@ -68,6 +68,10 @@ REOPEN_TOPIC = "reopen_topic"
 CARD = "card"
 
 
+CARD_EDIT = "card_edit"
+"""The card at the top of the topic edited to show the ticket as it is now."""
+
+
 SUMMARY = "summary"
 
 
@@ -89,7 +93,9 @@ NOTICE = "notice"
 CANNED = "canned"
 
 
-TOPIC_ACTIONS = (TITLE, CLOSE_TOPIC, REOPEN_TOPIC)
+TOPIC_ACTIONS = (TITLE, CLOSE_TOPIC, REOPEN_TOPIC, CARD_EDIT)
+"""What only makes sense in the topic that exists: without it there is nothing to do (a new
+topic gets a new card)."""
 
 
 SOURCE_COMPLAINT = "complaint"

@@ -16,6 +16,7 @@ from bot.kernel.texts import Markup
 from handlers.tickets.desk import (
     CANNED,
     CARD,
+    CARD_EDIT,
     CB_RESOLUTION,
     CB_TICKET,
     CLOSE_TOPIC,
@@ -173,6 +174,7 @@ async def claim(
     ticket.assignee_user_id, ticket.assignee_name = staff.user_id, staff.name
     ticket.updated_at = now
     await record_event(session, ticket, "claimed", now, staff)
+    await refresh_card(session, desk, ticket, now)
     return StaffReply(desk.staff_text("ticket_claimed", name=staff.name))
 
 
@@ -206,6 +208,7 @@ async def assign(
     ticket.assignee_user_id, ticket.assignee_name = assignee.user_id, assignee.name
     ticket.updated_at = now
     await record_event(session, ticket, f"assigned:{assignee.user_id}", now, staff)
+    await refresh_card(session, desk, ticket, now)
     return StaffReply(
         desk.staff_text("ticket_assigned", name=Markup(assignee.mention), by=staff.name)
     )
@@ -221,6 +224,7 @@ async def set_priority(
     ticket.priority = level
     ticket.updated_at = now
     await record_event(session, ticket, f"priority:{level}", now, staff)
+    await refresh_card(session, desk, ticket, now)
     return StaffReply(
         desk.staff_text(
             "ticket_priority_set", priority=priority_label(desk, level), name=staff.name
@@ -438,6 +442,18 @@ async def set_status(
     ticket.status = status
     ticket.updated_at = now
     await _retitle(session, desk, ticket, now, soon=status in (WAITING_STAFF, WAITING_CUSTOMER))
+    await refresh_card(session, desk, ticket, now)
+
+
+async def refresh_card(session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime) -> None:
+    """The card at the top of the topic shows the ticket as it is now (assignee, status,
+    priority, deadlines, the buttons that fit): an edit queued in the topic lane, after the
+    card itself. It is built when it goes, so one edit still waiting is enough."""
+    pending = await lanes.open_deliveries(session, ticket.id, lanes.TOPIC, CARD_EDIT)
+    if any(delivery.state == lanes.D_QUEUED for delivery in pending):
+        return
+    await push_delivery(session, ticket, lanes.TOPIC, CARD_EDIT, now)
+    await pump(session, desk, ticket, lanes.TOPIC, now)
 
 
 async def _retitle(

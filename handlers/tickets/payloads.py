@@ -19,6 +19,7 @@ from handlers.tickets.desk import (
     ALBUM,
     CANNED,
     CARD,
+    CARD_EDIT,
     CLOSE_TOPIC,
     COPY,
     CREATE_TOPIC,
@@ -36,6 +37,7 @@ from storage.payloads import (
     CAPTION_LIMIT,
     Copy,
     CopyMany,
+    EditText,
     MediaGroup,
     MediaItem,
     Payload,
@@ -103,6 +105,12 @@ async def _build_for_topic(
     if action == CARD:
         text = await card_text(session, desk, ticket)
         return ReadyText(text, html=True, buttons=outbox_buttons(card_buttons(desk, ticket)))
+    if action == CARD_EDIT:  # the card as the ticket is now; none sent yet: nothing to edit
+        if ticket.card_message_id is None:
+            return None
+        text = await card_text(session, desk, ticket)
+        buttons = outbox_buttons(card_buttons(desk, ticket))
+        return EditText(ticket.card_message_id, text, html=True, buttons=buttons)
     if action == SUMMARY:
         return ReadyText(await history_summary(session, desk, ticket), html=True)
     if action == TEXT:

@@ -180,7 +180,7 @@ async def staff_reply(
     prefixed with their name if configured. A message starting with ``!`` is a note."""
     if (item.text or "").startswith("!"):
         await add_note(session, ticket, staff, item, now)
-        return None
+        return note_saved(desk)
     if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_is_closed"))
     message = await store_message(session, ticket, item, now, staff=staff)
@@ -189,6 +189,12 @@ async def staff_reply(
     await pump(session, desk, ticket, lanes.CUSTOMER, now)
     await pump(session, desk, ticket, lanes.TOPIC, now)
     return None
+
+
+def note_saved(desk: Desk) -> StaffReply:
+    """The topic's acknowledgement of a note: kept, and not sent to the customer (so it
+    cannot be mistaken for a reply)."""
+    return StaffReply(desk.staff_text("ticket_note_saved"))
 
 
 async def add_note(

@@ -41,7 +41,13 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.kernel.clock import Clock
 from bot.kernel.config import OutboxConfig
-from bot.kernel.render import inline_button, inline_keyboard, render_label, render_ref
+from bot.kernel.render import (
+    inline_button,
+    inline_keyboard,
+    is_not_modified,
+    render_label,
+    render_ref,
+)
 from bot.kernel.texts import DEFAULT_LANGUAGE, Texts
 from scheduler.dispatcher.loop import DispatchLoop
 from scheduler.dispatcher.outcomes import Outcome, OutcomeHooks, Request
@@ -53,6 +59,7 @@ from storage.payloads import (
     CatalogueText,
     Copy,
     CopyMany,
+    EditText,
     MediaGroup,
     MediaItem,
     Payload,
@@ -101,6 +108,8 @@ class BotApi:
             return _topic_request(kwargs, payload)
         if isinstance(payload, Unreadable):
             raise payload.problem or ValueError("no kind of send")
+        if isinstance(payload, EditText):  # no thread, no reply: the message is there
+            return self._edit_request(kwargs, language, payload)
         if payload.thread_id is not None:
             kwargs["message_thread_id"] = payload.thread_id
         if isinstance(payload, CopyMany):  # no buttons, no reply
@@ -123,6 +132,14 @@ class BotApi:
         else:
             raise ValueError(f"no kind of send: {type(payload).__name__}")
         return Request("send_message", kwargs)
+
+    def _edit_request(self, kwargs: dict[str, Any], language: str, edit: EditText) -> Request:
+        """editMessageText: the text and the buttons as they are now (none: they go)."""
+        kwargs["message_id"] = edit.message_id
+        kwargs["text"] = edit.text
+        kwargs["parse_mode"] = ParseMode.HTML if edit.html else None
+        self._buttons(kwargs, language, edit)
+        return Request("edit_message_text", kwargs)
 
     @staticmethod
     def _reply_to(kwargs: dict[str, Any], payload: Payload) -> None:
@@ -168,6 +185,12 @@ class BotApi:
             outcome.pause = INVALID_TOKEN_PAUSE
             outcome.failure = failure_of(error)
             pause(outcome.pause)
+        except BadRequest as error:
+            # An edit to what the message already shows has nothing left to do: done.
+            if request.method == "edit_message_text" and is_not_modified(error):
+                outcome.message_ids = []
+            else:
+                outcome.failure = failure_of(error)
         except TelegramError as error:
             outcome.failure = failure_of(error)
         return outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ComplaintDraft, Customer
@@ -47,3 +47,20 @@ async def draft_steps(session: AsyncSession) -> list[tuple[int, int, str]]:
         .where(Customer.chat_id.is_not(None), Customer.telegram_user_id.is_not(None))
     )
     return [(int(chat or 0), int(user or 0), str(step)) for chat, user, step in result]
+
+
+async def remember_prompt(
+    session: AsyncSession, telegram_user_id: int, message_id: int | None
+) -> None:
+    """The flow's latest message with step buttons in the customer's chat (None: none now);
+    nothing when the draft is gone (the flow ended)."""
+    await session.execute(
+        update(ComplaintDraft)
+        .where(
+            ComplaintDraft.customer_id
+            == select(Customer.id)
+            .where(Customer.telegram_user_id == telegram_user_id)
+            .scalar_subquery()
+        )
+        .values(prompt_message_id=message_id)
+    )
