@@ -91,7 +91,7 @@ async def _escalate(
     text = desk.staff_text(
         f"ticket_sla_escalation_{kind}",
         number=ticket.number,
-        tier=tier_label(ticket.tier),
+        tier=tier_label(desk, ticket.tier),
         due=desk.when(due),
         assignee=Markup(_assignee(desk, ticket)),
         link=Markup(desk.staff_text("ticket_sla_link", url=link) if link else ""),

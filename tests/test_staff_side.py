@@ -127,7 +127,7 @@ class TestCard:
         cards = [m for m in api.sent(STAFF, thread_id=thread) if (m.text or "").startswith("🎫")]
         assert cards == [card]
 
-    async def test_a_staff_reply_and_the_customers_answer_show_on_the_card(
+    async def test_a_conversation_reads_in_conversation_on_the_card_without_an_edit_a_message(
         self, harness: Harness
     ) -> None:
         api = harness.api
@@ -137,14 +137,21 @@ class TestCard:
         card = api.sent(STAFF, thread_id=thread)[0]
 
         await staff_says(api, max_, thread, "Looking into it")
-        waiting_customer = harness.text("en", "ticket_status_waiting_customer")
-        await wait_card(
-            api, card, lambda text, _: waiting_customer in text, "waiting for the customer"
-        )
-        await api.send_text(ida, "thanks, still nothing")
-        waiting_staff = harness.text("en", "ticket_status_waiting_staff")
-        await wait_card(api, card, lambda text, _: waiting_staff in text, "waiting for us")
+        in_conversation = harness.text("en", "ticket_status_in_conversation")
+        await wait_card(api, card, lambda text, _: in_conversation in text, "in conversation")
         await lanes_idle(harness, number)
+        edits = len(api.calls_of("editMessageText"))
+        received = len(api.sent(ida))
+
+        # The status now flips with every message (waiting for us, waiting for the customer):
+        # the topic's title follows after a pause, the card already says what is true.
+        for turn in range(3):
+            await api.send_text(ida, f"still nothing, day {turn}")
+            await staff_says(api, max_, thread, f"checking again, {turn}")
+        await api.wait_for_sent(ida, received + 3)
+        await lanes_idle(harness, number)
+        assert len(api.calls_of("editMessageText")) == edits
+        assert in_conversation in card_state(api, card)[0]
 
 
 class TestNotes:

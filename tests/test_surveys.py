@@ -173,7 +173,7 @@ class TestCsat:
         await lanes_idle(harness, recovery.number)
         sent = [m.text or "" for m in api.sent(STAFF, thread_id=recovery_thread)]
         scores = harness.text(
-            "en", "survey_card_scores", scores=Markup("csat service_attitude 2/5 (2026-11-23)")
+            "en", "survey_card_scores", scores=Markup("Service attitude 2/5 (2026-11-23)")
         )
         assert any(scores in text for text in sent), sent
         expected = "\n".join(

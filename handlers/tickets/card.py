@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.kernel.config import PRIORITIES
+from bot.kernel.config import PRIORITIES, readable_name
 from bot.kernel.texts import Markup
 from handlers.tickets.desk import (
     CB_TICKET,
     SUMMARY_TEXT,
     Desk,
     StaffReply,
+    card_status_label,
     category_label,
+    dimension_label,
     priority_label,
+    stage_label,
     status_label,
     tier_label,
 )
@@ -41,7 +44,7 @@ async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
             "ticket_card_head",
             number=ticket.number,
             category=category_label(desk, ticket.category, desk.staff_language),
-            status=status_label(desk, ticket.status),
+            status=card_status_label(desk, ticket.status),
         ),
         desk.staff_text(
             "ticket_card_work",
@@ -63,8 +66,8 @@ async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
             "ticket_card_customer",
             name=(customer.name if customer else None) or desk.staff_text("ticket_anonymous"),
             language=desk.texts.render(language, "language_name"),
-            tier=tier_label(ticket.tier),
-            stage=customer.stage if customer else "—",
+            tier=tier_label(desk, ticket.tier),
+            stage=stage_label(desk, customer.stage if customer else None),
         )
     )
     lines.append(
@@ -97,8 +100,7 @@ async def _survey_scores(session: AsyncSession, desk: Desk, customer_id: int) ->
     items = ", ".join(
         desk.staff_text(
             "survey_card_score_item",
-            survey=line.survey_id,
-            dimension=line.dimension or "",
+            dimension=dimension_label(desk, line.dimension) or readable_name(line.survey_id),
             score=f"{line.score}/{5 if line.kind == 'scale' else 10}",
             date=desk.when(line.answered_at)[:10],
         )

@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 from zoneinfo import ZoneInfo
 
-from bot.kernel.config import PRIORITIES, Config, TicketConfig
+from bot.kernel.config import PRIORITIES, Config, TicketConfig, readable_name
 from bot.kernel.texts import Markup, Texts
 from storage.models import Customer, Ticket
+from storage.tickets.statuses import WAITING
+from storage.tiers.spec import STAGES
 
 KIND_TOPIC = "ticket.topic"
 
@@ -151,6 +153,10 @@ class Desk:
     group: StaffGroup = field(default_factory=StaffGroup)
     currency: str = "CNY"
     zone: str = "Asia/Shanghai"
+    tier_names: dict[str, str] = field(default_factory=dict)
+    """Each tier's display name in the staff's language (``tiers.toml``)."""
+    dimension_names: dict[str, str] = field(default_factory=dict)
+    """Each survey dimension's display name in the staff's language (``surveys/settings.toml``)."""
 
     @classmethod
     def from_config(
@@ -160,12 +166,18 @@ class Desk:
         none until ``/setup``)."""
         if not isinstance(staff_group, StaffGroup):
             staff_group = StaffGroup.from_setting(staff_group)
+        language = rules.tickets.relay.staff_language
         return cls(
             rules=rules.tickets,
             texts=texts,
             group=staff_group,
             currency=rules.tiers.orders.currency,
             zone=rules.tiers.orders.timezone,
+            tier_names={tier.name: tier.label(language) for tier in rules.tiers.tiers},
+            dimension_names={
+                name: rules.surveys.dimension_label(name, language) or readable_name(name)
+                for name in rules.surveys.dimensions
+            },
         )
 
     @property
@@ -243,12 +255,34 @@ def status_label(desk: Desk, status: str) -> str:
     return desk.staff_text(f"ticket_status_{status}")
 
 
+def card_status_label(desk: Desk, status: str) -> str:
+    """The card's status: both waiting statuses read "in conversation", so the card stays true
+    through a lively conversation without an edit per message (the topic's title, renamed after
+    a pause, tells who owes the next word)."""
+    if status in WAITING:
+        return desk.staff_text("ticket_status_in_conversation")
+    return status_label(desk, status)
+
+
 def priority_label(desk: Desk, priority: int) -> str:
     return desk.staff_text(f"ticket_priority_{PRIORITIES[max(0, min(priority, 3))]}")
 
 
-def tier_label(tier: str) -> str:
-    return tier.upper() if len(tier) <= 4 else tier.capitalize()
+def tier_label(desk: Desk, tier: str) -> str:
+    return desk.tier_names.get(tier) or readable_name(tier)
+
+
+def stage_label(desk: Desk, stage: str | None) -> str:
+    """A lifecycle stage as staff read it ("at risk", "有流失风险"); "—" when not computed yet."""
+    if stage is None:
+        return "—"
+    return desk.staff_text(f"customer_stage_{stage}") if stage in STAGES else readable_name(stage)
+
+
+def dimension_label(desk: Desk, dimension: str | None) -> str:
+    if not dimension:
+        return ""
+    return desk.dimension_names.get(dimension) or readable_name(dimension)
 
 
 def topic_title(desk: Desk, ticket: Ticket, customer: Customer | None) -> str:
@@ -260,7 +294,7 @@ def topic_title(desk: Desk, ticket: Ticket, customer: Customer | None) -> str:
     title = desk.staff_text(
         "ticket_topic_title",
         number=ticket.number,
-        tier=tier_label(ticket.tier),
+        tier=tier_label(desk, ticket.tier),
         status=status_label(desk, ticket.status),
         name=Markup(name),
     )

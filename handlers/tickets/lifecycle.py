@@ -51,7 +51,14 @@ from storage.tickets.erasure import erase_customer_tickets
 from storage.tickets.messages import OUT, QUEUED, add_message
 from storage.tickets.rows import insert_ticket, lock_ticket, next_number, open_ticket_of
 from storage.tickets.staff import staff_by_username
-from storage.tickets.statuses import CLOSED, OPEN, RESOLVED, WAITING_CUSTOMER, WAITING_STAFF
+from storage.tickets.statuses import (
+    CLOSED,
+    OPEN,
+    RESOLVED,
+    WAITING,
+    WAITING_CUSTOMER,
+    WAITING_STAFF,
+)
 
 
 def _new_ticket_row(
@@ -439,10 +446,12 @@ async def set_status(
     a lively conversation add up to one rename, or none), the others at once."""
     if ticket.status == status:
         return
+    flip = ticket.status in WAITING and status in WAITING
     ticket.status = status
     ticket.updated_at = now
-    await _retitle(session, desk, ticket, now, soon=status in (WAITING_STAFF, WAITING_CUSTOMER))
-    await refresh_card(session, desk, ticket, now)
+    await _retitle(session, desk, ticket, now, soon=status in WAITING)
+    if not flip:  # the card reads "in conversation" for both
+        await refresh_card(session, desk, ticket, now)
 
 
 async def refresh_card(session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime) -> None:

@@ -9,5 +9,7 @@ WAITING_CUSTOMER = "waiting_customer"
 RESOLVED = "resolved"
 CLOSED = "closed"
 STATUSES = (OPEN, WAITING_STAFF, WAITING_CUSTOMER, RESOLVED, CLOSED)
+WAITING = (WAITING_STAFF, WAITING_CUSTOMER)
+"""A conversation under way: whoever owes the next word."""
 SLA_RUNNING = (OPEN, WAITING_STAFF, WAITING_CUSTOMER)
 """Statuses in which the SLA clocks run (staff owe an answer or a resolution)."""
