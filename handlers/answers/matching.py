@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
 
 _CJK_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK = re.compile(f"[{_CJK_CHARS}]")
@@ -82,6 +83,13 @@ EN_CONTRACTIONS = {
 }
 # Chinese politeness and particles: removed from the question and the entries before scoring.
 ZH_FILLERS = (
+    "是什么",
+    "是多少",
+    "有没有",
+    "能不能",
+    "可不可以",
+    "可以",
+    "怎么办",
     "请问",
     "你好",
     "您好",
@@ -107,7 +115,6 @@ ZH_FILLERS = (
 _ZH_FILLER = re.compile("|".join(re.escape(word) for word in sorted(ZH_FILLERS, key=len)[::-1]))
 
 SPELLING_MIN_LENGTH = 5
-SPELLING_CUTOFF = 80.0
 CANDIDATES = 64  # paraphrases scored exactly per question
 POSTINGS_BUDGET = 400  # paraphrase votes counted per question when choosing candidates
 TVERSKY_QUESTION = 0.7  # weight of question features the entry does not explain
@@ -115,8 +122,9 @@ TVERSKY_ENTRY = 0.3  # weight of entry features the question does not mention
 RATIO_SHARE = 0.1  # share of fuzz.ratio in the final score (breaks ties between paraphrases)
 ENTRY_CANDIDATES = 32  # entries whose whole vocabulary is scored per question
 TVERSKY_VOCABULARY = 0.05  # weight of an entry's vocabulary the question does not mention
-VOCABULARY_SHARE = 0.5  # share of the vocabulary score in an entry's score
+VOCABULARY_SHARE = 0.6  # share of the vocabulary score in an entry's score
 CLAUSE_FACTOR = 0.95  # a clause of a longer message scores a little less than the whole
+SHORT_PART_WEIGHT = 9.0  # a part's features weighing less than this (IDF) count less
 MAX_CLAUSES = 12  # clauses of a long message scored on their own (the first 2, the last 10)
 
 
@@ -133,9 +141,9 @@ class Thresholds:
     """Scores are 0-100. At or above ``answer`` (and clear of the runner-up by ``margin``): answer;
     at or above ``suggest``: offer the best few as buttons; below: say so and offer a person."""
 
-    answer: float = 45.0
+    answer: float = 50.0
     suggest: float = 25.0
-    margin: float = 3.0
+    margin: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -375,11 +383,13 @@ class KbIndex:
         if cached is None:
             # Only words with the same first letter: typos rarely hit it, and it keeps the
             # search to a few hundred words in a large knowledge base.
+            # Damerau-Levenshtein (OSA) distance: 1 edit for short words, 2 from 8 letters
+            # ("retrun", "recieved"), so a real word is not bent into another ("taking").
             found = process.extractOne(
                 word,
                 self._by_initial.get(word[0], ()),
-                scorer=fuzz.ratio,
-                score_cutoff=SPELLING_CUTOFF,
+                scorer=OSA.distance,
+                score_cutoff=1 if len(word) < 8 else 2,
             )
             cached = found[0] if found else word
             if len(self._corrections) > 10_000:
@@ -407,18 +417,24 @@ class KbIndex:
         return frozenset(features)
 
     def _units(self, text: str) -> list[_Unit]:
+        """The whole text, then (for a long or mixed message) its clauses, pairs of clauses
+        and each script's words on their own; a part weighing little counts less."""
         whole = self._prepare(text)
         units = [_Unit(whole, self._features(whole), 1.0)]
-        parts = clauses(text)
-        if len(parts) < 2:
-            return units
-        prepared = [self._prepare(part) for part in parts]
-        pieces = prepared + [f"{a} {b}" for a, b in zip(prepared, prepared[1:], strict=False)]
+        prepared = [self._prepare(part) for part in clauses(text)]
+        pieces = prepared if len(prepared) > 1 else []
+        pieces += [f"{a} {b}" for a, b in zip(prepared, prepared[1:], strict=False)]
+        if has_cjk(whole) and _LATIN.search(whole):
+            tokens = _TOKEN.findall(whole)
+            pieces += [" ".join(t for t in tokens if has_cjk(t) == cjk) for cjk in (True, False)]
         seen = {whole}
         for piece in pieces:
             if piece and piece not in seen:
                 seen.add(piece)
-                units.append(_Unit(piece, self._features(piece), CLAUSE_FACTOR))
+                features = self._features(piece)
+                weight = sum(self._weights(features).values())
+                scale = CLAUSE_FACTOR * min(1.0, weight / SHORT_PART_WEIGHT)
+                units.append(_Unit(piece, features, scale))
         return units
 
     def _rare(self, weights: Mapping[str, float], postings: Mapping[str, list[int]]) -> list[str]:
