@@ -2,7 +2,7 @@
 
 Free of Telegram and of the database, so any channel (and ``bench/kb.py``) can use it.
 
-Why this scorer (measured on ``tests/data/kb_questions.yaml``, see ``bench/kb.py --scorers``):
+Why this scorer (measured on ``tests/data/kb_questions.yaml``, see ``bench/kb.py``):
 whole-string rapidfuzz scorers compare letters, and customers paraphrase ("where's my package"
 against "how do I track my order"); ``fuzz.ratio`` and ``token_set_ratio`` reached about 80 %
 top-1 on hand-written questions and ``WRatio`` about 60 %. Scoring the *words* that matter does
@@ -17,8 +17,17 @@ of the score is ``fuzz.ratio`` of the normalised strings, which breaks ties betw
 
 Text is normalised once (entries at build time, the question once per match): NFKC (full-width
 to half-width), case folding, traditional to simplified Chinese (OpenCC ``t2s``), punctuation and
-symbols removed, English contractions expanded, filler words dropped, synonyms mapped to one
-word (operator-editable, ``kb/synonyms.yaml``).
+symbols removed, English contractions expanded, filler words dropped, synonyms and phrases mapped
+to one word (operator-editable, ``kb/synonyms.yaml``; "can not" -> "unable" keeps "can I not
+pay online" apart from "I cannot pay").
+
+What customers really write (issue 19, ``tests/data/kb_dev.yaml``) added four things. Both
+languages share one feature space, and a message with both scripts ("tracking number怎么查") is
+also scored per script, each part against the questions of its own language. A long message (a
+story, then the question) is also scored clause by clause, a light clause counting less. Beside
+its best question, an entry is scored with its whole vocabulary: all its questions in both
+languages and its ``keywords`` (customers' words the questions do not use, in the kb files).
+Spelling corrections need an edit distance of 1 (2 from 8 letters), so "taking" stays itself.
 """
 
 from __future__ import annotations
@@ -89,7 +98,6 @@ ZH_FILLERS = (
     "能不能",
     "可不可以",
     "可以",
-    "怎么办",
     "请问",
     "你好",
     "您好",
@@ -125,7 +133,7 @@ TVERSKY_VOCABULARY = 0.05  # weight of an entry's vocabulary the question does n
 VOCABULARY_SHARE = 0.6  # share of the vocabulary score in an entry's score
 CLAUSE_FACTOR = 0.95  # a clause of a longer message scores a little less than the whole
 SHORT_PART_WEIGHT = 9.0  # a part's features weighing less than this (IDF) count less
-MAX_CLAUSES = 12  # clauses of a long message scored on their own (the first 2, the last 10)
+MAX_CLAUSES = 8  # clauses of a long message scored on their own (the first 2, the last 6)
 
 
 class Band(Enum):
@@ -288,7 +296,7 @@ _CLAUSE_BREAK = re.compile(
 
 @dataclass
 class _Unit:
-    """One scored part of a message (the whole of it, a clause, or two clauses together)."""
+    """One scored part of a message (the whole of it, a clause, or one script's words)."""
 
     text: str
     features: frozenset[str]
@@ -354,8 +362,8 @@ class KbIndex:
         for paraphrase, features in enumerate(self.features_of):
             for feature in features:
                 self.postings.setdefault(feature, []).append(paraphrase)
-        for entry, features in enumerate(self.entry_features):
-            for feature in features:
+        for entry, vocabulary_features in enumerate(self.entry_features):
+            for feature in vocabulary_features:
                 self.entry_postings.setdefault(feature, []).append(entry)
         count = max(len(self.entry_ids), 1)
         self.idf = {
@@ -417,13 +425,12 @@ class KbIndex:
         return frozenset(features)
 
     def _units(self, text: str) -> list[_Unit]:
-        """The whole text, then (for a long or mixed message) its clauses, pairs of clauses
-        and each script's words on their own; a part weighing little counts less."""
+        """The whole text, then (for a long or mixed message) its clauses and each script's
+        words on their own; a part weighing little counts less."""
         whole = self._prepare(text)
         units = [_Unit(whole, self._features(whole), 1.0)]
         prepared = [self._prepare(part) for part in clauses(text)]
         pieces = prepared if len(prepared) > 1 else []
-        pieces += [f"{a} {b}" for a, b in zip(prepared, prepared[1:], strict=False)]
         if has_cjk(whole) and _LATIN.search(whole):
             tokens = _TOKEN.findall(whole)
             pieces += [" ".join(t for t in tokens if has_cjk(t) == cjk) for cjk in (True, False)]

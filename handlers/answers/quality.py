@@ -95,5 +95,6 @@ def evaluate(index: KbIndex, questions: list[tuple[str, str]]) -> Quality:
             quality.answered_right += result.band is Band.ANSWER
             continue
         quality.confidently_wrong += result.band is Band.ANSWER
-        quality.misses.append(f"{question!r}: expected {expected}, got {best} ({result.band.value})")
+        band = result.band.value
+        quality.misses.append(f"{question!r}: expected {expected}, got {best} ({band})")
     return quality
