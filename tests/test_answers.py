@@ -104,7 +104,7 @@ class TestAnswers:
     async def test_middle_band_offers_buttons_and_the_pick_answers(self, harness: Harness) -> None:
         api = harness.api
         wu = api.add_user(3003, "吴", language_code="zh")
-        await api.send_text(wu, "能退货吗")
+        await api.send_text(wu, "退货还是换货")  # return or exchange: ambiguous
         offer = (await api.wait_for_sent(wu.id, 1))[0]
         assert offer.text == harness.text("zh", "kb_suggest")
         [question] = await _questions(harness)

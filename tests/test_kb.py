@@ -112,6 +112,46 @@ class TestValidation:
             load_knowledge_base(config)
 
     @pytest.mark.parametrize(
+        ("keywords", "problem"),
+        [
+            ("{zh: [退款], en: [退款]}", r"keywords\.en \(entry returns\): item 0 .* has Chinese"),
+            ("{en: [ok, '!!']}", r"keywords\.en \(entry returns\): item 1 .* has no letters"),
+            ("{en: [" + "x" * 41 + "]}", r"keywords\.en \(entry returns\): item 0 .* longer than"),
+            ("{fr: [remboursement]}", r"keywords\.fr \(entry returns\): unknown key"),
+        ],
+    )
+    def test_invalid_keywords_name_file_key_and_problem(
+        self, tmp_path: Path, keywords: str, problem: str
+    ) -> None:
+        text = ENTRY.format(id="returns", answer="x") + f"    keywords: {keywords}\n"
+        config = _config(tmp_path, a=text)
+        with pytest.raises(KnowledgeBaseError, match=r"a\.yaml: entries\.0\." + problem):
+            load_knowledge_base(config)
+
+    @pytest.mark.parametrize(
+        ("synonyms", "problem"),
+        [
+            ("{en: [[money back, 退款]]}", r"synonyms\.en: .*group 0: '退款' has Chinese"),
+            ("{zh: [[退款]]}", r"synonyms\.zh: .*group 0: each group needs at least two"),
+            ("{en: [[refund, '?']]}", r"synonyms\.en: .*group 0: '\?' has no letters"),
+        ],
+    )
+    def test_invalid_synonyms_name_file_key_and_problem(
+        self, tmp_path: Path, synonyms: str, problem: str
+    ) -> None:
+        config = _config(tmp_path, a=f"synonyms: {synonyms}\n")
+        with pytest.raises(KnowledgeBaseError, match=r"a\.yaml: " + problem):
+            load_knowledge_base(config)
+
+    def test_keywords_and_phrase_synonyms_are_matched(self, tmp_path: Path) -> None:
+        text = ENTRY.format(id="returns", answer="x") + "    keywords: {en: [amex]}\n"
+        refund = ENTRY.format(id="refund", answer="y").replace("return", "refund")
+        config = _config(tmp_path, a=text, b=refund, s="synonyms: {en: [[refund, money back]]}\n")
+        index = load_knowledge_base(config).index
+        assert index.match("amex?").best.entry_id == "returns"  # type: ignore[union-attr]
+        assert index.match("how do i get my money back").best.entry_id == "refund"  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize(
         "html",
         [
             'plain <b>bold</b> <i>it</i> <a href="https://x.test">link</a> &lt;3 &amp; &#128512;',

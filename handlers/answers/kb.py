@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bot.kernel.config import StrictModel
 from bot.kernel.files import ConfigError
-from handlers.answers.matching import KbIndex
+from handlers.answers.matching import KbIndex, has_cjk, normalise
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ RELOAD_MARKER = ".reload"
 ENTRY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_ANSWER_LENGTH = 3500  # Telegram's limit is 4096 characters once the HTML is parsed
 MAX_BUTTON_LABEL = 40
+MAX_KEYWORD_LENGTH = 40
 
 # Telegram's HTML parse mode: these tags (with these attributes) and nothing else.
 ALLOWED_TAGS: dict[str, frozenset[str]] = {
@@ -195,6 +196,40 @@ class Questions(StrictModel):
         return {"zh": self.zh, "en": self.en}
 
 
+class Keywords(StrictModel):
+    """Words and short phrases that point to this entry, per language (optional): customers'
+    own words the questions do not use ("amex", "高仿"). They count in the entry's vocabulary,
+    which the matcher compares with long and mixed-language messages."""
+
+    zh: list[str] = Field(default_factory=list)
+    en: list[str] = Field(default_factory=list)
+
+    @field_validator("zh", "en")
+    @classmethod
+    def _words(cls, value: list[str]) -> list[str]:
+        for position, keyword in enumerate(value):
+            if not normalise(keyword):
+                raise ValueError(f"item {position} ({keyword!r}) has no letters or characters")
+            if len(keyword) > MAX_KEYWORD_LENGTH:
+                raise ValueError(
+                    f"item {position} ({keyword!r}) is longer than {MAX_KEYWORD_LENGTH} characters"
+                )
+        return value
+
+    @field_validator("en")
+    @classmethod
+    def _english(cls, value: list[str]) -> list[str]:
+        for position, keyword in enumerate(value):
+            if has_cjk(keyword):
+                raise ValueError(
+                    f"item {position} ({keyword!r}) has Chinese characters: list it under zh"
+                )
+        return value
+
+    def all(self) -> list[str]:
+        return [*self.zh, *self.en]
+
+
 class EntryButton(StrictModel):
     """A link (``link`` + ``label``) or an action (``complaint``: open a complaint, ``person``:
     talk to a person)."""
@@ -226,6 +261,7 @@ class Entry(StrictModel):
     questions: Questions
     answer: Answer
     tags: list[str] = Field(default_factory=list)
+    keywords: Keywords = Keywords()
     buttons: list[EntryButton] = Field(default_factory=list, max_length=3)
 
     @field_validator("id")
@@ -243,11 +279,23 @@ class Synonyms(StrictModel):
     @field_validator("zh", "en")
     @classmethod
     def _groups(cls, value: list[list[str]]) -> list[list[str]]:
-        for group in value:
+        for number, group in enumerate(value):
             if len(group) < 2:
-                raise ValueError("each group needs at least two words")
+                raise ValueError(f"group {number}: each group needs at least two words")
             for word in group:
-                _non_empty(word)
+                if not normalise(word):
+                    raise ValueError(f"group {number}: {word!r} has no letters or characters")
+        return value
+
+    @field_validator("en")
+    @classmethod
+    def _english(cls, value: list[list[str]]) -> list[list[str]]:
+        for number, group in enumerate(value):
+            for word in group:
+                if has_cjk(word):
+                    raise ValueError(
+                        f"group {number}: {word!r} has Chinese characters: list it under zh"
+                    )
         return value
 
 
@@ -276,7 +324,9 @@ class KnowledgeBase:
     ) -> KnowledgeBase:
         """Entries and synonyms with their index built (normalised once, here)."""
         index = KbIndex.build(
-            ((entry.id, entry.questions.as_mapping()) for entry in entries), synonyms=synonyms
+            ((entry.id, entry.questions.as_mapping()) for entry in entries),
+            synonyms=synonyms,
+            keywords={entry.id: entry.keywords.all() for entry in entries},
         )
         return cls(entries, synonyms, index)
 
