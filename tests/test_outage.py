@@ -25,7 +25,9 @@ from tests.auxil.outbox import queue_text
 from tests.auxil.processes import free_port, start_carebot
 from tests.auxil.waiting import eventually
 
-RETRY = re.compile(r"WARNING bot\.inbox: Telegram unreachable: getUpdates failed .*; retrying in (\S+) s")
+RETRY = re.compile(
+    r"WARNING bot\.inbox: Telegram unreachable: getUpdates failed .*; retrying in (\S+) s"
+)
 PAUSED = "WARNING scheduler.dispatcher: Telegram unreachable"
 STOP_SECONDS = 3.0
 """SIGINT while Telegram is unreachable: the process is gone within this (asked: ~2 s)."""
