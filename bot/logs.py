@@ -216,7 +216,7 @@ class DemoteAlembicChatter(logging.Filter):
     when the root logger is at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.INFO or str(record.msg).startswith("Running upgrade"):
+        if record.levelno != logging.INFO or record.getMessage().startswith("Running upgrade"):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
