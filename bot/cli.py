@@ -14,6 +14,7 @@ from bot.cli_kb import kb_app
 from bot.cli_outbox import outbox_app
 from bot.cli_plan import plan_command
 from bot.cli_report import report_app
+from bot.cli_texts import cli_language, say
 from bot.cli_tiers import tiers_app
 from bot.cli_tools import or_exit
 from bot.kernel.config import load_config
@@ -26,11 +27,12 @@ from storage.engine import parse_database_url
 from storage.migrate import HEAD_REVISION, revision_of, upgrade
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="carebot — customer care on Telegram: tickets, surveys, tiers and proactive care.",
     no_args_is_help=True,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(inbox_app, name="inbox")
@@ -40,6 +42,12 @@ app.add_typer(import_app, name="import")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(customer_app, name="customer")
 app.command("plan")(plan_command)
+
+
+@app.callback()
+def check_cli_language() -> None:
+    """carebot — customer care on Telegram: tickets, surveys, tiers and proactive care."""
+    or_exit(cli_language)  # an unknown CAREBOT_CLI_LANGUAGE: one line before anything runs
 
 
 @app.command()
@@ -96,6 +104,32 @@ def demo(
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and whether it is the one this carebot needs
+    (exit code 0 when current, 1 when not, 2 when the database cannot be read)."""
+    settings = or_exit(load_database_settings)
+    try:
+        current = asyncio.run(revision_of(settings.database_url))
+    except Exception as error:  # unreachable, refused, not a database: one line
+        typer.echo(f"carebot: {database_error(settings.database_url, error)}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(schema_verdict(current))
+    if current != HEAD_REVISION:
+        raise typer.Exit(1)
+
+
+def schema_verdict(current: str | None) -> str:
+    """One line: the revision, and current or what to do."""
+    if current is None:
+        return say("cli_db_empty", head=HEAD_REVISION)
+    if current == HEAD_REVISION:
+        return say("cli_db_current", current=current)
+    if current > HEAD_REVISION:  # revisions are zero-padded numbers
+        return say("cli_db_ahead", current=current, head=HEAD_REVISION)
+    return say("cli_db_behind", current=current, head=HEAD_REVISION)
 
 
 @db_app.command("upgrade")

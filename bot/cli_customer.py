@@ -21,7 +21,9 @@ from handlers.tickets.lifecycle import TicketDesk
 from storage.models import Customer
 
 customer_app = typer.Typer(
-    help="One customer's data: export it, or erase it (as /forget does).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="One customer's data: export it, or erase it (as /forget does).",
+    no_args_is_help=True,
 )
 
 

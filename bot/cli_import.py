@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import importer
+from bot.cli_texts import counted
 from bot.cli_tools import Tool, database, open_tool
 from scheduler import tiers as tier_job
 from storage import linking as link_queries
@@ -28,7 +29,9 @@ from storage.tiers.spec import RunSummary
 PROGRESS_FROM_LINES = 5_000
 
 import_app = typer.Typer(
-    help="Import customers and orders from the shop's CSV exports.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Import customers and orders from the shop's CSV exports.",
+    no_args_is_help=True,
 )
 err = Console(stderr=True)
 
@@ -71,7 +74,7 @@ def _reject(error: importer.ImportRejected, path: Path) -> None:
     for problem in error.problems:
         typer.echo(str(problem), err=True)
     lines = len({problem.line for problem in error.problems})
-    typer.echo(f"{path}: rejected ({lines} bad line(s)); nothing was imported", err=True)
+    typer.echo(f"{path}: rejected ({counted('bad_lines', lines)}); nothing was imported", err=True)
     raise typer.Exit(1)
 
 
@@ -122,7 +125,9 @@ def import_orders(
         counts = asyncio.run(_run_import(tool, file, step))
     except importer.ImportRejected as error:
         _reject(error, file)
-    typer.echo(f"{_summary(file, counts)}; {counts.customers_queued} customer(s) to recompute")
+    typer.echo(
+        f"{_summary(file, counts)}; {counted('customers', counts.customers_queued)} to recompute"
+    )
     if recompute and counts.customers_queued:
 
         async def run() -> RunSummary:
@@ -132,7 +137,7 @@ def import_orders(
         summary = asyncio.run(run())
         typer.echo(
             f"tiers: {'full' if summary.full else 'incremental'} run, {summary.scored} scored, "
-            f"{summary.tier_changes} tier change(s), {summary.duration_ms} ms"
+            f"{counted('tier_changes', summary.tier_changes)}, {summary.duration_ms} ms"
         )
 
 
@@ -160,4 +165,4 @@ def link_codes(
         for external_id, name, phone, code in rows:
             link = f"https://t.me/{bot_username.lstrip('@')}?start={code}" if bot_username else ""
             writer.writerow([external_id, name or "", phone or "", code, link])
-    typer.echo(f"{output}: {len(rows)} link code(s)")
+    typer.echo(f"{output}: {counted('link_codes', len(rows))}")

@@ -14,7 +14,9 @@ from bot.cli_outbox import ago, with_session
 from storage import inbox as inbox_queries
 
 inbox_app = typer.Typer(
-    help="The inbox: updates received, waiting, handled or parked.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The inbox: updates received, waiting, handled or parked.",
+    no_args_is_help=True,
 )
 
 

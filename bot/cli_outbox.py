@@ -40,7 +40,9 @@ from storage.engine import create_engine, create_sessionmaker, parse_database_ur
 from storage.migrate import upgrade
 
 outbox_app = typer.Typer(
-    help="The outbox: queued messages, dead ones, the dispatcher.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The outbox: queued messages, dead ones, the dispatcher.",
+    no_args_is_help=True,
 )
 
 

@@ -13,8 +13,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.cli_texts import counted
 from bot.cli_tools import database, open_tool
 from storage import kb as kb_queries
 from storage.tickets.reports import TicketReport, ticket_report
@@ -22,7 +24,7 @@ from storage.tiers.report import TierReport, tier_report
 from storage.tiers.spec import STAGES, ChurnFlag, day_of
 from surveys import analytics as survey_analytics
 
-report_app = typer.Typer(help="Reports.", no_args_is_help=True)
+report_app = typer.Typer(rich_markup_mode=None, help="Reports.", no_args_is_help=True)
 out = Console()
 
 
@@ -54,7 +56,7 @@ def tiers() -> None:
         ChurnFlag.SATISFACTION: "satisfaction falling (survey scores)",
     }
     for flag, count in report.churn_flags.items():
-        out.print(f"churn signal {labels[flag]}: {count:,} customer(s)")
+        out.print(f"churn signal {labels[flag]}: {counted('customers', count)}")
 
     if report.since_run is not None:
         since = report.since_run
@@ -83,12 +85,9 @@ def tiers() -> None:
         )
     out.print(runs if report.runs else "no tiers run yet: carebot tiers recompute --full")
     if report.pending:
-        out.print(f"{report.pending:,} customer(s) waiting for the next run")
+        out.print(f"{counted('customers', report.pending)} waiting for the next run")
 
 
-# NOTE for the knowledge-base owner: this command was restored by the tiers work after
-# bot/cli_report.py was overwritten by mistake; it reproduces the original's output (the one
-# tests/test_answers.py checks). Replace it with your original if it differed.
 @report_app.command("kb")
 def kb(
     days: int = typer.Option(30, min=1, help="Look at the questions of the last N days."),
@@ -108,19 +107,21 @@ def kb(
             )
 
     unanswered, entries = asyncio.run(read())
-    typer.echo(f"Unanswered questions, last {days} days (most asked first):")
-    typer.echo(f"{'asked':>7}  question")
+    questions = Table(
+        "asked", "question", title=f"unanswered questions, last {days} days (most asked first)"
+    )
     for question in unanswered:
-        typer.echo(f"{question.count:>7}  {question.question}")
-    if not unanswered:
-        typer.echo("   none")
-    typer.echo("")
-    typer.echo("Entries by helpfulness (least helpful first):")
-    typer.echo(f"{'shown':>7}{'helpful':>9}{'not':>6}  entry")
+        # A customer's words: shown as typed, never read as Rich markup.
+        questions.add_row(f"{question.count:,}", Text(question.question))
+    out.print(questions if unanswered else "no unanswered questions")
+    helpfulness = Table(
+        "entry", "shown", "helpful", "not helpful", title="entries by helpfulness (least first)"
+    )
     for entry in entries:
-        typer.echo(f"{entry.shown:>7}{entry.helpful:>9}{entry.unhelpful:>6}  {entry.entry_id}")
-    if not entries:
-        typer.echo("   none")
+        helpfulness.add_row(
+            entry.entry_id, f"{entry.shown:,}", f"{entry.helpful:,}", f"{entry.unhelpful:,}"
+        )
+    out.print(helpfulness if entries else "no entry was shown")
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:
@@ -276,7 +277,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    out.print(f"wrote {len(rows)} row(s) to {path}")
+    out.print(f"wrote {counted('rows', len(rows))} to {path}")
 
 
 @report_app.command("surveys")

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.cli_texts import counted, zoned
 from bot.cli_tools import Tool, database, money, open_tool
 from bot.kernel.config import TierConfig
 from scheduler import tiers as tier_job
@@ -19,7 +20,9 @@ from storage.tiers.spec import RunSummary, day_of
 from surveys.analytics import SatisfactionDrop, satisfaction_drops
 
 tiers_app = typer.Typer(
-    help="RFM scores, tiers, lifecycle stages and churn signals.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="RFM scores, tiers, lifecycle stages and churn signals.",
+    no_args_is_help=True,
 )
 out = Console()
 
@@ -53,9 +56,9 @@ def recompute(
     kind = "rebuild" if rebuild else "full" if summary.full else "incremental"
     typer.echo(
         f"tiers: {kind} run #{summary.run_id} on {day_of(summary.day)}: "
-        f"{summary.scored} customer(s) with orders scored, {summary.refreshed} refreshed, "
-        f"{summary.tier_changes} tier change(s), {summary.customer_changes} customer(s) "
-        f"changed, {summary.duration_ms} ms"
+        f"{counted('customers', summary.scored)} with orders scored, "
+        f"{summary.refreshed} refreshed, {counted('tier_changes', summary.tier_changes)}, "
+        f"{counted('customers', summary.customer_changes)} changed, {summary.duration_ms} ms"
     )
 
 
@@ -145,8 +148,8 @@ def _print_scores(
         out.print("no churn signal")
 
 
-def _print_history(card: TierCard) -> None:
-    """The last tiers run and the customer's latest tier changes."""
+def _print_history(card: TierCard, zone: str) -> None:
+    """The last tiers run and the customer's latest tier changes (times in the shop's ``zone``)."""
     if card.last_run is not None:
         run = card.last_run
         out.print(
@@ -156,7 +159,7 @@ def _print_history(card: TierCard) -> None:
         history = Table("when", "from", "to", "why", title="tier history", box=None)
         for change in card.history:
             history.add_row(
-                change.changed_at.strftime("%Y-%m-%d %H:%M"),
+                zoned(change.changed_at, zone),
                 change.old_tier or "-",
                 change.new_tier,
                 change.reason,
@@ -179,7 +182,7 @@ def show(customer: str = typer.Argument(..., help=CUSTOMER_HELP)) -> None:
         out.print("no counted orders yet (refunded and cancelled orders do not count)")
     else:
         _print_scores(card.rfm, rules, today, satisfaction)
-    _print_history(card)
+    _print_history(card, tool.rules.general.customers.default_timezone)
 
 
 @tiers_app.command("pin")

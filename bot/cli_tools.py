@@ -19,7 +19,7 @@ from bot.kernel.texts import CatalogueError
 from bot.runner import StartupError
 from bot.settings import EXAMPLE_CONFIG_DIR, EXPECTED, DatabaseSettings, SettingsError
 from storage.engine import Sessions, create_engine, create_sessionmaker, parse_database_url
-from storage.migrate import upgrade
+from storage.migrate import upgrade_if_behind
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ def open_tool() -> Tool:
     settings = or_exit(load_tool_settings)
     rules = or_exit(lambda: load_config(settings.config_dir))
     if parse_database_url(settings.database_url).get_backend_name() == "sqlite":
-        upgrade(settings.database_url)
+        upgrade_if_behind(settings.database_url)
     return Tool(settings, rules, clock)
 
 

@@ -50,9 +50,17 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
 from telegram.constants import ChatType
-from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import Application, ExtBot
 
+from bot.errors import log_update_error
 from bot.kernel.clock import Clock
 from bot.kernel.config import InboxConfig
 from handlers._edge.inbound import ConversationKey, conversation_key, record_of
@@ -64,14 +72,19 @@ from storage.inbox import Pending
 from storage.staff_group import stored_staff_group
 
 logger = logging.getLogger(__name__)
-errors_logger = logging.getLogger("carebot.errors")  # as bot.errors logs a rule's error
 
 POLL_TIMEOUT_SECONDS = 10
 """How long one ``getUpdates`` waits for something to arrive (long polling)."""
 READ_MARGIN_SECONDS = 5.0
 MAX_CONCURRENT_CONVERSATIONS = 64
 MAX_RETRY_SECONDS = 60.0
-FETCH_ERROR_PAUSE_SECONDS = 1.0
+FETCH_RETRY_FIRST_SECONDS = 1.0
+FETCH_RETRY_MAX_SECONDS = 30.0
+"""After a failed ``getUpdates`` (Telegram unreachable) or a batch that could not be stored,
+the next try waits 1 s, then twice as long each time, at most 30 s."""
+CONFIRM_TIMEOUT_SECONDS = 2.0
+"""At stop, how long the last ``getUpdates`` (confirming the stored batch) may take: an
+unconfirmed batch is only delivered again, and recognised by its ``update_id``."""
 MAX_ID = 2**63 - 1
 """The inbox stores ids in 64-bit columns."""
 MAX_FILE_ID_LENGTH = 256
@@ -402,14 +415,18 @@ class Inbox:
 
     async def _poll(self, wait_seconds: int) -> None:
         """Long polling until the inbox stops: fetch, commit, and only then confirm with the
-        next offset. The last batch is confirmed (a short ``getUpdates``) before returning."""
+        next offset. A failure (Telegram unreachable, the database away) is one WARNING line
+        saying when the next try is, with a growing pause (``fetch_retry_delay``). The last
+        batch is confirmed (a short ``getUpdates``) before returning."""
         stop = self._stopping
         bot = self._application.bot
         assert isinstance(bot, InboxBot), "build the Application with an InboxBot"
         offset: int | None = None
-        allowed = Update.ALL_TYPES
+        failures = 0
         while not stop.is_set():
-            fetching = asyncio.ensure_future(bot.fetch_updates(offset, wait_seconds, allowed))
+            fetching = asyncio.ensure_future(
+                bot.fetch_updates(offset, wait_seconds, Update.ALL_TYPES)
+            )
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -419,22 +436,34 @@ class Inbox:
                     await fetching
                 break
             try:
-                raw_updates = fetching.result()
-                if raw_updates:
-                    await self.receive(raw_updates)
-                    ids = [i for raw in raw_updates if (i := update_id_of(raw)) is not None]
-                    if ids:
-                        offset = max(ids) + 1
+                offset = await self._take(fetching.result(), offset)
             except (InvalidToken, Conflict):
                 raise
             except RetryAfter as error:
                 await _pause(stop, retry_after_seconds(error))
+                continue
             except Exception as error:  # the network or the database: the same batch again
-                logger.warning("getUpdates or storing failed (%s): trying again", _name(error))
-                await _pause(stop, FETCH_ERROR_PAUSE_SECONDS)
+                failures += 1
+                delay = fetch_retry_delay(failures)
+                logger.warning("%s; retrying in %s", fetch_failure(error), _seconds(delay))
+                await _pause(stop, delay)
+                continue
+            if failures:
+                logger.info("getUpdates works again after %d failed attempt(s)", failures)
+                failures = 0
         if offset is not None:  # confirm what was stored, as PTB's Updater does on stop
-            with contextlib.suppress(TelegramError):
-                await bot.fetch_updates(offset, 0, allowed)
+            with contextlib.suppress(TelegramError, TimeoutError):
+                async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
+                    await bot.fetch_updates(offset, 0, Update.ALL_TYPES)
+
+    async def _take(self, raw_updates: list[dict[str, Any]], offset: int | None) -> int | None:
+        """Store a fetched batch; the offset that confirms it (``offset`` when it was empty)."""
+        if raw_updates:
+            await self.receive(raw_updates)
+            ids = [i for raw in raw_updates if (i := update_id_of(raw)) is not None]
+            if ids:
+                return max(ids) + 1
+        return offset
 
     # -- handling ------------------------------------------------------------------------------
 
@@ -628,12 +657,7 @@ class Inbox:
             try:
                 await action()
             except Exception as error:
-                errors_logger.error(
-                    "error while handling update %s: %s",
-                    update_id,
-                    _name(error),
-                    exc_info=(type(error), error, error.__traceback__),
-                )
+                log_update_error(update_id, error)
         if self.on_handled is not None:
             self.on_handled([item.update.update_id for item in items])
         return None, items
@@ -734,6 +758,26 @@ def _name(error: BaseException) -> str:
     """An error for logs and the inbox: its type only (a database error's text can carry what
     a customer wrote)."""
     return type(error).__name__
+
+
+def fetch_retry_delay(failures: int) -> float:
+    """The pause after the ``failures``-th failed fetch in a row: 1 s, 2 s, 4 s ... 30 s."""
+    return min(FETCH_RETRY_FIRST_SECONDS * 2 ** (failures - 1), FETCH_RETRY_MAX_SECONDS)
+
+
+def fetch_failure(error: BaseException) -> str:
+    """What failed, for the one log line: Telegram unreachable with PTB's reason (it names the
+    connection error, never a message), or the batch not stored with the error's type only (a
+    database error's text can quote what a customer wrote)."""
+    if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
+        return f"Telegram unreachable: getUpdates failed ({type(error).__name__}: {error})"
+    if isinstance(error, TelegramError):
+        return f"getUpdates failed ({type(error).__name__}: {error})"
+    return f"storing the fetched updates failed ({_name(error)})"
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:g} s"
 
 
 def _kind(update: Update) -> str:

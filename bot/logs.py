@@ -206,6 +206,25 @@ class TextFormatter(logging.Formatter):
         return self._redact.secrets(line)
 
 
+# Alembic's set-up chatter ("setup plugin ...", "Context impl SQLiteImpl.", "Will assume
+# non-transactional DDL."): DEBUG lines, not INFO. "Running upgrade a -> b" stays INFO.
+ALEMBIC_CHATTER_LOGGERS = ("alembic.runtime.plugins", "alembic.runtime.migration")
+
+
+class DemoteAlembicChatter(logging.Filter):
+    """Alembic's INFO lines other than "Running upgrade ..." become DEBUG lines, shown only
+    when the root logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.getMessage().startswith("Running upgrade"):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_DEMOTE_ALEMBIC = DemoteAlembicChatter()
+
+
 def wants_json(log_format: LogFormat, stream: TextIO) -> bool:
     """JSON unless asked for text or writing to a terminal."""
     if log_format != "auto":
@@ -232,5 +251,9 @@ def configure_logging(
     root.setLevel(level)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for chatty in ALEMBIC_CHATTER_LOGGERS:
+        chatty_logger = logging.getLogger(chatty)
+        if _DEMOTE_ALEMBIC not in chatty_logger.filters:
+            chatty_logger.addFilter(_DEMOTE_ALEMBIC)
     # PTB's DEBUG lines print whole updates (customers' texts and phone numbers).
     logging.getLogger("telegram").setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -133,7 +133,8 @@ class _SendsCollector(Collector):
         counters = self.counters or DispatchCounters()
         sends = CounterMetricFamily(
             "carebot_outbox_sends",
-            "Outbox send attempts by result (sent, failed, dead, retried, rate_limited, deferred)",
+            "Outbox send attempts by result (sent, failed, dead, retried, rate_limited, deferred, "
+            "unreachable)",
             labels=["result"],
         )
         for item in fields(counters):

@@ -30,6 +30,7 @@ from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
+from scheduler.kb_reload import KbReloadWatch, kb_reload_jobs
 from scheduler.sla import sla_jobs
 from scheduler.staff_group import staff_group_jobs
 from scheduler.surveys import survey_jobs
@@ -162,9 +163,11 @@ def build_background(
     rules: Config,
     texts: Texts,
     clock: Clock,
+    kb_watch: KbReloadWatch | None = None,
 ) -> Background:
     """The outbox dispatcher (sending with the Application's bot, on the hot path's sessions)
-    and the periodic jobs (on the background ones)."""
+    and the periodic jobs (on the background ones; ``kb_watch`` follows ``carebot kb
+    reload``)."""
     # The ticket desk: the handlers and the dispatcher's outcome hooks share one.
     desk = application.bot_data.desk
     dispatcher = create_desk_dispatcher(
@@ -178,14 +181,20 @@ def build_background(
     )
     application.bot_data.wake = dispatcher.wake  # relays go out at once, not at a poll
     metrics_of(application).watch_dispatcher(dispatcher.counters)  # sends by result, 429s
-    return Background(dispatcher, periodic_jobs(database.background, rules, desk), clock)
+    jobs = periodic_jobs(database.background, rules, desk, kb_watch=kb_watch)
+    return Background(dispatcher, jobs, clock)
 
 
 def periodic_jobs(
-    sessionmaker: async_sessionmaker[AsyncSession], rules: Config, desk: TicketDesk
+    sessionmaker: async_sessionmaker[AsyncSession],
+    rules: Config,
+    desk: TicketDesk,
+    *,
+    kb_watch: KbReloadWatch | None = None,
 ) -> list[PeriodicJob]:
     """Every job the bot process runs on its own: a handful, none per customer."""
     return [
+        *(kb_reload_jobs(kb_watch) if kb_watch is not None else []),
         *outbox_jobs(sessionmaker, rules.outbox),
         *care_jobs(sessionmaker, planner_for(rules)),
         *sla_jobs(sessionmaker, desk, stored_failure),
@@ -257,9 +266,13 @@ async def serve(
     )
     inbox = inbox_of(application)
     stop_kb_reloads = reload_on_sighup(application.bot_data.kb)
-    background = build_background(application, database, rules=rules, texts=texts, clock=clock)
+    kb_watch = KbReloadWatch(database.background, application.bot_data.kb)
+    background = build_background(
+        application, database, rules=rules, texts=texts, clock=clock, kb_watch=kb_watch
+    )
     runner: web.AppRunner | None = None
     try:
+        await kb_watch.prime()  # the version of the files just loaded
         await connect(application.bot, settings)
         async with application:
             # The staff group (the setting, or what /setup stored) before anything runs.

@@ -18,7 +18,20 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, and_, delete, exists, false, func, or_, select, text, true, update
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -149,6 +162,52 @@ async def birthday_customers(
         select(*_CUSTOMER_COLUMNS).where(or_(*conditions), _reachable()).order_by(Customer.id)
     )
     return [_customer(row) for row in result]
+
+
+REACH_REASONS = ("erased", "not_on_telegram", "no_consent", "blocked", "reachable")
+"""Why a customer can or cannot get a care message, in the order they are judged."""
+
+
+def _reach_reason() -> Any:
+    return case(
+        (Customer.erased_at.is_not(None), "erased"),
+        (Customer.chat_id.is_(None), "not_on_telegram"),
+        (Customer.consent.is_not(True), "no_consent"),
+        (Customer.reachable.is_not(True), "blocked"),
+        else_="reachable",
+    )
+
+
+async def reach_counts(
+    session: AsyncSession,
+    *,
+    born_on: tuple[Iterable[tuple[int, int]], Iterable[tuple[int, int]]] | None = None,
+    countries: Sequence[str] | None = None,
+) -> dict[str, int]:
+    """Customers by ``REACH_REASONS`` (``carebot plan`` says why nothing is planned): all of
+    them, those born on one of the (solar, lunar) (month, day) pairs ``born_on``, or those of
+    ``countries``. Only the reasons that have customers are in the result."""
+    reason = _reach_reason()
+    statement = select(reason, func.count()).group_by(reason)
+    if born_on is not None:
+        solar, lunar = born_on
+        statement = statement.where(
+            or_(
+                false(),
+                *(
+                    and_(
+                        Customer.birth_month == month,
+                        Customer.birth_day == day,
+                        Customer.birthday_lunar.is_(is_lunar),
+                    )
+                    for pairs, is_lunar in ((set(solar), False), (set(lunar), True))
+                    for month, day in sorted(pairs)
+                ),
+            )
+        )
+    if countries is not None:
+        statement = statement.where(Customer.country.in_(sorted(set(countries))))
+    return {str(name): int(number) for name, number in await session.execute(statement)}
 
 
 async def customers_in_countries(

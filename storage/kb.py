@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Table, case, func, insert, select
+from sqlalchemy import Table, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import KbHandoff, KbQuestion
+from storage.customers import _insert_ignoring_conflicts
+from storage.models import KbHandoff, KbQuestion, KbReload
 
 # KbQuestion.outcome
 ANSWERED = "answered"
@@ -160,3 +161,31 @@ def _aware(moment: datetime) -> datetime:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+# --- reloads: ``carebot kb reload`` raises a version every bot process follows ---
+
+KB_RELOAD_ROW = 1
+_RELOAD_VERSION = select(KbReload.version).where(KbReload.id == KB_RELOAD_ROW)
+
+
+async def reload_version(session: AsyncSession) -> int | None:
+    """How many reloads were asked for so far (None: never)."""
+    return (await session.execute(_RELOAD_VERSION)).scalar_one_or_none()
+
+
+async def request_reload(session: AsyncSession, now: datetime) -> int:
+    """Ask every running bot to load the knowledge-base files again; the new version."""
+    raised = await session.execute(
+        update(KbReload)
+        .where(KbReload.id == KB_RELOAD_ROW)
+        .values(version=KbReload.version + 1, requested_at=now)
+    )
+    if not raised.rowcount:  # type: ignore[attr-defined]
+        await session.execute(
+            _insert_ignoring_conflicts(session, KbReload)
+            .values(id=KB_RELOAD_ROW, version=0, requested_at=now)
+            .on_conflict_do_nothing(index_elements=[KbReload.id])
+        )
+        return await request_reload(session, now)
+    return int((await session.execute(_RELOAD_VERSION)).scalar_one())

@@ -8,6 +8,7 @@ migration scripts; a test checks it against Alembic's own head.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
@@ -18,7 +19,7 @@ from storage.engine import create_engine, parse_database_url
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 """The newest migration in ``storage/migrations/versions`` (raise it with each new one)."""
 
 _VERSION = text("SELECT version_num FROM alembic_version")
@@ -40,6 +41,15 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
+
+
+def upgrade_if_behind(database_url: str) -> bool:
+    """Upgrade only when the schema is not at ``HEAD_REVISION`` (read in plain SQL: Alembic is
+    not loaded for a current database); True when it ran. Blocking, like ``upgrade``."""
+    if asyncio.run(revision_of(database_url)) == HEAD_REVISION:
+        return False
+    upgrade(database_url)
+    return True
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

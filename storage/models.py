@@ -757,6 +757,19 @@ class StaffGroupSetting(Base):
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class KbReload(Base):
+    """``carebot kb reload`` asked the running bots to load the knowledge-base files again: one
+    row, ``id`` 1, whose ``version`` goes up by one each time; every bot process reads it every
+    few seconds (``scheduler.kb_reload``). In the database, not a file: the config directory
+    may be read-only (the Docker image's example config belongs to root)."""
+
+    __tablename__ = "kb_reload"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class DashboardLogin(Base):
     """A one-time login link to the staff dashboard (``/dashboard`` in the staff group): only
     the token's SHA-256 is kept, it works once (``used_at``) and until ``expires_at``."""

@@ -57,3 +57,10 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, saved in levels.items():
         logging.getLogger(name).setLevel(saved)
+
+
+@pytest.fixture(autouse=True)
+def english_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``carebot`` command speaks English in tests whatever the machine's locale (a test
+    that wants Chinese sets ``CAREBOT_CLI_LANGUAGE=zh``)."""
+    monkeypatch.setenv("CAREBOT_CLI_LANGUAGE", "en")

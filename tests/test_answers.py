@@ -17,6 +17,7 @@ from bot.cli import app as cli_app
 from bot.kernel.texts import Markup
 from bot.settings import EXAMPLE_CONFIG_DIR, load_settings
 from handlers.answers.kb import KbLibrary, KnowledgeBaseError, load_knowledge_base
+from scheduler.kb_reload import KbReloadWatch
 from storage.models import KbHandoff, KbQuestion
 from tests.auxil.harness import TOKEN, Harness
 from tests.auxil.processes import CAREBOT, carebot_env
@@ -188,10 +189,12 @@ class TestAnswers:
         assert await _questions(harness) == []
 
     async def test_reload_picks_up_a_new_entry_without_restart(
-        self, harness: Harness, tmp_path: Path
+        self, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         config = _copy_config(tmp_path)
-        harness.application.bot_data.kb = KbLibrary(config)
+        library = harness.application.bot_data.kb = KbLibrary(config)
+        watch = KbReloadWatch(harness.sessionmaker, library)  # as `carebot run` ticks it
+        await watch.prime()
         api = harness.api
         fay = api.add_user(3009, "Fay", language_code="en")
         new_answer = "No live fish — only <b>tanks</b>."
@@ -209,11 +212,14 @@ class TestAnswers:
             f"      en: {new_answer}\n",
             encoding="utf-8",
         )
+        monkeypatch.setenv("CAREBOT_DATABASE_URL", harness.settings.database_url)
         result = await asyncio.to_thread(
             CliRunner().invoke, cli_app, ["kb", "reload", "--config-dir", str(config)]
         )
         assert result.exit_code == 0, result.output
-        assert "37 entries" in result.output
+        assert "knowledge base OK: 37 entries in 8 files" in result.output
+        assert "reload #1" in result.output
+        assert await watch.run(harness.clock.now())
 
         await api.send_text(fay, "do you sell aquarium fish?")
         reply = (await api.wait_for_sent(fay.id, 2))[-1]
@@ -237,9 +243,11 @@ class TestAnswers:
             CliRunner().invoke, cli_app, ["report", "kb", "--days", "36500"]
         )
         assert result.exit_code == 0, result.output
-        lines = result.output.splitlines()
-        assert "      2  what is the capital of france" in lines
-        assert any(line.split() == ["1", "0", "1", "tracking"] for line in lines)
+        rows = [
+            [cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines()
+        ]
+        assert ["2", "what is the capital of france"] in rows, result.output
+        assert ["tracking", "1", "0", "1"] in rows, result.output
 
 
 class TestStartup:
@@ -282,10 +290,15 @@ class TestStartup:
         assert f"{config / 'kb' / 'broken.yaml'}: entries.0.answer.en (entry broken)" in run.stderr
         assert "<b> is never closed" in run.stderr
 
-    def test_kb_reload_refuses_an_invalid_file_and_touches_nothing(self, tmp_path: Path) -> None:
+    def test_kb_reload_refuses_an_invalid_file_and_touches_nothing(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         config = _copy_config(tmp_path)
         (config / "kb" / "broken.yaml").write_text(BROKEN_ENTRY, encoding="utf-8")
+        database = tmp_path / "carebot.db"
+        monkeypatch.setenv("CAREBOT_DATABASE_URL", f"sqlite+aiosqlite:///{database}")
         result = CliRunner().invoke(cli_app, ["kb", "reload", "--config-dir", str(config)])
         assert result.exit_code == 2
         assert "broken.yaml: entries.0.answer.en (entry broken)" in result.output
-        assert not (config / "kb" / ".reload").exists()
+        assert "nothing reloaded" in result.output
+        assert not database.exists()  # the database was not even opened

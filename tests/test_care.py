@@ -575,13 +575,51 @@ class TestPreview:
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()
         assert lines[:4] == [
-            "care plan for 2027-02-06: 3 message(s); nothing was queued",
+            "care plan for 2027-02-06: 3 messages; nothing was queued",
             "  birthday             1   (vip 1)",
             "  holiday              1   (normal 1)",
             "  retention            1   (important 1)",
         ]
         assert "    zh: Customer 2，春节快乐！" in lines
         assert any("code CB-XXXX-XXXX, valid until 2027-02-27" in line for line in lines)
+        assert await care_rows(sessionmaker) == []
+
+    async def test_a_day_that_plans_nothing_says_why_in_english_and_chinese(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        database_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        async with sessionmaker.begin() as session:
+            born = {"birth_month": 3, "birth_day": 9}
+            await add_customer(session, 1, chat_id=None, **born)  # imported, never wrote
+            await add_customer(session, 2, chat_id=None, **born)
+            await add_customer(session, 3, consent=False, **born)
+            await add_customer(session, 4, reachable=False)
+            await add_customer(session, 5)
+        monkeypatch.setenv("CAREBOT_DATABASE_URL", database_url)
+        monkeypatch.setenv("CAREBOT_CONFIG_DIR", str(CONFIG))
+        english = await asyncio.to_thread(
+            CliRunner().invoke, app, ["plan", "--date", "2027-03-09"]
+        )
+        assert english.exit_code == 0, english.output
+        assert english.output.splitlines()[:5] == [
+            "care plan for 2027-03-09: 0 messages; nothing was queued",
+            "Why nothing is planned:",
+            "  - 5 customers in all: 2 are not on Telegram yet, 1 has not agreed to care "
+            "messages, 1 blocked the bot, 1 can receive care messages",
+            "  - 3 customers with a birthday that day: 2 are not on Telegram yet, "
+            "1 has not agreed to care messages",
+            "  - no greeted holiday that day",
+        ]
+        monkeypatch.setenv("CAREBOT_CLI_LANGUAGE", "zh")
+        chinese = await asyncio.to_thread(
+            CliRunner().invoke, app, ["plan", "--date", "2027-03-09"]
+        )
+        assert (
+            "  - 当天生日的有 3 位客户：2 位尚未使用 Telegram 联系我们，1 位未同意接收关怀消息"
+            in (chinese.output.splitlines())
+        )
         assert await care_rows(sessionmaker) == []
 
     def test_a_bad_date_is_one_line(self) -> None:

@@ -335,7 +335,7 @@ class TestCli:
         assert f"{customers}: 3 rows: 3 new, 0 changed, 0 unchanged" in result.output
         result = await asyncio.to_thread(self.invoke, "import", "orders", str(orders))
         assert result.exit_code == 0, result.output
-        assert "2 customer(s) to recompute" in result.output
+        assert "2 customers to recompute" in result.output
         assert "tiers: full run, 2 scored" in result.output  # no full run yet: a full one
         result = await asyncio.to_thread(self.invoke, "import", "orders", str(bad))
         assert result.exit_code == 1
@@ -345,7 +345,7 @@ class TestCli:
 
         result = await asyncio.to_thread(self.invoke, "tiers", "recompute", "--full")
         assert result.exit_code == 0, result.output
-        assert "full run #2 on 2026-11-23: 2 customer(s) with orders scored" in result.output
+        assert "full run #2 on 2026-11-23: 2 customers with orders scored" in result.output
         result = await asyncio.to_thread(self.invoke, "tiers", "show", "C1")
         assert result.exit_code == 0, result.output
         assert "22 days (last order 2026-11-01)" in result.output  # O1 at 2026/11/01

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import EXAMPLE_CONFIG_DIR
 from handlers.answers.kb import (
@@ -17,10 +18,12 @@ from handlers.answers.kb import (
     KnowledgeBaseError,
     check_telegram_html,
     load_knowledge_base,
-    reload_marker,
     reload_on_sighup,
 )
 from handlers.answers.matching import Band, KbIndex, normalise
+from scheduler.kb_reload import KbReloadWatch
+from storage.kb import reload_version, request_reload
+from tests.auxil.outbox import NOW
 
 QUESTIONS = Path(__file__).parent / "data" / "kb_questions.yaml"
 
@@ -236,23 +239,30 @@ def test_labelled_questions_quality() -> None:
 
 
 class TestReload:
-    def test_marker_reloads_and_an_invalid_file_keeps_the_previous_version(
-        self, tmp_path: Path
+    async def test_a_reload_asked_in_the_database_is_followed_and_an_invalid_file_kept_out(
+        self, tmp_path: Path, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         config = _config(tmp_path, a=ENTRY.format(id="returns", answer="x"))
         library = KbLibrary(config)
-        assert library.current().entry("returns") is not None
-
+        watch = KbReloadWatch(sessionmaker, library)
+        await watch.prime()
         _config(tmp_path, b=ENTRY.format(id="invoice", answer="y").replace("return", "invoice"))
-        assert library.current().entry("invoice") is None  # nothing happens without the marker
-        reload_marker(config).write_text("1")
+        assert not await watch.run(NOW)  # nothing happens until a reload is asked for
+        assert library.current().entry("invoice") is None
+
+        async with sessionmaker.begin() as session:
+            assert await request_reload(session, NOW) == 1
+        assert await watch.run(NOW)
         assert library.current().entry("invoice") is not None
+        assert not await watch.run(NOW)  # once per request
 
         _config(tmp_path, c="entries:\n  - id: broken\n")
-        reload_marker(config).write_text("2")
-        os.utime(reload_marker(config), ns=(1, 1))
-        knowledge = library.current()
-        assert knowledge.entry("invoice") is not None and library.reloads == 1
+        async with sessionmaker.begin() as session:
+            assert await request_reload(session, NOW) == 2
+        assert not await watch.run(NOW)
+        assert library.current().entry("invoice") is not None and library.reloads == 1
+        async with sessionmaker() as session:
+            assert await reload_version(session) == 2
 
     async def test_sighup_reloads(self, tmp_path: Path) -> None:
         config = _config(tmp_path, a=ENTRY.format(id="returns", answer="x"))

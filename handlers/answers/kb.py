@@ -7,9 +7,10 @@ invalid Telegram HTML, unknown keys) and an error names the file and the key, li
 files in ``bot.kernel.config``.
 
 The running bot keeps the knowledge base in a ``KbLibrary``. It is replaced whole, without a
-restart, when the operator runs ``carebot kb reload`` (which validates the files, then touches
-``kb/.reload``: the bot sees the marker's new time on the next question) or sends the process
-SIGHUP. A reload that finds an error keeps the previous knowledge base and logs the error.
+restart, when the operator runs ``carebot kb reload`` (which validates the files, then raises a
+version in the database that every bot process reads every few seconds: ``scheduler.kb_reload``)
+or sends the process SIGHUP. A reload that finds an error keeps the previous knowledge base and
+logs the error.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from handlers.answers.matching import KbIndex, has_cjk, normalise
 logger = logging.getLogger(__name__)
 
 KB_DIRECTORY = "kb"
-RELOAD_MARKER = ".reload"
 ENTRY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_ANSWER_LENGTH = 3500  # Telegram's limit is 4096 characters once the HTML is parsed
 MAX_BUTTON_LABEL = 40
@@ -402,37 +402,18 @@ def load_knowledge_base(config_dir: Path) -> KnowledgeBase:
     return KnowledgeBase.of(tuple(entries), synonyms)
 
 
-def reload_marker(config_dir: Path) -> Path:
-    """The file ``carebot kb reload`` touches; running bots reload when its time changes."""
-    return config_dir / KB_DIRECTORY / RELOAD_MARKER
-
-
 class KbLibrary:
-    """The live knowledge base of a running bot: replaced whole on reload, never edited in place.
-
-    ``current()`` costs one ``stat`` of the reload marker (a few microseconds), so every bot
-    process sharing the config directory picks a reload up on its next question.
-    """
+    """The live knowledge base of a running bot: replaced whole on reload, never edited in place
+    (``carebot kb reload`` reaches every process through the database: ``scheduler.kb_reload``;
+    SIGHUP reaches one)."""
 
     def __init__(self, config_dir: Path, knowledge: KnowledgeBase | None = None) -> None:
         self.config_dir = config_dir
-        self._marker = reload_marker(config_dir)
-        self._marker_time = self._read_marker()
         self._current = knowledge if knowledge is not None else load_knowledge_base(config_dir)
         self.reloads = 0
 
-    def _read_marker(self) -> float | None:
-        try:
-            return self._marker.stat().st_mtime
-        except OSError:
-            return None
-
     def current(self) -> KnowledgeBase:
-        """The knowledge base, reloaded first if the marker was touched."""
-        marker_time = self._read_marker()
-        if marker_time != self._marker_time:
-            self._marker_time = marker_time
-            self.reload()
+        """The knowledge base as last loaded."""
         return self._current
 
     def reload(self) -> bool:

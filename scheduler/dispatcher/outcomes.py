@@ -34,6 +34,8 @@ class DispatchCounters:
     retried: int = 0
     rate_limited: int = 0
     deferred: int = 0
+    unreachable: int = 0
+    """Sends that could not connect to Telegram: back in line, no attempt counted."""
 
 
 class OutcomeHooks(Protocol):
@@ -85,6 +87,8 @@ class Outcome:
     """Why the call failed (``scheduler.dispatcher.telegram`` reads it from Telegram's error)."""
     pause: float | None = None
     new_chat_id: int | None = None
+    unreachable: bool = False
+    """No connection to Telegram could be opened: nothing was sent (every send is paused)."""
 
 
 class OutcomeRecorder:
@@ -155,6 +159,10 @@ class OutcomeRecorder:
             return "sent", await self._write_sent(session, outcome.message_ids, message, hook, now)
         if outcome.pause is not None:
             return "rate_limited", await self._write_paused(session, message, outcome.pause, now)
+        if outcome.unreachable:
+            # Not the message's fault and nothing was sent: back in line, no attempt counted.
+            await outbox_queries.release(session, [message.id], now=now)
+            return "unreachable", True
         if outcome.new_chat_id is not None:
             return "retried", await self._write_migrated(
                 session, message, outcome.new_chat_id, now

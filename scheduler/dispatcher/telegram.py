@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import (
     Bot,
@@ -34,6 +36,7 @@ from telegram.error import (
     ChatMigrated,
     Forbidden,
     InvalidToken,
+    NetworkError,
     RetryAfter,
     TelegramError,
 )
@@ -90,12 +93,40 @@ BAD_REQUESTS: tuple[tuple[tuple[str, ...], Reason], ...] = (
 STORED_REASONS = (Reason.TOPIC_DELETED, Reason.TOPIC_CLOSED, Reason.TOPIC_NOT_MODIFIED)
 
 
+UNREACHABLE_FIRST_PAUSE = 1.0
+UNREACHABLE_MAX_PAUSE = 30.0
+"""Telegram unreachable: every send pauses 1 s, then twice as long at each failure in a row,
+at most 30 s; the row goes back in line without an attempt counted."""
+NOT_CONNECTED = (
+    aiohttp.ClientConnectorError,  # carebot's transport (``bot.http``)
+    aiohttp.ConnectionTimeoutError,
+    httpx.ConnectError,  # PTB's default one
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+
+def never_sent(error: TelegramError) -> bool:
+    """Whether the request never left this machine: no connection to the Bot API could be
+    opened (refused, no route, a connect timeout). Telegram cannot have acted on it."""
+    return (
+        isinstance(error, NetworkError)  # TimedOut too
+        and not isinstance(error, BadRequest)
+        and isinstance(error.__cause__, NOT_CONNECTED)
+    )
+
+
 class BotApi:
     """Rows into Bot API calls through ``bot``, texts from ``texts``."""
 
-    def __init__(self, bot: Bot, texts: Texts) -> None:
+    def __init__(
+        self, bot: Bot, texts: Texts, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._bot = bot
         self._texts = texts
+        self._monotonic = monotonic
+        self._unreachable_streak = 0
+        self._unreachable_until = -float("inf")
 
     def render(self, message: OutboxMessage, recipient: Recipient | None) -> Request:
         """The API call for a row (``storage.payloads`` has the kinds of send), texts in the
@@ -173,6 +204,7 @@ class BotApi:
         try:
             result = await getattr(self._bot, request.method)(**request.kwargs)
             outcome.message_ids = _message_ids(result)
+            self._unreachable_streak = 0
         except RetryAfter as error:
             outcome.pause = retry_after_seconds(error)
             outcome.failure = failure_of(error)
@@ -193,7 +225,29 @@ class BotApi:
                 outcome.failure = failure_of(error)
         except TelegramError as error:
             outcome.failure = failure_of(error)
+            if never_sent(error):
+                outcome.unreachable = True
+                self._pause_unreachable(error, pause)
         return outcome
+
+    def _pause_unreachable(self, error: TelegramError, pause: Callable[[float], None]) -> None:
+        """Telegram cannot be reached: pause every send with a growing delay, in one WARNING
+        line (the sends failing together during one pause add nothing)."""
+        now = self._monotonic()
+        if now < self._unreachable_until:
+            return
+        self._unreachable_streak += 1
+        delay = min(
+            UNREACHABLE_FIRST_PAUSE * 2 ** (self._unreachable_streak - 1), UNREACHABLE_MAX_PAUSE
+        )
+        self._unreachable_until = now + delay
+        logger.warning(
+            "Telegram unreachable (%s: %s): outbox sends paused, retrying in %g s",
+            type(error).__name__,
+            error,
+            delay,
+        )
+        pause(delay)
 
 
 def failure_of(error: TelegramError) -> SendFailure:
@@ -315,7 +369,7 @@ class Dispatcher(DispatchLoop):
         hooks: Mapping[str, OutcomeHooks] | None = None,
     ) -> None:
         super().__init__(
-            BotApi(bot, texts),
+            BotApi(bot, texts, monotonic=monotonic),
             sessionmaker,
             rules=rules,
             clock=clock,
