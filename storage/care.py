@@ -33,6 +33,7 @@ from storage.models import (
     Order,
     Outbox,
     Ticket,
+    delivered,
 )
 from storage.payloads import from_json
 
@@ -184,7 +185,8 @@ async def delivered_orders(
     session: AsyncSession, ranges: Sequence[TierRange]
 ) -> list[VisitCandidate]:
     """Each customer's latest delivered order (``followup_visits``) whose local delivery day
-    began within one of ``ranges`` for the customer's tier, still counted, and the customer has
+    began within one of ``ranges`` for the customer's tier, still delivered
+    (``storage.models.delivered``: the rule the delivery survey uses too), and the customer has
     no open ticket. Reads only the schedule rows of those days, not the orders delivered
     around them."""
     if not ranges:
@@ -202,7 +204,7 @@ async def delivered_orders(
         .where(
             _in_ranges(FollowupVisit.day_start, ranges),
             _reachable(),
-            text(f"orders.{COUNTED_ORDERS}"),
+            delivered(),
             _no_open_ticket(),
         )
         .order_by(Order.id)
