@@ -301,23 +301,26 @@ class CarePlanner:
         planned = []
         for customer in await care_queries.at_risk_customers(session, offered_since=since):
             today = self.today_of(customer, now)
-            if today is None:
-                continue
-            offer = self._tier(customer.tier).offer
-            last_day = today + timedelta(days=offer.valid_days)
-            valid_until = self._moment(customer, last_day + timedelta(days=1), time(0, 0))
-            coupon = {
-                "discount_percent": offer.discount_percent,
-                "min_spend_cents": int((offer.min_spend * 100).to_integral_value()),
-                "valid_until": valid_until - timedelta(seconds=1),
-            }
-            params = {
-                "discount": str(offer.discount_percent),
-                "min_spend": f"{_amount(offer.min_spend)} {self.currency}",
-                "valid_until": last_day.isoformat(),
-            }
-            planned.append(self._planned("retention", customer, today, now, params, coupon=coupon))
+            if today is not None:
+                planned.append(self._offer(customer, today, now))
         return planned
+
+    def _offer(self, customer: CareCustomer, today: date, now: datetime) -> Planned:
+        """A retention offer of the customer's tier, made on their local ``today``."""
+        offer = self._tier(customer.tier).offer
+        last_day = today + timedelta(days=offer.valid_days)
+        valid_until = self._moment(customer, last_day + timedelta(days=1), time(0, 0))
+        coupon = {
+            "discount_percent": offer.discount_percent,
+            "min_spend_cents": int((offer.min_spend * 100).to_integral_value()),
+            "valid_until": valid_until - timedelta(seconds=1),
+        }
+        params = {
+            "discount": str(offer.discount_percent),
+            "min_spend": f"{_amount(offer.min_spend)} {self.currency}",
+            "valid_until": last_day.isoformat(),
+        }
+        return self._planned("retention", customer, today, now, params, coupon=coupon)
 
     def _visit_ranges(
         self,
@@ -448,12 +451,19 @@ class CarePlanner:
     async def preview(self, session: AsyncSession, day: date) -> list[Planned]:
         """What the periodic job plans for ``day`` in every zone, read only (``carebot plan
         --date``): the real ``collect`` at each of ``preview_moments``, keeping the messages of
-        customers for whom it is ``day``, the first found for each customer."""
+        customers for whom it is ``day``, the first found for each customer, and the retention
+        offers already made that day."""
         chosen: dict[int, Planned] = {}
-        for now in self.preview_moments(day):
+        moments = self.preview_moments(day)
+        for now in moments:
             for item in await self.collect(session, now):
                 if item.day == day:
                     chosen.setdefault(item.customer.id, item)
+        if self.rules.enabled and self.rules.tiers:
+            # Offers the job already made that day (in a zone that is further on) are no
+            # longer candidates, and they were that customer's message of the day.
+            for customer in await care_queries.offered_on(session, day.isoformat()):
+                chosen[customer.id] = self._offer(customer, day, moments[0])
         return sorted(
             chosen.values(),
             key=lambda item: (OCCASION_ORDER.index(item.occasion), item.customer.id),

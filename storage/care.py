@@ -326,6 +326,18 @@ async def at_risk_customers(
     return [_customer(row) for row in result]
 
 
+async def offered_on(session: AsyncSession, day: str) -> list[CareCustomer]:
+    """Customers offered a coupon on their local ``day`` (ISO date) who may still get care
+    messages: the offers already queued for that day (``carebot plan --date``)."""
+    result = await session.execute(
+        select(*_CUSTOMER_COLUMNS)
+        .join(Coupon, Coupon.customer_id == Customer.id)
+        .where(Coupon.issued_day == day, _reachable())
+        .order_by(Customer.id)
+    )
+    return [_customer(row) for row in result]
+
+
 async def issue_coupons(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> set[int]:
     """Store coupons in bulk; returns the customers whose coupon was stored. A customer missing
     from the result already has one for that day (another process issued it) or, very rarely,

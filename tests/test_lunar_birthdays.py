@@ -206,7 +206,9 @@ class TestGreeting:
             on_12_29 = await add_customer(
                 session, 2, birth_month=12, birth_day=29, birthday_lunar=True
             )
-            late_1 = await add_customer(session, 3, birth_month=1, birth_day=30, birthday_lunar=True)
+            late_1 = await add_customer(
+                session, 3, birth_month=1, birth_day=30, birthday_lunar=True
+            )
             await add_customer(session, 4, birth_month=12, birth_day=30)  # Gregorian
         greeted: dict[str, list[int]] = {}
         for day in ("2027-02-04", "2027-02-05", "2027-03-06", "2027-03-07"):
