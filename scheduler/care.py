@@ -13,7 +13,10 @@ back, as long as the customer's day has not reached ``send.end``; a greeting sti
 sent late. Nothing is planned for a past day.
 
 At most one care message per customer and local day is planned, in this order: birthday,
-holiday, retention offer, follow-up after a delivery, follow-up after a resolved ticket.
+holiday, retention offer, follow-up after a delivery, follow-up after a resolved ticket. At send
+time a greeting also goes before survey invitations and everything else (``scheduler.policy``).
+``preview`` (``carebot plan --date``) runs ``collect`` at moments covering a local day in every
+zone.
 """
 
 from __future__ import annotations

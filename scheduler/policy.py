@@ -34,13 +34,12 @@ from zoneinfo import ZoneInfo
 
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import OutboxConfig
-from scheduler.care import GREETING_OCCASIONS, KINDS, dedupe_key
+from scheduler.care import GREETING_KINDS, GREETING_OCCASIONS, dedupe_key
 from storage.outbox import OutboxMessage, Recipient
 
 SKIP_ERASED = "customer erased"
 SKIP_NO_CONSENT = "no consent to care messages"
 SKIP_UNREACHABLE = "customer unreachable"
-GREETING_KINDS = frozenset(KINDS[occasion] for occasion in GREETING_OCCASIONS)
 
 
 @dataclass(frozen=True)
