@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, date, datetime, time
+from datetime import date
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,23 +19,9 @@ from bot.cli_tools import Tool, database, open_tool
 from bot.kernel.config import QuietHoursConfig
 from scheduler.care import CarePlanner, Planned, lunar_pairs, planner_for, solar_pairs
 from storage import care as care_queries
-from storage.care import REACH_REASONS, CareCustomer, Conversion, conversion
+from storage.care import REACH_REASONS, Conversion, conversion
 
 SAMPLE_COUPON = "CB-XXXX-XXXX"
-
-
-class PreviewPlanner(CarePlanner):
-    """A planner for which every customer's local today is ``day`` (at the window's start)."""
-
-    def __init__(self, base: CarePlanner, day: date) -> None:
-        super().__init__(base.rules, default_timezone=str(base.zone(None)), currency=base.currency)
-        self.day = day
-
-    def today_of(self, customer: CareCustomer, now: datetime) -> date | None:
-        return self.day
-
-    def candidate_days(self, now: datetime) -> list[date]:
-        return [self.day]
 
 
 def preview_lines(
@@ -145,11 +131,11 @@ def plan_command(
         typer.echo(f"carebot: --date: expected YYYY-MM-DD, got {day!r}", err=True)
         raise typer.Exit(2) from None
     tool = open_tool()
-    planner = PreviewPlanner(planner_for(tool.rules), wanted)
+    planner = planner_for(tool.rules)
 
     async def run() -> tuple[list[Planned], list[Conversion]]:
         async with database(tool) as sessionmaker, sessionmaker() as session:
-            planned = await planner.collect(session, datetime.combine(wanted, time(12), UTC))
+            planned = await planner.preview(session, wanted)  # that local day, every zone
             return planned, await conversion(session)
 
     planned, converted = asyncio.run(run())

@@ -40,7 +40,10 @@ CUSTOMER_COLUMNS = {
     "timezone": False,
     "country": False,
     "birthday": False,
+    "lunar": False,
 }
+LUNAR_YES = ("1", "true", "yes", "y", "农历", "阴历", "是")
+LUNAR_NO = ("", "0", "false", "no", "n", "公历", "阳历", "否")
 ORDER_COLUMNS = {
     "order_id": True,
     "customer_id": True,
@@ -391,20 +394,57 @@ def _country(cell: str) -> str:
     return cell.upper()
 
 
-def _birthday(today: date) -> Callable[[str], object]:
-    """A birthday cell's reader; ``today`` bounds it (nobody is born in the future)."""
+def _lunar(cell: str) -> bool:
+    """A lunar cell: whether the row's birthday is a lunar date (empty: no)."""
+    word = cell.strip().lower()
+    if word in LUNAR_YES:
+        return True
+    if word in LUNAR_NO:
+        return False
+    raise CellError(f"{cell!r}: expected 1, true or 农历 (lunar), or 0, false or empty (not)")
+
+
+_BIRTHDAY_REASONS = {
+    "birthday_reason_format": "not a date",
+    "birthday_reason_impossible": "no such day in the Gregorian calendar",
+    "birthday_reason_impossible_lunar": "a lunar month is 1-12 and a lunar day 1-30",
+    "birthday_reason_lunar_year": "no such day in that lunar year",
+    "birthday_reason_future": "in the future",
+    "birthday_reason_too_old": "before 1900",
+}
+
+
+def _birthday(today: date, *, lunar: bool) -> Callable[[str], object]:
+    """A birthday cell's reader, in the calendar the row's ``lunar`` cell says; ``today``
+    bounds it (nobody is born in the future)."""
 
     def birthday(cell: str) -> object:
         try:
-            return parse_birthday(cell, today)
+            return parse_birthday(cell, today, lunar=lunar)
         except BirthdayError as error:
-            reason = error.reason_key.removeprefix("birthday_reason_").replace("_", " ")
-            raise CellError(f"{cell!r} is not a birthday ({reason})") from None
+            reason = _BIRTHDAY_REASONS.get(error.reason_key, error.reason_key)
+            calendar = "lunar" if lunar else "Gregorian"
+            raise CellError(f"{cell!r} is not a {calendar} birthday ({reason})") from None
 
     return birthday
 
 
-def _customer_parsers(rules: OrderConfig, today: date) -> dict[str, Callable[[str], object]]:
+def _birthday_cells(
+    table: Table, row: Row, values: dict[str, object], today: date
+) -> list[Problem]:
+    """Read the birthday cell in the calendar of the lunar cell (a bad lunar cell is reported
+    by itself; the birthday is then read as Gregorian). A lunar flag needs a birthday."""
+    lunar = values.get("lunar") is True
+    birthday, problems = _cells(table, row, {"birthday": _optional(_birthday(today, lunar=lunar))})
+    values.update(birthday)
+    if lunar and values.get("birthday") is None and not problems:
+        position = row.columns.get("lunar", len(table.header) + 1)
+        message = "lunar: says the birthday is lunar, but the row has no birthday"
+        problems.append(Problem(table.path, row.line, position, message))
+    return problems
+
+
+def _customer_parsers(rules: OrderConfig) -> dict[str, Callable[[str], object]]:
     """How each column of a customers file is read: a value, or CellError saying why not."""
     return {
         "customer_id": _identifier("customer_id"),
@@ -413,7 +453,7 @@ def _customer_parsers(rules: OrderConfig, today: date) -> dict[str, Callable[[st
         "language": _optional(_language),
         "timezone": _optional(_zone),
         "country": _optional(_country),
-        "birthday": _optional(_birthday(today)),
+        "lunar": _lunar,
     }
 
 
@@ -431,6 +471,7 @@ def _customer_row(row: Row, external_id: str, values: dict[str, object]) -> Cust
         birth_year=getattr(born, "year", None),
         birth_month=getattr(born, "month", None),
         birth_day=getattr(born, "day", None),
+        birthday_lunar=values.get("lunar") is True if born is not None else None,
         link_code=new_link_code(),
     )
 
@@ -440,7 +481,7 @@ def parse_customers(
 ) -> list[CustomerRow]:
     """Every row of a customers file, or ImportRejected listing every bad cell."""
     table = read_table(path, CUSTOMER_COLUMNS)
-    parsers = _customer_parsers(rules, today)
+    parsers = _customer_parsers(rules)
     rows: list[CustomerRow] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
@@ -451,6 +492,7 @@ def parse_customers(
             problems.append(shape)
             continue
         values, row_problems = _cells(table, row, parsers)
+        row_problems += _birthday_cells(table, row, values, today)
         problems.extend(row_problems)
         external_id = values.get("customer_id")
         if (

@@ -28,7 +28,7 @@ from handlers.staff.telegram import connect_staff_group
 from handlers.tickets.desk import Desk
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
-from scheduler.care import care_jobs, drop_stale, planner_for
+from scheduler.care import care_jobs, plan_before_dispatch, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.kb_reload import KbReloadWatch, kb_reload_jobs
 from scheduler.sla import sla_jobs
@@ -213,11 +213,12 @@ async def _start_application(
 ) -> None:
     """Start PTB's application (and its ``post_init``, which PTB runs only in its own
     ``run_polling``/``run_webhook``), cancel the greetings gone stale while the bot was down
-    (before the dispatcher could send them), then start the dispatcher and the periodic jobs."""
+    and queue today's care messages (before the dispatcher could send anything), then start
+    the dispatcher and the periodic jobs."""
     await application.start()
     if application.post_init is not None:  # PTB runs it only in run_polling/run_webhook
         await application.post_init(application)
-    await drop_stale(database.background, planner_for(rules), clock.now())  # first
+    await plan_before_dispatch(database.background, planner_for(rules), clock.now())  # first
     await background.start()
 
 

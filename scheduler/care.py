@@ -13,7 +13,10 @@ back, as long as the customer's day has not reached ``send.end``; a greeting sti
 sent late. Nothing is planned for a past day.
 
 At most one care message per customer and local day is planned, in this order: birthday,
-holiday, retention offer, follow-up after a delivery, follow-up after a resolved ticket.
+holiday, retention offer, follow-up after a delivery, follow-up after a resolved ticket. At send
+time a greeting also goes before survey invitations and everything else (``scheduler.policy``).
+``preview`` (``carebot plan --date``) runs ``collect`` at moments covering a local day in every
+zone.
 """
 
 from __future__ import annotations
@@ -52,12 +55,17 @@ KINDS = {
     "followup": "care.followup",
     "after_ticket": "care.followup",
 }
-GREETING_KINDS = ("care.birthday", "care.holiday")
+GREETING_OCCASIONS = ("birthday", "holiday")  # first in a customer's day (scheduler.policy)
+GREETING_KINDS = tuple(KINDS[occasion] for occasion in GREETING_OCCASIONS)
 STOP_DATA = "care:stop"
 FOLLOWUP_GOOD = "care:good:"
 FOLLOWUP_PROBLEM = "care:problem:"
 PLAN_EVERY = timedelta(minutes=10)
 DST_SLACK = timedelta(hours=2)  # more than any clock change (the planner re-checks each day)
+DST_CHANGE = timedelta(hours=1)  # the most a day's clocks move (Lord Howe's half hour is less)
+EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14 (Kiribati): the first zone to start a day
+LATEST_OFFSET = timedelta(hours=12)  # UTC-12: the last zone to end it
+MIN_PREVIEW_STEP = timedelta(minutes=15)
 COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 
 
@@ -296,23 +304,26 @@ class CarePlanner:
         planned = []
         for customer in await care_queries.at_risk_customers(session, offered_since=since):
             today = self.today_of(customer, now)
-            if today is None:
-                continue
-            offer = self._tier(customer.tier).offer
-            last_day = today + timedelta(days=offer.valid_days)
-            valid_until = self._moment(customer, last_day + timedelta(days=1), time(0, 0))
-            coupon = {
-                "discount_percent": offer.discount_percent,
-                "min_spend_cents": int((offer.min_spend * 100).to_integral_value()),
-                "valid_until": valid_until - timedelta(seconds=1),
-            }
-            params = {
-                "discount": str(offer.discount_percent),
-                "min_spend": f"{_amount(offer.min_spend)} {self.currency}",
-                "valid_until": last_day.isoformat(),
-            }
-            planned.append(self._planned("retention", customer, today, now, params, coupon=coupon))
+            if today is not None:
+                planned.append(self._offer(customer, today, now))
         return planned
+
+    def _offer(self, customer: CareCustomer, today: date, now: datetime) -> Planned:
+        """A retention offer of the customer's tier, made on their local ``today``."""
+        offer = self._tier(customer.tier).offer
+        last_day = today + timedelta(days=offer.valid_days)
+        valid_until = self._moment(customer, last_day + timedelta(days=1), time(0, 0))
+        coupon = {
+            "discount_percent": offer.discount_percent,
+            "min_spend_cents": int((offer.min_spend * 100).to_integral_value()),
+            "valid_until": valid_until - timedelta(seconds=1),
+        }
+        params = {
+            "discount": str(offer.discount_percent),
+            "min_spend": f"{_amount(offer.min_spend)} {self.currency}",
+            "valid_until": last_day.isoformat(),
+        }
+        return self._planned("retention", customer, today, now, params, coupon=coupon)
 
     def _visit_ranges(
         self,
@@ -424,6 +435,42 @@ class CarePlanner:
                 taken.add(slot)
                 chosen.append(item)
         return chosen
+
+    def preview_moments(self, day: date) -> list[datetime]:
+        """Moments at which running the planner sees every customer's local ``day`` (UTC-12
+        to UTC+14) before ``send.end``: from ``day``'s start at UTC+14 to its ``send.end`` at
+        UTC-12, closer together than the shortest window a customer has (``send.end`` after
+        local midnight, an hour less on the day clocks go forward)."""
+        end = timedelta(hours=self.rules.send.end.hour, minutes=self.rules.send.end.minute)
+        step = max(end - DST_CHANGE, MIN_PREVIEW_STEP)
+        moment = datetime.combine(day, time(0, 0), UTC) - EARLIEST_OFFSET
+        last = datetime.combine(day, time(0, 0), UTC) + end + LATEST_OFFSET
+        moments = []
+        while moment < last:
+            moments.append(moment)
+            moment += step
+        return moments
+
+    async def preview(self, session: AsyncSession, day: date) -> list[Planned]:
+        """What the periodic job plans for ``day`` in every zone, read only (``carebot plan
+        --date``): the real ``collect`` at each of ``preview_moments``, keeping the messages of
+        customers for whom it is ``day``, the first found for each customer, and the retention
+        offers already made that day."""
+        chosen: dict[int, Planned] = {}
+        moments = self.preview_moments(day)
+        for now in moments:
+            for item in await self.collect(session, now):
+                if item.day == day:
+                    chosen.setdefault(item.customer.id, item)
+        if self.rules.enabled and self.rules.tiers:
+            # Offers the job already made that day (in a zone that is further on) are no
+            # longer candidates, and they were that customer's message of the day.
+            for customer in await care_queries.offered_on(session, day.isoformat()):
+                chosen[customer.id] = self._offer(customer, day, moments[0])
+        return sorted(
+            chosen.values(),
+            key=lambda item: (OCCASION_ORDER.index(item.occasion), item.customer.id),
+        )
 
     def render(self, item: Planned, language: str) -> str:
         """The message text in ``language`` (templates are per tier, inline in care.toml)."""
@@ -572,3 +619,13 @@ async def drop_stale(
     """Cancel stale greetings before the dispatcher starts (a restart after a long outage)."""
     async with sessionmaker.begin() as session:
         return await planner.expire_stale(session, now)
+
+
+async def plan_before_dispatch(
+    sessionmaker: async_sessionmaker[AsyncSession], planner: CarePlanner, now: datetime
+) -> PlanReport:
+    """One planning pass before the dispatcher starts (stale greetings dropped first, then
+    today's messages queued): after a restart, today's greeting is queued before a survey
+    invitation left from the night could take the day's slot (``scheduler.policy``)."""
+    async with sessionmaker.begin() as session:
+        return await planner.run(session, now)

@@ -15,6 +15,15 @@ Three kinds of rows:
   hours in the customer's local time (default 21:00-09:00) and counts against a cap per customer
   and *customer-local* day (default one). A message over the cap waits for the first allowed
   minute of the customer's next day.
+
+One order across proactive messages for a customer's day (``ahead_of``): **greetings first**
+(birthday, then holiday; the care planner queues at most one of them a day, from the customer's
+local midnight, due at ``send.start``), then everything else in the order it falls due (survey
+invitations, retention offers, follow-ups, reminders). A message that would take the day's last
+slot while a greeting of that day is still queued yields it: it waits for the customer's next
+day like a message over the cap, and goes on the next day with a free slot (a survey invitation
+as long as its response is open: the survey job cancels it when the response expires). So a
+greeting is never crowded out by a survey that fell due earlier the same morning.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import OutboxConfig
+from scheduler.care import GREETING_KINDS, GREETING_OCCASIONS, dedupe_key
 from storage.outbox import OutboxMessage, Recipient
 
 SKIP_ERASED = "customer erased"
@@ -82,6 +92,17 @@ class SendPolicy:
         if quiet_end is not None:
             return Defer(quiet_end, "quiet hours")
         return Send(care_day=local.date().isoformat())
+
+    @staticmethod
+    def ahead_of(message: OutboxMessage, day: str) -> tuple[str, ...]:
+        """The outbox keys of the messages that take the customer's last slot of ``day`` before
+        ``message`` (see the module docstring): that day's greetings, unless it is one."""
+        if message.customer_id is None or message.kind in GREETING_KINDS:
+            return ()
+        local_day = date.fromisoformat(day)
+        return tuple(
+            dedupe_key(occasion, message.customer_id, local_day) for occasion in GREETING_OCCASIONS
+        )
 
     def quiet_end(self, local: datetime) -> datetime | None:
         """When the quiet hours around ``local`` (an aware local time) end, in UTC; None when

@@ -46,6 +46,7 @@ from storage.models import (
     Order,
     Outbox,
     Ticket,
+    delivered,
 )
 from storage.payloads import from_json
 
@@ -243,7 +244,8 @@ async def delivered_orders(
     session: AsyncSession, ranges: Sequence[TierRange]
 ) -> list[VisitCandidate]:
     """Each customer's latest delivered order (``followup_visits``) whose local delivery day
-    began within one of ``ranges`` for the customer's tier, still counted, and the customer has
+    began within one of ``ranges`` for the customer's tier, still delivered
+    (``storage.models.delivered``: the rule the delivery survey uses too), and the customer has
     no open ticket. Reads only the schedule rows of those days, not the orders delivered
     around them."""
     if not ranges:
@@ -261,7 +263,7 @@ async def delivered_orders(
         .where(
             _in_ranges(FollowupVisit.day_start, ranges),
             _reachable(),
-            text(f"orders.{COUNTED_ORDERS}"),
+            delivered(),
             _no_open_ticket(),
         )
         .order_by(Order.id)
@@ -378,6 +380,18 @@ async def at_risk_customers(
             _reachable(),
             ~exists().where(Coupon.customer_id == Customer.id, Coupon.issued_at >= offered_since),
         )
+        .order_by(Customer.id)
+    )
+    return [_customer(row) for row in result]
+
+
+async def offered_on(session: AsyncSession, day: str) -> list[CareCustomer]:
+    """Customers offered a coupon on their local ``day`` (ISO date) who may still get care
+    messages: the offers already queued for that day (``carebot plan --date``)."""
+    result = await session.execute(
+        select(*_CUSTOMER_COLUMNS)
+        .join(Coupon, Coupon.customer_id == Customer.id)
+        .where(Coupon.issued_day == day, _reachable())
         .order_by(Customer.id)
     )
     return [_customer(row) for row in result]

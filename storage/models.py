@@ -17,6 +17,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    and_,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -217,6 +218,7 @@ class KbHandoff(Base):
 # Refunded and cancelled orders count for nothing. The same literal text is used in the partial
 # index below and in the queries, so both databases can answer RFM from the index alone.
 COUNTED_ORDERS = "status NOT IN ('refunded', 'cancelled')"
+UNCOUNTED_STATUSES = ("refunded", "cancelled")
 
 
 class Order(Base):
@@ -269,6 +271,15 @@ class Order(Base):
             postgresql_where=text(COUNTED_ORDERS),
         ),
     )
+
+
+def delivered(order: Any = None) -> Any:
+    """The condition "this order was delivered": a ``delivered_at`` and a status that counts,
+    whatever that status is (``delivered``, ``completed``, or one a shop added). Follow-up
+    visits and delivery surveys both use it, so an order is delivered for both or neither.
+    ``order`` is ``Order`` or an alias of it."""
+    target = Order if order is None else order
+    return and_(target.delivered_at.is_not(None), target.status.not_in(UNCOUNTED_STATUSES))
 
 
 class RfmScore(Base):

@@ -42,6 +42,7 @@ class CustomerRow:
     birth_year: int | None = None
     birth_month: int | None = None
     birth_day: int | None = None
+    birthday_lunar: bool | None = None
     link_code: str | None = None  # given to the customer only if this row creates them
 
 
@@ -135,6 +136,7 @@ _CUSTOMER_STAGE = """
     birth_year SMALLINT,
     birth_month SMALLINT,
     birth_day SMALLINT,
+    birthday_lunar BOOLEAN,
     link_code VARCHAR(16)
 """
 _CUSTOMER_FIELDS = (
@@ -146,6 +148,7 @@ _CUSTOMER_FIELDS = (
     "birth_year",
     "birth_month",
     "birth_day",
+    "birthday_lunar",
 )
 
 
@@ -211,7 +214,8 @@ async def _insert_staged_customers(
                        COALESCE(i.language, CAST(:language AS VARCHAR(8))), false,
                        COALESCE(i.timezone, CAST(:timezone AS VARCHAR(64))),
                        COALESCE(i.country, CAST(:country AS VARCHAR(2))),
-                       i.birth_year, i.birth_month, i.birth_day, false, false, false, true,
+                       i.birth_year, i.birth_month, i.birth_day,
+                       COALESCE(i.birthday_lunar, false), false, false, true,
                        'normal', false, 'prospect', i.link_code, :now, :now
                 FROM {staged} AS i
                 WHERE NOT EXISTS (

@@ -543,10 +543,17 @@ async def mark_unreachable(session: AsyncSession, customer_id: int, now: datetim
 
 
 async def reserve_care_slot(
-    session: AsyncSession, message: OutboxMessage, *, day: str, per_day: int
+    session: AsyncSession,
+    message: OutboxMessage,
+    *,
+    day: str,
+    per_day: int,
+    ahead: Sequence[str] = (),
 ) -> bool:
     """Count this proactive message against the customer's local ``day``; False when the day's
-    quota is used up (or another dispatcher took the last slot a moment ago).
+    quota is used up (or another dispatcher took the last slot a moment ago), or when this
+    would be the last slot and a row keyed one of ``ahead`` (messages that go first that day,
+    ``scheduler.policy``) is still pending or claimed: it yields the slot to that row.
 
     The unique index on (customer, day, slot) is what makes the cap hold with several
     dispatchers: two of them can never both take slot 1. Run it in a transaction of its own:
@@ -564,10 +571,22 @@ async def reserve_care_slot(
     count = int(used.scalar_one())
     if count >= per_day:
         return False
+    if count + 1 >= per_day and ahead and await _any_open(session, ahead, besides=message.id):
+        return False
     await session.execute(
         update(Outbox).where(Outbox.id == message.id).values(care_day=day, care_slot=count + 1)
     )
     return True
+
+
+async def _any_open(session: AsyncSession, keys: Sequence[str], *, besides: int) -> bool:
+    """Whether a row keyed one of ``keys`` (other than row ``besides``) is still to be sent."""
+    found = await session.execute(
+        select(Outbox.id)
+        .where(Outbox.dedupe_key.in_(list(keys)), _OPEN, Outbox.id != besides)
+        .limit(1)
+    )
+    return found.first() is not None
 
 
 async def stats(session: AsyncSession) -> OutboxStats:

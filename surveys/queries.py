@@ -21,6 +21,7 @@ from storage.models import (
     SurveyDefinition,
     SurveyResponse,
     Ticket,
+    delivered,
 )
 from storage.outbox import State
 
@@ -190,14 +191,16 @@ async def delivered_orders(
     delivered_until: datetime,
     limit: int,
 ) -> list[Candidate]:
-    """Orders delivered in [from, until] whose customer has not had this survey about them."""
+    """Orders delivered in [from, until] (``storage.models.delivered``, the rule follow-up
+    visits use too: whatever the status, as long as it counts) whose customer has not had this
+    survey about them."""
     result = await session.execute(
         select(*_CUSTOMER_COLUMNS, Order.id, Order.external_id)
         .join(Customer, Customer.id == Order.customer_id)
         .where(
             Order.delivered_at >= delivered_from,
             Order.delivered_at <= delivered_until,
-            Order.status == "delivered",
+            delivered(),
             _not_asked(survey_id, "order_id", Order.id),
             *_reachable(audience),
         )

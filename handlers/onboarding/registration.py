@@ -5,8 +5,6 @@ The caller owns the transaction (one per update); these functions only ``flush``
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -18,6 +16,7 @@ from bot.kernel.config import GeneralConfig, is_time_zone
 from bot.kernel.replies import Alert, Button, Keyboard, Reply, TextRef
 from bot.kernel.texts import LANGUAGES, language_from_code
 from handlers.onboarding import linking, privacy
+from handlers.onboarding.birthdays import Birthday, BirthdayError, check_birthday, parse_birthday
 from handlers.tickets.desk import Desk
 from storage import care as care_queries
 from storage import customers as customer_queries
@@ -47,57 +46,6 @@ class Person:
     @property
     def display_name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
-
-
-class BirthdayError(ValueError):
-    """The text is not a usable birthday; ``reason_key`` names the catalogue entry saying why."""
-
-    def __init__(self, reason_key: str) -> None:
-        super().__init__(reason_key)
-        self.reason_key = reason_key
-
-
-@dataclass(frozen=True)
-class Birthday:
-    year: int | None
-    month: int
-    day: int
-
-    def __str__(self) -> str:
-        month_day = f"{self.month:02d}-{self.day:02d}"
-        return f"{self.year:04d}-{month_day}" if self.year else month_day
-
-
-_FULL_DATE = re.compile(r"^(\d{4})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{1,2})$")
-_MONTH_DAY = re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})$")
-_CHINESE_DATE = re.compile(r"^(?:(\d{4})\s*年)?\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?$")
-
-
-def parse_birthday(text: str, today: date) -> Birthday:
-    """Read ``1990-05-17``, ``1990/5/17``, ``05-17`` or ``5月17日`` (full-width digits too)."""
-    normalised = unicodedata.normalize("NFKC", text).strip()
-    match = (
-        _FULL_DATE.match(normalised)
-        or _CHINESE_DATE.match(normalised)
-        or _MONTH_DAY.match(normalised)
-    )
-    if match is None:
-        raise BirthdayError("birthday_reason_format")
-    groups: tuple[str | None, ...] = match.groups()
-    year_text, month_text, day_text = groups if len(groups) == 3 else (None, *groups)
-    year = int(year_text) if year_text else None
-    month, day = int(month_text or 0), int(day_text or 0)
-    try:
-        # Without a year, check against a leap year so that 02-29 is accepted.
-        date(year or 2000, month, day)
-    except ValueError:
-        raise BirthdayError("birthday_reason_impossible") from None
-    if year is not None:
-        if year < 1900:
-            raise BirthdayError("birthday_reason_too_old")
-        if date(year, month, day) > today:
-            raise BirthdayError("birthday_reason_future")
-    return Birthday(year, month, day)
 
 
 def _local_today(customer: Customer, now: datetime) -> date:
@@ -303,7 +251,8 @@ async def profile_action(
     match action:
         case "birthday":
             customer.awaiting = AWAITING_BIRTHDAY
-            return [Reply("birthday_prompt", customer.language)]
+            prompt = "birthday_prompt_lunar" if customer.birthday_lunar else "birthday_prompt"
+            return [Reply(prompt, customer.language)]
         case "timezone":
             customer.awaiting = AWAITING_TIMEZONE
             return [Reply("timezone_prompt", customer.language)]
@@ -311,6 +260,8 @@ async def profile_action(
             customer.awaiting = None
             return [Reply("phone_prompt", customer.language, keyboard=Keyboard.REQUEST_CONTACT)]
         case "lunar":
+            if not _fits_calendar(customer, not customer.birthday_lunar, now):
+                return Alert("lunar_toggle_refused", customer.language)
             customer.birthday_lunar = not customer.birthday_lunar
             return [_replace(profile_card(customer))]
         case "consent":
@@ -320,6 +271,19 @@ async def profile_action(
         case "language":
             return [language_menu(customer.language)]
     return Alert("button_expired", customer.language)
+
+
+def _fits_calendar(customer: Customer, lunar: bool, now: datetime) -> bool:
+    """Whether the stored birthday (if any) exists in the calendar the flag would switch to:
+    a lunar 02-30 is no Gregorian date, a Gregorian 01-31 no lunar one."""
+    if not (customer.birth_month and customer.birth_day):
+        return True
+    birthday = Birthday(customer.birth_year, customer.birth_month, customer.birth_day)
+    try:
+        check_birthday(birthday, _local_today(customer, now), lunar=lunar)
+    except BirthdayError:
+        return False
+    return True
 
 
 def _replace(reply: Reply) -> Reply:
@@ -359,7 +323,9 @@ async def answer_pending_question(
     or refused with the reason; None when no profile question waits."""
     if customer.awaiting == AWAITING_BIRTHDAY:
         try:
-            birthday = parse_birthday(text, _local_today(customer, now))
+            birthday = parse_birthday(
+                text, _local_today(customer, now), lunar=customer.birthday_lunar
+            )
         except BirthdayError as error:
             return Reply(
                 "birthday_invalid",

@@ -78,27 +78,22 @@ async def reserve_care(
     recipients: dict[int, Recipient],
     now: datetime,
 ) -> list[OutboxMessage]:
-    """Count proactive rows against their customer's day; rows over the cap wait for the
-    customer's next day (added to ``verdicts.later``). All in one transaction, one by one if
-    another dispatcher raced."""
+    """Count proactive rows against their customer's day; rows over the cap, or yielding the
+    day's last slot to a greeting (``SendPolicy.ahead_of``), wait for the customer's next day
+    (added to ``verdicts.later``). All in one transaction, one by one if another dispatcher
+    raced."""
     care = verdicts.care
     if not care:
         return []
-    per_day = policy.max_per_day
     try:
         async with sessionmaker.begin() as session:
-            granted = [
-                await outbox_queries.reserve_care_slot(session, message, day=day, per_day=per_day)
-                for message, day in care
-            ]
+            granted = [await _reserve(session, policy, message, day) for message, day in care]
     except IntegrityError:
         granted = []
         for message, day in care:
             try:
                 async with sessionmaker.begin() as session:
-                    ok = await outbox_queries.reserve_care_slot(
-                        session, message, day=day, per_day=per_day
-                    )
+                    ok = await _reserve(session, policy, message, day)
             except IntegrityError:
                 ok = False
             granted.append(ok)
@@ -111,6 +106,18 @@ async def reserve_care(
         zone = policy.zone(recipient.timezone if recipient else None)
         verdicts.later.append((message, policy.next_day_opening(now, zone), True))
     return kept
+
+
+async def _reserve(
+    session: AsyncSession, policy: SendPolicy, message: OutboxMessage, day: str
+) -> bool:
+    return await outbox_queries.reserve_care_slot(
+        session,
+        message,
+        day=day,
+        per_day=policy.max_per_day,
+        ahead=policy.ahead_of(message, day),
+    )
 
 
 def hold(
