@@ -236,6 +236,32 @@ async def _announce_mode(bot: Bot, settings: Settings, *, webhook: bool) -> None
         logger.info("long polling started")
 
 
+def _assemble(
+    settings: Settings,
+    database: BotDatabase,
+    *,
+    rules: Config,
+    texts: Texts,
+    clock: Clock,
+    knowledge: KnowledgeBase | None,
+) -> tuple[CareApplication, KbReloadWatch, Background]:
+    """The bot, the watch on ``carebot kb reload`` and the background jobs, on one database."""
+    application = build_application(
+        settings,
+        rules=rules,
+        texts=texts,
+        sessionmaker=database.hot,
+        background_sessionmaker=database.background,
+        clock=clock,
+        knowledge=knowledge,
+    )
+    kb_watch = KbReloadWatch(database.background, application.bot_data.kb)
+    background = build_background(
+        application, database, rules=rules, texts=texts, clock=clock, kb_watch=kb_watch
+    )
+    return application, kb_watch, background
+
+
 async def serve(
     settings: Settings,
     *,
@@ -256,21 +282,11 @@ async def serve(
     database = database or BotDatabase.open(settings.database_url)
     clock = clock or SystemClock()
     webhook_mode = settings.webhook_url is not None
-    application = build_application(
-        settings,
-        rules=rules,
-        texts=texts,
-        sessionmaker=database.hot,
-        background_sessionmaker=database.background,
-        clock=clock,
-        knowledge=knowledge,
+    application, kb_watch, background = _assemble(
+        settings, database, rules=rules, texts=texts, clock=clock, knowledge=knowledge
     )
     inbox = inbox_of(application)
     stop_kb_reloads = reload_on_sighup(application.bot_data.kb)
-    kb_watch = KbReloadWatch(database.background, application.bot_data.kb)
-    background = build_background(
-        application, database, rules=rules, texts=texts, clock=clock, kb_watch=kb_watch
-    )
     runner: web.AppRunner | None = None
     try:
         await kb_watch.prime()  # the version of the files just loaded
