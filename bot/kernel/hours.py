@@ -15,11 +15,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from typing import Annotated
-
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -58,7 +57,7 @@ def parse_spans(text: str) -> tuple[Span, ...]:
                 f"{part.strip()!r}: expected the end after the start "
                 "(split hours past midnight over two days)"
             )
-        if spans and (spans[-1][1] is None or start < spans[-1][1]):  # type: ignore[operator]
+        if spans and (spans[-1][1] is None or start < spans[-1][1]):
             raise ValueError(f"{part.strip()!r}: expected periods in order, not overlapping")
         spans.append((start, end))
     return tuple(spans)
