@@ -46,9 +46,10 @@ class StaffFigures:
     name: str
     tickets: int = 0
     first_reply: list[float] = field(default_factory=list)
-    """Business seconds from opening to the first staff reply, of the tickets that got one."""
+    """Business seconds from opening to the first staff reply, of the tickets that got one
+    (shortest first)."""
     resolution: list[float] = field(default_factory=list)
-    """Business seconds from opening to resolution, of the tickets resolved."""
+    """Business seconds from opening to resolution, of the tickets resolved (shortest first)."""
     breaches: int = 0
     """SLA deadlines missed (first reply and resolution: a ticket can miss both)."""
     csat_answers: int = 0
@@ -62,7 +63,9 @@ class StaffFigures:
 
 async def _tickets(session: AsyncSession, since: datetime, until: datetime) -> list[Ticket]:
     result = await session.execute(
-        select(Ticket).where(Ticket.opened_at >= since, Ticket.opened_at < until)
+        select(Ticket)
+        .where(Ticket.opened_at >= since, Ticket.opened_at < until)
+        .order_by(Ticket.opened_at, Ticket.id)
     )
     return list(result.scalars())
 
@@ -135,9 +138,10 @@ async def staff_report(
     ids = [ticket.id for ticket in tickets]
     repliers = await _first_repliers(session, ids)
     csat = await _csat(session, ids)
-    names: dict[int | None, str] = dict(
-        (await session.execute(select(StaffMember.user_id, StaffMember.name))).tuples().all()
-    )
+    names: dict[int | None, str] = {
+        user_id: name
+        for user_id, name in await session.execute(select(StaffMember.user_id, StaffMember.name))
+    }
     figures: dict[int | None, StaffFigures] = {}
     for ticket in tickets:
         user_id, name = ticket.assignee_user_id, ticket.assignee_name
@@ -158,4 +162,7 @@ async def staff_report(
         answers, satisfied = csat.get(ticket.id, (0, 0))
         row.csat_answers += answers
         row.csat_satisfied += satisfied
+    for row in figures.values():
+        row.first_reply.sort()
+        row.resolution.sort()
     return sorted(figures.values(), key=lambda row: (row.user_id is None, -row.tickets, row.name))
