@@ -9,6 +9,7 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -18,8 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli_texts import counted
 from bot.cli_tools import database, open_tool
+from bot.kernel.texts import LANGUAGES
+from dashboard.core import load_catalogue
+from dashboard.html import Tr
+from dashboard.staff_table import STAFF_COLUMNS, load_staff, staff_cells
 from storage import kb as kb_queries
 from storage.tickets.reports import TicketReport, ticket_report
+from storage.tickets.staff_report import StaffFigures
 from storage.tiers.report import TierReport, tier_report
 from storage.tiers.spec import STAGES, ChurnFlag, day_of
 from surveys import analytics as survey_analytics
@@ -320,3 +326,44 @@ def surveys(
     out.print(table if rows else "no survey answers in this period")
     if csv_file is not None:
         _write_csv(csv_file, header, rows)
+
+
+# --- staff ------------------------------------------------------------------------------
+
+
+@report_app.command("staff")
+def staff(
+    since: Since = None,
+    until: Until = None,
+    lang: Annotated[str, typer.Option("--lang", help="zh or en.")] = "en",
+) -> None:
+    """Per staff member, the tickets opened in a period they handled: median and p90 first
+    reply and resolution in business hours, SLA breaches, CSAT of their tickets."""
+    tool = open_tool()
+    now = tool.clock.now()
+    end = until.replace(tzinfo=UTC) if until else now
+    start = since.replace(tzinfo=UTC) if since else end - timedelta(days=30)
+    if start >= end or lang not in LANGUAGES:
+        problem = (
+            f"--lang: expected one of {', '.join(LANGUAGES)}"
+            if lang not in LANGUAGES
+            else "--since must be before --until"
+        )
+        typer.echo(f"carebot: {problem}", err=True)
+        raise typer.Exit(2)
+
+    async def read() -> list[StaffFigures]:
+        async with database(tool) as sessionmaker, sessionmaker() as session:
+            return await load_staff(session, tool.rules, start, end, now)
+
+    figures = asyncio.run(read())
+    tr = Tr(load_catalogue(), lang, ZoneInfo("UTC"), tool.rules)
+    table = Table(
+        title=tr("staff_title", since=f"{start:%Y-%m-%d %H:%M}", until=f"{end:%Y-%m-%d %H:%M} UTC")
+    )
+    for index, column in enumerate(STAFF_COLUMNS):
+        table.add_column(tr(column), no_wrap=index == 0, justify="left" if index == 0 else "right")
+    for row in figures:
+        table.add_row(*staff_cells(tr, row))
+    out.print(table if figures else tr("staff_none"))
+    out.print(tr("staff_note"))

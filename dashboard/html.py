@@ -19,12 +19,13 @@ from bot.kernel.config import CannedReply, Config, readable_name
 from bot.kernel.survey_config import DEFAULT_DIMENSIONS
 from bot.kernel.texts import LANGUAGES, Markup, Texts
 
-PAGES = ("overview", "tickets", "satisfaction", "customers", "outbox")
+PAGES = ("overview", "tickets", "satisfaction", "customers", "staff", "outbox")
 PAGE_PATHS = {
     "overview": "/dashboard/",
     "tickets": "/dashboard/tickets",
     "satisfaction": "/dashboard/satisfaction",
     "customers": "/dashboard/customers",
+    "staff": "/dashboard/staff",
     "outbox": "/dashboard/outbox",
 }
 FAVICON_LINK = '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">'
@@ -114,6 +115,19 @@ class Tr:
         if moment is None:
             return "—"
         return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+
+    def duration(self, seconds: float | None) -> str:
+        """A length of time as people read it, to the minute ("1h 05m", "2d 03h")."""
+        if seconds is None:
+            return "—"
+        minutes = round(seconds / 60)
+        days, minutes = divmod(minutes, 24 * 60)
+        hours, minutes = divmod(minutes, 60)
+        if days:
+            return self("duration_days", days=days, hours=f"{hours:02d}")
+        if hours:
+            return self("duration_hours", hours=hours, minutes=f"{minutes:02d}")
+        return self("duration_minutes", minutes=minutes)
 
 
 def figure(name: str, value: object, css: str = "") -> Markup:

@@ -440,6 +440,9 @@ class Ticket(Base):
     resolution_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reopen_count: Mapped[int] = mapped_column(SmallInteger, default=0)
     flood_noticed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    after_hours_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the desk opens again, as the customer was last told while it was closed: the
+    out-of-hours reply goes once per ticket and closed period."""
     lock_version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     owner: Mapped[Customer | None] = relationship(viewonly=True, lazy="raise")

@@ -24,6 +24,7 @@ from pydantic import (
 
 from bot.kernel.care_config import CareConfig
 from bot.kernel.files import load_config_file
+from bot.kernel.hours import HoursConfig
 from bot.kernel.survey_config import SurveyConfig, load_surveys
 from bot.kernel.texts import LANGUAGES
 
@@ -435,8 +436,8 @@ class CannedReply(StrictModel):
 
 
 class TicketConfig(StrictModel):
-    """``tickets.toml``: categories, priorities, SLAs by tier, reopening, relays, canned
-    replies."""
+    """``tickets.toml``: categories, priorities, SLAs by tier, business hours, reopening,
+    relays, canned replies."""
 
     numbers: TicketNumberConfig = TicketNumberConfig()
     categories: list[TicketCategory] = [
@@ -448,6 +449,7 @@ class TicketConfig(StrictModel):
     ]
     priority: TicketPriorityConfig = TicketPriorityConfig()
     sla: SlaConfig = SlaConfig()
+    hours: HoursConfig = HoursConfig()
     flow: ComplaintFlowConfig = ComplaintFlowConfig()
     reopen: ReopenConfig = ReopenConfig()
     relay: RelayConfig = RelayConfig()

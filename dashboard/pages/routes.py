@@ -15,6 +15,7 @@ from dashboard.pages.overview import overview
 from dashboard.pages.respond import DASHBOARD_KEY
 from dashboard.pages.satisfaction import satisfaction
 from dashboard.pages.signin import login, login_page, logout
+from dashboard.pages.staff import staff_page
 from dashboard.pages.tickets import ticket_list, ticket_page
 
 
@@ -32,6 +33,7 @@ def mount(app: web.Application, dashboard: Dashboard) -> None:
     app.router.add_get("/dashboard/tickets/{number}", ticket_page)
     app.router.add_get(PAGE_PATHS["satisfaction"], satisfaction)
     app.router.add_get(PAGE_PATHS["customers"], customers)
+    app.router.add_get(PAGE_PATHS["staff"], staff_page)
     app.router.add_get(PAGE_PATHS["outbox"], outbox)
     app.router.add_post("/dashboard/outbox/retry", retry)
     app.router.add_get(auth.LOGIN_PATH + "{token}", login_page)

@@ -11,6 +11,7 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 from bot.kernel.config import PRIORITIES, Config, TicketConfig, readable_name
+from bot.kernel.hours import BusinessHours
 from bot.kernel.texts import Markup, Texts
 from storage.models import Customer, Ticket
 from storage.tickets.statuses import WAITING
@@ -157,6 +158,10 @@ class Desk:
     """Each tier's display name in the staff's language (``tiers.toml``)."""
     dimension_names: dict[str, str] = field(default_factory=dict)
     """Each survey dimension's display name in the staff's language (``surveys/settings.toml``)."""
+    hours: BusinessHours = field(default_factory=BusinessHours)
+    """The desk's business hours (``tickets.toml`` ``[hours]``): SLA clocks run only then."""
+    customer_zone: str = "Asia/Shanghai"
+    """The time zone of a customer who has none of their own (``customers.toml``)."""
 
     @classmethod
     def from_config(
@@ -178,6 +183,8 @@ class Desk:
                 name: rules.surveys.dimension_label(name, language) or readable_name(name)
                 for name in rules.surveys.dimensions
             },
+            hours=rules.tickets.hours.calendar(),
+            customer_zone=rules.general.customers.default_timezone,
         )
 
     @property

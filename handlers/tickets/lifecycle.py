@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import PRIORITIES
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Markup
+from handlers.tickets.closed_hours import tell_when_open
 from handlers.tickets.desk import (
     CANNED,
     CARD,
@@ -73,7 +74,8 @@ def _new_ticket_row(
     order_ref: str | None,
 ) -> dict[str, object]:
     """A new open ticket's row: its priority and the SLA's due times follow the customer's
-    tier (and the category) as the desk's rules say; the subject is cut to 500 characters."""
+    tier (and the category) as the desk's rules say, counted in business hours; the subject
+    is cut to 500 characters."""
     target = desk.rules.sla.target(customer.tier)
     return {
         "customer_id": customer.id,
@@ -88,8 +90,10 @@ def _new_ticket_row(
         "tier": customer.tier,
         "topic_closed": False,
         "opened_at": now,
-        "first_response_due": now + timedelta(minutes=target.first_response_minutes),
-        "resolution_due": now + timedelta(hours=target.resolution_hours),
+        "first_response_due": desk.hours.add(
+            now, timedelta(minutes=target.first_response_minutes)
+        ),
+        "resolution_due": desk.hours.add(now, timedelta(hours=target.resolution_hours)),
         "reopen_count": 0,
         "lock_version": 0,
         "updated_at": now,
@@ -112,7 +116,8 @@ async def open_ticket(
     """Open a ticket for ``customer`` (True) or return the open one they already have (False).
 
     Its topic is queued for creation with the card, then the copies of ``items`` (the
-    complaint's description), in order. Two concurrent openings for one customer make one
+    complaint's description), in order; while the desk is closed the customer is told when it
+    opens (``closed_hours``). Two concurrent openings for one customer make one
     ticket: the unique ``open_customer_id`` decides.
     """
     existing = await open_ticket_of(session, customer.id)
@@ -148,6 +153,7 @@ async def open_ticket(
         message = await store_message(session, ticket, item, now)
         await queue_to_topic(session, desk, ticket, message, now, album_grace=False)
     await pump(session, desk, ticket, lanes.TOPIC, now)
+    await tell_when_open(session, desk, ticket, customer, now)
     return ticket, True
 
 
@@ -161,6 +167,9 @@ async def add_customer_items(
         message = await store_message(session, locked, item, now)
         await queue_to_topic(session, desk, locked, message, now, album_grace=False)
     await pump(session, desk, locked, lanes.TOPIC, now)
+    customer = await session.get(Customer, locked.customer_id)
+    if customer is not None:
+        await tell_when_open(session, desk, locked, customer, now)
 
 
 async def staff_responded(

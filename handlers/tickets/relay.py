@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.replies import Reply
+from handlers.tickets.closed_hours import tell_when_open
 from handlers.tickets.desk import (
     BAN_NOTICE_EVERY,
     EDIT,
@@ -61,7 +62,8 @@ async def relay_from_customer(
     session: AsyncSession, desk: Desk, customer: Customer, item: Incoming, now: datetime
 ) -> list[Reply] | None:
     """A customer's message (text or media) outside any flow: attached to their open ticket
-    (reopening a recently closed one, or opening a follow-up) and copied into its topic.
+    (reopening a recently closed one, or opening a follow-up) and copied into its topic; while
+    the desk is closed, they are told once when it opens.
 
     Returns what to tell the customer (usually nothing), or None when there is no ticket for
     the message: the caller answers it as usual (the knowledge base).
@@ -106,6 +108,7 @@ async def relay_from_customer(
     await pump(session, desk, ticket, lanes.TOPIC, now)
     if ticket.status == WAITING_CUSTOMER:
         await set_status(session, desk, ticket, WAITING_STAFF, now)
+    await tell_when_open(session, desk, ticket, customer, now)
     return replies
 
 
