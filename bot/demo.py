@@ -375,8 +375,9 @@ DEMO_SURVEY_CHECK_SECONDS = 5
 
 
 def demo_rules(rules: Config) -> Config:
-    """The demo's own rules: the example files with quiet hours off (a message the visitor
-    brings about at night arrives now, not at 09:00) and surveys planned every few seconds."""
+    """The demo's own rules: the example files with quiet hours and business hours off (a
+    message the visitor brings about at night arrives now, not at 09:00, and the desk answers at
+    any hour) and surveys planned every few seconds."""
     outbox = rules.outbox.model_copy(
         update={"quiet_hours": rules.outbox.quiet_hours.model_copy(update={"enabled": False})}
     )
@@ -385,7 +386,10 @@ def demo_rules(rules: Config) -> Config:
     surveys = rules.surveys.model_copy(
         update={"settings": settings.model_copy(update={"planner": planner})}
     )
-    return rules.model_copy(update={"outbox": outbox, "surveys": surveys})
+    tickets = rules.tickets.model_copy(
+        update={"hours": rules.tickets.hours.model_copy(update={"enabled": False})}
+    )
+    return rules.model_copy(update={"outbox": outbox, "surveys": surveys, "tickets": tickets})
 
 
 def daily_jobs(
