@@ -19,7 +19,6 @@ holiday, retention offer, follow-up after a delivery, follow-up after a resolved
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,7 +38,7 @@ from bot.kernel.replies import TextRef
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
-from storage.care import CareCustomer, TierRange, VisitCandidate
+from storage.care import CareCustomer, TierRange, VisitCandidate, coupon_code
 from storage.payloads import CareTag, OutboxButton, ReadyText
 
 logger = logging.getLogger(__name__)
@@ -58,14 +57,6 @@ FOLLOWUP_GOOD = "care:good:"
 FOLLOWUP_PROBLEM = "care:problem:"
 PLAN_EVERY = timedelta(minutes=10)
 DST_SLACK = timedelta(hours=2)  # more than any clock change (the planner re-checks each day)
-COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
-
-
-def coupon_code() -> str:
-    """A random single-use code like ``CB-7KQ2-M9XH`` (40 bits: unguessable, easy to type)."""
-    bits = int.from_bytes(secrets.token_bytes(5), "big")
-    chars = "".join(COUPON_ALPHABET[(bits >> (5 * index)) & 31] for index in range(8))
-    return f"CB-{chars[:4]}-{chars[4:]}"
 
 
 def dedupe_key(occasion: str, customer_id: int, day: date) -> str:

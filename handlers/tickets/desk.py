@@ -157,6 +157,8 @@ class Desk:
     """Each tier's display name in the staff's language (``tiers.toml``)."""
     dimension_names: dict[str, str] = field(default_factory=dict)
     """Each survey dimension's display name in the staff's language (``surveys/settings.toml``)."""
+    points: bool = False
+    """Whether the shop has a points programme (``loyalty.toml``): the card shows the balance."""
 
     @classmethod
     def from_config(
@@ -178,6 +180,7 @@ class Desk:
                 name: rules.surveys.dimension_label(name, language) or readable_name(name)
                 for name in rules.surveys.dimensions
             },
+            points=rules.loyalty.enabled,
         )
 
     @property
