@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, exists, func, select, text
+from sqlalchemy import and_, delete, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -217,10 +217,14 @@ async def customers_expiring(
 ) -> list[int]:
     """Customers with points that expire in ``(after, until]`` (``reachable_only``: those who
     may get care messages)."""
-    statement = select(distinct(PointsMovement.customer_id)).where(
-        PointsMovement.expires_at > after,
-        PointsMovement.expires_at <= until,
-        PointsMovement.points > 0,
+    statement = (
+        select(PointsMovement.customer_id)
+        .distinct()
+        .where(
+            PointsMovement.expires_at > after,
+            PointsMovement.expires_at <= until,
+            PointsMovement.points > 0,
+        )
     )
     if reachable_only:
         statement = statement.join(Customer, Customer.id == PointsMovement.customer_id).where(
@@ -238,7 +242,8 @@ async def unclosed_expiries(session: AsyncSession, *, now: datetime) -> list[int
         _LATER.expires_at == PointsMovement.expires_at,
     )
     result = await session.execute(
-        select(distinct(PointsMovement.customer_id))
+        select(PointsMovement.customer_id)
+        .distinct()
         .where(
             PointsMovement.expires_at <= now,
             PointsMovement.points > 0,

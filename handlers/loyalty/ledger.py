@@ -66,10 +66,19 @@ class Ledger:
 
     def _take(self, movement: Movement) -> None:
         wanted = -movement.points
-        own = [b for b in self.batches if movement.kind == REVERSE and b.order_id is not None]
-        own = [b for b in own if b.order_id == movement.order_id]
+        own = [
+            b
+            for b in self.batches
+            if movement.kind == REVERSE
+            and b.order_id is not None
+            and b.order_id == movement.order_id
+        ]
         others = sorted(
-            (b for b in self.batches if b.alive(movement.created_at) and b not in own),
+            (
+                b
+                for b in self.batches
+                if b.alive(movement.created_at) and all(b is not o for o in own)
+            ),
             key=lambda b: (b.expires_at is None, b.expires_at or movement.created_at),
         )
         for batch in [*own, *others]:
