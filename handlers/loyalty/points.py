@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.config import Config, GeneralConfig, TierConfig
@@ -209,30 +210,16 @@ def _invalid(programme: Programme, language: str, text: str) -> Reply:
     )
 
 
-async def redeem(
+async def _issue_coupon(
     session: AsyncSession,
     programme: Programme,
     customer: Customer,
     points: int,
     now: datetime,
-    new_code: Callable[[], str] = coupon_code,
-    *,
-    replace_message: bool = False,
-) -> Reply:
-    """Turn ``points`` points into a single-use coupon worth the rule file's rate: the coupon
-    and the ledger's redeem movement in the caller's transaction. Too few points, an amount
-    under the minimum or not a multiple of the step: a reply saying so, nothing changed."""
-    language = customer.language
-    refusal = _cannot_redeem(programme, customer)
-    if refusal is not None:
-        return refusal
+    new_code: Callable[[], str],
+) -> tuple[str, date]:
+    """Store the coupon ``points`` points buy and the redeem movement; (code, last day)."""
     rules = programme.rules.redeem
-    if points < rules.minimum_points or points % rules.points:
-        return _invalid(programme, language, str(points))
-    balance = await balance_of(session, customer.id, now)
-    if points > balance:
-        return _too_few(programme, language, balance)
-    value_cents = rules.value_cents(points)
     today = now.astimezone(programme.zone).date()
     last_day = today + timedelta(days=rules.valid_days)
     valid_until = datetime.combine(last_day + timedelta(days=1), time(0, 0), programme.zone)
@@ -240,7 +227,7 @@ async def redeem(
         "customer_id": customer.id,
         "tier": customer.tier,
         "discount_percent": 0,
-        "value_cents": value_cents,
+        "value_cents": rules.value_cents(points),
         "min_spend_cents": int((rules.min_spend * 100).to_integral_value()),
         "issued_day": today.isoformat(),
         "issued_at": now,
@@ -267,6 +254,34 @@ async def redeem(
             }
         ],
     )
+    return code, last_day
+
+
+async def redeem(
+    session: AsyncSession,
+    programme: Programme,
+    customer: Customer,
+    points: int,
+    now: datetime,
+    new_code: Callable[[], str] = coupon_code,
+    *,
+    replace_message: bool = False,
+) -> Reply:
+    """Turn ``points`` points into a single-use coupon worth the rule file's rate: the coupon
+    and the ledger's redeem movement in the caller's transaction. Too few points, an amount
+    under the minimum or not a multiple of the step: a reply saying so, nothing changed."""
+    language = customer.language
+    refusal = _cannot_redeem(programme, customer)
+    if refusal is not None:
+        return refusal
+    rules = programme.rules.redeem
+    if points < rules.minimum_points or points % rules.points:
+        return _invalid(programme, language, str(points))
+    balance = await balance_of(session, customer.id, now)
+    if points > balance:
+        return _too_few(programme, language, balance)
+    value_cents = rules.value_cents(points)
+    code, last_day = await _issue_coupon(session, programme, customer, points, now, new_code)
     return Reply(
         "points_redeemed",
         language,
@@ -303,6 +318,8 @@ async def adjust(
         raise AdjustError("--reason: expected a text saying why")
     if customer.erased_at is not None:
         raise AdjustError(f"customer {customer.id} erased their data")
+    # Locked, as /redeem locks it: two changes of one balance wait for each other.
+    await session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
     balance = await balance_of(session, customer.id, now)
     if balance + amount < 0:
         raise AdjustError(f"customer {customer.id} has {balance} points; cannot take {-amount}")
