@@ -13,6 +13,7 @@ from telegram.ext import ApplicationBuilder, Defaults
 import handlers.answers.telegram
 import handlers.care.telegram
 import handlers.complaints.telegram
+import handlers.loyalty.telegram
 import handlers.onboarding.telegram
 import handlers.staff.telegram
 import handlers.surveys.telegram
@@ -33,7 +34,17 @@ from storage import outbox as outbox_queries
 from storage.engine import Sessions
 from storage.payloads import ReadyText
 
-COMMANDS = ("start", "profile", "complaint", "language", "stop", "forget", "help")
+COMMANDS = (
+    "start",
+    "profile",
+    "complaint",
+    "points",
+    "redeem",
+    "language",
+    "stop",
+    "forget",
+    "help",
+)
 MAX_CONCURRENT_UPDATES = 64
 KIND_INBOX_PARKED = "inbox.parked"
 
@@ -123,6 +134,8 @@ def _add_handlers(application: CareApplication, staff_group: StaffGroup) -> None
     application.add_handlers(
         handlers.staff.telegram.build_handlers(staff_group), group=GROUP_FEATURES
     )
+    # /points and /redeem before onboarding's answer to unknown commands.
+    application.add_handlers(handlers.loyalty.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.onboarding.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.answers.telegram.build_handlers(), group=GROUP_FEATURES)
     application.add_handlers(handlers.care.telegram.build_handlers(), group=GROUP_FEATURES)

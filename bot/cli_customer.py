@@ -39,7 +39,8 @@ KEY_HELP = "What CUSTOMER is: carebot's customer id, their Telegram user id, or 
 BY = typer.Option(Key.ID, "--by", help=KEY_HELP)
 
 
-async def _find(session: AsyncSession, customer: str, key: Key) -> Customer | None:
+async def find_customer(session: AsyncSession, customer: str, key: Key) -> Customer | None:
+    """The customer named ``customer`` on the command line (see ``--by``); None if none."""
     if key is Key.SHOP:
         where = Customer.external_id == customer
     elif not customer.lstrip("-").isdigit():
@@ -51,7 +52,7 @@ async def _find(session: AsyncSession, customer: str, key: Key) -> Customer | No
     return (await session.execute(select(Customer).where(where))).scalar_one_or_none()
 
 
-def _not_found(customer: str, key: Key) -> typer.Exit:
+def not_found(customer: str, key: Key) -> typer.Exit:
     typer.echo(f"carebot: no customer with {key.value} {customer}", err=True)
     return typer.Exit(2)
 
@@ -66,12 +67,12 @@ def export(
 
     async def work() -> dict[str, object] | None:
         async with database(tool) as sessions, sessions() as session:
-            found = await _find(session, customer, by)
+            found = await find_customer(session, customer, by)
             return None if found is None else await privacy.export_customer(session, found.id)
 
     record = asyncio.run(work())
     if record is None:
-        raise _not_found(customer, by)
+        raise not_found(customer, by)
     typer.echo(json.dumps(record, ensure_ascii=False, indent=2, default=str))
 
 
@@ -88,7 +89,7 @@ def forget(
         typer.confirm(f"Erase everything carebot keeps about customer {customer}?", abort=True)
     erased = asyncio.run(_forget(tool, texts, customer, by))
     if erased is None:
-        raise _not_found(customer, by)
+        raise not_found(customer, by)
     typer.echo(f"customer {erased} erased")
 
 
@@ -96,7 +97,7 @@ async def _forget(tool: Tool, texts: Texts, customer: str, key: Key) -> int | No
     desk = TicketDesk.from_config(tool.rules, texts, tool.settings.staff_chat_id)
     async with database(tool) as sessions:
         async with sessions.unit() as unit:
-            found = await _find(unit.session, customer, key)
+            found = await find_customer(unit.session, customer, key)
             if found is None:
                 return None
             await load_stored_group(unit.session, desk.group)  # its topics are renamed there

@@ -50,6 +50,7 @@ from handlers.tickets.lifecycle import TicketDesk, open_ticket
 from scheduler import tiers as tier_job
 from scheduler.care import PlanReport as CarePlanReport
 from scheduler.care import care_jobs, planner_for
+from scheduler.points import points_jobs
 from scheduler.surveys import survey_jobs
 from scheduler.tiers import tier_jobs
 from scheduler.wiring import PeriodicJob
@@ -395,11 +396,12 @@ def demo_rules(rules: Config) -> Config:
 def daily_jobs(
     sessionmaker: async_sessionmaker[AsyncSession], rules: Config, desk: TicketDesk
 ) -> list[PeriodicJob]:
-    """What the bot runs on its own each day, in order: tiers (who is at risk now), care
-    (greetings, follow-ups, retention offers), surveys (invitations, reminders, recovery
-    tickets). The same jobs the bot's scheduler runs."""
+    """What the bot runs on its own each day, in order: tiers (who is at risk now), points
+    (earned, taken back, expired), care (greetings, follow-ups, retention offers), surveys
+    (invitations, reminders, recovery tickets). The same jobs the bot's scheduler runs."""
     return [
         *tier_jobs(sessionmaker, rules.tiers),
+        *points_jobs(sessionmaker, rules),
         *care_jobs(sessionmaker, planner_for(rules)),
         *survey_jobs(sessionmaker, rules.surveys, desk),
     ]

@@ -31,6 +31,7 @@ from handlers.tickets.outcomes import hooks_by_kind
 from scheduler.care import care_jobs, plan_before_dispatch, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.kb_reload import KbReloadWatch, kb_reload_jobs
+from scheduler.points import points_jobs
 from scheduler.sla import sla_jobs
 from scheduler.staff_group import staff_group_jobs
 from scheduler.surveys import survey_jobs
@@ -197,6 +198,7 @@ def periodic_jobs(
         *(kb_reload_jobs(kb_watch) if kb_watch is not None else []),
         *outbox_jobs(sessionmaker, rules.outbox),
         *care_jobs(sessionmaker, planner_for(rules)),
+        *points_jobs(sessionmaker, rules),
         *sla_jobs(sessionmaker, desk, stored_failure),
         *tier_jobs(sessionmaker, rules.tiers),
         *survey_jobs(sessionmaker, rules.surveys, desk),

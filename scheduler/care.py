@@ -22,7 +22,6 @@ zone.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -42,7 +41,7 @@ from bot.kernel.replies import TextRef
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
-from storage.care import CareCustomer, TierRange, VisitCandidate
+from storage.care import CareCustomer, TierRange, VisitCandidate, coupon_code
 from storage.payloads import CareTag, OutboxButton, ReadyText
 
 logger = logging.getLogger(__name__)
@@ -66,14 +65,6 @@ DST_CHANGE = timedelta(hours=1)  # the most a day's clocks move (Lord Howe's hal
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14 (Kiribati): the first zone to start a day
 LATEST_OFFSET = timedelta(hours=12)  # UTC-12: the last zone to end it
 MIN_PREVIEW_STEP = timedelta(minutes=15)
-COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
-
-
-def coupon_code() -> str:
-    """A random single-use code like ``CB-7KQ2-M9XH`` (40 bits: unguessable, easy to type)."""
-    bits = int.from_bytes(secrets.token_bytes(5), "big")
-    chars = "".join(COUPON_ALPHABET[(bits >> (5 * index)) & 31] for index in range(8))
-    return f"CB-{chars[:4]}-{chars[4:]}"
 
 
 def dedupe_key(occasion: str, customer_id: int, day: date) -> str:

@@ -11,6 +11,7 @@ a chat. Functions take the session first and only flush.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -50,10 +51,19 @@ from storage.models import (
 )
 from storage.payloads import from_json
 
+RETENTION = "retention"  # coupons.kind of a retention offer ("points": redeemed points)
+COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
 COUPON_BATCH = 1000  # rows per INSERT (SQLite allows 32,766 parameters per statement)
 SCHEDULE_BATCH = 5000  # follow-up schedule rows per INSERT (3 parameters each)
 _OPEN = text("outbox.state IN ('pending', 'claimed')")
 AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any columns (here: customer ids)
+
+
+def coupon_code() -> str:
+    """A random single-use code like ``CB-7KQ2-M9XH`` (40 bits: unguessable, easy to type)."""
+    bits = int.from_bytes(secrets.token_bytes(5), "big")
+    chars = "".join(COUPON_ALPHABET[(bits >> (5 * index)) & 31] for index in range(8))
+    return f"CB-{chars[:4]}-{chars[4:]}"
 
 
 @dataclass(frozen=True)
@@ -371,14 +381,19 @@ async def resolved_tickets(
 async def at_risk_customers(
     session: AsyncSession, *, offered_since: datetime
 ) -> list[CareCustomer]:
-    """Customers the tiers job flags at risk (stage ``at_risk``) without a coupon issued since
-    ``offered_since`` (at most one offer per period)."""
+    """Customers the tiers job flags at risk (stage ``at_risk``) without a retention offer
+    issued since ``offered_since`` (at most one offer per period; redeemed points do not
+    count)."""
     result = await session.execute(
         select(*_CUSTOMER_COLUMNS)
         .where(
             text(f"customers.{AT_RISK}"),
             _reachable(),
-            ~exists().where(Coupon.customer_id == Customer.id, Coupon.issued_at >= offered_since),
+            ~exists().where(
+                Coupon.customer_id == Customer.id,
+                Coupon.kind == RETENTION,
+                Coupon.issued_at >= offered_since,
+            ),
         )
         .order_by(Customer.id)
     )
@@ -453,7 +468,11 @@ class Conversion:
 
 async def conversion(session: AsyncSession, *, since: datetime | None = None) -> list[Conversion]:
     """Retention offers issued and redeemed, by tier (optionally those issued since a time)."""
-    statement = select(Coupon.tier, func.count(), func.count(Coupon.used_at)).group_by(Coupon.tier)
+    statement = (
+        select(Coupon.tier, func.count(), func.count(Coupon.used_at))
+        .where(Coupon.kind == RETENTION)
+        .group_by(Coupon.tier)
+    )
     if since is not None:
         statement = statement.where(Coupon.issued_at >= since)
     result = await session.execute(statement.order_by(Coupon.tier))
@@ -469,9 +488,11 @@ async def coupons_of(session: AsyncSession, customer_id: int) -> list[Coupon]:
 
 
 async def coupon_days_since(session: AsyncSession, since: datetime) -> list[tuple[int, str]]:
-    """(customer, local day) of the coupons issued since ``since``."""
+    """(customer, local day) of the retention offers issued since ``since``."""
     result = await session.execute(
-        select(Coupon.customer_id, Coupon.issued_day).where(Coupon.issued_at >= since)
+        select(Coupon.customer_id, Coupon.issued_day).where(
+            Coupon.issued_at >= since, Coupon.kind == RETENTION
+        )
     )
     return [(customer_id, day) for customer_id, day in result]
 

@@ -585,11 +585,16 @@ class CustomerBan(Base):
 # --- Care plans: retention coupons ---
 
 
+RETENTION_COUPONS = "kind = 'retention'"
+
+
 class Coupon(Base):
-    """A single-use retention coupon offered to one customer at risk (``code`` is unique and
-    random). ``issued_day`` is the customer-local day of the offer: one offer per customer and
-    day, whoever races to issue it. ``used_at``/``order_id`` are set when an imported order
-    carries the code within its validity (conversion)."""
+    """A single-use coupon of one customer (``code`` is unique and random): a retention offer to
+    a customer at risk (``kind`` "retention", ``discount_percent`` off), or points redeemed with
+    ``/redeem`` (``kind`` "points", ``value_cents`` off). ``issued_day`` is the customer-local
+    day of the offer: one retention offer per customer and day, whoever races to issue it.
+    ``used_at``/``order_id`` are set when an imported order carries the code within its
+    validity (conversion)."""
 
     __tablename__ = "coupons"
 
@@ -604,10 +609,50 @@ class Coupon(Base):
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), default="retention", server_default="retention")
+    value_cents: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
-        Index("ix_coupons_customer_day", "customer_id", "issued_day", unique=True),
+        Index(
+            "ix_coupons_customer_day",
+            "customer_id",
+            "issued_day",
+            unique=True,
+            sqlite_where=text(RETENTION_COUPONS),
+            postgresql_where=text(RETENTION_COUPONS),
+        ),
         Index("ix_coupons_customer_issued", "customer_id", "issued_at"),
+    )
+
+
+class PointsMovement(Base):
+    """One movement of a customer's loyalty points (README: Loyalty points): ``kind`` earn (a
+    delivered order), reverse (that order refunded or cancelled), welcome, redeem (into a
+    coupon), adjust (by staff, with a ``reason``) or expire. ``points`` is signed. ``key`` is
+    unique and says what the movement is for (``earn:order:12``, ``expire:5:2027-12-31``), so
+    a re-import or a second run of a job never adds one twice. Rows that add points carry
+    ``expires_at``, when what is left of them stops counting; an expire row carries the
+    ``expires_at`` of the points it closes. ``/forget`` deletes a customer's rows."""
+
+    __tablename__ = "points_ledger"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    tier: Mapped[str | None] = mapped_column(String(32))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_points_ledger_customer", "customer_id", "created_at", "id"),
+        Index("ix_points_ledger_order", "order_id", "kind"),
+        # The expiry and reminder jobs read the points that expire around now.
+        Index("ix_points_ledger_expires", "expires_at", "customer_id"),
     )
 
 

@@ -78,6 +78,8 @@ def test_the_bot_process_schedules_each_periodic_job_once() -> None:
         "outbox.prune",
         "outbox.report",
         "care.plan",
+        "points.settle",
+        "points.expire",
         "tickets.sla",
         "tiers.recompute",
         "surveys.plan",

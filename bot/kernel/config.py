@@ -23,8 +23,9 @@ from pydantic import (
 )
 
 from bot.kernel.care_config import CareConfig
-from bot.kernel.files import load_config_file
+from bot.kernel.files import ConfigError, load_config_file
 from bot.kernel.hours import HoursConfig
+from bot.kernel.loyalty_config import DISABLED, LoyaltyConfig
 from bot.kernel.survey_config import SurveyConfig, load_surveys
 from bot.kernel.texts import LANGUAGES
 
@@ -497,6 +498,7 @@ class Config(StrictModel):
     tickets: TicketConfig = TicketConfig()
     care: CareConfig = CareConfig()
     surveys: SurveyConfig = SurveyConfig()
+    loyalty: LoyaltyConfig = DISABLED
 
 
 def load_config(config_dir: Path) -> Config:
@@ -506,15 +508,31 @@ def load_config(config_dir: Path) -> Config:
     tiers = load_config_file(config_dir / "tiers.toml", TierConfig)
     tickets = load_config_file(config_dir / "tickets.toml", TicketConfig)
     care = load_config_file(config_dir / "care.toml", CareConfig)
+    loyalty = load_loyalty(config_dir / "loyalty.toml", [tier.name for tier in tiers.tiers])
     return Config(
         general=general,
         outbox=outbox,
         tiers=tiers,
         tickets=tickets,
         care=care,
+        loyalty=loyalty,
         surveys=load_surveys(
             config_dir / "surveys",
             tiers=[tier.name for tier in tiers.tiers],
             categories=[category.code for category in tickets.categories],
         ),
     )
+
+
+def load_loyalty(path: Path, tiers: list[str]) -> LoyaltyConfig:
+    """``loyalty.toml`` (no file: no points programme); its tier sections must be tiers of
+    ``tiers.toml``."""
+    if not path.exists():
+        return DISABLED
+    loyalty = load_config_file(path, LoyaltyConfig)
+    for name in loyalty.tiers:
+        if name not in tiers:
+            raise ConfigError(
+                f"{path}: tiers.{name}: not a tier of tiers.toml (known: {', '.join(tiers)})"
+            )
+    return loyalty

@@ -27,10 +27,16 @@ def render_ref(texts: Texts, language: str, ref: TextRef) -> str:
 
 
 def resolve_params(texts: Texts, language: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        name: render_ref(texts, language, value) if isinstance(value, TextRef) else value
-        for name, value in params.items()
-    }
+    """The parameters with texts rendered; a list of texts becomes their lines."""
+    return {name: _resolve(texts, language, value) for name, value in params.items()}
+
+
+def _resolve(texts: Texts, language: str, value: Any) -> Any:
+    if isinstance(value, TextRef):
+        return render_ref(texts, language, value)
+    if isinstance(value, list) and value and all(isinstance(item, TextRef) for item in value):
+        return "\n".join(render_ref(texts, language, item) for item in value)
+    return value
 
 
 def render_label(texts: Texts, language: str, label: TextRef | str) -> str:

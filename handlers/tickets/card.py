@@ -20,6 +20,7 @@ from handlers.tickets.desk import (
     status_label,
     tier_label,
 )
+from storage import points as point_queries
 from storage.models import Customer, Ticket
 from storage.payloads import OutboxButton
 from storage.tickets.messages import EVENT, IN, NOTE, QUEUED, recent_messages
@@ -75,6 +76,9 @@ async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
             "ticket_card_orders", count=orders.count, spend=_money(desk, orders.spend_cents)
         )
     )
+    if desk.points and customer is not None:
+        balance = await point_queries.total(session, customer.id)
+        lines.append(desk.staff_text("ticket_card_points", balance=balance))
     if earlier:
         items = ", ".join(
             desk.staff_text(

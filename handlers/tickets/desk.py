@@ -162,6 +162,8 @@ class Desk:
     """The desk's business hours (``tickets.toml`` ``[hours]``): SLA clocks run only then."""
     customer_zone: str = "Asia/Shanghai"
     """The time zone of a customer who has none of their own (``customers.toml``)."""
+    points: bool = False
+    """Whether the shop has a points programme (``loyalty.toml``): the card shows the balance."""
 
     @classmethod
     def from_config(
@@ -185,6 +187,7 @@ class Desk:
             },
             hours=rules.tickets.hours.calendar(),
             customer_zone=rules.general.customers.default_timezone,
+            points=rules.loyalty.enabled,
         )
 
     @property
