@@ -775,8 +775,8 @@ class StaffGroupSetting(Base):
 
 class StaffDuty(Base):
     """Who is on duty in a staff group (``/duty on|off`` there), for auto-assignment;
-    ``last_assigned_at``: when auto-assignment last gave them a ticket of the group (round
-    robin takes the one waiting longest)."""
+    ``assigned_turn``: the group's count of auto-assignments when it last gave them a ticket
+    (0: never; round robin takes the lowest, so the one waiting longest)."""
 
     __tablename__ = "staff_duty"
 
@@ -785,7 +785,7 @@ class StaffDuty(Base):
     name: Mapped[str] = mapped_column(String(128))
     on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assigned_turn: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class KbReload(Base):

@@ -19,7 +19,7 @@ MAIN = "main"
 async def stored_staff_groups(session: AsyncSession) -> dict[str, int]:
     """Every stored group: name → chat id."""
     result = await session.execute(select(StaffGroupSetting.name, StaffGroupSetting.chat_id))
-    return {name: chat_id for name, chat_id in result.tuples()}
+    return {name: chat_id for name, chat_id in result.all()}
 
 
 async def stored_staff_group(session: AsyncSession, name: str = MAIN) -> int | None:

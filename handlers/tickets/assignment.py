@@ -56,7 +56,7 @@ async def pick_assignee(
     if mode == LEAST_OPEN:
         counts = await open_tickets_of(session, [row.user_id for row in pool])
         chosen = min(pool, key=lambda row: counts.get(row.user_id, 0))  # ties: round robin
-    await mark_assigned(session, ticket.staff_group, chosen.user_id, now)
+    await mark_assigned(session, ticket.staff_group, chosen.user_id)
     return Staff(chosen.user_id, chosen.name)
 
 

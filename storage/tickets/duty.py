@@ -18,7 +18,7 @@ async def set_duty(
     """Record ``/duty on`` or ``/duty off`` of a member in a group."""
     values = {"name": name[:128], "on_duty": on_duty, "changed_at": now}
     statement = _insert_ignoring_conflicts(session, StaffDuty).values(
-        group_name=group, user_id=user_id, **values
+        group_name=group, user_id=user_id, assigned_turn=0, **values
     )
     await session.execute(
         statement.on_conflict_do_update(
@@ -34,8 +34,7 @@ async def on_duty(session: AsyncSession, group: str, *, lock: bool = False) -> l
     statement = (
         select(StaffDuty)
         .where(StaffDuty.group_name == group, StaffDuty.on_duty.is_(True))
-        .order_by(StaffDuty.last_assigned_at.is_not(None), StaffDuty.last_assigned_at)
-        .order_by(StaffDuty.user_id)
+        .order_by(StaffDuty.assigned_turn, StaffDuty.user_id)
     )
     if lock:
         statement = statement.with_for_update()
@@ -51,14 +50,20 @@ async def open_tickets_of(session: AsyncSession, user_ids: list[int]) -> dict[in
         .where(Ticket.assignee_user_id.in_(user_ids), Ticket.open_customer_id.is_not(None))
         .group_by(Ticket.assignee_user_id)
     )
-    return {int(user_id or 0): int(count) for user_id, count in result.tuples()}
+    return {int(user_id or 0): int(count) for user_id, count in result.all()}
 
 
-async def mark_assigned(session: AsyncSession, group: str, user_id: int, now: datetime) -> None:
-    """Auto-assignment gave the member a ticket now (round robin moves on)."""
+async def mark_assigned(session: AsyncSession, group: str, user_id: int) -> None:
+    """Auto-assignment gave the member a ticket: they take the group's next turn (round robin
+    moves on; a turn, not a time, so two tickets in one instant still alternate)."""
+    latest = (
+        select(func.coalesce(func.max(StaffDuty.assigned_turn), 0))
+        .where(StaffDuty.group_name == group)
+        .scalar_subquery()
+    )
     await session.execute(
         update(StaffDuty)
         .where(StaffDuty.group_name == group, StaffDuty.user_id == user_id)
-        .values(last_assigned_at=now)
+        .values(assigned_turn=latest + 1)
         .execution_options(synchronize_session=False)
     )

@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("on_duty", sa.Boolean(), nullable=False),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_assigned_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("assigned_turn", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("group_name", "user_id", name=op.f("pk_staff_duty")),
     )
 
