@@ -186,6 +186,14 @@ async def test_a_route_to_a_group_not_set_up_goes_to_main_with_one_warning(
     assert [(await _topic(harness, n))[0] for n in (first, second)] == [STAFF, STAFF]
     warned = [r for r in caplog.records if "'vip' is not set up" in r.getMessage()]
     assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    # A chat is one desk only; a name must be a plain word. Neither changes anything.
+    boss = _user(api, BOSS, "Boss")
+    api.add_member(STAFF, boss, "creator")
+    await _say(api, boss, STAFF, "/setup vip")
+    await wait_text(api, STAFF, harness.text("en", "setup_other_group", name="main"))
+    await _say(api, boss, STAFF, "/setup V.I.P")
+    await wait_text(api, STAFF, harness.text("en", "setup_bad_name", name="v.i.p"))
+    assert harness.desk.group.chats == {"main": STAFF}
     # Once it is set up, the next VIP ticket goes there.
     await _set_up(harness, VIP, "vip", "VIP desk")
     third = await _open(harness, api.add_user(8203, "Val"), tier="vip")

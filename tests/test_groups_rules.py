@@ -49,7 +49,8 @@ def _config_dir(tmp_path: Path, extra: str) -> Path:
     directory = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG_DIR, directory)
     tickets = directory / "tickets.toml"
-    tickets.write_text(tickets.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    shipped = tickets.read_text(encoding="utf-8").split("\n[desk]\n")[0]  # ours replaces it
+    tickets.write_text(shipped + "\n" + extra, encoding="utf-8")
     return directory
 
 
