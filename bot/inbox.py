@@ -69,7 +69,7 @@ from scheduler.dispatcher.telegram import retry_after_seconds
 from storage import inbox as inbox_queries
 from storage.engine import Sessions, UnitOfWork
 from storage.inbox import Pending
-from storage.staff_group import stored_staff_group
+from storage.staff_group import stored_staff_groups
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +370,9 @@ class Inbox:
     def _ours(self, update: Update) -> bool:
         """Private chats, the staff group, and ``/setup`` in any group."""
         chat = update.effective_chat
-        if chat is None or chat.type == ChatType.PRIVATE or chat.id == self._staff_group.chat_id:
+        if chat is None or chat.type == ChatType.PRIVATE:
+            return True
+        if self._staff_group.name_of(chat.id) is not None:
             return True
         return _is_setup(update)
 
@@ -378,8 +380,7 @@ class Inbox:
         """A group's update that is not ours while ``/setup`` may still change the group."""
         chat = update.effective_chat
         return (
-            not self._staff_group.fixed
-            and chat is not None
+            chat is not None
             and chat.type in (ChatType.GROUP, ChatType.SUPERGROUP)
             and not self._ours(update)
         )
@@ -392,7 +393,7 @@ class Inbox:
             return
         self._group_read_at = moment
         async with self._sessions() as session:
-            self._staff_group.chat_id = await stored_staff_group(session)
+            self._staff_group.load(await stored_staff_groups(session))
 
     def _keep(self, update: Update) -> bool:
         """Whether to store the update; other groups are not carebot's to keep (the first

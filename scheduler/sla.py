@@ -23,8 +23,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.kernel.texts import Markup
+from handlers.tickets.assignment import missed_first_reply
 from handlers.tickets.desk import KIND_ESCALATION, STRANDED_AFTER, Desk, Staff, tier_label
-from handlers.tickets.lifecycle import push_topic_text, ticket_closed
+from handlers.tickets.lifecycle import push_topic_text, refresh_card, ticket_closed
 from handlers.tickets.outcomes import recover_one
 from scheduler.wiring import PeriodicJob
 from storage import outbox as outbox_queries
@@ -85,9 +86,14 @@ async def _remind(
 async def _escalate(
     session: AsyncSession, desk: Desk, ticket: Ticket, kind: str, due: datetime, now: datetime
 ) -> None:
-    if desk.staff_chat_id is None:
+    leads = ""
+    if kind == FIRST_RESPONSE:  # reassigned (once) where the group says so; its leads called
+        leads = await missed_first_reply(session, desk, ticket, now)
+        await refresh_card(session, desk, ticket, now)
+    chat_id = desk.topic_chat(ticket)  # the ticket's group's General topic
+    if chat_id is None:
         return
-    link = topic_link(desk.staff_chat_id, ticket.topic_thread_id)
+    link = topic_link(chat_id, ticket.topic_thread_id)
     text = desk.staff_text(
         f"ticket_sla_escalation_{kind}",
         number=ticket.number,
@@ -96,10 +102,12 @@ async def _escalate(
         assignee=Markup(_assignee(desk, ticket)),
         link=Markup(desk.staff_text("ticket_sla_link", url=link) if link else ""),
     )
+    if leads:
+        text += "\n" + desk.staff_text("ticket_sla_escalation_leads", leads=Markup(leads))
     await outbox_queries.enqueue(
         session,
         dedupe_key=f"tk-sla:{ticket.id}:{kind}:{due.isoformat()}",
-        chat_id=desk.staff_chat_id,
+        chat_id=chat_id,
         kind=KIND_ESCALATION,
         payload=ReadyText(text, html=True),
         due_at=now,

@@ -423,6 +423,10 @@ class Ticket(Base):
     tier: Mapped[str] = mapped_column(String(32))
     assignee_user_id: Mapped[int | None] = mapped_column(BigInteger)
     assignee_name: Mapped[str | None] = mapped_column(String(128))
+    staff_group: Mapped[str] = mapped_column(String(32), default="main")
+    """The staff group (by name) the ticket belongs to: routing chose it, ``/move`` changes it."""
+    staff_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The chat ``topic_thread_id`` is a topic of (thread ids are per chat)."""
     topic_thread_id: Mapped[int | None] = mapped_column(BigInteger)
     topic_title: Mapped[str | None] = mapped_column(String(128))
     topic_closed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -452,7 +456,7 @@ class Ticket(Base):
 
     __table_args__ = (
         Index("ix_tickets_customer", "customer_id", "opened_at"),
-        Index("ix_tickets_topic", "topic_thread_id"),
+        Index("ix_tickets_topic", "staff_chat_id", "topic_thread_id"),
         Index("ix_tickets_opened", "opened_at"),
         # The SLA planner's scans: open tickets by their next deadline.
         Index("ix_tickets_first_response_due", "status", "first_response_due"),
@@ -802,18 +806,34 @@ class FollowupVisit(Base):
 
 
 class StaffGroupSetting(Base):
-    """The staff group ``/setup`` chose (README: Connect your staff group): one row, ``id`` 1,
-    absent until the first ``/setup``. ``CAREBOT_STAFF_CHAT_ID``, when set, wins over it.
-    ``title`` is the group's name when it was set (for the log); ``set_by_user_id`` who sent
-    ``/setup``."""
+    """The staff groups ``/setup`` chose (README: Connect your staff group; Several staff
+    groups): one row per name (``main`` for a bare ``/setup``), absent until its first
+    ``/setup``; a chat is one group only. ``CAREBOT_STAFF_CHAT_ID``, when set, wins over
+    ``main``'s row. ``title`` is the group's name when it was set (for the log);
+    ``set_by_user_id`` who sent ``/setup``."""
 
-    __tablename__ = "staff_group"
+    __tablename__ = "staff_groups"
 
-    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    chat_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     title: Mapped[str | None] = mapped_column(String(256))
     set_by_user_id: Mapped[int | None] = mapped_column(BigInteger)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StaffDuty(Base):
+    """Who is on duty in a staff group (``/duty on|off`` there), for auto-assignment;
+    ``assigned_turn``: the group's count of auto-assignments when it last gave them a ticket
+    (0: never; round robin takes the lowest, so the one waiting longest)."""
+
+    __tablename__ = "staff_duty"
+
+    group_name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(128))
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    assigned_turn: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class KbReload(Base):

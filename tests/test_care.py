@@ -536,7 +536,7 @@ class TestButtons:
             ticket = await open_ticket_of(session, customer)
             assert ticket is not None
             assert (ticket.source, ticket.order_id, ticket.order_ref) == (
-                "complaint",
+                "care",
                 order,
                 "P-1",
             )

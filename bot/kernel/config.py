@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -436,6 +437,113 @@ class CannedReply(StrictModel):
         return self.zh if language == "zh" else self.en
 
 
+AssignMode = Literal["manual", "round_robin", "least_open"]
+StaffRole = Literal["agent", "lead"]
+MAIN_GROUP = "main"
+"""The staff group a bare ``/setup`` sets up, where tickets go that no routing rule sends
+elsewhere (and those routed to a group not set up yet)."""
+ROUTING_SOURCES = ("complaint", "question", "survey", "follow_up", "care")
+"""What opened a ticket: the complaint flow, a knowledge-base hand-off, a survey's low score
+(recovery), a message after a closed ticket (follow-up), a care message's "problem" button."""
+ROUTING_KEYS = ("category", "language", "tier", "source")
+
+
+def _as_list(value: object) -> object:
+    """A routing or skill key written as one value or as a list of them."""
+    return [value] if isinstance(value, str) else value
+
+
+class DeskGroupConfig(StrictModel):
+    """``[groups.<name>]``: how a staff group hands out its tickets."""
+
+    assign: AssignMode = "manual"
+    """manual: staff /claim; round_robin: in turn among the staff on duty (/duty on);
+    least_open: to the one on duty with the fewest open tickets."""
+    reassign_missed_first_reply: bool = True
+    """A ticket whose first-reply deadline passes unanswered goes (once) to another on duty."""
+    escalate_to_leads: bool = True
+    """The missed deadline's escalation mentions the group's leads."""
+
+
+class RoutingRule(StrictModel):
+    """``[[routing]]``: tickets matching every key given go to ``group`` (first match wins);
+    a key takes one value or a list; a rule without keys matches every ticket."""
+
+    group: str = Field(pattern=CODE)
+    category: list[str] = []
+    language: list[str] = []
+    tier: list[str] = []
+    source: list[str] = []
+
+    _lists = field_validator("category", "language", "tier", "source", mode="before")(
+        classmethod(lambda cls, value: _as_list(value))
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        for language in value:
+            if language not in LANGUAGES:
+                raise ValueError(f"unknown language {language!r}: expected {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        for source in value:
+            if source not in ROUTING_SOURCES:
+                raise ValueError(
+                    f"unknown source {source!r}: expected {', '.join(ROUTING_SOURCES)}"
+                )
+        return value
+
+    def matches(self, *, category: str, language: str, tier: str, source: str) -> bool:
+        """Whether a ticket with these facts goes to this rule's group."""
+        facts = {"category": category, "language": language, "tier": tier, "source": source}
+        return all(
+            not getattr(self, key) or facts[key] in getattr(self, key) for key in ROUTING_KEYS
+        )
+
+
+class StaffRule(StrictModel):
+    """``[[staff]]``: a staff member's role and skills (by Telegram user id). An agent may not
+    assign a ticket to someone else nor take over another's; a lead may. ``groups``: the
+    groups whose lead they are (none: all); ``categories`` / ``languages``: the tickets
+    auto-assignment prefers to give them (none: any)."""
+
+    user_id: int
+    role: StaffRole = "agent"
+    groups: list[str] = []
+    categories: list[str] = []
+    languages: list[str] = []
+
+    _lists = field_validator("groups", "categories", "languages", mode="before")(
+        classmethod(lambda cls, value: _as_list(value))
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        for language in value:
+            if language not in LANGUAGES:
+                raise ValueError(f"unknown language {language!r}: expected {', '.join(LANGUAGES)}")
+        return value
+
+    def can_take(self, category: str, language: str) -> bool:
+        """Whether the ticket fits this member's skills (no skills listed: every ticket)."""
+        return (not self.categories or category in self.categories) and (
+            not self.languages or language in self.languages
+        )
+
+
+class DeskConfig(StrictModel):
+    """``[desk]``: what holds for every staff group."""
+
+    default_role: StaffRole = "lead"
+    """The role of staff not listed in ``[[staff]]`` (lead: everyone may assign, as with one
+    group and no roles)."""
+
+
 class TicketConfig(StrictModel):
     """``tickets.toml``: categories, priorities, SLAs by tier, business hours, reopening,
     relays, canned replies."""
@@ -456,6 +564,10 @@ class TicketConfig(StrictModel):
     relay: RelayConfig = RelayConfig()
     flood: FloodConfig = FloodConfig()
     canned: list[CannedReply] = []
+    desk: DeskConfig = DeskConfig()
+    groups: dict[str, DeskGroupConfig] = {}
+    routing: list[RoutingRule] = []
+    staff: list[StaffRule] = []
 
     @field_validator("categories")
     @classmethod
@@ -474,6 +586,72 @@ class TicketConfig(StrictModel):
         if len(set(codes)) != len(codes):
             raise ValueError(f"expected distinct canned reply codes, got {', '.join(codes)}")
         return value
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, DeskGroupConfig]) -> dict[str, DeskGroupConfig]:
+        for name in value:
+            if not re.match(CODE, name):
+                raise ValueError(f"group name {name!r}: expected lower-case letters, digits, _")
+        return value
+
+    @field_validator("routing")
+    @classmethod
+    def _routing_categories(
+        cls, value: list[RoutingRule], info: ValidationInfo
+    ) -> list[RoutingRule]:
+        known = [category.code for category in info.data.get("categories", [])]
+        for index, rule in enumerate(value):
+            for code in rule.category:
+                if code not in (*known, "question"):
+                    raise ValueError(
+                        f"rule {index + 1} (group {rule.group!r}): unknown category {code!r} "
+                        f"(known: {', '.join(known)}, question)"
+                    )
+        return value
+
+    @field_validator("staff")
+    @classmethod
+    def _staff(cls, value: list[StaffRule], info: ValidationInfo) -> list[StaffRule]:
+        known = [category.code for category in info.data.get("categories", [])]
+        seen: set[int] = set()
+        for index, member in enumerate(value):
+            if member.user_id in seen:
+                raise ValueError(f"entry {index + 1}: user_id {member.user_id} is listed twice")
+            seen.add(member.user_id)
+            for code in member.categories:
+                if code not in (*known, "question"):
+                    raise ValueError(
+                        f"entry {index + 1} (user_id {member.user_id}): unknown category "
+                        f"{code!r} (known: {', '.join(known)}, question)"
+                    )
+        return value
+
+    def group_rules(self, name: str) -> DeskGroupConfig:
+        """How the group ``name`` hands out tickets (not listed: manual)."""
+        return self.groups.get(name) or DeskGroupConfig()
+
+    def route(self, *, category: str, language: str, tier: str, source: str) -> str:
+        """The group the first matching ``[[routing]]`` rule names (none: ``main``)."""
+        facts = {"category": category, "language": language, "tier": tier, "source": source}
+        rule = next((rule for rule in self.routing if rule.matches(**facts)), None)
+        return rule.group if rule is not None else MAIN_GROUP
+
+    def member(self, user_id: int) -> StaffRule | None:
+        return next((member for member in self.staff if member.user_id == user_id), None)
+
+    def role_of(self, user_id: int) -> StaffRole:
+        """``[[staff]]``'s role for the member, else ``desk.default_role``."""
+        member = self.member(user_id)
+        return member.role if member is not None else self.desk.default_role
+
+    def leads_of(self, group: str) -> list[int]:
+        """The user ids of the group's leads (``[[staff]]`` with role lead)."""
+        return [
+            member.user_id
+            for member in self.staff
+            if member.role == "lead" and (not member.groups or group in member.groups)
+        ]
 
     def category(self, code: str) -> TicketCategory | None:
         return next((category for category in self.categories if category.code == code), None)
@@ -508,7 +686,9 @@ def load_config(config_dir: Path) -> Config:
     tiers = load_config_file(config_dir / "tiers.toml", TierConfig)
     tickets = load_config_file(config_dir / "tickets.toml", TicketConfig)
     care = load_config_file(config_dir / "care.toml", CareConfig)
-    loyalty = load_loyalty(config_dir / "loyalty.toml", [tier.name for tier in tiers.tiers])
+    tier_names = [tier.name for tier in tiers.tiers]
+    loyalty = load_loyalty(config_dir / "loyalty.toml", tier_names)
+    _check_routing_tiers(config_dir / "tickets.toml", tickets, tier_names)
     return Config(
         general=general,
         outbox=outbox,
@@ -518,7 +698,7 @@ def load_config(config_dir: Path) -> Config:
         loyalty=loyalty,
         surveys=load_surveys(
             config_dir / "surveys",
-            tiers=[tier.name for tier in tiers.tiers],
+            tiers=tier_names,
             categories=[category.code for category in tickets.categories],
         ),
     )
@@ -536,3 +716,14 @@ def load_loyalty(path: Path, tiers: list[str]) -> LoyaltyConfig:
                 f"{path}: tiers.{name}: not a tier of tiers.toml (known: {', '.join(tiers)})"
             )
     return loyalty
+
+
+def _check_routing_tiers(path: Path, tickets: TicketConfig, tiers: list[str]) -> None:
+    """Routing rules name tiers of ``tiers.toml``; an unknown one stops start-up."""
+    for index, rule in enumerate(tickets.routing):
+        for tier in rule.tier:
+            if tier not in tiers:
+                raise ConfigError(
+                    f"{path}: routing.{index}.tier: unknown tier {tier!r} "
+                    f"(tiers.toml has {', '.join(tiers)})"
+                )

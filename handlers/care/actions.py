@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.replies import Alert, Reply
-from handlers.tickets.desk import SOURCE_COMPLAINT, Desk
+from handlers.tickets.desk import SOURCE_CARE, Desk
 from handlers.tickets.lifecycle import open_ticket
 from storage import care as care_queries
 from storage import customers as customer_queries
@@ -50,7 +50,7 @@ async def press_care_button(
             session,
             desk,
             customer,
-            source=SOURCE_COMPLAINT,
+            source=SOURCE_CARE,
             category="other",
             subject=PROBLEM_SUBJECT,
             now=now,

@@ -31,8 +31,10 @@ from handlers.tickets.lifecycle import (
     set_priority,
     unban_customer,
 )
+from handlers.tickets.moving import move_ticket
 from handlers.tickets.relay import add_note, note_saved, relay_staff_edit, staff_reply
 from storage.models import Ticket
+from storage.tickets.duty import on_duty, set_duty
 from storage.tickets.rows import lock_ticket, ticket_by_topic
 from storage.tickets.staff import save_staff_member
 
@@ -124,11 +126,18 @@ def refusal(desk: Desk) -> StaffReply:
 
 
 async def _in_topic(
-    session: AsyncSession, desk: Desk, thread_id: int | None, action: TicketAction, *, quiet: bool
+    session: AsyncSession,
+    desk: Desk,
+    thread_id: int | None,
+    action: TicketAction,
+    *,
+    quiet: bool,
+    chat_id: int | None = None,
 ) -> StaffReply | None:
-    """Run ``action`` on the topic's ticket (locked); a topic that is no ticket's gets a hint
-    for a command and silence for a plain message."""
-    ticket = await ticket_by_topic(session, thread_id) if thread_id else None
+    """Run ``action`` on the topic's ticket (locked; ``chat_id``: the staff group the topic is
+    in); a topic that is no ticket's gets a hint for a command and silence for a plain
+    message."""
+    ticket = await ticket_by_topic(session, thread_id, chat_id) if thread_id else None
     locked = await lock_ticket(session, ticket.id) if ticket is not None else None
     if locked is None:
         return None if quiet else StaffReply(desk.staff_text("ticket_not_a_ticket_topic"))
@@ -142,13 +151,15 @@ async def message(
     staff: Staff,
     item: Incoming,
     now: datetime,
+    *,
+    chat_id: int | None = None,
 ) -> StaffReply | None:
     """A message in a topic: to the customer (a ``!`` message is a note)."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
         return await staff_reply(session, desk, ticket, staff, item, now)
 
-    return await _in_topic(session, desk, thread_id, run, quiet=True)
+    return await _in_topic(session, desk, thread_id, run, quiet=True, chat_id=chat_id)
 
 
 async def edit(
@@ -157,6 +168,8 @@ async def edit(
     thread_id: int | None,
     item: Incoming,
     now: datetime,
+    *,
+    chat_id: int | None = None,
 ) -> None:
     """A staff member edited their reply in the topic."""
 
@@ -164,7 +177,7 @@ async def edit(
         await relay_staff_edit(session, desk, ticket, item, now)
         return None
 
-    await _in_topic(session, desk, thread_id, run, quiet=True)
+    await _in_topic(session, desk, thread_id, run, quiet=True, chat_id=chat_id)
 
 
 async def note(
@@ -174,6 +187,8 @@ async def note(
     staff: Staff,
     item: Incoming,
     now: datetime,
+    *,
+    chat_id: int | None = None,
 ) -> StaffReply | None:
     """``/note text``: an internal note (kept, never relayed), acknowledged in the topic so
     nobody takes it for a reply the customer got."""
@@ -187,7 +202,7 @@ async def note(
         await add_note(session, ticket, staff, stripped, now)
         return note_saved(desk)
 
-    return await _in_topic(session, desk, thread_id, run, quiet=False)
+    return await _in_topic(session, desk, thread_id, run, quiet=False, chat_id=chat_id)
 
 
 Command = Callable[[AsyncSession, Desk, Ticket, Staff, datetime], Awaitable[StaffReply]]
@@ -208,17 +223,23 @@ async def command(
     staff: Staff,
     name: str,
     now: datetime,
+    *,
+    chat_id: int | None = None,
+    argument: str = "",
 ) -> StaffReply | None:
-    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``."""
+    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``,
+    ``/move <group>`` (``argument``: the group)."""
 
     async def run(session: AsyncSession, ticket: Ticket) -> StaffReply | None:
         if name == "card":
             return await staff_card(session, desk, ticket)
         if name == "canned":
             return canned_menu(desk, ticket)
+        if name == "move":
+            return await move_ticket(session, desk, ticket, staff, argument.lower(), now)
         return await COMMANDS[name](session, desk, ticket, staff, now)
 
-    return await _in_topic(session, desk, thread_id, run, quiet=False)
+    return await _in_topic(session, desk, thread_id, run, quiet=False, chat_id=chat_id)
 
 
 async def assign(
@@ -231,6 +252,7 @@ async def assign(
     now: datetime,
     *,
     replied_is_staff: bool = False,
+    chat_id: int | None = None,
 ) -> StaffReply | None:
     """``/assign @name``, or ``/assign`` in reply to the assignee's message (``replied_is_staff``:
     what Telegram said of their membership; a non-member is refused)."""
@@ -247,7 +269,32 @@ async def assign(
             assignee_is_staff=replied_is_staff,
         )
 
-    return await _in_topic(session, desk, thread_id, run, quiet=False)
+    return await _in_topic(session, desk, thread_id, run, quiet=False, chat_id=chat_id)
+
+
+async def duty(
+    session: AsyncSession, desk: Desk, chat_id: int, staff: Staff, argument: str, now: datetime
+) -> StaffReply:
+    """``/duty on|off`` in a staff group: the member is (no longer) among those auto-assignment
+    gives that group's tickets to; a bare ``/duty`` says who is on duty there."""
+    group = desk.group.name_of(chat_id)
+    if group is None:  # pragma: no cover - the handler's filter admits staff groups only
+        return refusal(desk)
+    word = argument.strip().lower()
+    if word in ("on", "off"):
+        await set_duty(
+            session,
+            group=group,
+            user_id=staff.user_id,
+            name=staff.name,
+            on_duty=word == "on",
+            now=now,
+        )
+        return StaffReply(desk.staff_text(f"duty_{word}", name=staff.name, group=group))
+    names = ", ".join(row.name for row in await on_duty(session, group))
+    if not names:
+        return StaffReply(desk.staff_text("duty_nobody", group=group))
+    return StaffReply(desk.staff_text("duty_list", group=group, names=names))
 
 
 async def press(

@@ -10,6 +10,9 @@ then, after the commit, the group itself) and passes them in as plain values.
   group; the first one to commit wins (a compare-and-set on the one stored row).
 - A staff group already: only a member of it may move the desk (the old group's topics stay
   there as they are; open tickets get new topics in the new group).
+- ``/setup <name>`` does the same for the named group (``vip``, ``intl``: routing rules in
+  ``tickets.toml`` send tickets there); a bare ``/setup`` is ``main``'s. A chat is one group
+  only; the setting fixes ``main`` alone.
 
 Accepted, the tickets that waited for a group (or whose topics were in the old one) get their
 topics in the same transaction (``handlers.tickets.lanes.give_topics``).
@@ -18,18 +21,26 @@ topics in the same transaction (``handlers.tickets.lanes.give_topics``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.kernel.config import CODE
 from handlers.tickets.desk import Desk, StaffGroup
 from handlers.tickets.lanes import give_topics
 from storage import outbox as outbox_queries
 from storage.outbox import Priority
 from storage.payloads import ReadyText
-from storage.staff_group import forget_topics, set_staff_group, stored_staff_group
+from storage.staff_group import (
+    MAIN,
+    adopt_topics,
+    forget_topics,
+    set_staff_group,
+    stored_staff_groups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +70,10 @@ class SetupRequest:
     """The staff group stored when the edge asked (None: none yet)."""
     staff_member: bool
     """The sender is a member of ``current`` (Telegram's ``getChatMember`` there)."""
+    name: str = MAIN
+    """The group's name (``/setup vip``; a bare ``/setup``: main)."""
+    here_is: str | None = None
+    """The name of the staff group this chat is already (None: none)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class SetupAnswer:
 
     text: str
     connected: int | None = None
+    name: str = MAIN
 
 
 def is_admin(status: str) -> bool:
@@ -77,20 +93,12 @@ def is_admin(status: str) -> bool:
 async def setup(
     session: AsyncSession, desk: Desk, request: SetupRequest, now: datetime
 ) -> SetupAnswer:
-    """``/setup`` in a group: the rule, then (accepted) the stored row and the waiting topics."""
-    here = request.chat_id
-    if desk.group.fixed:
-        if here == desk.staff_chat_id:
-            return SetupAnswer(desk.staff_text("setup_already"), connected=here)
-        return SetupAnswer(desk.staff_text("setup_fixed"))
-    if request.current == here:
-        return SetupAnswer(desk.staff_text("setup_already"), connected=here)
-    if not request.supergroup:
-        return SetupAnswer(desk.staff_text("setup_basic_group"))
-    if request.current is None and not request.admin_here:
-        return SetupAnswer(desk.staff_text("setup_not_admin"))
-    if request.current is not None and not request.staff_member:
-        return SetupAnswer(desk.staff_text("setup_not_staff"))
+    """``/setup [name]`` in a group: the rule, then (accepted) the stored row and the waiting
+    topics."""
+    here, name = request.chat_id, request.name
+    refused = _refusal(desk, request)
+    if refused is not None:
+        return refused
     stored = await set_staff_group(
         session,
         expected=request.current,
@@ -98,20 +106,50 @@ async def setup(
         title=request.title,
         user_id=request.user_id,
         now=now,
+        name=name,
     )
     if not stored:
         return SetupAnswer(desk.staff_text("setup_changed"))
     if request.current is not None:
         await _moved_away(session, desk, request, now)
-    connected = replace(desk, group=StaffGroup(here))  # this transaction's view of the desk
-    waiting = await give_topics(session, connected, now)
+    group = desk.group
+    connected = StaffGroup(group.chat_id, group.fixed, dict(group.others), group.warned)
+    connected.set(name, here)
+    # This transaction's view of the desk.
+    waiting = await give_topics(session, replace(desk, group=connected), now)
     logger.info(
-        "staff group set by /setup: chat %s (before: %s); %d ticket topic(s) on their way",
+        "staff group %r set by /setup: chat %s (before: %s); %d ticket topic(s) on their way",
+        name,
         here,
         request.current,
         waiting,
     )
-    return SetupAnswer(desk.staff_text("setup_done"), connected=here)
+    if name == MAIN:
+        return SetupAnswer(desk.staff_text("setup_done"), connected=here)
+    return SetupAnswer(desk.staff_text("setup_done_named", name=name), connected=here, name=name)
+
+
+def _refusal(desk: Desk, request: SetupRequest) -> SetupAnswer | None:
+    """Why this ``/setup`` changes nothing (the answer says it), or None: it goes ahead."""
+    here, name = request.chat_id, request.name
+    already = SetupAnswer(desk.staff_text("setup_already"), connected=here, name=name)
+    if not re.match(CODE, name):
+        return SetupAnswer(desk.staff_text("setup_bad_name", name=name[:40]))
+    if name == MAIN and desk.group.fixed:
+        if here == desk.staff_chat_id:
+            return already
+        return SetupAnswer(desk.staff_text("setup_fixed"))
+    if request.current == here:
+        return already
+    if request.here_is is not None and request.here_is != name:
+        return SetupAnswer(desk.staff_text("setup_other_group", name=request.here_is))
+    if not request.supergroup:
+        return SetupAnswer(desk.staff_text("setup_basic_group"))
+    if request.current is None and not request.admin_here:
+        return SetupAnswer(desk.staff_text("setup_not_admin"))
+    if request.current is not None and not request.staff_member:
+        return SetupAnswer(desk.staff_text("setup_not_staff"))
+    return None
 
 
 async def _moved_away(
@@ -120,7 +158,7 @@ async def _moved_away(
     """The desk leaves ``request.current``: its thread ids mean nothing in the new group, and
     the old group is told where the desk went."""
     assert request.current is not None
-    await forget_topics(session)
+    await forget_topics(session, request.current)
     await outbox_queries.enqueue(
         session,
         dedupe_key=f"staff-group:moved:{request.current}:{request.chat_id}:{now.isoformat()}",
@@ -136,10 +174,19 @@ async def _moved_away(
     )
 
 
+async def load_at_start(session: AsyncSession, group: StaffGroup) -> int | None:
+    """``load_stored_group`` at start-up; topics made before tickets knew their chat (the
+    setting fixed the group, so the migration could not tell) are the main group's."""
+    chat_id = await load_stored_group(session, group)
+    if chat_id is not None:
+        await adopt_topics(session, chat_id)
+    return chat_id
+
+
 async def load_stored_group(session: AsyncSession, group: StaffGroup) -> int | None:
-    """Bring ``group`` up to date with the stored row (the setting, when set, stays)."""
-    if not group.fixed:
-        group.chat_id = await stored_staff_group(session)
+    """Bring ``group`` up to date with the stored rows (the setting, when set, stays ``main``);
+    returns ``main``'s chat id."""
+    group.load(await stored_staff_groups(session))
     return group.chat_id
 
 

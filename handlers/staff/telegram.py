@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 ANONYMOUS_ADMIN = "GroupAnonymousBot"
 T = TypeVar("T")
 Work = Callable[[AsyncSession, Staff, datetime], Awaitable[StaffReply | None]]
-COMMANDS = ("claim", "close", "reopen", "ban", "unban", "card", "canned")
+COMMANDS = ("claim", "close", "reopen", "ban", "unban", "card", "canned", "move")
 
 
 def _staff(user: User) -> Staff:
@@ -70,12 +70,13 @@ def _member_cache(data: BotData, desk: Desk) -> MemberCache:
 
 
 async def _is_member(
-    bot: Bot, data: BotData, desk: Desk, user_id: int
+    bot: Bot, data: BotData, desk: Desk, user_id: int, chat_id: int | None = None
 ) -> tuple[bool | None, bool]:
-    """Whether ``user_id`` is in the staff group (None: Telegram could not say this time, so
-    nothing is remembered), and whether that was just asked of Telegram (by this caller: the
-    callers of one lookup in flight share it)."""
-    chat_id = desk.staff_chat_id
+    """Whether ``user_id`` is in the staff group ``chat_id`` (None: the main one; None back:
+    Telegram could not say this time, so nothing is remembered), and whether that was just
+    asked of Telegram (by this caller: the callers of one lookup in flight share it)."""
+    if chat_id is None:
+        chat_id = desk.staff_chat_id
     if chat_id is None:
         return False, False
 
@@ -93,11 +94,13 @@ async def _is_member(
 
 
 async def _membership(
-    context: CareContext, message: Message | None, user: User
+    context: CareContext, message: Message | None, user: User, chat_id: int | None
 ) -> tuple[Staff, bool, bool]:
-    """Who acts, whether they are staff, and whether that was just asked of Telegram."""
+    """Who acts, whether they are staff of the group ``chat_id`` (None: of the main one), and
+    whether that was just asked of Telegram."""
     desk = context.desk
-    chat_id = desk.staff_chat_id
+    if chat_id is None:
+        chat_id = desk.staff_chat_id
     if (
         message is not None
         and message.sender_chat is not None
@@ -105,7 +108,7 @@ async def _membership(
     ):
         # An anonymous admin writing as the group.
         return Staff(user.id, message.sender_chat.title or ANONYMOUS_ADMIN), True, False
-    is_staff, fresh = await _is_member(context.bot, context.bot_data, desk, user.id)
+    is_staff, fresh = await _is_member(context.bot, context.bot_data, desk, user.id, chat_id)
     return _staff(user), bool(is_staff), fresh
 
 
@@ -115,8 +118,13 @@ def dashboard_staff_check(bot: Bot, data: BotData) -> Callable[[int], Awaitable[
     ``relay.staff_check_seconds``, as staff commands use (``data`` is the bot's ``bot_data``)."""
 
     async def check(user_id: int) -> bool | None:
-        is_staff, _ = await _is_member(bot, data, data.desk, user_id)
-        return is_staff
+        unknown = False
+        for chat_id in data.desk.group.chats.values():  # a member of any staff group
+            is_staff, _ = await _is_member(bot, data, data.desk, user_id, chat_id)
+            if is_staff:
+                return True
+            unknown = unknown or is_staff is None
+        return None if unknown else False
 
     return check
 
@@ -170,7 +178,7 @@ async def _admit(
         # Other bots; an anonymous admin writes as GroupAnonymousBot with a sender chat.
         return None
     staff, allowed, fresh = await _membership(
-        context, message if update.callback_query is None else None, user
+        context, message if update.callback_query is None else None, user, _staff_chat(update)
     )
     if not allowed:
         if refuse:
@@ -180,6 +188,15 @@ async def _admit(
             await _reply(update, context, refusal)
         return None
     return staff, fresh
+
+
+def _staff_chat(update: Update) -> int | None:
+    """The staff group the update is from (a button's: its message's), None for a private
+    chat (the main group's membership counts there)."""
+    chat = update.effective_chat
+    if chat is None or chat.type == ChatType.PRIVATE:
+        return None
+    return chat.id
 
 
 async def _run(
@@ -223,7 +240,13 @@ async def write(update: Update, context: CareContext) -> None:
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
         return await commands.message(
-            session, desk, message.message_thread_id, staff, incoming_of(message), now
+            session,
+            desk,
+            message.message_thread_id,
+            staff,
+            incoming_of(message),
+            now,
+            chat_id=message.chat.id,
         )
 
     await _run(update, context, work)
@@ -234,10 +257,12 @@ async def edit(update: Update, context: CareContext) -> None:
     message = update.edited_message
     if message is None:
         return
-    desk = context.desk
+    desk, chat_id = context.desk, message.chat.id
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> None:
-        await commands.edit(session, desk, message.message_thread_id, incoming_of(message), now)
+        await commands.edit(
+            session, desk, message.message_thread_id, incoming_of(message), now, chat_id=chat_id
+        )
 
     await _run(update, context, work, refuse=False)
 
@@ -251,22 +276,40 @@ async def note(update: Update, context: CareContext) -> None:
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
         return await commands.note(
-            session, desk, message.message_thread_id, staff, incoming_of(message), now
+            session,
+            desk,
+            message.message_thread_id,
+            staff,
+            incoming_of(message),
+            now,
+            chat_id=message.chat.id,
         )
 
     await _run(update, context, work)
 
 
 async def command(update: Update, context: CareContext) -> None:
-    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``."""
+    """``/claim``, ``/close``, ``/reopen``, ``/ban``, ``/unban``, ``/card``, ``/canned``,
+    ``/move <group>``."""
     message = update.effective_message
     if message is None or not message.text:
         return
-    name = message.text.split()[0].lstrip("/").split("@")[0].lower()
+    words = message.text.split()
+    name = words[0].lstrip("/").split("@")[0].lower()
+    argument = words[1] if len(words) > 1 else ""
     desk = context.desk
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply | None:
-        return await commands.command(session, desk, message.message_thread_id, staff, name, now)
+        return await commands.command(
+            session,
+            desk,
+            message.message_thread_id,
+            staff,
+            name,
+            now,
+            chat_id=message.chat.id,
+            argument=argument,
+        )
 
     await _run(update, context, work)
 
@@ -295,7 +338,7 @@ async def assign(update: Update, context: CareContext) -> None:
     staff, fresh = admitted
     target = _staff(target_user) if target_user is not None else None
     target_is_staff, target_fresh = (
-        await _is_member(context.bot, context.bot_data, desk, target_user.id)
+        await _is_member(context.bot, context.bot_data, desk, target_user.id, message.chat.id)
         if target_user is not None
         else (None, False)
     )
@@ -315,6 +358,7 @@ async def assign(update: Update, context: CareContext) -> None:
             target,
             now,
             replied_is_staff=bool(target_is_staff),
+            chat_id=message.chat.id,
         )
     wake_dispatcher(context)
     await _reply(update, context, result)
@@ -331,6 +375,20 @@ async def press(update: Update, context: CareContext) -> None:
 
     async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
         return await commands.press(session, desk, staff, query.data or "", now, pressed)
+
+    await _run(update, context, work)
+
+
+async def duty(update: Update, context: CareContext) -> None:
+    """``/duty on|off`` (or a bare ``/duty``: who is on duty) in a staff group."""
+    message = update.effective_message
+    if message is None:
+        return
+    desk, chat_id = context.desk, message.chat.id
+    argument = " ".join(context.args or [])
+
+    async def work(session: AsyncSession, staff: Staff, now: datetime) -> StaffReply:
+        return await commands.duty(session, desk, chat_id, staff, argument, now)
 
     await _run(update, context, work)
 
@@ -382,14 +440,14 @@ async def _send_dashboard(
 
 
 class InStaffGroup(filters.MessageFilter):
-    """Messages in the staff group as this process knows it now (``/setup`` may move it)."""
+    """Messages in a staff group as this process knows them now (``/setup`` may move one)."""
 
     def __init__(self, group: StaffGroup) -> None:
         super().__init__(name="InStaffGroup")
         self._group = group
 
     def filter(self, message: Message) -> bool:
-        return self._group.chat_id is not None and message.chat.id == self._group.chat_id
+        return self._group.name_of(message.chat.id) is not None
 
 
 def build_handlers(group: StaffGroup) -> list[BaseHandler[Update, CareContext, Any]]:
@@ -402,6 +460,7 @@ def build_handlers(group: StaffGroup) -> list[BaseHandler[Update, CareContext, A
         CommandHandler("setup", setup, filters=filters.ChatType.GROUPS & new),
         CommandHandler("note", note, filters=in_topic & new),
         CommandHandler("assign", assign, filters=staff & new),
+        CommandHandler("duty", duty, filters=staff & new),
         CommandHandler("dashboard", dashboard, filters=(staff | filters.ChatType.PRIVATE) & new),
         CommandHandler(COMMANDS, command, filters=staff & new),
         CallbackQueryHandler(press, pattern=f"^{CB_TICKET}"),
@@ -426,16 +485,19 @@ async def _status(bot: Bot, chat_id: int, user_id: int) -> tuple[str, bool | Non
 
 
 async def setup(update: Update, context: CareContext) -> None:
-    """``/setup`` in a group: make it the staff desk (``handlers.staff.setup`` decides who may);
-    the answer, the group's check and its problems follow the commit."""
+    """``/setup [name]`` in a group: make it the staff desk ``name`` (``main`` without one;
+    ``handlers.staff.setup`` decides who may); the answer, the group's check and its problems
+    follow the commit."""
     message = update.effective_message
     chat = update.effective_chat
     user = update.effective_user
     if message is None or chat is None or user is None:
         return
     deps, desk, bot = context.deps, context.desk, context.bot
-    async with deps.sessionmaker.begin() as session:  # the stored group, as of now
-        current = await group_setup.load_stored_group(session, desk.group)
+    name = (context.args[0] if context.args else group_setup.MAIN).lower()
+    async with deps.sessionmaker.begin() as session:  # the stored groups, as of now
+        await group_setup.load_stored_group(session, desk.group)
+    current = desk.group.chat_of(name)
     # An anonymous administrator writes as the group itself: only administrators can.
     anonymous = message.sender_chat is not None and message.sender_chat.id == chat.id
     admin_here = anonymous or group_setup.is_admin((await _status(bot, chat.id, user.id))[0])
@@ -450,6 +512,8 @@ async def setup(update: Update, context: CareContext) -> None:
         admin_here=admin_here,
         current=current,
         staff_member=staff_member,
+        name=name,
+        here_is=desk.group.name_of(chat.id),
     )
     async with deps.sessionmaker.begin() as session:
         answer = await group_setup.setup(session, desk, request, deps.clock.now())
@@ -460,8 +524,8 @@ async def _after_setup(context: CareContext, message: Message, answer: SetupAnsw
     """Committed: this process uses the group at once (the others within
     ``STAFF_GROUP_REFRESH``), the group hears the answer, then what it lacks."""
     data, desk = context.bot_data, context.desk
-    if answer.connected is not None and not desk.group.fixed:
-        desk.group.chat_id = answer.connected
+    if answer.connected is not None:
+        desk.group.set(answer.name, answer.connected)
     wake = data.wake
     if wake is not None:
         wake()  # the waiting tickets' topics
@@ -495,16 +559,19 @@ async def check_staff_group(bot: Bot, chat_id: int) -> list[Problem]:
 
 
 async def connect_staff_group(bot: Bot, data: BotData) -> None:
-    """At start-up, before any update is handled: the stored staff group (unless
-    ``CAREBOT_STAFF_CHAT_ID`` fixes it) into the desk, then its check, its problems queued for
-    its General topic; without a group, one WARNING saying how to connect one."""
+    """At start-up, before any update is handled: the stored staff groups (``main`` fixed by
+    ``CAREBOT_STAFF_CHAT_ID`` when set) into the desk, topics made before tickets knew their
+    chat given the main group's, then each group's check, its problems queued for its General
+    topic; without a main group, one WARNING saying how to connect one."""
     deps, desk = data.deps, data.desk
     async with deps.sessionmaker.begin() as session:
-        chat_id = await group_setup.load_stored_group(session, desk.group)
+        chat_id = await group_setup.load_at_start(session, desk.group)
     if chat_id is None:
         logger.warning(group_setup.NO_STAFF_GROUP)
-        return
-    problems = await check_staff_group(bot, chat_id)
-    if problems:
-        async with deps.sessionmaker.begin() as session:
-            await group_setup.queue_problems(session, desk, chat_id, problems, deps.clock.now())
+    for group_chat in desk.group.chats.values():
+        problems = await check_staff_group(bot, group_chat)
+        if problems:
+            async with deps.sessionmaker.begin() as session:
+                await group_setup.queue_problems(
+                    session, desk, group_chat, problems, deps.clock.now()
+                )

@@ -5,6 +5,7 @@ the labels staff read (categories, statuses, priorities, tiers, topic titles).""
 from __future__ import annotations
 
 import html
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -14,8 +15,11 @@ from bot.kernel.config import PRIORITIES, Config, TicketConfig, readable_name
 from bot.kernel.hours import BusinessHours
 from bot.kernel.texts import Markup, Texts
 from storage.models import Customer, Ticket
+from storage.staff_group import MAIN
 from storage.tickets.statuses import WAITING
 from storage.tiers.spec import STAGES
+
+logger = logging.getLogger(__name__)
 
 KIND_TOPIC = "ticket.topic"
 
@@ -110,20 +114,61 @@ SOURCE_QUESTION = "question"
 SOURCE_FOLLOW_UP = "follow_up"
 
 
+SOURCE_CARE = "care"
+"""A care message's "something is wrong" button (a follow-up visit, 回访)."""
+
+
+MAIN_GROUP = MAIN
+"""The group a bare ``/setup`` sets up; tickets no routing rule sends elsewhere go there."""
+
+
 @dataclass
 class StaffGroup:
-    """Which group is the staff desk, as this process knows it (the desk, the inbox and the
-    staff handlers share one): ``CAREBOT_STAFF_CHAT_ID`` (``fixed``), or what ``/setup``
-    stored, which the process that ran it sets at once and every process re-reads every
-    ``STAFF_GROUP_REFRESH`` (``scheduler.staff_group``). None: no staff group yet."""
+    """Which groups are the staff desk, as this process knows them (the desk, the inbox and the
+    staff handlers share one): ``main`` (``chat_id``) is ``CAREBOT_STAFF_CHAT_ID`` (``fixed``)
+    or what ``/setup`` stored; the other named groups (``others``) are what ``/setup <name>``
+    stored. The process that ran ``/setup`` sets them at once and every process re-reads them
+    every ``STAFF_GROUP_REFRESH`` (``scheduler.staff_group``). None: no main group yet."""
 
     chat_id: int | None = None
     fixed: bool = False
+    others: dict[str, int] = field(default_factory=dict)
+    warned: set[str] = field(default_factory=set)
+    """Routed-to groups not set up yet, already logged (one WARNING each)."""
 
     @classmethod
     def from_setting(cls, staff_chat_id: int | None) -> StaffGroup:
         """The group ``CAREBOT_STAFF_CHAT_ID`` fixes, or (None) one ``/setup`` will set."""
         return cls(staff_chat_id, fixed=staff_chat_id is not None)
+
+    @property
+    def chats(self) -> dict[str, int]:
+        """Every group known: name → chat id (``main`` first)."""
+        main = {MAIN: self.chat_id} if self.chat_id is not None else {}
+        return {**main, **self.others}
+
+    def chat_of(self, name: str) -> int | None:
+        return self.chat_id if name == MAIN else self.others.get(name)
+
+    def name_of(self, chat_id: int) -> str | None:
+        """The name of the staff group ``chat_id`` is (None: none)."""
+        return next((name for name, chat in self.chats.items() if chat == chat_id), None)
+
+    def load(self, stored: dict[str, int]) -> None:
+        """Take the stored groups (``main`` stays the setting's when it fixes it)."""
+        if not self.fixed:
+            self.chat_id = stored.get(MAIN)
+        self.others = {
+            name: chat for name, chat in stored.items() if name != MAIN and chat != self.chat_id
+        }
+
+    def set(self, name: str, chat_id: int) -> None:
+        """``/setup`` in this process made ``chat_id`` the group ``name``."""
+        if name == MAIN:
+            if not self.fixed:
+                self.chat_id = chat_id
+            return
+        self.others[name] = chat_id
 
 
 STAFF_GROUP_REFRESH = timedelta(seconds=10)
@@ -194,6 +239,31 @@ class Desk:
     def staff_chat_id(self) -> int | None:
         """The staff group's chat id as this process knows it now (None: not connected)."""
         return self.group.chat_id
+
+    def topic_chat(self, ticket: Ticket) -> int | None:
+        """The chat of the ticket's topic: where it is, or (none yet) its group's (None: that
+        group is not set up yet, the topic waits)."""
+        if ticket.topic_thread_id is not None and ticket.staff_chat_id is not None:
+            return ticket.staff_chat_id
+        return self.group.chat_of(ticket.staff_group)
+
+    def route(self, *, category: str, language: str, tier: str, source: str) -> str:
+        """The group a new ticket goes to: the first matching ``[[routing]]`` rule's, or
+        ``main``; a group not set up yet falls back to ``main`` (one WARNING per group)."""
+        name = self.rules.route(category=category, language=language, tier=tier, source=source)
+        if name == MAIN or self.group.chat_of(name) is not None:
+            return name
+        if name not in self.group.warned:
+            self.group.warned.add(name)
+            logger.warning(
+                "tickets routed to staff group %r go to %r: %r is not set up yet "
+                "(send /setup %s in it)",
+                name,
+                MAIN,
+                name,
+                name,
+            )
+        return MAIN
 
     def answer_promise(self, key: str) -> str:
         """``key`` (a text telling the customer a person will answer), or while no staff group

@@ -264,7 +264,7 @@ async def pump(
     was queued. Deliveries with nothing left to do (a rename to the current title, say) are
     skipped; a lane that needs a topic that does not exist gets its creation put in front.
     ``head``: the lane's head when the caller read it already (``lanes.delivery_and_next``)."""
-    if lane != lanes.CUSTOMER and desk.staff_chat_id is None:
+    if lane != lanes.CUSTOMER and desk.topic_chat(ticket) is None:
         return False
     for _ in range(200):
         if isinstance(head, NotRead):
@@ -341,18 +341,26 @@ async def _recreate_topic(session: AsyncSession, ticket: Ticket, now: datetime) 
 
 
 async def give_topics(session: AsyncSession, desk: Desk, now: datetime) -> int:
-    """The staff group is connected (or moved): every ticket not closed that has no topic there
+    """A staff group is connected (or moved): every ticket not closed that has no topic there
     gets one, its waiting deliveries behind it. Tickets opened while there was no group have
     their creation waiting; those whose topic was in the old group get a new one with the card
     and a summary of the history. Returns how many topic lanes moved."""
-    if desk.staff_chat_id is None:
+    if not desk.group.chats:
         return 0
     moved = 0
     for ticket_id in await tickets_without_topic(session):
         ticket = await lock_ticket(session, ticket_id)
         if ticket is None or ticket.topic_thread_id is not None:
             continue
-        if await lanes.lane_head(session, ticket.id, lanes.TOPIC) is None:
-            await _recreate_topic(session, ticket, now)
-        moved += await pump(session, desk, ticket, lanes.TOPIC, now)
+        moved += await give_topic(session, desk, ticket, now)
     return moved
+
+
+async def give_topic(session: AsyncSession, desk: Desk, ticket: Ticket, now: datetime) -> bool:
+    """The (locked) ticket has no topic in its group: one is created there, in front of what
+    waits, with the card and (when it had a topic before) a summary of the history."""
+    if desk.topic_chat(ticket) is None:
+        return False
+    if await lanes.lane_head(session, ticket.id, lanes.TOPIC) is None:
+        await _recreate_topic(session, ticket, now)
+    return await pump(session, desk, ticket, lanes.TOPIC, now)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.config import PRIORITIES
 from bot.kernel.replies import Alert, Reply
 from bot.kernel.texts import Markup
+from handlers.tickets.assignment import assign_on_arrival, refuse_agent
 from handlers.tickets.closed_hours import tell_when_open
 from handlers.tickets.desk import (
     CANNED,
@@ -77,8 +78,12 @@ def _new_ticket_row(
     tier (and the category) as the desk's rules say, counted in business hours; the subject
     is cut to 500 characters."""
     target = desk.rules.sla.target(customer.tier)
+    group = desk.route(
+        category=category, language=customer.language, tier=customer.tier, source=source
+    )
     return {
         "customer_id": customer.id,
+        "staff_group": group,
         "open_customer_id": customer.id,
         "source": source,
         "category": category,
@@ -149,6 +154,7 @@ async def open_ticket(
     await record_event(session, ticket, "opened", now)
     await push_delivery(session, ticket, lanes.TOPIC, CREATE_TOPIC, now)
     await push_delivery(session, ticket, lanes.TOPIC, CARD, now)
+    await assign_on_arrival(session, desk, ticket, customer.language, now)
     for item in items:
         message = await store_message(session, ticket, item, now)
         await queue_to_topic(session, desk, ticket, message, now, album_grace=False)
@@ -187,6 +193,9 @@ async def claim(
 ) -> StaffReply:
     if ticket.status == CLOSED:
         return StaffReply(desk.staff_text("ticket_already_closed"), alert=True)
+    refused = refuse_agent(desk, ticket, staff, staff.user_id)
+    if refused is not None:
+        return StaffReply(refused.text, alert=True)
     ticket.assignee_user_id, ticket.assignee_name = staff.user_id, staff.name
     ticket.updated_at = now
     await record_event(session, ticket, "claimed", now, staff)
@@ -221,6 +230,9 @@ async def assign(
         assignee = Staff(member.user_id, member.name.split(" ")[0], member.username)
     if assignee is None:
         return StaffReply(desk.staff_text("ticket_assign_usage"))
+    refused = refuse_agent(desk, ticket, staff, assignee.user_id)
+    if refused is not None:
+        return refused
     ticket.assignee_user_id, ticket.assignee_name = assignee.user_id, assignee.name
     ticket.updated_at = now
     await record_event(session, ticket, f"assigned:{assignee.user_id}", now, staff)

@@ -87,6 +87,8 @@ class DeliveryHooks:
         if found is None:
             return False
         delivery, ticket, following = found
+        if delivery.action == CREATE_TOPIC and message.chat_id:
+            ticket.staff_chat_id = message.chat_id  # the thread id is this chat's
         await self._record(session, delivery, ticket, message.payload, list(message_ids))
         was_head = delivery.state == lanes.D_OUTBOX
         await lanes.set_delivery_state(session, delivery, lanes.D_SENT, now)

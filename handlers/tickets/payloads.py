@@ -70,16 +70,18 @@ async def build_delivery(
     if delivery.lane == lanes.CUSTOMER:
         if customer is None or customer.chat_id is None:
             return None  # erased: nobody to write to
-        built = await _build_for_customer(session, desk, customer, delivery, payload)
+        built = await _build_for_customer(session, desk, ticket, customer, delivery, payload)
         return (customer.chat_id, built) if built is not None else None
-    assert desk.staff_chat_id is not None
+    chat_id = desk.topic_chat(ticket)
+    if chat_id is None:  # its group is not set up (here) yet: pump does not get this far
+        return None
     thread = ticket.topic_thread_id
     built_topic = await _build_for_topic(session, desk, ticket, customer, delivery, payload)
     if built_topic is None:
         return None
     if thread is not None and delivery.action != CREATE_TOPIC:
         built_topic = replace(built_topic, thread_id=thread)
-    return desk.staff_chat_id, built_topic
+    return chat_id, built_topic
 
 
 async def _build_for_topic(
@@ -145,11 +147,13 @@ async def _build_for_topic(
 async def _build_for_customer(
     session: AsyncSession,
     desk: Desk,
+    ticket: Ticket,
     customer: Customer,
     delivery: TicketDelivery,
     payload: dict[str, Any],
 ) -> Payload | None:
     action = delivery.action
+    staff_chat = ticket.staff_chat_id or desk.topic_chat(ticket)  # where staff wrote it
     language = customer.language
     render = desk.texts.render
     if action == NOTICE:  # a catalogue text, kept in the outbox's own JSON
@@ -159,7 +163,7 @@ async def _build_for_customer(
         if delivery.ticket_message_id
         else None
     )
-    if message is None or desk.staff_chat_id is None:
+    if message is None or staff_chat is None:
         return None
     name = message.author_name or ""
     prefix = desk.rules.relay.staff_name_prefix and bool(name)
@@ -190,11 +194,11 @@ async def _build_for_customer(
     if action == ALBUM:
         items = await messages_by_id(session, list(payload.get("messages", [])))
         return _album(
-            desk.staff_chat_id, items, _prefixed_caption(desk, language, name) if prefix else None
+            staff_chat, items, _prefixed_caption(desk, language, name) if prefix else None
         )
     if action == COPY:
         caption = _staff_copy_caption(desk, language, name, message, prefix, payload.get("bare"))
-        return Copy(desk.staff_chat_id, message.chat_message_id or 0, caption)
+        return Copy(staff_chat, message.chat_message_id or 0, caption)
     return None
 
 

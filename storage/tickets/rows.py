@@ -200,11 +200,28 @@ _TICKET_BY_TOPIC = (
     .order_by(Ticket.id.desc())
     .limit(1)
 )
+_TICKET_BY_CHAT_TOPIC = (
+    select(Ticket)
+    .where(
+        Ticket.staff_chat_id == bindparam("chat_id"),
+        Ticket.topic_thread_id == bindparam("thread_id"),
+    )
+    .order_by(Ticket.id.desc())
+    .limit(1)
+)
 
 
-async def ticket_by_topic(session: AsyncSession, thread_id: int) -> Ticket | None:
-    """The ticket whose topic this is (the newest, should a thread id ever come back)."""
-    result = await session.execute(_TICKET_BY_TOPIC, {"thread_id": thread_id})
+async def ticket_by_topic(
+    session: AsyncSession, thread_id: int, chat_id: int | None = None
+) -> Ticket | None:
+    """The ticket whose topic this is in the staff group ``chat_id`` (thread ids are per chat;
+    None: in whichever group), the newest should a thread id ever come back."""
+    if chat_id is None:
+        result = await session.execute(_TICKET_BY_TOPIC, {"thread_id": thread_id})
+    else:
+        result = await session.execute(
+            _TICKET_BY_CHAT_TOPIC, {"thread_id": thread_id, "chat_id": chat_id}
+        )
     return result.scalar_one_or_none()
 
 
