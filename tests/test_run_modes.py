@@ -80,6 +80,7 @@ def test_the_bot_process_schedules_each_periodic_job_once() -> None:
         "care.plan",
         "points.settle",
         "points.expire",
+        "staff_group.refresh",
         "tickets.sla",
         "tiers.recompute",
         "surveys.plan",
