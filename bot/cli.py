@@ -13,6 +13,7 @@ from bot.cli_inbox import inbox_app
 from bot.cli_kb import kb_app
 from bot.cli_outbox import outbox_app
 from bot.cli_plan import plan_command
+from bot.cli_recommend import recommend_app
 from bot.cli_report import report_app
 from bot.cli_tiers import tiers_app
 from bot.cli_tools import or_exit
@@ -39,6 +40,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(import_app, name="import")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(customer_app, name="customer")
+app.add_typer(recommend_app, name="recommend")
 app.command("plan")(plan_command)
 
 

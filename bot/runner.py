@@ -30,6 +30,7 @@ from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import hooks_by_kind
 from scheduler.care import care_jobs, drop_stale, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
+from scheduler.recommend import recommend_jobs
 from scheduler.sla import sla_jobs
 from scheduler.staff_group import staff_group_jobs
 from scheduler.surveys import survey_jobs
@@ -190,6 +191,7 @@ def periodic_jobs(
         *care_jobs(sessionmaker, planner_for(rules)),
         *sla_jobs(sessionmaker, desk, stored_failure),
         *tier_jobs(sessionmaker, rules.tiers),
+        *recommend_jobs(sessionmaker, rules),
         *survey_jobs(sessionmaker, rules.surveys, desk),
         *staff_group_jobs(sessionmaker, desk),
     ]

@@ -19,6 +19,7 @@ holiday, retention offer, follow-up after a delivery, follow-up after a resolved
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -32,15 +33,18 @@ import holidays
 from lunardate import LunarDate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.care_config import CareConfig, TierCare
+from bot.kernel.care_config import CARE_LANGUAGES, RECOMMENDATIONS, CareConfig, TierCare
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import Config
 from bot.kernel.replies import TextRef
+from bot.kernel.texts import Texts
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
 from storage.care import CareCustomer, TierRange, VisitCandidate
+from storage.models import Product
 from storage.payloads import CareTag, OutboxButton, ReadyText
+from storage.recommend import recommended_products
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ FOLLOWUP_PROBLEM = "care:problem:"
 PLAN_EVERY = timedelta(minutes=10)
 DST_SLACK = timedelta(hours=2)  # more than any clock change (the planner re-checks each day)
 COUPON_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read aloud, typed by hand
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
 def coupon_code() -> str:
@@ -171,11 +176,18 @@ class CarePlanner:
         default_timezone: str,
         currency: str = "CNY",
         new_code: Callable[[], str] = coupon_code,
+        texts: Texts | None = None,
     ) -> None:
         self.rules = rules
         self.currency = currency
         self._new_code = new_code
         self._zones = LocalZones(default_timezone)
+        self.texts = texts or Texts.load()
+        # Per tier, the occasions whose template lists the customer's recommendations.
+        self._recommending = {
+            name: frozenset(tier.templates.using(RECOMMENDATIONS))
+            for name, tier in rules.tiers.items()
+        }
 
     def zone(self, name: str | None) -> ZoneInfo:
         """The customer's zone; the default when it is missing or unknown."""
@@ -423,10 +435,46 @@ class CarePlanner:
                     continue
                 taken.add(slot)
                 chosen.append(item)
-        return chosen
+        return await self.with_recommendations(session, chosen)
+
+    async def with_recommendations(
+        self, session: AsyncSession, items: list[Planned]
+    ) -> list[Planned]:
+        """``items`` with the ``{recommendations}`` list, in both languages, for those whose
+        template uses it (the customer's recommended products, still active)."""
+        wanted = [
+            index
+            for index, item in enumerate(items)
+            if item.occasion in self._recommending.get(self._tier_name(item.customer.tier), ())
+        ]
+        if not wanted:
+            return items
+        products = await recommended_products(session, {items[i].customer.id for i in wanted})
+        found = list(items)
+        for index in wanted:
+            item = items[index]
+            lists = {
+                language: self.recommendation_list(products[item.customer.id], language)
+                for language in CARE_LANGUAGES
+            }
+            found[index] = replace(item, params={**item.params, RECOMMENDATIONS: lists})
+        return found
+
+    def recommendation_list(self, products: list[Product], language: str) -> str:
+        """The ``{recommendations}`` block: a heading and one line per product with its link,
+        in ``language`` (plain text: Telegram makes the links clickable); "" for none."""
+        if not products:
+            return ""
+        lines = [self.texts.raw(language, "care_recommendations_heading")]
+        for product in products:
+            key = "care_recommendation_item" if product.url else "care_recommendation_item_no_link"
+            line = self.texts.raw(language, key)
+            lines.append(line.format(name=product.name(language), url=product.url or ""))
+        return "\n".join(lines)
 
     def render(self, item: Planned, language: str) -> str:
-        """The message text in ``language`` (templates are per tier, inline in care.toml)."""
+        """The message text in ``language`` (templates are per tier, inline in care.toml); an
+        empty ``{recommendations}`` leaves no blank lines behind."""
         language = _language(language)
         template = getattr(self._tier(item.customer.tier).templates, item.occasion).get(language)
         params = {
@@ -434,7 +482,11 @@ class CarePlanner:
             for key, value in item.params.items()
         }
         params["name"] = item.customer.name or self.rules.anonymous_name.get(language)
-        return str(template.format(**params))
+        params.setdefault(RECOMMENDATIONS, "")
+        text = str(template.format(**params))
+        if "{" + RECOMMENDATIONS + "}" in template:
+            text = _BLANK_LINES.sub("\n\n", text).strip()
+        return text
 
     def _row(self, item: Planned, now: datetime, coupon: str | None = None) -> dict[str, Any]:
         buttons: list[list[OutboxButton]] = []
@@ -533,13 +585,14 @@ def _amount(value: Decimal) -> str:
     return f"{value:.2f}".removesuffix(".00")
 
 
-def planner_for(rules: Config) -> CarePlanner:
+def planner_for(rules: Config, texts: Texts | None = None) -> CarePlanner:
     """The planner configured by the rule files (care.toml, the default time zone, the shop's
-    currency)."""
+    currency) and the text catalogue (the ``{recommendations}`` list)."""
     return CarePlanner(
         rules.care,
         default_timezone=rules.general.customers.default_timezone,
         currency=rules.tiers.orders.currency,
+        texts=texts,
     )
 
 

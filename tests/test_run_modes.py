@@ -80,6 +80,7 @@ def test_the_bot_process_schedules_each_periodic_job_once() -> None:
         "care.plan",
         "tickets.sla",
         "tiers.recompute",
+        "recommend.compute",
         "surveys.plan",
     }
 

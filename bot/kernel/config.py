@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from bot.kernel.care_config import CareConfig
-from bot.kernel.files import load_config_file
+from bot.kernel.files import ConfigError, load_config_file
+from bot.kernel.recommend_config import RecommendConfig
 from bot.kernel.survey_config import SurveyConfig, load_surveys
 from bot.kernel.texts import LANGUAGES
 
@@ -495,6 +496,7 @@ class Config(StrictModel):
     tickets: TicketConfig = TicketConfig()
     care: CareConfig = CareConfig()
     surveys: SurveyConfig = SurveyConfig()
+    recommend: RecommendConfig = RecommendConfig()
 
 
 def load_config(config_dir: Path) -> Config:
@@ -504,6 +506,8 @@ def load_config(config_dir: Path) -> Config:
     tiers = load_config_file(config_dir / "tiers.toml", TierConfig)
     tickets = load_config_file(config_dir / "tickets.toml", TicketConfig)
     care = load_config_file(config_dir / "care.toml", CareConfig)
+    recommend = load_config_file(config_dir / "recommend.toml", RecommendConfig)
+    _check_recommendations_used(config_dir / "care.toml", care, recommend)
     return Config(
         general=general,
         outbox=outbox,
@@ -515,4 +519,15 @@ def load_config(config_dir: Path) -> Config:
             tiers=[tier.name for tier in tiers.tiers],
             categories=[category.code for category in tickets.categories],
         ),
+        recommend=recommend,
     )
+
+
+def _check_recommendations_used(path: Path, care: CareConfig, recommend: RecommendConfig) -> None:
+    """A care template with ``{recommendations}`` needs the recommendations job on."""
+    if recommend.enabled:
+        return
+    for key in care.templates_using("recommendations"):
+        raise ConfigError(
+            f"{path}: {key}: uses {{recommendations}} but recommend.toml has enabled = false"
+        )
