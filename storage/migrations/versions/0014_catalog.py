@@ -29,7 +29,7 @@ def _foreign_key(table: str, column: str, target: str) -> sa.ForeignKeyConstrain
     )
 
 
-def _stamps() -> list[sa.Column]:  # type: ignore[type-arg]
+def _stamps() -> list[sa.Column[object]]:
     return [
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
