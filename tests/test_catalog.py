@@ -435,7 +435,7 @@ class TestEndToEnd:
         assert "19 rows: 19 new, 0 changed, 0 unchanged; 0 line(s)" in result.output
         result = await asyncio.to_thread(cli, "recommend", "run")
         assert result.exit_code == 0, result.output
-        assert ": 18 order line(s), 5 pair(s), 9 customer(s) with a list" in result.output
+        assert ": 18 order line(s), 9 pair(s), 9 customer(s) with a list" in result.output
         result = await asyncio.to_thread(cli, "recommend", "show", "C3")
         assert result.output.splitlines() == [
             "1. C  Mug / 马克杯  https://shop.example/p/mug",

@@ -15,7 +15,7 @@ class _Strict(BaseModel):
 class Together(_Strict):
     """When two products count as bought together, and which pairs are kept."""
 
-    window_days: int = Field(default=0, ge=0, le=365)
+    window_days: int = Field(default=90, ge=0, le=365)
     """0: in the same order; N: by the same customer within N days of each other."""
     min_support: int = Field(default=2, ge=1, le=1_000_000)
     """At least this many customers bought both."""

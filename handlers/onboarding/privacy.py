@@ -26,8 +26,9 @@ async def erase_customer(
     (name, username, phone, birthday, Telegram ids), what they wrote (the inbox, tickets,
     survey comments, questions to the knowledge base), what was sent to them or about them
     (outbox and delivery payloads, their chat id), the tickets' topic titles, the products
-    recommended to them. Counts stay, anonymous: orders and their lines, tickets, scores. On SQLite the write-ahead log is emptied once this
-    commits, so the old pages are gone from the files too."""
+    recommended to them. Counts stay, anonymous: orders and their lines, tickets, scores. On
+    SQLite the write-ahead log is emptied once this commits, so the old pages are gone from the
+    files too."""
     await customer_queries.erase_personal_data(session, customer, now)
     await forget_customer(session, desk, customer.id, now)
     await survey_queries.erase_texts(session, customer.id)
