@@ -14,6 +14,7 @@ from bot.cli_kb import kb_app
 from bot.cli_outbox import outbox_app
 from bot.cli_plan import plan_command
 from bot.cli_points import points_app
+from bot.cli_recommend import recommend_app
 from bot.cli_report import report_app
 from bot.cli_texts import cli_language, say
 from bot.cli_tiers import tiers_app
@@ -43,6 +44,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(tiers_app, name="tiers")
 app.add_typer(customer_app, name="customer")
 app.add_typer(points_app, name="points")
+app.add_typer(recommend_app, name="recommend")
 app.command("plan")(plan_command)
 
 

@@ -1,4 +1,5 @@
-"""``carebot import customers|orders FILE`` and ``carebot import link-codes OUT``.
+"""``carebot import customers|orders|products|order-lines FILE`` and ``carebot import
+link-codes OUT``.
 
 A file is validated whole before anything is written; a file with any bad row is rejected with
 every problem as ``file:line:column: what was wrong`` and exit code 1, and nothing is imported.
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import importer
+from bot import catalog_import, importer
 from bot.cli_texts import counted
 from bot.cli_tools import Tool, database, open_tool
 from scheduler import tiers as tier_job
@@ -30,7 +31,7 @@ PROGRESS_FROM_LINES = 5_000
 
 import_app = typer.Typer(
     rich_markup_mode=None,
-    help="Import customers and orders from the shop's CSV exports.",
+    help="Import customers, orders, products and order lines from the shop's CSV exports.",
     no_args_is_help=True,
 )
 err = Console(stderr=True)
@@ -83,6 +84,46 @@ def _summary(path: Path, counts: ImportCounts) -> str:
         f"{path}: {counts.rows} rows: {counts.inserted} new, {counts.updated} changed, "
         f"{counts.unchanged} unchanged"
     )
+
+
+def _import_file(tool: Tool, path: Path, step: ImportStep) -> ImportCounts:
+    """Run ``step`` over ``path`` in one transaction; a rejected file prints its problems and
+    exits 1 with nothing imported."""
+    try:
+        return asyncio.run(_run_import(tool, path, step))
+    except importer.ImportRejected as error:
+        _reject(error, path)
+        raise  # not reached: _reject exits
+
+
+@import_app.command("products")
+def import_products(file: Path = FileArgument) -> None:
+    """Add or update products by sku (columns sku, name_zh, name_en, category, url, active)."""
+    tool = open_tool()
+
+    async def step(
+        session: AsyncSession, progress: importer.ImportProgress | None
+    ) -> ImportCounts:
+        return await catalog_import.import_products(session, file, tool.clock.now(), progress)
+
+    typer.echo(_summary(file, _import_file(tool, file, step)))
+
+
+@import_app.command("order-lines")
+def import_order_lines(file: Path = FileArgument) -> None:
+    """Add or update order lines (order_id, sku, quantity, unit_price); orders and products
+    first. The file is the truth for the orders it names: their other lines are removed."""
+    tool = open_tool()
+
+    async def step(
+        session: AsyncSession, progress: importer.ImportProgress | None
+    ) -> ImportCounts:
+        return await catalog_import.import_order_lines(
+            session, file, tool.rules.tiers.orders, tool.clock.now(), progress
+        )
+
+    counts = _import_file(tool, file, step)
+    typer.echo(f"{_summary(file, counts)}; {counts.removed} line(s) no longer in their order")
 
 
 @import_app.command("customers")

@@ -32,6 +32,7 @@ from scheduler.care import care_jobs, plan_before_dispatch, planner_for
 from scheduler.dispatcher.telegram import Dispatcher, create_dispatcher, stored_failure
 from scheduler.kb_reload import KbReloadWatch, kb_reload_jobs
 from scheduler.points import points_jobs
+from scheduler.recommend import recommend_jobs
 from scheduler.sla import sla_jobs
 from scheduler.staff_group import staff_group_jobs
 from scheduler.surveys import survey_jobs
@@ -201,6 +202,7 @@ def periodic_jobs(
         *points_jobs(sessionmaker, rules),
         *sla_jobs(sessionmaker, desk, stored_failure),
         *tier_jobs(sessionmaker, rules.tiers),
+        *recommend_jobs(sessionmaker, rules),
         *survey_jobs(sessionmaker, rules.surveys, desk),
         *staff_group_jobs(sessionmaker, desk),
     ]

@@ -22,6 +22,7 @@ zone.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,15 +35,18 @@ import holidays
 from lunardate import LunarDate
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.kernel.care_config import CareConfig, TierCare
+from bot.kernel.care_config import CARE_LANGUAGES, RECOMMENDATIONS, CareConfig, TierCare
 from bot.kernel.clock import LocalZones
 from bot.kernel.config import Config
 from bot.kernel.replies import TextRef
+from bot.kernel.texts import Texts
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
 from storage.care import CareCustomer, TierRange, VisitCandidate, coupon_code
+from storage.models import Product
 from storage.payloads import CareTag, OutboxButton, ReadyText
+from storage.recommend import recommended_products
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ DST_CHANGE = timedelta(hours=1)  # the most a day's clocks move (Lord Howe's hal
 EARLIEST_OFFSET = timedelta(hours=14)  # UTC+14 (Kiribati): the first zone to start a day
 LATEST_OFFSET = timedelta(hours=12)  # UTC-12: the last zone to end it
 MIN_PREVIEW_STEP = timedelta(minutes=15)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 
 def dedupe_key(occasion: str, customer_id: int, day: date) -> str:
@@ -170,11 +175,18 @@ class CarePlanner:
         default_timezone: str,
         currency: str = "CNY",
         new_code: Callable[[], str] = coupon_code,
+        texts: Texts | None = None,
     ) -> None:
         self.rules = rules
         self.currency = currency
         self._new_code = new_code
         self._zones = LocalZones(default_timezone)
+        self.texts = texts or Texts.load()
+        # Per tier, the occasions whose template lists the customer's recommendations.
+        self._recommending = {
+            name: frozenset(tier.templates.using(RECOMMENDATIONS))
+            for name, tier in rules.tiers.items()
+        }
 
     def zone(self, name: str | None) -> ZoneInfo:
         """The customer's zone; the default when it is missing or unknown."""
@@ -425,7 +437,42 @@ class CarePlanner:
                     continue
                 taken.add(slot)
                 chosen.append(item)
-        return chosen
+        return await self.with_recommendations(session, chosen)
+
+    async def with_recommendations(
+        self, session: AsyncSession, items: list[Planned]
+    ) -> list[Planned]:
+        """``items`` with the ``{recommendations}`` list, in both languages, for those whose
+        template uses it (the customer's recommended products, still active)."""
+        wanted = [
+            index
+            for index, item in enumerate(items)
+            if item.occasion in self._recommending.get(self._tier_name(item.customer.tier), ())
+        ]
+        if not wanted:
+            return items
+        products = await recommended_products(session, {items[i].customer.id for i in wanted})
+        found = list(items)
+        for index in wanted:
+            item = items[index]
+            lists = {
+                language: self.recommendation_list(products[item.customer.id], language)
+                for language in CARE_LANGUAGES
+            }
+            found[index] = replace(item, params={**item.params, RECOMMENDATIONS: lists})
+        return found
+
+    def recommendation_list(self, products: list[Product], language: str) -> str:
+        """The ``{recommendations}`` block: a heading and one line per product with its link,
+        in ``language`` (plain text: Telegram makes the links clickable); "" for none."""
+        if not products:
+            return ""
+        lines = [self.texts.raw(language, "care_recommendations_heading")]
+        for product in products:
+            key = "care_recommendation_item" if product.url else "care_recommendation_item_no_link"
+            line = self.texts.raw(language, key)
+            lines.append(line.format(name=product.name(language), url=product.url or ""))
+        return "\n".join(lines)
 
     def preview_moments(self, day: date) -> list[datetime]:
         """Moments at which running the planner sees every customer's local ``day`` (UTC-12
@@ -464,7 +511,8 @@ class CarePlanner:
         )
 
     def render(self, item: Planned, language: str) -> str:
-        """The message text in ``language`` (templates are per tier, inline in care.toml)."""
+        """The message text in ``language`` (templates are per tier, inline in care.toml); an
+        empty ``{recommendations}`` leaves no blank lines behind."""
         language = _language(language)
         template = getattr(self._tier(item.customer.tier).templates, item.occasion).get(language)
         params = {
@@ -472,7 +520,11 @@ class CarePlanner:
             for key, value in item.params.items()
         }
         params["name"] = item.customer.name or self.rules.anonymous_name.get(language)
-        return str(template.format(**params))
+        params.setdefault(RECOMMENDATIONS, "")
+        text = str(template.format(**params))
+        if "{" + RECOMMENDATIONS + "}" in template:
+            text = _BLANK_LINES.sub("\n\n", text).strip()
+        return text
 
     def _row(self, item: Planned, now: datetime, coupon: str | None = None) -> dict[str, Any]:
         buttons: list[list[OutboxButton]] = []
@@ -571,13 +623,14 @@ def _amount(value: Decimal) -> str:
     return f"{value:.2f}".removesuffix(".00")
 
 
-def planner_for(rules: Config) -> CarePlanner:
+def planner_for(rules: Config, texts: Texts | None = None) -> CarePlanner:
     """The planner configured by the rule files (care.toml, the default time zone, the shop's
-    currency)."""
+    currency) and the text catalogue (the ``{recommendations}`` list)."""
     return CarePlanner(
         rules.care,
         default_timezone=rules.general.customers.default_timezone,
         currency=rules.tiers.orders.currency,
+        texts=texts,
     )
 
 

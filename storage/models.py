@@ -875,3 +875,100 @@ class DashboardSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- what was bought, and recommendations ---
+
+
+class Product(Base):
+    """A product of the shop's catalogue, upserted by ``sku`` (``carebot import products``).
+    Names in both languages: recommendations show the customer's. Inactive products are never
+    recommended."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), unique=True)
+    name_zh: Mapped[str] = mapped_column(String(256))
+    name_en: Mapped[str] = mapped_column(String(256))
+    category: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def name(self, language: str) -> str:
+        """The product's name in ``language`` (``zh`` or else English)."""
+        return self.name_zh if language == "zh" else self.name_en
+
+
+class OrderLine(Base):
+    """One product of an order (``carebot import order-lines``): one line per order and product
+    (the shop adds up quantities), upserted by that pair. ``unit_price_cents`` is in
+    ``currency``, as the file wrote it. Orders without lines are fine."""
+
+    __tablename__ = "order_lines"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_order_lines_order_product", "order_id", "product_id", unique=True),
+        Index("ix_order_lines_product", "product_id"),
+    )
+
+
+class ProductPair(Base):
+    """Bought together (the nightly recommendations job, ``storage.recommend``): of the
+    ``buyers`` of ``product_id``, ``support`` also bought ``other_id`` in the same order or
+    within the window of ``recommend.toml``; ``confidence`` is support / buyers. Only pairs over
+    both thresholds, each product's best ``neighbours``; anonymous counts."""
+
+    __tablename__ = "product_pairs"
+
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    other_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    support: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class Recommendation(Base):
+    """A customer's recommended products, best first (``rank`` from 1): active products they
+    have not bought, scored by what they bought (``reason`` "together"), then the best sellers
+    ("popular") when co-purchases give fewer than top K. Rewritten by each run; erased by
+    ``/forget``."""
+
+    __tablename__ = "recommendations"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(16))
+
+
+class RecommendRun(Base):
+    """One run of the recommendations job: the shop ``day`` it ran for (one scheduled run a
+    day) and what it found."""
+
+    __tablename__ = "recommend_runs"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    lines: Mapped[int] = mapped_column(Integer, default=0)
+    pairs: Mapped[int] = mapped_column(Integer, default=0)
+    customers: Mapped[int] = mapped_column(Integer, default=0)

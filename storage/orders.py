@@ -69,6 +69,7 @@ class ImportCounts:
     inserted: int
     updated: int
     customers_queued: int = 0
+    removed: int = 0  # order lines the file's orders no longer have
 
     @property
     def unchanged(self) -> int:

@@ -134,7 +134,7 @@ class TestRules:
             load_config_file(path, CareConfig)
         assert str(caught.value) == (
             f"{path}: tiers.important.templates: birthday.zh: unknown placeholder {{coupon}} "
-            "(allowed: {name})"
+            "(allowed: {name}, {recommendations})"
         )
 
     def test_both_languages_are_required(self, tmp_path: Path) -> None:

@@ -241,8 +241,12 @@ class TestNextDay:
     ) -> None:
         rules = load_config(EXAMPLE_CONFIG_DIR)
         vip, normal = rules.care.tier("vip"), rules.care.tier("normal")
-        birthday = vip.templates.birthday.get("zh").format(name="王芳")
-        follow_up = vip.templates.followup.get("en").format(name="Emma Brown", order="C003-0")
+        # The demo shop has no order lines: {recommendations} renders as nothing.
+        birthday = vip.templates.birthday.get("zh").format(name="王芳", recommendations="")
+        follow_up = vip.templates.followup.get("en").format(
+            name="Emma Brown", order="C003-0", recommendations=""
+        )
+        birthday, follow_up = birthday.strip(), follow_up.strip()
         offer_start = normal.templates.retention.get("en").split("{coupon}")[0]
         offer_start = offer_start.format(
             name="Olivia Smith",

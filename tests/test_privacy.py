@@ -21,8 +21,8 @@ from typer.testing import CliRunner, Result
 from bot import cli_tools
 from bot.cli import app as cli_app
 from bot.sandbox.records import FakeUser, SentMessage
-from storage.models import Customer, SurveyResponse, Ticket
-from tests.auxil.harness import STAFF_CHAT_ID, Harness
+from storage.models import Customer, Product, Recommendation, SurveyResponse, Ticket
+from tests.auxil.harness import STAFF_CHAT_ID, START, Harness
 from tests.auxil.tickets import desk_ticket, lanes_idle, staff_member, staff_says, wait_message
 from tests.test_onboarding import _open_profile_field
 from tests.test_surveys import close_ticket, give_consent, plan
@@ -134,6 +134,30 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
         secret for secret in SECRETS if not any(form in stored for form in _forms(secret))
     ]  # the journey really stored each of them
 
+    # What the recommendations job worked out from their purchases.
+    customer = await harness.customer(zed.id)
+    assert customer is not None
+    async with harness.sessionmaker.begin() as session:
+        product = Product(
+            sku="ZED-1",
+            name_zh="壶",
+            name_en="Kettle",
+            active=True,
+            created_at=START,
+            updated_at=START,
+        )
+        session.add(product)
+        await session.flush()
+        session.add(
+            Recommendation(
+                customer_id=customer.id,
+                rank=1,
+                product_id=product.id,
+                score=1.0,
+                reason="together",
+            )
+        )
+
     before = len(api.sent(zed.id))
     await api.send_text(zed, "/forget")
     confirm = (await api.wait_for_sent(zed.id, before + 1))[-1]
@@ -153,6 +177,8 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
         (number, "closed", number) for number in numbers
     ]
     assert [c.erased_at is not None for c in customers] == [True]
+    async with harness.sessionmaker() as session:
+        assert (await session.execute(select(Recommendation))).scalars().all() == []
     # The checkpoint after the erasure ran once it committed, before "forget_done" went out.
 
     left = database_dump(url)

@@ -83,6 +83,7 @@ def test_the_bot_process_schedules_each_periodic_job_once() -> None:
         "staff_group.refresh",
         "tickets.sla",
         "tiers.recompute",
+        "recommend.compute",
         "surveys.plan",
     }
 

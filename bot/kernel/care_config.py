@@ -14,12 +14,16 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 OCCASIONS = ("birthday", "holiday", "followup", "after_ticket", "retention")
+RECOMMENDATIONS = "recommendations"
+"""The placeholder that lists the customer's recommended products (``recommend.toml``)."""
 PLACEHOLDERS: dict[str, frozenset[str]] = {
-    "birthday": frozenset({"name"}),
+    "birthday": frozenset({"name", RECOMMENDATIONS}),
     "holiday": frozenset({"name", "holiday"}),
-    "followup": frozenset({"name", "order"}),
+    "followup": frozenset({"name", "order", RECOMMENDATIONS}),
     "after_ticket": frozenset({"name", "ticket"}),
-    "retention": frozenset({"name", "coupon", "discount", "min_spend", "valid_until"}),
+    "retention": frozenset(
+        {"name", "coupon", "discount", "min_spend", "valid_until", RECOMMENDATIONS}
+    ),
 }
 CARE_LANGUAGES = ("en", "zh")
 
@@ -50,6 +54,14 @@ class Template(_Strict):
         return self.zh if language == "zh" else self.en
 
 
+def list_on_its_own_line(template: str, placeholder: str) -> bool:
+    """Whether ``{placeholder}`` (a list of several lines) appears at most once, alone on its
+    line; a template without it passes."""
+    token = f"{{{placeholder}}}"
+    lines = [line for line in template.split("\n") if token in line]
+    return not lines or (len(lines) == 1 and lines[0].strip() == token)
+
+
 class Templates(_Strict):
     birthday: Template
     holiday: Template
@@ -70,7 +82,23 @@ class Templates(_Strict):
                         f"{', '.join(f'{{{name}}}' for name in sorted(unknown))} "
                         f"(allowed: {allowed})"
                     )
+                if not list_on_its_own_line(template.get(language), RECOMMENDATIONS):
+                    raise ValueError(
+                        f"{occasion}.{language}: {{{RECOMMENDATIONS}}} must stand once on a line "
+                        "of its own (it is a list)"
+                    )
         return self
+
+    def using(self, placeholder: str) -> list[str]:
+        """The occasions whose template uses ``placeholder`` in either language."""
+        return [
+            occasion
+            for occasion in OCCASIONS
+            if any(
+                placeholder in template_fields(getattr(self, occasion).get(language))
+                for language in CARE_LANGUAGES
+            )
+        ]
 
 
 class FollowupCadence(_Strict):
@@ -167,3 +195,11 @@ class CareConfig(_Strict):
     def tier(self, name: str) -> TierCare:
         """The rules for customers of tier ``name`` (the fallback tier for unknown names)."""
         return self.tiers.get(name) or self.tiers[self.fallback_tier]
+
+    def templates_using(self, placeholder: str) -> list[str]:
+        """Keys (``tiers.vip.templates.followup``) of the templates using ``placeholder``."""
+        return [
+            f"tiers.{name}.templates.{occasion}"
+            for name, tier in self.tiers.items()
+            for occasion in tier.templates.using(placeholder)
+        ]

@@ -27,6 +27,7 @@ from bot.kernel.care_config import CareConfig
 from bot.kernel.files import ConfigError, load_config_file
 from bot.kernel.hours import HoursConfig
 from bot.kernel.loyalty_config import DISABLED, LoyaltyConfig
+from bot.kernel.recommend_config import RecommendConfig
 from bot.kernel.survey_config import SurveyConfig, load_surveys
 from bot.kernel.texts import LANGUAGES
 
@@ -677,6 +678,7 @@ class Config(StrictModel):
     care: CareConfig = CareConfig()
     surveys: SurveyConfig = SurveyConfig()
     loyalty: LoyaltyConfig = DISABLED
+    recommend: RecommendConfig = RecommendConfig()
 
 
 def load_config(config_dir: Path) -> Config:
@@ -689,6 +691,8 @@ def load_config(config_dir: Path) -> Config:
     tier_names = [tier.name for tier in tiers.tiers]
     loyalty = load_loyalty(config_dir / "loyalty.toml", tier_names)
     _check_routing_tiers(config_dir / "tickets.toml", tickets, tier_names)
+    recommend = load_config_file(config_dir / "recommend.toml", RecommendConfig)
+    _check_recommendations_used(config_dir / "care.toml", care, recommend)
     return Config(
         general=general,
         outbox=outbox,
@@ -701,6 +705,7 @@ def load_config(config_dir: Path) -> Config:
             tiers=tier_names,
             categories=[category.code for category in tickets.categories],
         ),
+        recommend=recommend,
     )
 
 
@@ -727,3 +732,13 @@ def _check_routing_tiers(path: Path, tickets: TicketConfig, tiers: list[str]) ->
                     f"{path}: routing.{index}.tier: unknown tier {tier!r} "
                     f"(tiers.toml has {', '.join(tiers)})"
                 )
+
+
+def _check_recommendations_used(path: Path, care: CareConfig, recommend: RecommendConfig) -> None:
+    """A care template with ``{recommendations}`` needs the recommendations job on."""
+    if recommend.enabled:
+        return
+    for key in care.templates_using("recommendations"):
+        raise ConfigError(
+            f"{path}: {key}: uses {{recommendations}} but recommend.toml has enabled = false"
+        )

@@ -14,6 +14,7 @@ from handlers.tickets.lifecycle import forget_customer
 from storage import customers as customer_queries
 from storage import outbox as outbox_queries
 from storage import points as point_queries
+from storage import recommend as recommend_queries
 from storage.engine import after_commit
 from storage.models import Customer
 from surveys import queries as survey_queries
@@ -26,14 +27,16 @@ async def erase_customer(
     (name, username, phone, birthday, Telegram ids), what they wrote (the inbox, tickets,
     survey comments, questions to the knowledge base), what was sent to them or about them
     (outbox and delivery payloads, their chat id), the tickets' topic titles, their points
-    ledger. Counts stay, anonymous: orders, tickets, scores. On SQLite the write-ahead log is
-    emptied once this commits, so the old pages are gone from the files too."""
+    ledger, the products recommended to them. Counts stay, anonymous: orders and their lines,
+    tickets, scores. On SQLite the write-ahead log is emptied once this commits, so the old pages
+    are gone from the files too."""
     await customer_queries.erase_personal_data(session, customer, now)
     await forget_customer(session, desk, customer.id, now)
     await survey_queries.erase_texts(session, customer.id)
     await point_queries.erase(session, customer.id)
     await outbox_queries.cancel_erased(session, now=now, customer_id=customer.id)
     await outbox_queries.erase_payloads(session, customer_id=customer.id)
+    await recommend_queries.erase_recommendations(session, customer.id)
     path = customer_queries.sqlite_file(session)
     if path is not None:
         await after_commit(lambda: customer_queries.checkpoint(path))
