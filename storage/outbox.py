@@ -209,6 +209,17 @@ async def enqueue(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def enqueue_in_order(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Queue rows that must go in this order (a ticket lane's window): ``enqueue``'s Core
+    statement, built once, run once for all of them (an executemany), so their ids follow the
+    list. Each row takes the keyword arguments of ``enqueue``; existing keys are skipped."""
+    if not rows:
+        return
+    values = [_row_values(**row) for row in rows]
+    statement = _ENQUEUE[session.get_bind().dialect.name]
+    await session.execute(statement, values if len(values) > 1 else values[0])
+
+
 async def enqueue_many(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
     """Queue many messages in one round trip (planners, broadcasts); existing keys are skipped.
 

@@ -30,6 +30,13 @@ OUTBOX_KINDS = (KIND_TOPIC, KIND_CUSTOMER)
 MAX_TRIES = 5
 
 
+LANE_WINDOW = 10
+"""Deliveries of one lane in the outbox at once (``handlers.tickets.lanes.pump``). More than one
+only with one dispatcher per database (``outbox.dispatch.exclusive``): it sends a chat's rows one
+at a time in the order they were queued, which is what keeps the lane in order. Ten matches the
+rows of one chat a claim holds (``scheduler.dispatcher.claims.HELD_PER_CHAT``)."""
+
+
 CREATE_RETRY_AFTER = timedelta(minutes=5)
 
 
@@ -145,6 +152,8 @@ class Desk:
     group: StaffGroup = field(default_factory=StaffGroup)
     currency: str = "CNY"
     zone: str = "Asia/Shanghai"
+    lane_window: int = LANE_WINDOW
+    """Deliveries of a lane in the outbox at once (1 when several dispatchers may run)."""
 
     @classmethod
     def from_config(
@@ -160,6 +169,7 @@ class Desk:
             group=staff_group,
             currency=rules.tiers.orders.currency,
             zone=rules.tiers.orders.timezone,
+            lane_window=LANE_WINDOW if rules.outbox.dispatch.exclusive else 1,
         )
 
     @property

@@ -110,6 +110,7 @@ class DispatchLoop:
         self._held: list[Held] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_chats: set[int] = set()
+        self._recording: dict[int, asyncio.Future[None]] = {}
         self._progress = asyncio.Event()
         self._wake = asyncio.Event()
         self._table_drained = False
@@ -372,6 +373,7 @@ class DispatchLoop:
                 "outbox row %s has a bad payload (%s)", message.id, type(error).__name__
             )
             failure = SendFailure(Reason.BAD_PAYLOAD, f"bad payload: {error!r}", permanent=True)
+            await self._give_back_chat(message.chat_id)  # as after a failed send (``_send``)
             async with self._sessionmaker.begin() as session:
                 if await self._outcomes.give_up(session, message, failure, self._clock.now()):
                     self._table_drained = False
@@ -390,14 +392,38 @@ class DispatchLoop:
             logger.error("outbox send task failed", exc_info=task.exception())
 
     async def _send(self, message: OutboxMessage, request: Request, ticket: Ticket) -> None:
-        """One API call, then its outcome written in one short transaction."""
+        """One API call, then its outcome written in one short transaction. A chat whose send
+        did not succeed stays busy until its outcome is written, and its rows held in memory
+        go back to the table first: the outcome's hook may take some of them back (a ticket
+        lane's rows queued behind this one), and the table decides what the chat sends next."""
+        chat_id = message.chat_id
         try:
             outcome = await self._telegram.call(message, request, self.limiter.pause)
+        except BaseException:
+            self._busy_chats.discard(chat_id)
+            raise
         finally:
             self.limiter.end(ticket)
-            self._busy_chats.discard(message.chat_id)
-        if await self._outcomes.record(outcome):
-            self._table_drained = False
+        # A chat's outcomes are written in the order of its sends: the one before may still be
+        # writing (a chat is free again once its send returns), and a hook reads what the
+        # outcomes before wrote (whether its lane's window is empty).
+        before = self._recording.get(chat_id)
+        mine = asyncio.get_running_loop().create_future()
+        self._recording[chat_id] = mine
+        try:
+            if outcome.message_ids is None:
+                await self._give_back_chat(chat_id)
+            else:
+                self._busy_chats.discard(chat_id)
+            if before is not None:
+                await asyncio.shield(before)
+            if await self._outcomes.record(outcome):
+                self._table_drained = False
+        finally:
+            self._busy_chats.discard(chat_id)
+            mine.set_result(None)
+            if self._recording.get(chat_id) is mine:
+                del self._recording[chat_id]
 
     # -- giving rows back ---------------------------------------------------------------------
 
@@ -410,6 +436,11 @@ class DispatchLoop:
                 session, [held.message.id for held in rows], now=self._clock.now()
             )
         self._table_drained = False
+
+    async def _give_back_chat(self, chat_id: int) -> None:
+        rows = [held for held in self._held if held.message.chat_id == chat_id]
+        if rows:
+            await self._give_back(rows)
 
     async def _release_held(self) -> None:
         if self._held:
