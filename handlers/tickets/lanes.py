@@ -65,7 +65,7 @@ from storage.outbox import Priority
 from storage.payloads import ALBUM_LIMIT, CAPTION_LIMIT, Payload
 from storage.staff_group import tickets_without_topic
 from storage.tickets import lanes
-from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message
+from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message, messages_now
 from storage.tickets.rows import lock_ticket
 
 logger = logging.getLogger(__name__)
@@ -256,6 +256,24 @@ WINDOW_ENDS = (CREATE_TOPIC, TITLE, CLOSE_TOPIC, REOPEN_TOPIC, CARD)
 built from that change, so a window ends with one, and its outcome takes the ticket's lock."""
 
 
+def _seen_in_outbox(session: AsyncSession) -> dict[tuple[int, str], TicketDelivery]:
+    """The lanes this transaction found with a window in the outbox, and a delivery of it
+    (several updates of a conversation are handled in one transaction, each queueing into the
+    same lane). It holds while the delivery is still in the outbox as this session sees it
+    (``pump`` checks): the ticket is locked, so the window's last outcome, which takes the lock,
+    queues the next window after this transaction whatever it adds."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_SEEN_IN_OUTBOX)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, {})
+        session.info[_SEEN_IN_OUTBOX] = kept
+    seen: dict[tuple[int, str], TicketDelivery] = kept[1]
+    return seen
+
+
+_SEEN_IN_OUTBOX = "tickets.lanes.seen_in_outbox"
+
+
 class _Fill(Enum):
     """How filling a window from what was read ended."""
 
@@ -279,11 +297,16 @@ async def pump(
     creation put in front."""
     if lane != lanes.CUSTOMER and desk.staff_chat_id is None:
         return False
+    seen_busy = _seen_in_outbox(session)
+    known_busy = seen_busy.get((ticket.id, lane))
+    if known_busy is not None and known_busy.state == lanes.D_OUTBOX:
+        return False
     size = max(desk.lane_window, 1)
     window: list[tuple[TicketDelivery, int, Payload]] = []
     for _ in range(200):
         read = await lanes.lane_window(session, ticket.id, lane, size)
         if read and read[0].state == lanes.D_OUTBOX:
+            seen_busy[(ticket.id, lane)] = read[0]
             return False  # chosen ones are still queued in the table: only an earlier window
         taken = {delivery.id for delivery, _, _ in window}
         fresh = [delivery for delivery in read if delivery.id not in taken]
@@ -306,6 +329,8 @@ async def _fill(
     now: datetime,
 ) -> _Fill:
     """Add to ``window`` from ``fresh`` (the lane's next queued deliveries, in order)."""
+    wanted = [d.ticket_message_id for d in fresh if d.ticket_message_id is not None]
+    known = await messages_now(session, wanted) if len(wanted) > 1 else None
     for delivery in fresh:
         if len(window) >= max(desk.lane_window, 1):
             return _Fill.DONE
@@ -321,7 +346,7 @@ async def _fill(
                 return _Fill.DONE
             recreating = await _recreate_topic(session, ticket, now)
             return _Fill.AGAIN if recreating else _Fill.DONE
-        built = await build_delivery(session, desk, ticket, delivery, now)
+        built = await build_delivery(session, desk, ticket, delivery, now, known=known)
         if built is None:
             finish_delivery(delivery, lanes.D_SKIPPED, now)
             continue
