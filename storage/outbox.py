@@ -363,17 +363,29 @@ def message_of(row: Any) -> OutboxMessage:
     )
 
 
+def _build_next_due() -> Any:
+    """The earliest due time of each priority level (each the first entry of its slice of
+    ``ix_outbox_due``), in one statement."""
+    levels = union_all(
+        *(
+            select(func.min(Outbox.due_at).label("due_at")).where(
+                _OPEN, Outbox.priority == int(priority)
+            )
+            for priority in Priority
+        )
+    ).subquery("levels")
+    return select(levels.c.due_at).where(levels.c.due_at.is_not(None))
+
+
+# Built once: the dispatcher asks every time it runs out of due rows.
+_NEXT_DUE = _build_next_due()
+
+
 async def next_due(session: AsyncSession) -> datetime | None:
     """When the earliest pending row falls due (the dispatcher sleeps until then)."""
-    earliest: datetime | None = None
-    for priority in Priority:
-        result = await session.execute(
-            select(func.min(Outbox.due_at)).where(_OPEN, Outbox.priority == int(priority))
-        )
-        value = result.scalar_one_or_none()
-        if value is not None and (earliest is None or value < earliest):
-            earliest = value
-    return earliest
+    result = await session.execute(_NEXT_DUE)
+    found = [value for value in result.scalars() if value is not None]
+    return min(found, default=None)
 
 
 _RECIPIENTS = select(
