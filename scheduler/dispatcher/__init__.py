@@ -25,9 +25,10 @@ What it promises (design, Principle 2):
   to keep each lane in order); they run in the transaction that records a row's outcome.
 
 Scheduling: claimed rows wait in a small in-memory buffer, at most ``HELD_PER_CHAT`` per chat,
-sent one at a time per chat in the order claimed; a chat's outcomes are written in the order of
-its sends, and after a send that did not succeed the chat waits until its outcome is written,
-its held rows given back first (the hook may take some back: a ticket lane's window). A claim
+sent one at a time per chat in the order claimed, a chat's next row only once the outcome of the
+one before is written (a hook sees what those before it wrote; a crash repeats at most the one
+send per chat that was on the wire); after a send that did not succeed, the chat's held rows are
+given back first (the hook may take some back: a ticket lane's window). A claim
 skips the chats that cannot take a message right now (one of theirs is in the buffer or on the
 wire, or their window is full), so a chat with many queued messages neither holds up a
 broadcast nor loses its place in the queue: its next row is claimed as soon as the chat is ready

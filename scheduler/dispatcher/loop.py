@@ -110,7 +110,6 @@ class DispatchLoop:
         self._held: list[Held] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy_chats: set[int] = set()
-        self._recording: dict[int, asyncio.Future[None]] = {}
         self._progress = asyncio.Event()
         self._wake = asyncio.Event()
         self._table_drained = False
@@ -392,38 +391,25 @@ class DispatchLoop:
             logger.error("outbox send task failed", exc_info=task.exception())
 
     async def _send(self, message: OutboxMessage, request: Request, ticket: Ticket) -> None:
-        """One API call, then its outcome written in one short transaction. A chat whose send
-        did not succeed stays busy until its outcome is written, and its rows held in memory
-        go back to the table first: the outcome's hook may take some of them back (a ticket
-        lane's rows queued behind this one), and the table decides what the chat sends next."""
+        """One API call, then its outcome written in one short transaction; the chat sends
+        nothing else until then. So a chat's outcomes are written in the order of its sends (a
+        hook sees what those before it wrote: whether its ticket lane's window is empty), and a
+        crash repeats at most the one send of a chat that was on the wire. After a send that did
+        not succeed, the chat's rows held in memory go back to the table first: the outcome's
+        hook may take some of them back (a ticket lane's rows queued behind this one), and the
+        table decides what the chat sends next."""
         chat_id = message.chat_id
         try:
-            outcome = await self._telegram.call(message, request, self.limiter.pause)
-        except BaseException:
-            self._busy_chats.discard(chat_id)
-            raise
-        finally:
-            self.limiter.end(ticket)
-        # A chat's outcomes are written in the order of its sends: the one before may still be
-        # writing (a chat is free again once its send returns), and a hook reads what the
-        # outcomes before wrote (whether its lane's window is empty).
-        before = self._recording.get(chat_id)
-        mine = asyncio.get_running_loop().create_future()
-        self._recording[chat_id] = mine
-        try:
+            try:
+                outcome = await self._telegram.call(message, request, self.limiter.pause)
+            finally:
+                self.limiter.end(ticket)
             if outcome.message_ids is None:
                 await self._give_back_chat(chat_id)
-            else:
-                self._busy_chats.discard(chat_id)
-            if before is not None:
-                await asyncio.shield(before)
             if await self._outcomes.record(outcome):
                 self._table_drained = False
         finally:
             self._busy_chats.discard(chat_id)
-            mine.set_result(None)
-            if self._recording.get(chat_id) is mine:
-                del self._recording[chat_id]
 
     # -- giving rows back ---------------------------------------------------------------------
 
