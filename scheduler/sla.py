@@ -26,14 +26,14 @@ from bot.kernel.texts import Markup
 from handlers.tickets.assignment import missed_first_reply
 from handlers.tickets.desk import KIND_ESCALATION, STRANDED_AFTER, Desk, Staff, tier_label
 from handlers.tickets.lifecycle import push_topic_text, refresh_card, ticket_closed
-from handlers.tickets.outcomes import recover_one
+from handlers.tickets.outcomes import recover_one, resume_lane
 from scheduler.wiring import PeriodicJob
 from storage import outbox as outbox_queries
 from storage.failures import FailureReader
 from storage.models import Ticket
 from storage.outbox import Priority
 from storage.payloads import ReadyText
-from storage.tickets.lanes import stranded_deliveries
+from storage.tickets.lanes import idle_lanes, stranded_deliveries
 from storage.tickets.rows import lock_ticket
 from storage.tickets.sla import first_response_candidates, resolution_candidates, resolved_before
 from storage.tickets.statuses import RESOLVED, SLA_RUNNING
@@ -204,13 +204,20 @@ async def _recover(
     read_failure: FailureReader,
 ) -> int:
     """Resume ticket lanes whose outbox row ended without its outcome hook (see
-    ``recover_one``); the same job, so nothing waits forever."""
+    ``recover_one``), then those with deliveries queued and none in the outbox
+    (``idle_lanes``); the same job, so nothing waits forever."""
     async with sessionmaker() as session:
         stranded = await stranded_deliveries(session, before=now - STRANDED_AFTER)
     recovered = 0
     for delivery, row in stranded:
         async with sessionmaker.begin() as session:
             if await recover_one(session, desk, delivery.id, row, now, read_failure):
+                recovered += 1
+    async with sessionmaker() as session:
+        idle = await idle_lanes(session, before=now - STRANDED_AFTER)
+    for ticket_id, lane in idle:
+        async with sessionmaker.begin() as session:
+            if await resume_lane(session, desk, ticket_id, lane, now):
                 recovered += 1
     if recovered:
         logger.warning("sla: %d ticket deliveries ended without their hook; resumed", recovered)

@@ -511,8 +511,10 @@ class TicketMessage(Base):
 
 class TicketDelivery(Base):
     """One thing to do in a ticket's topic (lane "topic") or its customer's chat (lane
-    "customer"), in order. At most one delivery per lane is in the outbox at a time; when it is
-    sent (or fails), the next is queued. This keeps each direction in order across retries,
+    "customer"), in order. A lane's deliveries go into the outbox a window at a time (see
+    ``handlers.tickets.lanes.pump``); when the window's last is sent, the next window is
+    queued, and a failure takes the rest of its window back. This keeps each direction in
+    order across retries,
     waits for the topic to exist, and lets a deleted or closed topic be recreated or reopened
     in front of what was waiting (``front``).
     """

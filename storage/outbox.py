@@ -209,6 +209,17 @@ async def enqueue(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def enqueue_in_order(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Queue rows that must go in this order (a ticket lane's window): ``enqueue``'s Core
+    statement, built once, run once for all of them (an executemany), so their ids follow the
+    list. Each row takes the keyword arguments of ``enqueue``; existing keys are skipped."""
+    if not rows:
+        return
+    values = [_row_values(**row) for row in rows]
+    statement = _ENQUEUE[session.get_bind().dialect.name]
+    await session.execute(statement, values if len(values) > 1 else values[0])
+
+
 async def enqueue_many(session: AsyncSession, rows: Iterable[Mapping[str, Any]]) -> None:
     """Queue many messages in one round trip (planners, broadcasts); existing keys are skipped.
 
@@ -352,17 +363,29 @@ def message_of(row: Any) -> OutboxMessage:
     )
 
 
+def _build_next_due() -> Any:
+    """The earliest due time of each priority level (each the first entry of its slice of
+    ``ix_outbox_due``), in one statement."""
+    levels = union_all(
+        *(
+            select(func.min(Outbox.due_at).label("due_at")).where(
+                _OPEN, Outbox.priority == int(priority)
+            )
+            for priority in Priority
+        )
+    ).subquery("levels")
+    return select(levels.c.due_at).where(levels.c.due_at.is_not(None))
+
+
+# Built once: the dispatcher asks every time it runs out of due rows.
+_NEXT_DUE = _build_next_due()
+
+
 async def next_due(session: AsyncSession) -> datetime | None:
     """When the earliest pending row falls due (the dispatcher sleeps until then)."""
-    earliest: datetime | None = None
-    for priority in Priority:
-        result = await session.execute(
-            select(func.min(Outbox.due_at)).where(_OPEN, Outbox.priority == int(priority))
-        )
-        value = result.scalar_one_or_none()
-        if value is not None and (earliest is None or value < earliest):
-            earliest = value
-    return earliest
+    result = await session.execute(_NEXT_DUE)
+    found = [value for value in result.scalars() if value is not None]
+    return min(found, default=None)
 
 
 _RECIPIENTS = select(

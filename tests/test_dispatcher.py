@@ -368,6 +368,11 @@ class RecordingHooks:
         self.failures[message.dedupe_key] = (failure, dead)
         return False
 
+    async def retrying(
+        self, session: AsyncSession, message: OutboxMessage, failure: SendFailure, now: datetime
+    ) -> bool:
+        return False
+
 
 async def test_topics_albums_replies_and_outcome_hooks(
     local_api: LocalBotApi, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]

@@ -72,6 +72,7 @@ class FailRule:
     error: ApiError
     times: int
     chat_id: int | str | None
+    after: int = 0  # matching calls that still go through before the rule fails any
 
 
 @dataclass

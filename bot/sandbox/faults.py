@@ -52,9 +52,11 @@ class FaultsMixin(SandboxCore):
         times: int = 1,
         chat_id: int | str | FakeUser | FakeGroup | None = None,
         retry_after: int | None = None,
+        after: int = 0,
     ) -> None:
         """The next ``times`` calls of ``method`` ("*" for any; case-insensitive; optionally
-        only those addressed to ``chat_id``) fail with a Telegram-shaped error."""
+        only those addressed to ``chat_id``) fail with a Telegram-shaped error; with
+        ``after``, only once that many such calls went through."""
         if isinstance(chat_id, FakeUser | FakeGroup):
             chat_id = chat_id.id
         names = [method] if isinstance(method, str) else list(method)
@@ -77,7 +79,7 @@ class FaultsMixin(SandboxCore):
         if description is None:
             description = _GENERIC_DESCRIPTIONS.get(error_code, "Error")
         error = ApiError(error_code, description, parameters)
-        self._fail_rules.append(FailRule(methods, error, times, chat_id))
+        self._fail_rules.append(FailRule(methods, error, times, chat_id, after))
 
     def rate_limit(self, retry_after: int = 2, times: int = 1) -> None:
         """The next ``times`` message-sending calls (any method) answer 429."""
@@ -99,6 +101,9 @@ class FaultsMixin(SandboxCore):
                 if rule.methods is not None and method not in rule.methods:
                     continue
                 if rule.chat_id is not None and rule.chat_id != target:
+                    continue
+                if rule.after > 0:
+                    rule.after -= 1
                     continue
                 rule.times -= 1
                 if rule.times <= 0:

@@ -37,6 +37,13 @@ OUTBOX_KINDS = (KIND_TOPIC, KIND_CUSTOMER)
 MAX_TRIES = 5
 
 
+LANE_WINDOW = 10
+"""Deliveries of one lane in the outbox at once (``handlers.tickets.lanes.pump``). More than one
+only with one dispatcher per database (``outbox.dispatch.exclusive``): it sends a chat's rows one
+at a time in the order they were queued, which is what keeps the lane in order. Ten matches the
+rows of one chat a claim holds (``scheduler.dispatcher.claims.HELD_PER_CHAT``)."""
+
+
 CREATE_RETRY_AFTER = timedelta(minutes=5)
 
 
@@ -209,6 +216,8 @@ class Desk:
     """The time zone of a customer who has none of their own (``customers.toml``)."""
     points: bool = False
     """Whether the shop has a points programme (``loyalty.toml``): the card shows the balance."""
+    lane_window: int = LANE_WINDOW
+    """Deliveries of a lane in the outbox at once (1 when several dispatchers may run)."""
 
     @classmethod
     def from_config(
@@ -233,6 +242,7 @@ class Desk:
             hours=rules.tickets.hours.calendar(),
             customer_zone=rules.general.customers.default_timezone,
             points=rules.loyalty.enabled,
+            lane_window=LANE_WINDOW if rules.outbox.dispatch.exclusive else 1,
         )
 
     @property

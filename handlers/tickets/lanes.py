@@ -5,9 +5,12 @@ card, copies of the customer's messages, notices) is a ``TicketDelivery`` in the
 "topic" lane; its renames are in the "title" lane (a rename never holds up a relay, and renames
 between the two waiting statuses wait ``relay.title_delay_seconds`` so they add up); everything
 that goes to the customer (staff replies, canned replies, questions) is in the "customer" lane.
-At most one delivery per lane is in the outbox at any time (``pump``); when the dispatcher has
-sent it (or given up), ``DeliveryHooks`` records the result in the same transaction and queues
-the next. So:
+A lane's deliveries go into the outbox a window at a time (``pump``: up to ``Desk.lane_window``,
+in order); the dispatcher sends a chat's rows one at a time in the order they were queued, and
+when it has sent the window's last (or given up on one), ``DeliveryHooks`` records the result in
+the same transaction and queues the next window. A failure takes the window's later rows back
+out of the outbox first, so whatever it puts in front (a new topic, a fallback text) goes
+first and they are built again. So:
 
 - each direction stays in order, also across retries (a 500 is retried before anything behind
   it goes) and across processes;
@@ -32,6 +35,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,13 +43,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers.tickets.desk import (
     ALBUM,
     CARD,
+    CLOSE_TOPIC,
     COPY,
     CREATE_RETRY_AFTER,
     CREATE_TOPIC,
     KIND_CUSTOMER,
     KIND_TOPIC,
+    REOPEN_TOPIC,
     SUMMARY,
     TEXT,
+    TITLE,
     TOPIC_ACTIONS,
     Desk,
     Incoming,
@@ -55,10 +62,10 @@ from handlers.tickets.payloads import build_delivery
 from storage import outbox as outbox_queries
 from storage.models import Ticket, TicketDelivery, TicketMessage
 from storage.outbox import Priority
-from storage.payloads import ALBUM_LIMIT, CAPTION_LIMIT
+from storage.payloads import ALBUM_LIMIT, CAPTION_LIMIT, Payload
 from storage.staff_group import tickets_without_topic
 from storage.tickets import lanes
-from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message
+from storage.tickets.messages import EVENT, IN, KEPT, OUT, QUEUED, add_message, messages_now
 from storage.tickets.rows import lock_ticket
 
 logger = logging.getLogger(__name__)
@@ -244,35 +251,89 @@ def delivery_key(delivery: TicketDelivery, tries: int | None = None) -> str:
     return f"tk:{delivery.id}:{delivery.tries if tries is None else tries}"
 
 
-class NotRead:
-    """A lane's head the caller has not read: ``pump`` reads it."""
+WINDOW_ENDS = (CREATE_TOPIC, TITLE, CLOSE_TOPIC, REOPEN_TOPIC, CARD)
+"""Actions whose outcome changes the ticket (its topic, title, state, card): what follows is
+built from that change, so a window ends with one, and its outcome takes the ticket's lock."""
 
 
-NOT_READ = NotRead()
+def _seen_in_outbox(session: AsyncSession) -> dict[tuple[int, str], TicketDelivery]:
+    """The lanes this transaction found with a window in the outbox, and a delivery of it
+    (several updates of a conversation are handled in one transaction, each queueing into the
+    same lane). It holds while the delivery is still in the outbox as this session sees it
+    (``pump`` checks): the ticket is locked, so the window's last outcome, which takes the lock,
+    queues the next window after this transaction whatever it adds."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_SEEN_IN_OUTBOX)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, {})
+        session.info[_SEEN_IN_OUTBOX] = kept
+    seen: dict[tuple[int, str], TicketDelivery] = kept[1]
+    return seen
+
+
+_SEEN_IN_OUTBOX = "tickets.lanes.seen_in_outbox"
+
+
+class _Fill(Enum):
+    """How filling a window from what was read ended."""
+
+    DONE = "done"
+    """The window is complete (full, or ended by a delivery nothing may overtake)."""
+    AGAIN = "again"
+    """A topic's creation was put in front: read the lane again."""
+    READ_ALL = "read all"
+    """Everything read was taken or skipped: read on if there may be more."""
 
 
 async def pump(
+    session: AsyncSession, desk: Desk, ticket: Ticket, lane: str, now: datetime
+) -> bool:
+    """Put the lane's next deliveries into the outbox, at most ``desk.lane_window`` of them in
+    order, unless some are there already (the last of those to be sent pumps again); True if
+    any were queued. A window ends early at a delivery that changes the ticket
+    (``WINDOW_ENDS``) or waits (``not_before``: an album's grace, a delayed rename), so that
+    nothing behind it can overtake it. Deliveries with nothing left to do (a rename to the
+    current title, say) are skipped; a lane that needs a topic that does not exist gets its
+    creation put in front."""
+    if lane != lanes.CUSTOMER and desk.topic_chat(ticket) is None:
+        return False
+    seen_busy = _seen_in_outbox(session)
+    known_busy = seen_busy.get((ticket.id, lane))
+    if known_busy is not None and known_busy.state == lanes.D_OUTBOX:
+        return False
+    size = max(desk.lane_window, 1)
+    window: list[tuple[TicketDelivery, int, Payload]] = []
+    for _ in range(200):
+        read = await lanes.lane_window(session, ticket.id, lane, size)
+        if read and read[0].state == lanes.D_OUTBOX:
+            seen_busy[(ticket.id, lane)] = read[0]
+            return False  # chosen ones are still queued in the table: only an earlier window
+        taken = {delivery.id for delivery, _, _ in window}
+        fresh = [delivery for delivery in read if delivery.id not in taken]
+        step = await _fill(session, desk, ticket, lane, fresh, window, now)
+        if step is _Fill.DONE or (step is _Fill.READ_ALL and (not fresh or len(read) < size)):
+            break
+    else:
+        logger.error("ticket %s: lane %s skipped too many deliveries at once", ticket.id, lane)
+    await _into_outbox(session, ticket, lane, window, now)
+    return bool(window)
+
+
+async def _fill(
     session: AsyncSession,
     desk: Desk,
     ticket: Ticket,
     lane: str,
+    fresh: list[TicketDelivery],
+    window: list[tuple[TicketDelivery, int, Payload]],
     now: datetime,
-    *,
-    head: TicketDelivery | NotRead | None = NOT_READ,
-) -> bool:
-    """Put the lane's next delivery into the outbox unless one is there already; True if one
-    was queued. Deliveries with nothing left to do (a rename to the current title, say) are
-    skipped; a lane that needs a topic that does not exist gets its creation put in front.
-    ``head``: the lane's head when the caller read it already (``lanes.delivery_and_next``)."""
-    if lane != lanes.CUSTOMER and desk.topic_chat(ticket) is None:
-        return False
-    for _ in range(200):
-        if isinstance(head, NotRead):
-            delivery = await lanes.lane_head(session, ticket.id, lane)
-        else:
-            delivery, head = head, NOT_READ
-        if delivery is None or delivery.state == lanes.D_OUTBOX:
-            return False
+) -> _Fill:
+    """Add to ``window`` from ``fresh`` (the lane's next queued deliveries, in order)."""
+    wanted = [d.ticket_message_id for d in fresh if d.ticket_message_id is not None]
+    known = await messages_now(session, wanted) if len(wanted) > 1 else None
+    for delivery in fresh:
+        if len(window) >= max(desk.lane_window, 1):
+            return _Fill.DONE
         if (
             lane != lanes.CUSTOMER
             and ticket.topic_thread_id is None
@@ -281,33 +342,52 @@ async def pump(
             if delivery.action in TOPIC_ACTIONS:  # nothing to rename, close or reopen
                 finish_delivery(delivery, lanes.D_SKIPPED, now)
                 continue
-            if not await _recreate_topic(session, ticket, now):
-                return False
-            continue
-        built = await build_delivery(session, desk, ticket, delivery, now)
+            if window:  # what follows needs the topic: the next window
+                return _Fill.DONE
+            recreating = await _recreate_topic(session, ticket, now)
+            return _Fill.AGAIN if recreating else _Fill.DONE
+        built = await build_delivery(session, desk, ticket, delivery, now, known=known)
         if built is None:
             finish_delivery(delivery, lanes.D_SKIPPED, now)
             continue
-        chat_id, payload = built
-        await lanes.set_delivery_state(
-            session, delivery, lanes.D_OUTBOX, now, tries=delivery.tries + 1
-        )
-        due = max(now, delivery.not_before) if delivery.not_before else now
-        await outbox_queries.enqueue(
-            session,
-            dedupe_key=delivery_key(delivery),
-            chat_id=chat_id,
-            kind=KIND_CUSTOMER if lane == lanes.CUSTOMER else KIND_TOPIC,
-            payload=replace(payload, delivery=delivery.id, ticket=ticket.id),
-            due_at=due,
-            now=now,
-            customer_id=ticket.customer_id if lane == lanes.CUSTOMER else None,
-            priority=Priority.REPLY,
-            transactional=True,
-        )
-        return True
-    logger.error("ticket %s: lane %s skipped too many deliveries at once", ticket.id, lane)
-    return False
+        window.append((delivery, *built))
+        if delivery.action in WINDOW_ENDS or (
+            delivery.not_before is not None and delivery.not_before > now
+        ):
+            return _Fill.DONE
+    return _Fill.READ_ALL
+
+
+async def _into_outbox(
+    session: AsyncSession,
+    ticket: Ticket,
+    lane: str,
+    window: list[tuple[TicketDelivery, int, Payload]],
+    now: datetime,
+) -> None:
+    """The window's deliveries into the outbox, in its order: one write for the deliveries,
+    one for the rows (their ids, and so the dispatcher's order, follow the window's)."""
+    if not window:
+        return
+    await lanes.into_outbox(session, [delivery for delivery, _, _ in window], now)
+    customer_lane = lane == lanes.CUSTOMER
+    await outbox_queries.enqueue_in_order(
+        session,
+        [
+            {
+                "dedupe_key": delivery_key(delivery),
+                "chat_id": chat_id,
+                "kind": KIND_CUSTOMER if customer_lane else KIND_TOPIC,
+                "payload": replace(payload, delivery=delivery.id, ticket=ticket.id),
+                "due_at": max(now, delivery.not_before) if delivery.not_before else now,
+                "now": now,
+                "customer_id": ticket.customer_id if customer_lane else None,
+                "priority": Priority.REPLY,
+                "transactional": True,
+            }
+            for delivery, chat_id, payload in window
+        ],
+    )
 
 
 def finish_delivery(

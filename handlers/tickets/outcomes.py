@@ -1,8 +1,10 @@
 """What Telegram made of a delivery, reported by the outbox dispatcher (``DeliveryHooks``):
-recorded in the same transaction, then the lane's next delivery is queued; a topic deleted or
-closed by staff is recreated or reopened, what failed for good is said in the topic; and the
-recovery of deliveries whose outcome never arrived (``recover_one``). The rules act on a
-failure's ``reason`` (``storage.failures``), never on Telegram's error text."""
+recorded in the same transaction, then (after the last of a lane's window) the lane's next
+window is queued; a failure or a retry first takes the window's later rows back out of the
+outbox; a topic deleted or closed by staff is recreated or reopened, what failed for good is
+said in the topic; and the recovery of deliveries whose outcome never arrived (``recover_one``,
+``resume_lane``). The rules act on a failure's ``reason`` (``storage.failures``), never on
+Telegram's error text."""
 
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ from handlers.tickets.desk import (
     TOPIC_ACTIONS,
     Desk,
 )
-from handlers.tickets.lanes import finish_delivery, pump, push_delivery
+from handlers.tickets.lanes import WINDOW_ENDS, finish_delivery, pump, push_delivery
 from storage import outbox as outbox_queries
 from storage.failures import FailureReader, Reason, SendFailure
 from storage.models import Outbox, Ticket, TicketDelivery
 from storage.outbox import OutboxMessage, Priority
-from storage.payloads import Payload, TopicChange, from_json
+from storage.payloads import TopicChange, from_json
 from storage.tickets import lanes
 from storage.tickets.messages import (
     RELAYED,
@@ -56,10 +58,8 @@ class DeliveryHooks:
 
     async def _locked(
         self, session: AsyncSession, message: OutboxMessage
-    ) -> tuple[TicketDelivery, Ticket, TicketDelivery | None] | None:
-        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``),
-        and the lane's next queued delivery, read in the same statement as the delivery
-        (``pump`` needs it after a send: one read less for every relayed message)."""
+    ) -> tuple[TicketDelivery, Ticket] | None:
+        """The row's delivery and its ticket, the ticket locked first (see ``lock_ticket``)."""
         delivery_id = message.payload.delivery
         if delivery_id is None:
             return None
@@ -70,10 +70,10 @@ class DeliveryHooks:
                 return None
             ticket_id = found.ticket_id
         ticket = await lock_ticket(session, ticket_id)
-        delivery, following = await lanes.delivery_and_next(session, delivery_id, ticket_id)
-        if ticket is None or delivery is None:
+        delivery = await lanes.get_delivery(session, delivery_id)
+        if ticket is None or delivery is None or delivery.ticket_id != ticket_id:
             return None
-        return delivery, ticket, following
+        return delivery, ticket
 
     async def sent(
         self,
@@ -82,33 +82,55 @@ class DeliveryHooks:
         message_ids: Sequence[int],
         now: datetime,
     ) -> bool:
-        """Record what Telegram made of the delivery, then queue the lane's next one."""
+        """Record what Telegram made of the delivery; the last of its lane's window queues
+        the next window. A copy with more of its window still in the outbox touches neither
+        the ticket nor the lane: its delivery and message are marked, nothing else (three
+        statements with the outbox row's, where a whole round used to run ten)."""
+        delivery_id = message.payload.delivery
+        if delivery_id is None:
+            return False
+        done = await lanes.mark_sent(session, delivery_id, now)
+        if done is None:  # not in the outbox (any more): record it, the lane is not waiting
+            return await self._sent_late(session, message, list(message_ids), now)
+        if done.in_outbox and done.action not in WINDOW_ENDS:
+            await self._record_messages(session, done, list(message_ids))
+            return False
+        ticket = await lock_ticket(session, done.ticket_id)
+        if ticket is None:
+            return False
+        await self._record(session, done, ticket, message, list(message_ids))
+        if done.in_outbox:
+            return False
+        return await pump(session, self.desk, ticket, done.lane, now)
+
+    async def _sent_late(
+        self, session: AsyncSession, message: OutboxMessage, ids: list[int], now: datetime
+    ) -> bool:
+        """A sent row whose delivery was no longer in the outbox (an outcome replayed by the
+        recovery, say): what Telegram made of it is still recorded."""
         found = await self._locked(session, message)
         if found is None:
             return False
-        delivery, ticket, following = found
-        if delivery.action == CREATE_TOPIC and message.chat_id:
-            ticket.staff_chat_id = message.chat_id  # the thread id is this chat's
-        await self._record(session, delivery, ticket, message.payload, list(message_ids))
-        was_head = delivery.state == lanes.D_OUTBOX
+        delivery, ticket = found
+        await self._record(session, delivery, ticket, message, ids)
         await lanes.set_delivery_state(session, delivery, lanes.D_SENT, now)
-        if was_head:
-            await pump(session, self.desk, ticket, delivery.lane, now, head=following)
-        return True
+        return False
 
     async def _record(
         self,
         session: AsyncSession,
-        delivery: TicketDelivery,
+        delivery: TicketDelivery | lanes.SentDelivery,
         ticket: Ticket,
-        payload: Payload,
+        message: OutboxMessage,
         ids: list[int],
     ) -> None:
         first = ids[0] if ids else None
         action = delivery.action
+        payload = message.payload
         name = payload.name if isinstance(payload, TopicChange) else None
         if action == CREATE_TOPIC and first is not None:
             ticket.topic_thread_id = first
+            ticket.staff_chat_id = message.chat_id  # the thread id is this chat's
             ticket.topic_closed = False
             ticket.topic_title = name
             ticket.card_message_id = None
@@ -120,12 +142,21 @@ class DeliveryHooks:
             ticket.topic_closed = False
         elif action == CARD:
             ticket.card_message_id = first
-        elif action == ALBUM:
+        else:
+            await self._record_messages(session, delivery, ids)
+
+    @staticmethod
+    async def _record_messages(
+        session: AsyncSession, delivery: TicketDelivery | lanes.SentDelivery, ids: list[int]
+    ) -> None:
+        """The ticket's messages a copy, text or album carried are relayed, as ``ids``."""
+        action = delivery.action
+        if action == ALBUM:
             items = await messages_by_id(session, list(delivery.payload.get("messages", [])))
             for item, copied in zip(items, ids, strict=False):
                 item.copy_message_id, item.state = copied, RELAYED
         elif delivery.ticket_message_id is not None and action in (COPY, TEXT, EDIT, CANNED):
-            await mark_relayed(session, delivery.ticket_message_id, first)
+            await mark_relayed(session, delivery.ticket_message_id, ids[0] if ids else None)
 
     async def failed(
         self,
@@ -141,9 +172,10 @@ class DeliveryHooks:
         found = await self._locked(session, message)
         if found is None:
             return False
-        delivery, ticket, _ = found
+        delivery, ticket = found
         if delivery.state != lanes.D_OUTBOX:
             return False
+        await lanes.pull_back(session, ticket.id, delivery.lane, message.id, now)
         desk = self.desk
         if delivery.lane != lanes.CUSTOMER:
             await self._topic_failed(session, delivery, ticket, message, failure, dead, now)
@@ -153,6 +185,19 @@ class DeliveryHooks:
             await pump(session, desk, ticket, lanes.TOPIC, now)
         await pump(session, desk, ticket, delivery.lane, now)
         return True
+
+    async def retrying(
+        self, session: AsyncSession, message: OutboxMessage, failure: SendFailure, now: datetime
+    ) -> bool:
+        """The row goes again after a backoff: the rest of its lane's window comes back out of
+        the outbox (it would overtake it) and follows once it is sent."""
+        found = await self._locked(session, message)
+        if found is None:
+            return False
+        delivery, ticket = found
+        if delivery.state == lanes.D_OUTBOX:
+            await lanes.pull_back(session, ticket.id, delivery.lane, message.id, now)
+        return False
 
     async def _topic_failed(
         self,
@@ -186,7 +231,7 @@ class DeliveryHooks:
             finish_delivery(delivery, lanes.D_QUEUED, now, error)
             return
         if reason is Reason.TOPIC_NOT_MODIFIED:
-            await self._record(session, delivery, ticket, message.payload, [])
+            await self._record(session, delivery, ticket, message, [])
             if delivery.action == CLOSE_TOPIC:
                 ticket.topic_closed = True
             finish_delivery(delivery, lanes.D_SENT, now, error)
@@ -298,6 +343,17 @@ async def recover_one(
         dead=not failed_for_good,
         now=now,
     )
+
+
+async def resume_lane(
+    session: AsyncSession, desk: Desk, ticket_id: int, lane: str, now: datetime
+) -> bool:
+    """Queue the next window of a lane nothing is pumping (``lanes.idle_lanes``); True when
+    something was queued."""
+    ticket = await lock_ticket(session, ticket_id)
+    if ticket is None:
+        return False
+    return await pump(session, desk, ticket, lane, now)
 
 
 def hooks_by_kind(desk: Desk) -> dict[str, DeliveryHooks]:

@@ -6,7 +6,7 @@ follow the customer's language at send time."""
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -61,27 +61,41 @@ async def build_delivery(
     now: datetime,
     *,
     override: dict[str, Any] | None = None,
+    known: Mapping[int, TicketMessage] | None = None,
 ) -> tuple[int, Payload] | None:
     """The chat and outbox payload for a delivery (its instructions, ``delivery.payload``, or
     ``override``), from the database of this moment; None when there is nothing to send any
-    more."""
+    more. ``known``: messages the caller has just read (a lane's window reads them at once)."""
     payload = override if override is not None else delivery.payload
     customer = await session.get(Customer, ticket.customer_id)
     if delivery.lane == lanes.CUSTOMER:
         if customer is None or customer.chat_id is None:
             return None  # erased: nobody to write to
-        built = await _build_for_customer(session, desk, ticket, customer, delivery, payload)
+        built = await _build_for_customer(
+            session, desk, ticket, customer, delivery, payload, known
+        )
         return (customer.chat_id, built) if built is not None else None
     chat_id = desk.topic_chat(ticket)
     if chat_id is None:  # its group is not set up (here) yet: pump does not get this far
         return None
     thread = ticket.topic_thread_id
-    built_topic = await _build_for_topic(session, desk, ticket, customer, delivery, payload)
+    built_topic = await _build_for_topic(session, desk, ticket, customer, delivery, payload, known)
     if built_topic is None:
         return None
     if thread is not None and delivery.action != CREATE_TOPIC:
         built_topic = replace(built_topic, thread_id=thread)
     return chat_id, built_topic
+
+
+async def _message_of(
+    session: AsyncSession, delivery: TicketDelivery, known: Mapping[int, TicketMessage] | None
+) -> TicketMessage | None:
+    message_id = delivery.ticket_message_id
+    if message_id is None:
+        return None
+    if known is not None and message_id in known:
+        return known[message_id]
+    return await get_message(session, message_id)
 
 
 async def _build_for_topic(
@@ -91,6 +105,7 @@ async def _build_for_topic(
     customer: Customer | None,
     delivery: TicketDelivery,
     payload: dict[str, Any],
+    known: Mapping[int, TicketMessage] | None,
 ) -> Payload | None:
     action = delivery.action
     if action == CREATE_TOPIC:
@@ -119,11 +134,7 @@ async def _build_for_topic(
         return ReadyText(
             str(payload.get("html", "")), html=True, reply_to=_reply_id(payload.get("reply_to"))
         )
-    message = (
-        await get_message(session, delivery.ticket_message_id)
-        if delivery.ticket_message_id
-        else None
-    )
+    message = await _message_of(session, delivery, known)
     if message is None or customer is None:
         return None
     if action == EDIT:
@@ -151,6 +162,7 @@ async def _build_for_customer(
     customer: Customer,
     delivery: TicketDelivery,
     payload: dict[str, Any],
+    known: Mapping[int, TicketMessage] | None,
 ) -> Payload | None:
     action = delivery.action
     staff_chat = ticket.staff_chat_id or desk.topic_chat(ticket)  # where staff wrote it
@@ -158,11 +170,7 @@ async def _build_for_customer(
     render = desk.texts.render
     if action == NOTICE:  # a catalogue text, kept in the outbox's own JSON
         return from_json({name: payload[name] for name in NOTICE_FIELDS if name in payload})
-    message = (
-        await get_message(session, delivery.ticket_message_id)
-        if delivery.ticket_message_id
-        else None
-    )
+    message = await _message_of(session, delivery, known)
     if message is None or staff_chat is None:
         return None
     name = message.author_name or ""

@@ -25,12 +25,16 @@ What it promises (design, Principle 2):
   to keep each lane in order); they run in the transaction that records a row's outcome.
 
 Scheduling: claimed rows wait in a small in-memory buffer, at most ``HELD_PER_CHAT`` per chat,
-sent one at a time per chat in the order claimed. A claim skips the chats that cannot take a
-message right now (one of theirs is in the buffer or on the wire, or their window is full), so a
-chat with many queued messages neither holds up a broadcast nor loses its place in the queue:
-its next row is claimed as soon as the chat is ready again. With several dispatchers
-(PostgreSQL, ``exclusive = false``) this per-chat pacing is per process. Quiet hours, consent
-and the daily cap are judged per row when it is claimed (``scheduler.policy``).
+sent one at a time per chat in the order claimed, a chat's next row only once the outcome of the
+one before is written (a hook sees what those before it wrote; a crash repeats at most the one
+send per chat that was on the wire); after a send that did not succeed, the chat's held rows are
+given back first (the hook may take some back: a ticket lane's window). A claim
+skips the chats that cannot take a message right now (one of theirs is in the buffer or on the
+wire, or their window is full), so a chat with many queued messages neither holds up a
+broadcast nor loses its place in the queue: its next row is claimed as soon as the chat is ready
+again. With several dispatchers (PostgreSQL, ``exclusive = false``) this per-chat pacing is per
+process. Quiet hours, consent and the daily cap are judged per row when it is claimed
+(``scheduler.policy``).
 
 The package, split along its seams; each module imports only those before it:
 

@@ -372,6 +372,7 @@ class DispatchLoop:
                 "outbox row %s has a bad payload (%s)", message.id, type(error).__name__
             )
             failure = SendFailure(Reason.BAD_PAYLOAD, f"bad payload: {error!r}", permanent=True)
+            await self._give_back_chat(message.chat_id)  # as after a failed send (``_send``)
             async with self._sessionmaker.begin() as session:
                 if await self._outcomes.give_up(session, message, failure, self._clock.now()):
                     self._table_drained = False
@@ -390,14 +391,25 @@ class DispatchLoop:
             logger.error("outbox send task failed", exc_info=task.exception())
 
     async def _send(self, message: OutboxMessage, request: Request, ticket: Ticket) -> None:
-        """One API call, then its outcome written in one short transaction."""
+        """One API call, then its outcome written in one short transaction; the chat sends
+        nothing else until then. So a chat's outcomes are written in the order of its sends (a
+        hook sees what those before it wrote: whether its ticket lane's window is empty), and a
+        crash repeats at most the one send of a chat that was on the wire. After a send that did
+        not succeed, the chat's rows held in memory go back to the table first: the outcome's
+        hook may take some of them back (a ticket lane's rows queued behind this one), and the
+        table decides what the chat sends next."""
+        chat_id = message.chat_id
         try:
-            outcome = await self._telegram.call(message, request, self.limiter.pause)
+            try:
+                outcome = await self._telegram.call(message, request, self.limiter.pause)
+            finally:
+                self.limiter.end(ticket)
+            if outcome.message_ids is None:
+                await self._give_back_chat(chat_id)
+            if await self._outcomes.record(outcome):
+                self._table_drained = False
         finally:
-            self.limiter.end(ticket)
-            self._busy_chats.discard(message.chat_id)
-        if await self._outcomes.record(outcome):
-            self._table_drained = False
+            self._busy_chats.discard(chat_id)
 
     # -- giving rows back ---------------------------------------------------------------------
 
@@ -410,6 +422,11 @@ class DispatchLoop:
                 session, [held.message.id for held in rows], now=self._clock.now()
             )
         self._table_drained = False
+
+    async def _give_back_chat(self, chat_id: int) -> None:
+        rows = [held for held in self._held if held.message.chat_id == chat_id]
+        if rows:
+            await self._give_back(rows)
 
     async def _release_held(self) -> None:
         if self._held:

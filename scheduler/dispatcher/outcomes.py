@@ -67,6 +67,13 @@ class OutcomeHooks(Protocol):
         ``failure.reason``, never on its text."""
         ...
 
+    async def retrying(
+        self, session: AsyncSession, message: OutboxMessage, failure: SendFailure, now: datetime
+    ) -> bool:
+        """The row goes again after a backoff (a timeout, a 5xx): rows queued behind it that
+        must not overtake it can be taken back here."""
+        ...
+
 
 @dataclass(frozen=True)
 class Request:
@@ -245,6 +252,8 @@ class OutcomeRecorder:
             return "dead", False
         due = now + timedelta(seconds=self._backoff(attempt))
         await outbox_queries.retry_later(session, message.id, due_at=due, error=error, now=now)
+        if hook is not None:
+            return "retried", await hook.retrying(session, message, failure, now)
         return "retried", False
 
     def _backoff(self, attempt: int) -> float:

@@ -49,6 +49,22 @@ async def get_message(session: AsyncSession, message_id: int) -> TicketMessage |
     return result.scalar_one_or_none()
 
 
+_GET_MESSAGES = (
+    select(TicketMessage)
+    .where(TicketMessage.id.in_(bindparam("message_ids", expanding=True)))
+    .execution_options(populate_existing=True)
+)
+
+
+async def messages_now(session: AsyncSession, ids: Sequence[int]) -> dict[int, TicketMessage]:
+    """Several messages as the database has them now, by id, in one read (a lane's window is
+    built from them)."""
+    if not ids:
+        return {}
+    result = await session.execute(_GET_MESSAGES, {"message_ids": sorted(set(ids))})
+    return {message.id: message for message in result.scalars()}
+
+
 _MESSAGES = cast(Table, TicketMessage.__table__)
 _MARK_RELAYED = (
     update(_MESSAGES)

@@ -166,6 +166,19 @@ class Harness:
         self._dispatch_stop = asyncio.Event()
         self._dispatch_task = asyncio.create_task(dispatcher.run(self._dispatch_stop))
 
+    async def pause_dispatcher(self) -> None:
+        """Stop the dispatcher (its sends finish, its claimed rows go back): what the bot
+        queues meanwhile waits in the outbox and the lanes until ``resume_dispatcher``."""
+        assert self._dispatch_task is not None
+        self._dispatch_stop.set()
+        await asyncio.wait_for(self._dispatch_task, timeout=30)
+        self._dispatch_task = None
+
+    def resume_dispatcher(self) -> None:
+        assert self.dispatcher is not None and self._dispatch_task is None
+        self._dispatch_stop = asyncio.Event()
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(self._dispatch_stop))
+
     async def stop(self) -> None:
         """Stop receiving (what is under way finishes), the dispatcher (its sends finish) and
         the bot, as a process would on SIGTERM."""
