@@ -322,7 +322,11 @@ class DutyHoursConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, value: object) -> object:
-        return parse_duty_hours(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return parse_duty_hours(value)
+        if not isinstance(value, dict | DutyHoursConfig):
+            raise ValueError(_DUTY_EXPECTED)
+        return value
 
     @model_validator(mode="after")
     def _some_day(self) -> DutyHoursConfig:

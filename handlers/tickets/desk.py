@@ -316,11 +316,15 @@ class Desk:
         """A text for the staff group, in its language."""
         return self.texts.render(self.staff_language, key, **params)
 
-    def when(self, moment: datetime | None) -> str:
-        """A moment as staff read it: shop time, minutes."""
+    def when(self, moment: datetime | None, group: str | None = None) -> str:
+        """A moment as staff read it, to the minute: in shop time, or in the time zone of
+        ``group``'s own business hours when it has some (its staff work by that clock)."""
         if moment is None:
             return "—"
-        return moment.astimezone(ZoneInfo(self.zone)).strftime("%Y-%m-%d %H:%M")
+        zone = self.zone
+        if group is not None and group in self.group_hours:
+            zone = self.rules.hours_of(group).timezone
+        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ async def move_ticket(
         answer += "\n" + desk.staff_text(
             "ticket_move_deadlines_kept",
             name=name,
-            first_response=desk.when(ticket.first_response_due),
-            resolution=desk.when(ticket.resolution_due),
+            first_response=desk.when(ticket.first_response_due, before),
+            resolution=desk.when(ticket.resolution_due, before),
         )
     return StaffReply(answer)
