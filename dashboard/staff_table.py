@@ -1,6 +1,7 @@
 """The staff report's table, shared by the dashboard's staff page and ``carebot report staff``:
 its columns and each staff member's cells in the reader's language (``storage.tickets.
-staff_report`` counts; business time comes from ``tickets.toml`` ``[hours]``)."""
+staff_report`` counts; business time comes from ``tickets.toml`` ``[hours]``, or a ticket's
+group's ``[groups.<name>.hours]``)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,16 @@ STAFF_COLUMNS = (
 async def load_staff(
     session: AsyncSession, rules: Config | None, since: datetime, until: datetime, now: datetime
 ) -> list[StaffFigures]:
-    """The figures of the tickets opened in ``[since, until)``, timed in the desk's business
-    hours (always open without ``rules``)."""
+    """The figures of the tickets opened in ``[since, until)``, timed in the business hours of
+    each ticket's group (always open without ``rules``)."""
     hours = rules.tickets.hours.calendar() if rules is not None else BusinessHours()
-    return await staff_report(session, since, until, now, hours.between)
+    groups = rules.tickets.groups if rules is not None else {}
+    group_between = {
+        name: group.hours.calendar().between
+        for name, group in groups.items()
+        if group.hours is not None
+    }
+    return await staff_report(session, since, until, now, hours.between, group_between)
 
 
 def staff_cells(tr: Tr, row: StaffFigures) -> list[str]:

@@ -77,7 +77,7 @@ async def _remind(
     text = desk.staff_text(
         f"ticket_sla_reminder_{kind}",
         mention=Markup(_assignee(desk, ticket)),
-        due=desk.when(due),
+        due=desk.when(due, ticket.staff_group),
         minutes=minutes,
     )
     await push_topic_text(session, desk, ticket, text, now)
@@ -98,7 +98,7 @@ async def _escalate(
         f"ticket_sla_escalation_{kind}",
         number=ticket.number,
         tier=tier_label(desk, ticket.tier),
-        due=desk.when(due),
+        due=desk.when(due, ticket.staff_group),
         assignee=Markup(_assignee(desk, ticket)),
         link=Markup(desk.staff_text("ticket_sla_link", url=link) if link else ""),
     )

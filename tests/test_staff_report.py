@@ -204,6 +204,11 @@ async def test_the_figures_per_staff_member(
     async with sessionmaker() as session:
         rows = await staff_report(session, SINCE, UNTIL, NOW, HOURS.calendar().between)
         plain = await staff_report(session, SINCE, UNTIL, NOW, BusinessHours().between)
+        # A group with its own hours ([groups.<name>.hours]) times its tickets by them.
+        always, business = BusinessHours().between, HOURS.calendar().between
+        by_group = await staff_report(session, SINCE, UNTIL, NOW, always, {"main": business})
+        other_group = await staff_report(session, SINCE, UNTIL, NOW, always, {"vip": business})
+    assert (by_group, other_group) == (rows, plain)
     assert rows == [
         StaffFigures(
             ANNA,

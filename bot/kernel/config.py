@@ -25,7 +25,7 @@ from pydantic import (
 
 from bot.kernel.care_config import CareConfig
 from bot.kernel.files import ConfigError, load_config_file
-from bot.kernel.hours import HoursConfig
+from bot.kernel.hours import DutyHoursConfig, GroupHoursConfig, HoursConfig
 from bot.kernel.loyalty_config import DISABLED, LoyaltyConfig
 from bot.kernel.recommend_config import RecommendConfig
 from bot.kernel.survey_config import SurveyConfig, load_surveys
@@ -464,6 +464,8 @@ class DeskGroupConfig(StrictModel):
     """A ticket whose first-reply deadline passes unanswered goes (once) to another on duty."""
     escalate_to_leads: bool = True
     """The missed deadline's escalation mentions the group's leads."""
+    hours: GroupHoursConfig | None = None
+    """``[groups.<name>.hours]``: the group's business hours (None: the desk's ``[hours]``)."""
 
 
 class RoutingRule(StrictModel):
@@ -510,13 +512,16 @@ class StaffRule(StrictModel):
     """``[[staff]]``: a staff member's role and skills (by Telegram user id). An agent may not
     assign a ticket to someone else nor take over another's; a lead may. ``groups``: the
     groups whose lead they are (none: all); ``categories`` / ``languages``: the tickets
-    auto-assignment prefers to give them (none: any)."""
+    auto-assignment prefers to give them (none: any); ``hours``: when ``/duty on`` counts
+    ("mon-fri 09:00-18:00" or a weekday table; none: always)."""
 
     user_id: int
     role: StaffRole = "agent"
     groups: list[str] = []
     categories: list[str] = []
     languages: list[str] = []
+    hours: DutyHoursConfig | None = None
+    """Duty hours in the zone of the group they are on duty in (None: whenever ``/duty on``)."""
 
     _lists = field_validator("groups", "categories", "languages", mode="before")(
         classmethod(lambda cls, value: _as_list(value))
@@ -631,6 +636,11 @@ class TicketConfig(StrictModel):
     def group_rules(self, name: str) -> DeskGroupConfig:
         """How the group ``name`` hands out tickets (not listed: manual)."""
         return self.groups.get(name) or DeskGroupConfig()
+
+    def hours_of(self, group: str) -> HoursConfig:
+        """The business hours of the group ``group``'s tickets: its ``[groups.<name>.hours]``,
+        else the desk's ``[hours]``."""
+        return self.group_rules(group).hours or self.hours
 
     def route(self, *, category: str, language: str, tier: str, source: str) -> str:
         """The group the first matching ``[[routing]]`` rule names (none: ``main``)."""

@@ -5,8 +5,9 @@ in the same way (``BusinessHours.between``), and a customer who writes while the
 is told when it opens (``BusinessHours.next_open``). Open time is real elapsed time inside the
 open periods of each local day, so a day on which the clocks change counts its true length.
 
-Today there is one staff group and ``[hours]`` is its table; a later ``[groups.<name>.hours]``
-can use the same schema (``HoursConfig``) to give one group its own.
+``[hours]`` is the desk's table; ``[groups.<name>.hours]`` (``GroupHoursConfig``, the same
+schema) gives one staff group its own. A staff member's duty hours (``[[staff]]`` ``hours``,
+``DutyHoursConfig``) are a week of the same spans, read in their group's time zone.
 """
 
 from __future__ import annotations
@@ -232,3 +233,109 @@ class BusinessHours:
 
     def is_open(self, moment: datetime) -> bool:
         return self.next_open(moment) == moment
+
+    def open_until(self, moment: datetime, horizon: timedelta = timedelta(days=8)) -> datetime:
+        """When the open time running at ``moment`` ends (periods that meet, such as 22:00-24:00
+        and the next day's 00:00-06:00, are one); ``moment`` itself when closed then. Open
+        past ``horizon``: the moment ``horizon`` ahead (a week of hours open all along)."""
+        if self.always_open:
+            return (moment + horizon).astimezone(UTC)
+        end = moment
+        for begin, finish in self._periods_from(moment):
+            if begin > end or end >= moment + horizon:
+                break
+            end = finish
+        return min(end, moment + horizon).astimezone(UTC)
+
+
+class GroupHoursConfig(HoursConfig):
+    """``[groups.<name>.hours]``: a staff group's own business hours, in place of the desk's
+    ``[hours]`` for its tickets. The same keys; writing the table turns them on (``enabled =
+    false``: the group is always open, whatever ``[hours]`` says)."""
+
+    enabled: bool = True
+
+
+_DUTY_CLAUSE = re.compile(r"^\s*([a-z,\-]+)\s+(\S.*)$")
+_DUTY_EXPECTED = (
+    'expected "DAYS HH:MM-HH:MM" such as "mon-fri 09:00-18:00", clauses separated by ";" '
+    '(e.g. "mon-fri 09:00-18:00; sat 10:00-14:00"), or a table of weekdays'
+)
+
+
+def _duty_days(text: str) -> list[str]:
+    """``"mon-fri"``, ``"sat,sun"``, ``"fri-mon"`` (a range may wrap) as weekday keys."""
+    days: list[str] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            raise ValueError(f"{part!r}: expected weekdays {', '.join(WEEKDAYS)} or a range")
+        start = WEEKDAYS.index(first)
+        count = (WEEKDAYS.index(last) - start) % 7 + 1 if last else 1
+        days += [WEEKDAYS[(start + offset) % 7] for offset in range(count)]
+    return days
+
+
+def parse_duty_hours(text: str) -> dict[str, str]:
+    """``"mon-fri 09:00-18:00; sat 10:00-14:00"`` as a weekday table (days not named: off; a
+    day named in two clauses has both, e.g. a night shift ``"mon-fri 22:00-24:00; tue-sat
+    00:00-06:00"``); raises ValueError saying what was expected."""
+    parts: dict[str, list[str]] = {}
+    for clause in text.lower().split(";"):
+        if not clause.strip():
+            continue
+        match = _DUTY_CLAUSE.match(clause)
+        if match is None:
+            raise ValueError(f"{clause.strip()!r}: {_DUTY_EXPECTED}")
+        days, spans = _duty_days(match.group(1)), match.group(2).strip()
+        for span in spans.split(","):
+            if parse_spans(span):  # "closed" adds nothing
+                for day in days:
+                    parts.setdefault(day, []).append(span.strip())
+    if not parts:
+        raise ValueError(_DUTY_EXPECTED)
+    table = {}
+    for day, found in parts.items():
+        table[day] = ", ".join(sorted(found, key=lambda span: parse_spans(span)[0][0]))
+        try:
+            parse_spans(table[day])
+        except ValueError as exc:
+            raise ValueError(f"{day}: {exc}") from None
+    return table
+
+
+class DutyHoursConfig(BaseModel):
+    """A staff member's duty hours (``[[staff]]`` ``hours``): their spans per weekday, in the
+    time zone of the group they are on duty in; a day not written is off. Written as
+    ``"mon-fri 09:00-18:00"`` or as a table (``mon = "09:00-18:00"``…)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mon: Spans = CLOSED
+    tue: Spans = CLOSED
+    wed: Spans = CLOSED
+    thu: Spans = CLOSED
+    fri: Spans = CLOSED
+    sat: Spans = CLOSED
+    sun: Spans = CLOSED
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_duty_hours(value)
+        if not isinstance(value, dict | DutyHoursConfig):
+            raise ValueError(_DUTY_EXPECTED)
+        return value
+
+    @model_validator(mode="after")
+    def _some_day(self) -> DutyHoursConfig:
+        if not any(parse_spans(getattr(self, day)) for day in WEEKDAYS):
+            raise ValueError("expected at least one weekday with hours")
+        return self
+
+    def calendar(self, zone: str) -> BusinessHours:
+        """The member's hours in ``zone`` (their group's), as business-time arithmetic."""
+        return BusinessHours(
+            zone=ZoneInfo(zone), week=tuple(parse_spans(getattr(self, day)) for day in WEEKDAYS)
+        )

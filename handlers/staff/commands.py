@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashboard.auth import LINK_TTL, LoginLinks
 from handlers.tickets import lifecycle
+from handlers.tickets.assignment import duty_roll, sign_on
 from handlers.tickets.card import staff_card
 from handlers.tickets.desk import CB_TICKET, Desk, Incoming, Staff, StaffReply
 from handlers.tickets.lifecycle import (
@@ -34,7 +35,6 @@ from handlers.tickets.lifecycle import (
 from handlers.tickets.moving import move_ticket
 from handlers.tickets.relay import add_note, note_saved, relay_staff_edit, staff_reply
 from storage.models import Ticket
-from storage.tickets.duty import on_duty, set_duty
 from storage.tickets.rows import lock_ticket, ticket_by_topic
 from storage.tickets.staff import save_staff_member
 
@@ -276,25 +276,15 @@ async def duty(
     session: AsyncSession, desk: Desk, chat_id: int, staff: Staff, argument: str, now: datetime
 ) -> StaffReply:
     """``/duty on|off`` in a staff group: the member is (no longer) among those auto-assignment
-    gives that group's tickets to; a bare ``/duty`` says who is on duty there."""
+    gives that group's tickets to (within their duty hours, if any); a bare ``/duty`` says who
+    is on duty there and until when."""
     group = desk.group.name_of(chat_id)
     if group is None:  # pragma: no cover - the handler's filter admits staff groups only
         return refusal(desk)
     word = argument.strip().lower()
     if word in ("on", "off"):
-        await set_duty(
-            session,
-            group=group,
-            user_id=staff.user_id,
-            name=staff.name,
-            on_duty=word == "on",
-            now=now,
-        )
-        return StaffReply(desk.staff_text(f"duty_{word}", name=staff.name, group=group))
-    names = ", ".join(row.name for row in await on_duty(session, group))
-    if not names:
-        return StaffReply(desk.staff_text("duty_nobody", group=group))
-    return StaffReply(desk.staff_text("duty_list", group=group, names=names))
+        return await sign_on(session, desk, group, staff, word == "on", now)
+    return await duty_roll(session, desk, group, now)
 
 
 async def press(

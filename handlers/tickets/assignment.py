@@ -1,5 +1,6 @@
 """Who works a ticket, per staff group (``tickets.toml`` ``[groups.<name>]``, ``[[staff]]``):
-auto-assignment among the staff on duty (``/duty on|off``) when a ticket arrives, round robin
+auto-assignment among the staff on duty (``/duty on|off``, within their duty hours when the
+rule file gives them some) when a ticket arrives, round robin
 or to the one with the fewest open tickets, preferring those whose skills (categories,
 languages) fit; the reassignment once a first-reply deadline passes unanswered, with the
 group's leads called; and what an agent may not do (assign to someone else, take over
@@ -8,20 +9,82 @@ another's ticket), which a lead may."""
 from __future__ import annotations
 
 import html
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.texts import Markup
+from handlers.tickets.closed_hours import staff_when
 from handlers.tickets.desk import TEXT, Desk, Staff, StaffReply
 from handlers.tickets.lanes import pump, push_delivery, record_event
 from storage.models import Customer, StaffMember, Ticket
 from storage.tickets import lanes
-from storage.tickets.duty import mark_assigned, on_duty, open_tickets_of
+from storage.tickets.duty import mark_assigned, on_duty, open_tickets_of, set_duty
 
 ROUND_ROBIN = "round_robin"
 LEAST_OPEN = "least_open"
 MANUAL = "manual"
+ALWAYS = timedelta(days=7)
+"""Duty hours running this long without a break are not said to end."""
+
+
+def duty_window(
+    desk: Desk, user_id: int, group: str, now: datetime
+) -> tuple[bool, datetime | None]:
+    """Whether a member who said ``/duty on`` in ``group`` is on duty at ``now`` (within their
+    ``[[staff]]`` hours, or they have none), and when that changes: the end of their hours
+    (on) or their next beginning (off); None: it does not (no hours, or hours all week)."""
+    hours = desk.duty_hours_of(user_id, group)
+    if hours is None:
+        return True, None
+    begins = hours.next_open(now)
+    if begins > now:
+        return False, begins
+    ends = hours.open_until(now)
+    return True, ends if ends - now < ALWAYS else None
+
+
+async def duty_roll(session: AsyncSession, desk: Desk, group: str, now: datetime) -> StaffReply:
+    """A bare ``/duty``: who is on duty in ``group`` now (and until when their hours run), then
+    those who said ``/duty on`` but are outside their hours (and when these begin)."""
+    zone = desk.group_zone(group)
+    current: list[str] = []
+    waiting: list[str] = []
+    for row in await on_duty(session, group):
+        on, edge = duty_window(desk, row.user_id, group, now)
+        name = html.escape(row.name)
+        if edge is None:
+            current.append(name)
+            continue
+        key = "duty_member_until" if on else "duty_member_from"
+        line = desk.staff_text(key, name=Markup(name), when=staff_when(desk, edge, now, zone))
+        (current if on else waiting).append(line)
+    if current:
+        text = desk.staff_text("duty_list", group=group, names=Markup(", ".join(current)))
+    else:
+        text = desk.staff_text("duty_nobody", group=group)
+    if waiting:
+        text += "\n" + desk.staff_text("duty_waiting", names=Markup(", ".join(waiting)))
+    return StaffReply(text)
+
+
+async def sign_on(
+    session: AsyncSession, desk: Desk, group: str, staff: Staff, on: bool, now: datetime
+) -> StaffReply:
+    """``/duty on|off``: recorded; the answer says when duty hours make ``on`` start later."""
+    await set_duty(
+        session, group=group, user_id=staff.user_id, name=staff.name, on_duty=on, now=now
+    )
+    if on:
+        now_on, begins = duty_window(desk, staff.user_id, group, now)
+        if not now_on and begins is not None:
+            when = staff_when(desk, begins, now, desk.group_zone(group))
+            return StaffReply(
+                desk.staff_text("duty_on_later", name=staff.name, group=group, when=when)
+            )
+    return StaffReply(
+        desk.staff_text("duty_on" if on else "duty_off", name=staff.name, group=group)
+    )
 
 
 async def pick_assignee(
@@ -34,14 +97,16 @@ async def pick_assignee(
     exclude: int | None = None,
 ) -> Staff | None:
     """The on-duty member of the ticket's group who gets it (``exclude``: not them), per the
-    group's ``assign``; members whose skills fit first. None: manual, or nobody on duty."""
+    group's ``assign``; members whose skills fit first; members outside their duty hours never.
+    None: manual, or nobody on duty."""
     mode = desk.rules.group_rules(ticket.staff_group).assign
     if mode == MANUAL:
         return None
+    group = ticket.staff_group
     duty = [
         row
-        for row in await on_duty(session, ticket.staff_group, lock=True)
-        if row.user_id != exclude
+        for row in await on_duty(session, group, lock=True)
+        if row.user_id != exclude and duty_window(desk, row.user_id, group, now)[0]
     ]
     skilled = [
         row

@@ -54,8 +54,8 @@ async def card_text(session: AsyncSession, desk: Desk, ticket: Ticket) -> str:
         ),
         desk.staff_text(
             "ticket_card_sla",
-            first_response=desk.when(ticket.first_response_due),
-            resolution=desk.when(ticket.resolution_due),
+            first_response=desk.when(ticket.first_response_due, ticket.staff_group),
+            resolution=desk.when(ticket.resolution_due, ticket.staff_group),
         ),
     ]
     if ticket.order_ref:

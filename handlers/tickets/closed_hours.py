@@ -1,6 +1,7 @@
 """The out-of-hours reply: a customer who writes into a ticket, or is handed to a person, while
-the desk is closed (``tickets.toml`` ``[hours]``) is told once per ticket and closed period when
-the team is back, in their own time zone and language.
+the ticket's staff group is closed (``tickets.toml`` ``[groups.<name>.hours]``, else ``[hours]``)
+is told once per ticket and closed period when that team is back, in their own time zone and
+language.
 
 The reopening announced is kept on the ticket (``after_hours_until``), in the transaction that
 queues the reply, so a second message in the same closed period, or the same one replayed after
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kernel.clock import LocalZones
+from bot.kernel.texts import Markup
 from handlers.tickets.desk import NOTICE, Desk
 from handlers.tickets.lanes import pump, push_delivery
 from storage.models import Customer, Ticket
@@ -44,6 +46,16 @@ def reopening_text(reopens: datetime, now: datetime, zone: ZoneInfo) -> dict[str
     return {"key": "hours_when_date", "params": params}
 
 
+def staff_when(desk: Desk, moment: datetime, now: datetime, zone: ZoneInfo) -> str:
+    """``reopening_text`` rendered for staff, in the staff language ("tomorrow at 9:00")."""
+    ref = reopening_text(moment, now, zone)
+    params = {
+        name: desk.staff_text(value["key"]) if isinstance(value, dict) else value
+        for name, value in ref["params"].items()
+    }
+    return Markup(desk.staff_text(ref["key"], **params))
+
+
 async def tell_when_open(
     session: AsyncSession,
     desk: Desk,
@@ -51,10 +63,10 @@ async def tell_when_open(
     customer: Customer,
     now: datetime,
 ) -> bool:
-    """Queue the out-of-hours reply on the ticket's customer lane if the desk is closed at
-    ``now`` and the customer was not told of this reopening yet; True if queued. ``ticket``
-    is locked by the caller."""
-    hours = desk.hours
+    """Queue the out-of-hours reply on the ticket's customer lane if the ticket's group is
+    closed at ``now`` and the customer was not told of this reopening yet; True if queued.
+    ``ticket`` is locked by the caller."""
+    hours = desk.hours_of(ticket.staff_group)
     if hours.always_open:
         return False
     reopens = hours.next_open(now)

@@ -212,6 +212,11 @@ class Desk:
     """Each survey dimension's display name in the staff's language (``surveys/settings.toml``)."""
     hours: BusinessHours = field(default_factory=BusinessHours)
     """The desk's business hours (``tickets.toml`` ``[hours]``): SLA clocks run only then."""
+    group_hours: dict[str, BusinessHours] = field(default_factory=dict)
+    """The groups with hours of their own (``[groups.<name>.hours]``), by name."""
+    duty_hours: dict[tuple[int, str], BusinessHours] = field(default_factory=dict)
+    """Staff members' duty hours (``[[staff]]`` ``hours``) by (member, group), made on first use
+    in that group's time zone."""
     customer_zone: str = "Asia/Shanghai"
     """The time zone of a customer who has none of their own (``customers.toml``)."""
     points: bool = False
@@ -240,6 +245,11 @@ class Desk:
                 for name in rules.surveys.dimensions
             },
             hours=rules.tickets.hours.calendar(),
+            group_hours={
+                name: group.hours.calendar()
+                for name, group in rules.tickets.groups.items()
+                if group.hours is not None
+            },
             customer_zone=rules.general.customers.default_timezone,
             points=rules.loyalty.enabled,
             lane_window=LANE_WINDOW if rules.outbox.dispatch.exclusive else 1,
@@ -256,6 +266,24 @@ class Desk:
         if ticket.topic_thread_id is not None and ticket.staff_chat_id is not None:
             return ticket.staff_chat_id
         return self.group.chat_of(ticket.staff_group)
+
+    def hours_of(self, group: str) -> BusinessHours:
+        """The business hours of the group ``group``'s tickets: its own, else the desk's."""
+        return self.group_hours.get(group, self.hours)
+
+    def group_zone(self, group: str) -> ZoneInfo:
+        """The time zone of the group ``group``'s hours (its staff's duty hours are in it)."""
+        return ZoneInfo(self.rules.hours_of(group).timezone)
+
+    def duty_hours_of(self, user_id: int, group: str) -> BusinessHours | None:
+        """The member's duty hours in ``group``'s time zone (None: none in the rule file)."""
+        member = self.rules.member(user_id)
+        if member is None or member.hours is None:
+            return None
+        key = (user_id, group)
+        if key not in self.duty_hours:
+            self.duty_hours[key] = member.hours.calendar(self.rules.hours_of(group).timezone)
+        return self.duty_hours[key]
 
     def route(self, *, category: str, language: str, tier: str, source: str) -> str:
         """The group a new ticket goes to: the first matching ``[[routing]]`` rule's, or
@@ -288,11 +316,15 @@ class Desk:
         """A text for the staff group, in its language."""
         return self.texts.render(self.staff_language, key, **params)
 
-    def when(self, moment: datetime | None) -> str:
-        """A moment as staff read it: shop time, minutes."""
+    def when(self, moment: datetime | None, group: str | None = None) -> str:
+        """A moment as staff read it, to the minute: in shop time, or in the time zone of
+        ``group``'s own business hours when it has some (its staff work by that clock)."""
         if moment is None:
             return "—"
-        return moment.astimezone(ZoneInfo(self.zone)).strftime("%Y-%m-%d %H:%M")
+        zone = self.zone
+        if group is not None and group in self.group_hours:
+            zone = self.rules.hours_of(group).timezone
+        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 @dataclass(frozen=True)

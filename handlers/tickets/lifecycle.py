@@ -75,12 +75,13 @@ def _new_ticket_row(
     order_ref: str | None,
 ) -> dict[str, object]:
     """A new open ticket's row: its priority and the SLA's due times follow the customer's
-    tier (and the category) as the desk's rules say, counted in business hours; the subject
-    is cut to 500 characters."""
+    tier (and the category) as the desk's rules say, counted in the business hours of the
+    group it is routed to; the subject is cut to 500 characters."""
     target = desk.rules.sla.target(customer.tier)
     group = desk.route(
         category=category, language=customer.language, tier=customer.tier, source=source
     )
+    hours = desk.hours_of(group)
     return {
         "customer_id": customer.id,
         "staff_group": group,
@@ -95,10 +96,8 @@ def _new_ticket_row(
         "tier": customer.tier,
         "topic_closed": False,
         "opened_at": now,
-        "first_response_due": desk.hours.add(
-            now, timedelta(minutes=target.first_response_minutes)
-        ),
-        "resolution_due": desk.hours.add(now, timedelta(hours=target.resolution_hours)),
+        "first_response_due": hours.add(now, timedelta(minutes=target.first_response_minutes)),
+        "resolution_due": hours.add(now, timedelta(hours=target.resolution_hours)),
         "reopen_count": 0,
         "lock_version": 0,
         "updated_at": now,

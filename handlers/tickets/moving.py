@@ -2,7 +2,10 @@
 recreated there as ``/setup`` does for every open ticket when the desk moves (the card and a
 summary of the history, in front of whatever waits, ``lanes.give_topic``); the old topic is
 told where it went (the command's answer, said there); a group that assigns by itself gives
-it to someone on duty there."""
+it to someone on duty there. The SLA deadlines stay as they were set when the ticket opened,
+even when the new group keeps other business hours (the answer says so): a move does not
+lengthen or shorten what the customer was promised; only the out-of-hours reply follows the
+new group's hours from then on."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ async def move_ticket(
         return StaffReply(desk.staff_text("ticket_move_unknown", name=name[:40], groups=groups))
     if target == desk.topic_chat(ticket):
         return StaffReply(desk.staff_text("ticket_move_same", name=name))
+    before = ticket.staff_group
     ticket.staff_group = name
     ticket.topic_thread_id = None  # the old topic stays as it is; a new one is made there
     ticket.topic_title = None
@@ -46,4 +50,12 @@ async def move_ticket(
     language = customer.language if customer is not None else ""
     await assign_on_arrival(session, desk, ticket, language, now)
     await pump(session, desk, ticket, lanes.TOPIC, now)
-    return StaffReply(desk.staff_text("ticket_moved", name=name, by=staff.name))
+    answer = desk.staff_text("ticket_moved", name=name, by=staff.name)
+    if desk.rules.hours_of(before) != desk.rules.hours_of(name):
+        answer += "\n" + desk.staff_text(
+            "ticket_move_deadlines_kept",
+            name=name,
+            first_response=desk.when(ticket.first_response_due, before),
+            resolution=desk.when(ticket.resolution_due, before),
+        )
+    return StaffReply(answer)

@@ -4,14 +4,15 @@ deadlines missed and the CSAT of those tickets' surveys.
 
 A ticket is handled by its assignee, or, never assigned, by whoever replied first; a ticket
 nobody answered or claimed counts under nobody (``user_id`` None). Business time is the desk's
-(``bot.kernel.hours``), passed in as ``between`` so this module stays below the kernel.
+(``bot.kernel.hours``), passed in as ``between`` so this module stays below the kernel, or the
+ticket's group's own (``group_between``, for groups with ``[groups.<name>.hours]``).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -131,6 +132,7 @@ async def staff_report(
     until: datetime,
     now: datetime,
     between: BusinessTime,
+    group_between: Mapping[str, BusinessTime] | None = None,
 ) -> list[StaffFigures]:
     """The figures of each staff member for the tickets opened in ``[since, until)``, the most
     tickets first (nobody's last); names are the staff group's display names."""
@@ -152,12 +154,13 @@ async def staff_report(
             display = names.get(user_id) or name or (f"#{user_id}" if user_id else "")
             row = figures[user_id] = StaffFigures(user_id, display)
         row.tickets += 1
+        timed = (group_between or {}).get(ticket.staff_group, between)
         if ticket.first_response_at is not None:
             row.first_reply.append(
-                between(ticket.opened_at, ticket.first_response_at).total_seconds()
+                timed(ticket.opened_at, ticket.first_response_at).total_seconds()
             )
         if ticket.resolved_at is not None:
-            row.resolution.append(between(ticket.opened_at, ticket.resolved_at).total_seconds())
+            row.resolution.append(timed(ticket.opened_at, ticket.resolved_at).total_seconds())
         row.breaches += _breaches(ticket, now)
         answers, satisfied = csat.get(ticket.id, (0, 0))
         row.csat_answers += answers
