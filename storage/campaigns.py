@@ -91,8 +91,7 @@ def _conditions(segment: SegmentFilter) -> list[Any]:
         )
     if segment.categories:
         conditions.append(
-            exists()
-            .select_from(OrderLine)
+            select(OrderLine.id)
             .join(Order, Order.id == OrderLine.order_id)
             .join(Product, Product.id == OrderLine.product_id)
             .where(
@@ -100,6 +99,7 @@ def _conditions(segment: SegmentFilter) -> list[Any]:
                 _counted(Order),
                 Product.category.in_(list(segment.categories)),
             )
+            .exists()
         )
     if segment.points_at_least is not None:
         balance = (
