@@ -7,6 +7,7 @@ import asyncio
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.cli_campaign import campaign_app
 from bot.cli_customer import customer_app
 from bot.cli_import import import_app
 from bot.cli_inbox import inbox_app
@@ -45,6 +46,7 @@ app.add_typer(tiers_app, name="tiers")
 app.add_typer(customer_app, name="customer")
 app.add_typer(points_app, name="points")
 app.add_typer(recommend_app, name="recommend")
+app.add_typer(campaign_app, name="campaign")
 app.command("plan")(plan_command)
 
 

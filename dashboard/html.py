@@ -19,13 +19,14 @@ from bot.kernel.config import CannedReply, Config, readable_name
 from bot.kernel.survey_config import DEFAULT_DIMENSIONS
 from bot.kernel.texts import LANGUAGES, Markup, Texts
 
-PAGES = ("overview", "tickets", "satisfaction", "customers", "staff", "outbox")
+PAGES = ("overview", "tickets", "satisfaction", "customers", "staff", "campaigns", "outbox")
 PAGE_PATHS = {
     "overview": "/dashboard/",
     "tickets": "/dashboard/tickets",
     "satisfaction": "/dashboard/satisfaction",
     "customers": "/dashboard/customers",
     "staff": "/dashboard/staff",
+    "campaigns": "/dashboard/campaigns",
     "outbox": "/dashboard/outbox",
 }
 FAVICON_LINK = '<link rel="icon" href="/dashboard/static/favicon.svg" type="image/svg+xml">'

@@ -43,6 +43,7 @@ from bot.kernel.texts import Texts
 from scheduler.wiring import PeriodicJob
 from storage import care as care_queries
 from storage import outbox
+from storage.campaigns import CAMPAIGN_KIND
 from storage.care import CareCustomer, TierRange, VisitCandidate, coupon_code
 from storage.models import Product
 from storage.payloads import CareTag, OutboxButton, ReadyText
@@ -60,6 +61,9 @@ KINDS = {
 }
 GREETING_OCCASIONS = ("birthday", "holiday")  # first in a customer's day (scheduler.policy)
 GREETING_KINDS = tuple(KINDS[occasion] for occasion in GREETING_OCCASIONS)
+EXPIRING_KINDS = (*GREETING_KINDS, CAMPAIGN_KIND)
+"""Rows dropped once past their ``expires_at``: greetings after their day, campaigns after
+their window (``scheduler.campaigns``)."""
 STOP_DATA = "care:stop"
 FOLLOWUP_GOOD = "care:good:"
 FOLLOWUP_PROBLEM = "care:problem:"
@@ -595,9 +599,10 @@ class CarePlanner:
 
     async def expire_stale(self, session: AsyncSession, now: datetime) -> int:
         """Cancel greetings that can no longer go out on their day: past ``send.end``, or
-        deferred by the dispatcher (quiet hours, the daily cap) beyond it."""
+        deferred by the dispatcher (quiet hours, the daily cap) beyond it; campaign messages
+        likewise past their window."""
         stale = []
-        for row in await care_queries.open_care_rows(session, GREETING_KINDS):
+        for row in await care_queries.open_care_rows(session, EXPIRING_KINDS):
             moment = row.expires_at
             if moment is None:
                 continue

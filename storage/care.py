@@ -406,7 +406,7 @@ async def offered_on(session: AsyncSession, day: str) -> list[CareCustomer]:
     result = await session.execute(
         select(*_CUSTOMER_COLUMNS)
         .join(Coupon, Coupon.customer_id == Customer.id)
-        .where(Coupon.issued_day == day, _reachable())
+        .where(Coupon.issued_day == day, Coupon.kind == RETENTION, _reachable())
         .order_by(Customer.id)
     )
     return [_customer(row) for row in result]

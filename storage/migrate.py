@@ -19,7 +19,7 @@ from storage.engine import create_engine, parse_database_url
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0018"
+HEAD_REVISION = "0019"
 """The newest migration in ``storage/migrations/versions`` (raise it with each new one)."""
 
 _VERSION = text("SELECT version_num FROM alembic_version")

@@ -974,3 +974,41 @@ class RecommendRun(Base):
     lines: Mapped[int] = mapped_column(Integer, default=0)
     pairs: Mapped[int] = mapped_column(Integer, default=0)
     customers: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- campaigns ---
+
+
+class CampaignRun(Base):
+    """A campaign of ``campaigns/<name>.toml`` once it was first sent (``carebot campaign
+    send``); ``cancelled_at``: ``carebot campaign cancel`` stopped it (nothing more is sent,
+    and it is never sent again)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignRecipient(Base):
+    """A customer a campaign was queued for, once per campaign (the unique index): the tier
+    they had then (the statistics are by tier), their outbox row, their coupon, and when they
+    pressed the message's "stop" button. Erased by ``/forget``."""
+
+    __tablename__ = "campaign_recipients"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(32))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pressed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_campaign_recipients_customer", "campaign_id", "customer_id", unique=True),
+        Index("ix_campaign_recipients_erasure", "customer_id"),
+    )

@@ -15,16 +15,17 @@ import re
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from playwright.async_api import BrowserContext, ConsoleMessage, Page, WebError, async_playwright
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.kernel.campaign_config import Campaign
 from bot.kernel.clock import ManualClock
 from bot.kernel.config import load_config
 from bot.kernel.texts import Texts
@@ -37,10 +38,15 @@ from handlers.tickets.desk import Incoming, Staff
 from handlers.tickets.lifecycle import TicketDesk, open_ticket, resolve, send_canned
 from handlers.tickets.relay import staff_reply
 from scheduler import tiers as tier_job
+from scheduler.campaigns import Campaigns
+from storage import campaigns as campaign_queries
+from storage import care as care_queries
 from storage import orders as order_queries
 from storage import outbox as outbox_queries
 from storage.models import (
+    Coupon,
     Customer,
+    Order,
     Outbox,
     RfmScore,
     SurveyAnswer,
@@ -63,7 +69,19 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.cspViolations.push(event.violatedDirective + " " + event.blockedURI);
 });
 """
-RULES = load_config(EXAMPLE_CONFIG_DIR)
+WINBACK = Campaign.model_validate(
+    {
+        "title": {"en": "Win them back", "zh": "挽回老客户"},
+        "coupon": {"discount_percent": 15},
+        "message": {"en": "Hello {name}: {coupon}", "zh": "{name}您好：{coupon}"},
+        "buttons": [{"en": "Shop", "zh": "商店", "url": "https://shop.example/"}],
+        "window": {"start": "2026-11-20", "end": "2026-11-30"},
+    }
+).model_copy(update={"name": "winback"})
+SHIPPED_RULES = load_config(EXAMPLE_CONFIG_DIR)
+RULES = SHIPPED_RULES.model_copy(
+    update={"campaigns": {**SHIPPED_RULES.campaigns, "winback": WINBACK}}
+)
 CONSOLE_ERRORS: dict[Page, list[str]] = {}
 """What each page logged as an error since it last opened a page (``open_page``)."""
 PHONE = {"width": 390, "height": 844}
@@ -434,6 +452,54 @@ async def seed_surveys(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             )
 
 
+async def seed_campaign(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    """The customers on Telegram with consent, and ``winback`` sent to them all by the real
+    ``send``: one message delivered, one refused for good, one cancelled, one waiting; one
+    coupon used by an order of 888 CNY."""
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(Customer).values(consent=True, chat_id=Customer.id + 900, reachable=True)
+        )
+        report = await Campaigns(RULES).send(session, WINBACK, now)
+        assert report.queued == len(HISTORIES)
+    async with sessionmaker.begin() as session:
+        people = await customers_by_name(session)
+        rows = dict(
+            (
+                await session.execute(
+                    select(Outbox.customer_id, Outbox.id).where(Outbox.kind == "campaign")
+                )
+            ).all()
+        )
+        await outbox_queries.mark_sent(
+            session, rows[people["A"].id], telegram_message_id=1, now=now
+        )
+        await outbox_queries.finish(
+            session, rows[people["B"].id], state=State.FAILED, error="blocked", now=now
+        )
+        await care_queries.cancel_rows(session, [rows[people["C"].id]], reason="test", now=now)
+        code = await session.scalar(
+            select(Coupon.code).where(Coupon.customer_id == people["D"].id)
+        )
+        session.add(
+            Order(
+                external_id="W-1",
+                customer_id=people["D"].id,
+                amount_cents=88800,
+                currency="CNY",
+                value_cents=88800,
+                status="completed",
+                placed_at=now,
+                placed_day=(now.date() - date(1970, 1, 1)).days,
+                coupon=code,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await session.flush()
+        assert await care_queries.mark_coupons_used(session, now) == 1
+
+
 @pytest.fixture
 async def signed_in(
     database_url: str, browser: BrowserContext
@@ -447,6 +513,7 @@ async def signed_in(
     clock = ManualClock(START)
     await seed_shop(sessionmaker, clock)
     await seed_surveys(sessionmaker)
+    await seed_campaign(sessionmaker, clock.now())
     app = web.Application()
     mount(
         app,
@@ -591,6 +658,58 @@ async def test_outbox_page_shows_depth_and_retries_dead_rows(
     assert state == "pending"
 
 
+async def test_campaigns_page_shows_each_campaign_by_tier_in_both_languages(
+    signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]], screenshots: Path
+) -> None:
+    """The same figures as ``carebot campaign stats``, tiers by their display names; a
+    campaign not sent yet says so."""
+    root, page, sessionmaker = signed_in
+    await open_page(page, f"{root}/dashboard/campaigns", screenshots, "campaigns")
+    async with sessionmaker() as session:
+        run = await campaign_queries.find_run(session, "winback")
+        assert run is not None
+        figures = await campaign_queries.figures(session, run.id)
+    for row in figures.by_tier:
+        for column in ("queued", "sent", "waiting", "blocked", "cancelled", "pressed"):
+            assert await figure(page, f"campaign.winback.{row.tier}.{column}") == getattr(
+                row, column
+            ), (row.tier, column)
+    total = {
+        column: await figure(page, f"campaign.winback.all.{column}")
+        for column in ("queued", "sent", "waiting", "blocked", "cancelled", "pressed")
+    }
+    assert total == {
+        "queued": 4,
+        "sent": 1,
+        "waiting": 1,
+        "blocked": 1,
+        "cancelled": 1,
+        "pressed": 0,
+    }
+    coupons = page.locator('[data-figure="campaign.winback.all.coupons"]')
+    assert await coupons.inner_text() == "1 / 4"
+    revenue = page.locator('[data-figure="campaign.winback.all.revenue"]')
+    assert await revenue.inner_text() == "888.00 CNY"
+    # Tiers by their display names, best first, then all of them.
+    present = {row.tier for row in figures.by_tier}
+    rows = page.locator("table.campaigns").nth(1).locator("tbody td:first-child")
+    assert await rows.all_inner_texts() == [
+        *(rule.en for rule in RULES.tiers.tiers if rule.name in present),
+        "All tiers",
+    ]
+    headings = await page.locator("main h2").all_inner_texts()
+    assert headings == ["Spring tea for regulars · spring_tea", "Win them back · winback"]
+    text = await page.locator("main").inner_text()
+    assert "Not sent yet" in text and "cannot be counted" in text
+    await open_page(page, f"{root}/dashboard/campaigns?lang=zh", screenshots, "campaigns-zh")
+    headings = await page.locator("main h2").all_inner_texts()
+    assert headings == ["春茶回馈老客户 · spring_tea", "挽回老客户 · winback"]
+    assert await rows.all_inner_texts() == [
+        *(rule.zh for rule in RULES.tiers.tiers if rule.name in present),
+        "全部等级",
+    ]
+
+
 async def test_satisfaction_page_shows_csat_dimensions_and_nps_by_week_and_tier(
     signed_in: tuple[str, Page, async_sessionmaker[AsyncSession]], screenshots: Path
 ) -> None:
@@ -721,6 +840,7 @@ async def test_every_page_fits_a_phone_in_both_languages(
         "satisfaction": "/dashboard/satisfaction",
         "customers": "/dashboard/customers",
         "staff": "/dashboard/staff",
+        "campaigns": "/dashboard/campaigns",
         "outbox": "/dashboard/outbox",
     }
     scrolling = 0
@@ -732,7 +852,7 @@ async def test_every_page_fits_a_phone_in_both_languages(
             fit = await page.evaluate(PHONE_CHECK)
             assert fit["scrollWidth"] <= fit["innerWidth"] == PHONE["width"], (name, fit)
             assert all(lines == 1 for _, lines in fit["menuLines"]), (name, fit["menuLines"])
-            assert len(fit["menuLines"]) >= 9, name  # six pages, languages, who, sign out
+            assert len(fit["menuLines"]) >= 10, name  # seven pages, languages, who, sign out
             assert fit["tooWide"] == [], (name, fit["tooWide"])
             scrolling += fit["scrollingTables"]
         # The sign-in page a link opens fits too.

@@ -21,7 +21,15 @@ from typer.testing import CliRunner, Result
 from bot import cli_tools
 from bot.cli import app as cli_app
 from bot.sandbox.records import FakeUser, SentMessage
-from storage.models import Customer, Product, Recommendation, SurveyResponse, Ticket
+from storage.models import (
+    CampaignRecipient,
+    CampaignRun,
+    Customer,
+    Product,
+    Recommendation,
+    SurveyResponse,
+    Ticket,
+)
 from tests.auxil.harness import STAFF_CHAT_ID, START, Harness
 from tests.auxil.tickets import desk_ticket, lanes_idle, staff_member, staff_says, wait_message
 from tests.test_onboarding import _open_profile_field
@@ -134,7 +142,7 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
         secret for secret in SECRETS if not any(form in stored for form in _forms(secret))
     ]  # the journey really stored each of them
 
-    # What the recommendations job worked out from their purchases.
+    # What the recommendations job worked out from their purchases, and a campaign.
     customer = await harness.customer(zed.id)
     assert customer is not None
     async with harness.sessionmaker.begin() as session:
@@ -155,6 +163,15 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
                 product_id=product.id,
                 score=1.0,
                 reason="together",
+            )
+        )
+        # A campaign queued for them.
+        run = CampaignRun(name="spring", created_at=START)
+        session.add(run)
+        await session.flush()
+        session.add(
+            CampaignRecipient(
+                campaign_id=run.id, customer_id=customer.id, tier="normal", queued_at=START
             )
         )
 
@@ -179,6 +196,7 @@ async def test_forget_leaves_nothing_of_the_customer_in_the_whole_database(
     assert [c.erased_at is not None for c in customers] == [True]
     async with harness.sessionmaker() as session:
         assert (await session.execute(select(Recommendation))).scalars().all() == []
+        assert (await session.execute(select(CampaignRecipient))).scalars().all() == []
     # The checkpoint after the erasure ran once it committed, before "forget_done" went out.
 
     left = database_dump(url)

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.kernel.campaign_config import Campaign, load_campaigns
 from bot.kernel.care_config import CareConfig
 from bot.kernel.files import ConfigError, load_config_file
 from bot.kernel.hours import DutyHoursConfig, GroupHoursConfig, HoursConfig
@@ -689,6 +690,7 @@ class Config(StrictModel):
     surveys: SurveyConfig = SurveyConfig()
     loyalty: LoyaltyConfig = DISABLED
     recommend: RecommendConfig = RecommendConfig()
+    campaigns: dict[str, Campaign] = {}
 
 
 def load_config(config_dir: Path) -> Config:
@@ -716,6 +718,9 @@ def load_config(config_dir: Path) -> Config:
             categories=[category.code for category in tickets.categories],
         ),
         recommend=recommend,
+        campaigns=load_campaigns(
+            config_dir / "campaigns", tiers=tier_names, recommendations=recommend.enabled
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from dashboard import auth
 from dashboard.core import STATIC_DIR, Dashboard
 from dashboard.html import PAGE_PATHS
+from dashboard.pages.campaigns import campaigns_page
 from dashboard.pages.customers import customers
 from dashboard.pages.guard import security_headers
 from dashboard.pages.outbox import outbox, retry
@@ -34,6 +35,7 @@ def mount(app: web.Application, dashboard: Dashboard) -> None:
     app.router.add_get(PAGE_PATHS["satisfaction"], satisfaction)
     app.router.add_get(PAGE_PATHS["customers"], customers)
     app.router.add_get(PAGE_PATHS["staff"], staff_page)
+    app.router.add_get(PAGE_PATHS["campaigns"], campaigns_page)
     app.router.add_get(PAGE_PATHS["outbox"], outbox)
     app.router.add_post("/dashboard/outbox/retry", retry)
     app.router.add_get(auth.LOGIN_PATH + "{token}", login_page)

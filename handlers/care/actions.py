@@ -1,6 +1,8 @@
 """What the buttons under care messages (``scheduler.care``) do: "stop these messages" and a
-follow-up visit's "all good" / "there is a problem". Free of Telegram: the button's data and
-the presser's id in, the reply out; the caller owns the transaction.
+follow-up visit's "all good" / "there is a problem". A campaign's "stop" carries its recipient
+(``care:stop:<recipient>``, ``scheduler.campaigns``): the press is counted for the campaign.
+Free of Telegram: the button's data and the presser's id in, the reply out; the caller owns
+the transaction.
 
 "There is a problem" opens a complaint ticket about the order (its topic appears in the staff
 group), unless the customer already has one open or is banned from tickets.
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.kernel.replies import Alert, Reply
 from handlers.tickets.desk import SOURCE_CARE, Desk
 from handlers.tickets.lifecycle import open_ticket
+from storage import campaigns as campaign_queries
 from storage import care as care_queries
 from storage import customers as customer_queries
 from storage.tickets.bans import get_ban
@@ -40,6 +43,8 @@ async def press_care_button(
     language = customer.language
     action, reference = match[1], match[2]
     if action == "stop":
+        if reference:  # a campaign's message: the press is counted for it
+            await campaign_queries.mark_pressed(session, int(reference), customer.id, now)
         changed = await care_queries.withdraw_consent(session, customer.id, now)
         return Reply("care_stopped" if changed else "care_already_stopped", language)
     if action == "good":

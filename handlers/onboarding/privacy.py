@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.tickets.desk import Desk
 from handlers.tickets.lifecycle import forget_customer
+from storage import campaigns as campaign_queries
 from storage import customers as customer_queries
 from storage import outbox as outbox_queries
 from storage import points as point_queries
@@ -27,13 +28,14 @@ async def erase_customer(
     (name, username, phone, birthday, Telegram ids), what they wrote (the inbox, tickets,
     survey comments, questions to the knowledge base), what was sent to them or about them
     (outbox and delivery payloads, their chat id), the tickets' topic titles, their points
-    ledger, the products recommended to them. Counts stay, anonymous: orders and their lines,
-    tickets, scores. On SQLite the write-ahead log is emptied once this commits, so the old pages
-    are gone from the files too."""
+    ledger, the products recommended to them, the campaigns queued for them. Counts stay,
+    anonymous: orders and their lines, tickets, scores. On SQLite the write-ahead log is
+    emptied once this commits, so the old pages are gone from the files too."""
     await customer_queries.erase_personal_data(session, customer, now)
     await forget_customer(session, desk, customer.id, now)
     await survey_queries.erase_texts(session, customer.id)
     await point_queries.erase(session, customer.id)
+    await campaign_queries.erase(session, customer.id)
     await outbox_queries.cancel_erased(session, now=now, customer_id=customer.id)
     await outbox_queries.erase_payloads(session, customer_id=customer.id)
     await recommend_queries.erase_recommendations(session, customer.id)
