@@ -15,11 +15,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import catalog_import, importer
+from bot.cli_rich import LazyConsole
 from bot.cli_texts import counted
 from bot.cli_tools import Tool, database, open_tool
 from scheduler import tiers as tier_job
@@ -34,7 +33,7 @@ import_app = typer.Typer(
     help="Import customers, orders, products and order lines from the shop's CSV exports.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
+err = LazyConsole(stderr=True)
 
 FileArgument = typer.Argument(
     ..., exists=True, dir_okay=False, readable=True, help="CSV file (UTF-8, comma or tab)"
@@ -44,6 +43,14 @@ ImportStep = Callable[[AsyncSession, importer.ImportProgress | None], Awaitable[
 
 
 async def _run_import(tool: Tool, path: Path, step: ImportStep) -> ImportCounts:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     lines = importer.count_lines(path)
     bar = (
         Progress(
@@ -51,7 +58,7 @@ async def _run_import(tool: Tool, path: Path, step: ImportStep) -> ImportCounts:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=err,
+            console=err.console,
             transient=True,
         )
         if lines > PROGRESS_FROM_LINES

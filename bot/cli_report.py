@@ -12,11 +12,9 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.cli_rich import LazyConsole, new_table, new_text
 from bot.cli_texts import counted
 from bot.cli_tools import database, open_tool
 from bot.kernel.texts import LANGUAGES
@@ -31,7 +29,7 @@ from storage.tiers.spec import STAGES, ChurnFlag, day_of
 from surveys import analytics as survey_analytics
 
 report_app = typer.Typer(rich_markup_mode=None, help="Reports.", no_args_is_help=True)
-out = Console()
+out = LazyConsole()
 
 
 @report_app.command("tiers")
@@ -47,7 +45,7 @@ def tiers() -> None:
     report = asyncio.run(read())
     names = [rule.name for rule in tool.rules.tiers.tiers]
     names += sorted({tier for tier, _ in report.counts} - set(names))
-    table = Table("tier", *STAGES, "total", title="customers by tier and stage")
+    table = new_table("tier", *STAGES, "total", title="customers by tier and stage")
     for name in names:
         row = [report.counts.get((name, stage), 0) for stage in STAGES]
         table.add_row(name, *(f"{count:,}" for count in row), f"{sum(row):,}")
@@ -66,7 +64,7 @@ def tiers() -> None:
 
     if report.since_run is not None:
         since = report.since_run
-        movement = Table(
+        movement = new_table(
             "from",
             "to",
             "customers",
@@ -78,7 +76,7 @@ def tiers() -> None:
             movement.add_row(old or "-", new, f"{count:,}")
         out.print(movement if report.movements else f"no tier changes since run #{since.id}")
 
-    runs = Table("run", "day", "kind", "scored", "tier changes", "changed", "ms", title="runs")
+    runs = new_table("run", "day", "kind", "scored", "tier changes", "changed", "ms", title="runs")
     for run in report.runs:
         runs.add_row(
             f"#{run.id}",
@@ -113,14 +111,14 @@ def kb(
             )
 
     unanswered, entries = asyncio.run(read())
-    questions = Table(
+    questions = new_table(
         "asked", "question", title=f"unanswered questions, last {days} days (most asked first)"
     )
     for question in unanswered:
         # A customer's words: shown as typed, never read as Rich markup.
-        questions.add_row(f"{question.count:,}", Text(question.question))
+        questions.add_row(f"{question.count:,}", new_text(question.question))
     out.print(questions if unanswered else "no unanswered questions")
-    helpfulness = Table(
+    helpfulness = new_table(
         "entry", "shown", "helpful", "not helpful", title="entries by helpfulness (least first)"
     )
     for entry in entries:
@@ -187,11 +185,11 @@ def tickets(since: Since = None, until: Until = None) -> None:
         ("by tier", report.by_tier),
         ("by status", report.by_status),
     ):
-        table = Table(title.split()[-1], "tickets", title=title)
+        table = new_table(title.split()[-1], "tickets", title=title)
         for name, count in counts.items():
             table.add_row(name, f"{count:,}")
         out.print(table if counts else f"{title}: none")
-    times = Table("", "tickets", "median", "p90", title="times from opening")
+    times = new_table("", "tickets", "median", "p90", title="times from opening")
     for label, values in (
         ("first reply", report.first_response),
         ("resolution", report.resolution),
@@ -318,7 +316,9 @@ def surveys(
     scores, rates = asyncio.run(read())
     rows = survey_table(scores, rates)
     header = [*keys, *SURVEY_COLUMNS]
-    table = Table(title=f"surveys sent from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+    table = new_table(
+        title=f"surveys sent from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    )
     for name in header:
         table.add_column(name, no_wrap=name in keys)
     for row in rows:
@@ -358,7 +358,7 @@ def staff(
 
     figures = asyncio.run(read())
     tr = Tr(load_catalogue(), lang, ZoneInfo("UTC"), tool.rules)
-    table = Table(
+    table = new_table(
         title=tr("staff_title", since=f"{start:%Y-%m-%d %H:%M}", until=f"{end:%Y-%m-%d %H:%M} UTC")
     )
     for index, column in enumerate(STAFF_COLUMNS):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from bot.cli_rich import LazyConsole, new_table
 from bot.cli_texts import counted, zoned
 from bot.cli_tools import Tool, database, money, open_tool
 from bot.kernel.config import TierConfig
@@ -24,7 +23,7 @@ tiers_app = typer.Typer(
     help="RFM scores, tiers, lifecycle stages and churn signals.",
     no_args_is_help=True,
 )
-out = Console()
+out = LazyConsole()
 
 CUSTOMER_HELP = "The shop's customer id, tg:<Telegram user id> or id:<carebot id>."
 
@@ -124,7 +123,7 @@ def _print_scores(
     churn signals (``today``: the shop's day number)."""
     currency = rules.orders.currency
     window = rules.scores.window_days
-    table = Table("", "value", "score", box=None, pad_edge=False)
+    table = new_table("", "value", "score", box=None, pad_edge=False)
     table.add_row(
         "recency",
         f"{today - rfm.last_day} days (last order {day_of(rfm.last_day)})",
@@ -156,7 +155,7 @@ def _print_history(card: TierCard, zone: str) -> None:
             f"last run #{run.id} ({'full' if run.full else 'incremental'}) on {day_of(run.day)}"
         )
     if card.history:
-        history = Table("when", "from", "to", "why", title="tier history", box=None)
+        history = new_table("when", "from", "to", "why", title="tier history", box=None)
         for change in card.history:
             history.add_row(
                 zoned(change.changed_at, zone),
