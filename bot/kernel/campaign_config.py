@@ -30,7 +30,7 @@ from bot.kernel.care_config import (
     list_on_its_own_line,
     template_fields,
 )
-from bot.kernel.files import ConfigError, load_config_file
+from bot.kernel.files import ConfigError, known, load_config_file
 
 CAMPAIGN_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,47}$")
 STAGES = ("prospect", "new", "active", "at_risk", "churned")
@@ -63,20 +63,12 @@ class Segment(_Strict):
     @field_validator("stages")
     @classmethod
     def _known_stages(cls, value: list[str]) -> list[str]:
-        for stage in value:
-            if stage not in STAGES:
-                raise ValueError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
-        return value
+        return known(value, STAGES, "stage")
 
     @field_validator("languages")
     @classmethod
     def _known_languages(cls, value: list[str]) -> list[str]:
-        for language in value:
-            if language not in CARE_LANGUAGES:
-                raise ValueError(
-                    f"unknown language {language!r}: expected {', '.join(CARE_LANGUAGES)}"
-                )
-        return value
+        return known(value, CARE_LANGUAGES, "language")
 
     @model_validator(mode="after")
     def _ordered(self) -> Segment:

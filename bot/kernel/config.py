@@ -25,7 +25,7 @@ from pydantic import (
 
 from bot.kernel.campaign_config import Campaign, load_campaigns
 from bot.kernel.care_config import CareConfig
-from bot.kernel.files import ConfigError, load_config_file
+from bot.kernel.files import ConfigError, known, load_config_file
 from bot.kernel.hours import DutyHoursConfig, GroupHoursConfig, HoursConfig
 from bot.kernel.loyalty_config import DISABLED, LoyaltyConfig
 from bot.kernel.recommend_config import RecommendConfig
@@ -486,20 +486,12 @@ class RoutingRule(StrictModel):
     @field_validator("language")
     @classmethod
     def _known_languages(cls, value: list[str]) -> list[str]:
-        for language in value:
-            if language not in LANGUAGES:
-                raise ValueError(f"unknown language {language!r}: expected {', '.join(LANGUAGES)}")
-        return value
+        return known(value, LANGUAGES, "language")
 
     @field_validator("source")
     @classmethod
     def _known_sources(cls, value: list[str]) -> list[str]:
-        for source in value:
-            if source not in ROUTING_SOURCES:
-                raise ValueError(
-                    f"unknown source {source!r}: expected {', '.join(ROUTING_SOURCES)}"
-                )
-        return value
+        return known(value, ROUTING_SOURCES, "source")
 
     def matches(self, *, category: str, language: str, tier: str, source: str) -> bool:
         """Whether a ticket with these facts goes to this rule's group."""
@@ -531,10 +523,7 @@ class StaffRule(StrictModel):
     @field_validator("languages")
     @classmethod
     def _known_languages(cls, value: list[str]) -> list[str]:
-        for language in value:
-            if language not in LANGUAGES:
-                raise ValueError(f"unknown language {language!r}: expected {', '.join(LANGUAGES)}")
-        return value
+        return known(value, LANGUAGES, "language")
 
     def can_take(self, category: str, language: str) -> bool:
         """Whether the ticket fits this member's skills (no skills listed: every ticket)."""

@@ -4,6 +4,7 @@ the key: shared by every config schema of the kernel."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -34,3 +35,12 @@ def load_config_file(path: Path, model: type[Model]) -> Model:
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         raise ConfigError(f"{path}: {key}: {message}") from None
+
+
+def known(values: list[str], allowed: Sequence[str], what: str) -> list[str]:
+    """``values`` unchanged when each is one of ``allowed``; else a ValueError naming the first
+    that is not (pydantic adds the file's key)."""
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}: expected one of {', '.join(allowed)}")
+    return values
