@@ -1,0 +1,190 @@
+"""End to end: within a group's 20 messages a minute, without loss (issue 20, part 4). The local
+Bot API server enforces the limit, scaled down (a few messages per a few seconds), and the
+dispatcher keeps to it. When a topic's copies queue behind the limit, the customer's
+consecutive texts go as one message, each line with its time, every text exactly once and in
+order; media and edits keep their own message; no message beyond 4,096 characters; nothing is
+merged while the group has room; renames give way to copies. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from bot.sandbox.records import FakeUser, SentMessage
+from handlers.tickets.coalesce import TEXT_LIMIT, telegram_length
+from storage.models import Outbox, TicketDelivery
+from tests.auxil.harness import Harness
+from tests.auxil.tickets import (
+    STAFF,
+    desk_ticket,
+    lanes_idle,
+    messages,
+    ticket,
+    wait_stored,
+)
+
+LINE = re.compile(r"^\[\d\d:\d\d\] (.*)$")
+
+
+async def _queued_texts(
+    harness: Harness, user_id: int, texts: list[str], *, photo_at: int | None = None
+) -> tuple[FakeUser, str, int, list[int]]:
+    """A customer with a ticket writes ``texts`` (a photo before ``texts[photo_at]``) while
+    the dispatcher is paused: the first waits in the outbox, the rest in the topic's lane.
+    Returns the customer, the ticket, its topic and the messages' ids."""
+    api = harness.api
+    rules = harness.rules.tickets
+    flood = rules.flood.model_copy(update={"max_messages": 1000})
+    harness.use_ticket_rules(rules.model_copy(update={"flood": flood}))
+    user = api.add_user(user_id, f"Customer {user_id}")
+    number, thread = await desk_ticket(harness, user)
+    await harness.pause_dispatcher()
+    sent = []
+    for index, text in enumerate(texts):
+        if index == photo_at:
+            update = await api.send_photo(user)
+            sent.append(int(update["message"]["message_id"]))
+        update = await api.send_text(user, text)
+        sent.append(int(update["message"]["message_id"]))
+    await wait_stored(harness, number, "in", len(sent))
+    return user, number, thread, sent
+
+
+def _topic(harness: Harness, thread: int, after: int) -> list[SentMessage]:
+    """What the bot sent into the topic after its first ``after`` messages."""
+    return harness.api.sent(STAFF, thread_id=thread)[after:]
+
+
+def _shown(harness: Harness, user_id: int, message: SentMessage) -> list[str]:
+    """The customer's texts a message in the topic shows: a copy's, or a merged one's lines."""
+    if message.copied_from is not None:
+        assert message.copied_from[0] == user_id
+        original = harness.api.message(user_id, message.copied_from[1])
+        return [original.get("text") or "<media>"]
+    lines = (message.text or "").split("\n")
+    found = [LINE.match(line) for line in lines]
+    assert all(found), message.text
+    return [match.group(1) for match in found if match]
+
+
+def _merged(messages: list[SentMessage]) -> list[SentMessage]:
+    return [m for m in messages if m.copied_from is None and m.method == "sendMessage"]
+
+
+async def _settled(harness: Harness, number: str, count: int) -> None:
+    await lanes_idle(harness, number)
+    inbound = [m for m in await messages(harness, number) if m.direction == "in"]
+    assert len(inbound) == count
+    assert all(m.state == "relayed" and m.copy_message_id for m in inbound)
+
+
+async def test_texts_queued_behind_the_limit_go_as_one_message(harness: Harness) -> None:
+    """Twelve texts wait; the group takes 3 messages per 2 s: the first goes as a copy, the
+    next ten as one message, the last as a copy. Each text once, in order, with its time; the
+    merged ones all point at the one message (an edit of any answers it)."""
+    texts = [f"message {index}" for index in range(12)]
+    _user, number, thread, _ = await _queued_texts(harness, 8201, texts)
+    before = len(harness.api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(3, 2.0)
+    await harness.api.wait_for(
+        lambda: len(_topic(harness, thread, before)) >= 3, timeout=10, description="3 sends"
+    )
+    await _settled(harness, number, len(texts))
+
+    topic = _topic(harness, thread, before)
+    shown = [text for message in topic for text in _shown(harness, 8201, message)]
+    assert shown == texts
+    assert [len(_shown(harness, 8201, m)) for m in topic] == [1, 10, 1]
+    [merged] = _merged(topic)
+    stored = [m for m in await messages(harness, number) if m.direction == "in"]
+    assert {m.copy_message_id for m in stored[1:11]} == {merged.message_id}
+    assert not [call for call in harness.api.calls if call.status == 429]
+    async with harness.sessionmaker() as session:
+        found = await ticket(harness, number)
+        rows = (
+            await session.execute(
+                select(TicketDelivery).where(TicketDelivery.ticket_id == found.id)
+            )
+        ).scalars()
+        assert {row.state for row in rows} <= {"sent", "skipped"}
+
+
+async def test_a_long_burst_waits_for_the_limit_and_loses_nothing(harness: Harness) -> None:
+    """Thirty texts against 2 messages per 1.5 s: merged windows of ten, the later ones wait
+    for the group's window, none is refused (no 429), each text once and in order."""
+    texts = [f"burst {index}" for index in range(30)]
+    _user, number, thread, _ = await _queued_texts(harness, 8202, texts)
+    before = len(harness.api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(2, 1.5)
+    await harness.api.wait_for(
+        lambda: sum(len(_shown(harness, 8202, m)) for m in _topic(harness, thread, before)) >= 30,
+        timeout=30,
+        description="all thirty texts in the topic",
+    )
+    await _settled(harness, number, len(texts))
+    topic = _topic(harness, thread, before)
+    assert [text for m in topic for text in _shown(harness, 8202, m)] == texts
+    assert len(topic) <= 5
+    assert not [call for call in harness.api.calls if call.status == 429]
+
+
+async def test_media_and_edits_keep_their_own_message(harness: Harness) -> None:
+    """A photo and an edit between texts are not merged: the texts around them are, each
+    run on its side."""
+    api = harness.api
+    texts = ["first", "a", "b", "c", "d"]
+    user, number, thread, sent = await _queued_texts(harness, 8203, texts, photo_at=3)
+    await api.edit_message(user, sent[1], "a, edited")
+    await api.send_text(user, "last")
+    await wait_stored(harness, number, "in", len(sent) + 2)
+    before = len(api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(2, 2.0)
+    await api.wait_for(
+        lambda: any((m.text or "").endswith("last") for m in _topic(harness, thread, before)),
+        timeout=15,
+        description="the last text in the topic",
+    )
+    await lanes_idle(harness, number)
+    topic = _topic(harness, thread, before)
+    photo = next(m for m in topic if m.copied_from == (8203, sent[3]))
+    edit = next(m for m in topic if "a, edited" in (m.text or ""))
+    assert not LINE.match(edit.text or "")  # the edit marker, on its own
+    merged = _merged([m for m in topic if m is not edit])
+    assert [_shown(harness, 8203, m) for m in merged] == [["a", "b"], ["c", "d"]]
+    order = [m.message_id for m in topic]
+    assert order.index(merged[0].message_id) < order.index(photo.message_id)
+    assert order.index(photo.message_id) < order.index(merged[1].message_id)
+
+
+async def test_no_merged_message_beyond_4096_characters(harness: Harness) -> None:
+    """Texts of 1,500 characters: two fit in one message, a third does not."""
+    texts = ["short"] + [f"{index}:" + "x" * 1500 for index in range(5)]
+    _user, number, thread, _ = await _queued_texts(harness, 8204, texts)
+    before = len(harness.api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(2, 1.0)
+    await harness.api.wait_for(
+        lambda: sum(len(_shown(harness, 8204, m)) for m in _topic(harness, thread, before)) >= 6,
+        timeout=15,
+        description="every text in the topic",
+    )
+    await _settled(harness, number, len(texts))
+    topic = _topic(harness, thread, before)
+    assert [text for m in topic for text in _shown(harness, 8204, m)] == texts
+    assert [len(_shown(harness, 8204, m)) for m in topic] == [1, 2, 2, 1]
+    for message in _merged(topic):
+        assert telegram_length(message.text or "") <= TEXT_LIMIT
+
+
+async def test_nothing_is_merged_while_the_group_has_room(harness: Harness) -> None:
+    """The same twelve texts with the group allowing 20 a minute: twelve copies."""
+    texts = [f"message {index}" for index in range(12)]
+    _, number, thread, sent = await _queued_texts(harness, 8205, texts)
+    before = len(harness.api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(20, 60.0)
+    await _settled(harness, number, len(texts))
+    topic = _topic(harness, thread, before)
+    assert [m.copied_from for m in topic] == [(8205, message_id) for message_id in sent]
+    async with harness.sessionmaker() as session:
+        rows = (await session.execute(select(Outbox.payload).where(Outbox.chat_id == STAFF))).all()
+    assert not [payload for (payload,) in rows if payload.get("merged")]
