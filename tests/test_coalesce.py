@@ -13,7 +13,11 @@ from sqlalchemy import select
 
 from bot.sandbox.records import FakeUser, SentMessage
 from handlers.tickets.coalesce import TEXT_LIMIT, telegram_length
+from handlers.tickets.desk import Staff
+from handlers.tickets.lifecycle import claim, set_status
 from storage.models import Outbox, TicketDelivery
+from storage.tickets.rows import lock_ticket
+from storage.tickets.statuses import WAITING_CUSTOMER
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import (
     STAFF,
@@ -188,3 +192,39 @@ async def test_nothing_is_merged_while_the_group_has_room(harness: Harness) -> N
     async with harness.sessionmaker() as session:
         rows = (await session.execute(select(Outbox.payload).where(Outbox.chat_id == STAFF))).all()
     assert not [payload for (payload,) in rows if payload.get("merged")]
+
+
+async def test_card_edits_and_renames_give_way_to_customer_copies(harness: Harness) -> None:
+    """Behind a limit of one message per 1.5 s: the card's edit (a claim) queued between the
+    customer's texts goes after them, and the topic's rename (a status change), queued before
+    the texts that follow it, goes last."""
+    api = harness.api
+    user, number, thread, _ = await _queued_texts(harness, 8206, ["t0", "t1", "t2"])
+    now = harness.clock.now()
+    async with harness.sessionmaker.begin() as session:
+        found = await ticket(harness, number)
+        locked = await lock_ticket(session, found.id)
+        assert locked is not None
+        await claim(session, harness.desk, locked, Staff(9206, "Sam"), now)
+        await set_status(session, harness.desk, locked, WAITING_CUSTOMER, now)
+    for text in ("t3", "t4"):
+        await api.send_text(user, text)
+    await wait_stored(harness, number, "in", 5)
+    first_call = len(api.calls)
+    before = len(api.sent(STAFF, thread_id=thread))
+    await harness.limit_groups(1, 1.5)
+    await api.wait_for(
+        lambda: any(c.method == "editForumTopic" and c.ok for c in api.calls[first_call:]),
+        timeout=20,
+        description="the rename",
+    )
+    await _settled(harness, number, 5)
+    to_group = [
+        call.method
+        for call in api.calls[first_call:]
+        if call.ok and call.params.get("chat_id") == STAFF
+    ]
+    assert to_group == ["copyMessage", "sendMessage", "editMessageText", "editForumTopic"]
+    [merged] = _merged(_topic(harness, thread, before))
+    assert _shown(harness, 8206, merged) == ["t1", "t2", "t3", "t4"]
+    assert not [call for call in api.calls if call.status == 429]

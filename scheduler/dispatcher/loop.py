@@ -298,8 +298,8 @@ class DispatchLoop:
         verdicts = judge(self._policy, messages, recipients, now)
         granted = await reserve_care(self._sessionmaker, self._policy, verdicts, recipients, now)
         ready = sorted([*verdicts.ready, *granted], key=send_order)
-        mono = self._monotonic()
-        hold(ready, self._held, self._busy_chats, recipients, verdicts.later, mono)
+        held, busy, room = self._held, self._busy_chats, self.limiter.room
+        hold(ready, held, busy, recipients, verdicts.later, self._monotonic(), room)
         self.counters.deferred += len(verdicts.later)
         await self._settle(verdicts, now)
 
