@@ -17,6 +17,8 @@ first and they are built again. So:
 - copies wait for the topic to exist: a burst from a new customer makes one ticket and one topic;
 - a topic deleted by staff is recreated (a new topic, the card and a summary of the history, in
   front of what was waiting), a topic closed by staff is reopened, both when a send finds out;
+- when a topic's window would wait behind its group's 20 a minute, the customer's consecutive
+  texts in it go as one message (``handlers.tickets.coalesce``);
 - an album (photos sharing a ``media_group_id``, arriving as separate updates) goes as one
   ``sendMediaGroup`` of their files: its delivery waits ``album_grace_seconds`` for the rest;
 - what failed for good is reported in the topic (a staff reply to a customer who blocked the
