@@ -6,6 +6,7 @@ enforcing the group limit.
     python bench/group_limit.py                       # 60 customers, 10 minutes, time x10
     python bench/group_limit.py --minutes 3 --scale 20 --customers 30   # a quicker look
     python bench/group_limit.py --database postgresql
+    python bench/group_limit.py --layouts one --coalesce off   # every text its own message
 
 Time is scaled: with ``--scale 10`` a "minute" lasts 6 s, the server answers 429 beyond 20
 messages into a group in any 6 s, the dispatcher's limiter keeps to 20 per 6 s, the desk's
@@ -302,7 +303,11 @@ async def _measure(
             api.limit_groups(PER_MINUTE, 60 / args.scale)
             first = len(api.calls)
             run.started_at = time.monotonic()
-            async with _running(_dispatcher(application, database, rules, scaled)):
+            dispatcher = _dispatcher(application, database, rules, scaled)
+            if args.coalesce == "off":  # the desk's hooks never hear the limiter: no merging
+                for hook in dispatcher.hooks.values():
+                    hook.room = None
+            async with _running(dispatcher):
                 started = time.monotonic()
                 await _write(api, customers, run, args)
                 await _wait_all(api, run, args)
@@ -386,13 +391,16 @@ async def main() -> None:
     parser.add_argument("--minutes", type=int, default=10, help="each writes once a minute")
     parser.add_argument("--scale", type=float, default=10.0, help="time runs this much faster")
     parser.add_argument("--layouts", choices=["both", "one", "three"], default="both")
+    parser.add_argument(
+        "--coalesce", choices=["on", "off"], default="on", help="off: every text its own send"
+    )
     parser.add_argument("--stall", type=float, default=5, help="scaled minutes without progress")
     args = parser.parse_args()
     print("$ " + shlex.join(sys.orig_argv), flush=True)
     print(
         f"{args.customers} customers writing once a minute for {args.minutes} minutes, "
         f"{PER_MINUTE} messages a minute per group enforced by the server; time x{args.scale:g} "
-        f"(a minute is {60 / args.scale:g} s); {args.database}"
+        f"(a minute is {60 / args.scale:g} s); {args.database}; coalescing {args.coalesce}"
     )
     layouts = {"both": (1, 3), "one": (1,), "three": (3,)}[args.layouts]
     with tempfile.TemporaryDirectory(prefix="carebot-group-limit-") as workdir:

@@ -7,7 +7,9 @@ merged while the group has room; renames give way to copies. On SQLite and Postg
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import Counter
 
 from sqlalchemy import select
 
@@ -228,3 +230,46 @@ async def test_card_edits_and_renames_give_way_to_customer_copies(harness: Harne
     [merged] = _merged(_topic(harness, thread, before))
     assert _shown(harness, 8206, merged) == ["t1", "t2", "t3", "t4"]
     assert not [call for call in api.calls if call.status == 429]
+
+
+async def test_forget_cancels_a_merged_message_still_waiting(harness: Harness) -> None:
+    """``/forget`` while a merged message waits behind the limit: it is cancelled and its
+    texts erased, and every text it carried ends with it (none left waiting)."""
+    api = harness.api
+    texts = [f"secret {index}" for index in range(4)]
+    user, number, thread, _ = await _queued_texts(harness, 8207, texts)
+    await harness.limit_groups(1, 60.0)
+
+    async def merged_rows() -> list[tuple[str, dict]]:
+        async with harness.sessionmaker() as session:
+            result = await session.execute(
+                select(Outbox.state, Outbox.payload).where(Outbox.chat_id == STAFF)
+            )
+            return [(state, payload) for state, payload in result.all() if "merged" in payload]
+
+    for _ in range(250):
+        if await merged_rows():
+            break
+        await asyncio.sleep(0.02)
+    [(state, payload)] = await merged_rows()
+    assert state in ("pending", "claimed") and "secret 3" in payload["text"]
+
+    before = len(api.sent(user.id))
+    await api.send_text(user, "/forget")
+    confirm = (await api.wait_for_sent(user.id, before + 1))[-1]
+    await api.press_button(user, confirm, "forget:yes")
+    await api.wait_for_sent(user.id, before + 2)
+    async with harness.sessionmaker() as session:
+        found = await ticket(harness, number)
+        deliveries = (
+            await session.execute(
+                select(TicketDelivery).where(TicketDelivery.ticket_id == found.id)
+            )
+        ).scalars()
+        states = Counter(delivery.state for delivery in deliveries)
+        rows = (await session.execute(select(Outbox).where(Outbox.chat_id == STAFF))).scalars()
+        cancelled = [row for row in rows if row.state == "cancelled"]
+    assert states["merged"] == 0 and states["skipped"] >= 3
+    assert cancelled and all("secret" not in str(row.payload) for row in cancelled)
+    shown = [m.body or "" for m in api.sent(STAFF, thread_id=thread)]
+    assert not [body for body in shown if "secret 1" in body]
