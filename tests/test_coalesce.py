@@ -3,7 +3,9 @@ Bot API server enforces the limit, scaled down (a few messages per a few seconds
 dispatcher keeps to it. When a topic's copies queue behind the limit, the customer's
 consecutive texts go as one message, each line with its time, every text exactly once and in
 order; media and edits keep their own message; no message beyond 4,096 characters; nothing is
-merged while the group has room; renames give way to copies. On SQLite and PostgreSQL."""
+merged while the group has room; renames and card edits give way to copies; a merged message
+that fails takes its texts along; /forget cancels one still waiting. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -72,6 +74,16 @@ def _shown(harness: Harness, user_id: int, message: SentMessage) -> list[str]:
     found = [LINE.match(line) for line in lines]
     assert all(found), message.text
     return [match.group(1) for match in found if match]
+
+
+def _texts_in(harness: Harness, user_id: int, thread: int) -> list[str]:
+    """The customer's texts a topic shows (copies and merged lines), in order."""
+    return [
+        text
+        for m in harness.api.sent(STAFF, thread_id=thread)
+        if m.copied_from is not None or LINE.match((m.text or "").split("\n")[0])
+        for text in _shown(harness, user_id, m)
+    ]
 
 
 def _merged(messages: list[SentMessage]) -> list[SentMessage]:
@@ -273,3 +285,33 @@ async def test_forget_cancels_a_merged_message_still_waiting(harness: Harness) -
     assert cancelled and all("secret" not in str(row.payload) for row in cancelled)
     shown = [m.body or "" for m in api.sent(STAFF, thread_id=thread)]
     assert not [body for body in shown if "secret 1" in body]
+
+
+async def test_a_merged_message_that_fails_takes_its_texts_along(harness: Harness) -> None:
+    """The merged message finds the topic deleted: its texts are queued again with it, and
+    after the new topic (its card and the history) each arrives exactly once, in order; a 500
+    on it is retried with all its texts."""
+    api = harness.api
+    texts = [f"message {index}" for index in range(6)]
+    _user, number, old, _ = await _queued_texts(harness, 8208, texts)
+    api.fail("sendMessage", error_code=500, times=1, chat_id=STAFF)
+    api.fail(
+        "sendMessage",
+        error_code=400,
+        description="Bad Request: message thread not found",
+        chat_id=STAFF,
+    )  # once the 500 has been answered: the rules apply in turn
+    await harness.limit_groups(3, 1.0)
+    await api.wait_for(
+        lambda: len(api.topics(STAFF)) >= 2, timeout=15, description="the new topic"
+    )
+    new = api.topics(STAFF)[-1].message_thread_id
+    await _settled(harness, number, len(texts))
+    assert _texts_in(harness, 8208, old) == texts[:1]
+    assert _texts_in(harness, 8208, new) == texts[1:]
+    merged = [
+        c.status
+        for c in api.calls_of("sendMessage")
+        if "[" in str(c.params.get("text", ""))[:1] and c.params.get("chat_id") == STAFF
+    ]
+    assert merged[:3] == [500, 400, 200]
