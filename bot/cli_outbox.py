@@ -104,7 +104,7 @@ def span(seconds: int) -> str:
 
 @outbox_app.command("stats")
 def stats() -> None:
-    """Rows by state and kind, and how late the oldest waiting row is."""
+    """Rows by state and kind, how late the oldest waiting row is, and each group's queue."""
 
     async def work(session: AsyncSession, now: datetime) -> None:
         result = await outbox_queries.stats(session)
@@ -119,8 +119,20 @@ def stats() -> None:
             typer.echo(f"oldest waiting row due {due} ({ago(result.oldest_due, now)})")
         else:
             typer.echo("nothing waiting")
+        _group_queues(await outbox_queries.group_queues(session, now), now)
 
     with_session(work)
+
+
+def _group_queues(queues: list[outbox_queries.GroupQueue], now: datetime) -> None:
+    """Each group's queue (Telegram takes 20 messages a minute into a group)."""
+    if not queues:
+        return
+    typer.echo(f"{'group':<16} {'chat':>16} {'waiting':>9}  oldest wait")
+    for queue in queues:
+        name = queue.name or "-"
+        wait = span(max(0, int((now - queue.oldest_due).total_seconds())))
+        typer.echo(f"{name:<16} {queue.chat_id:>16} {queue.waiting:>9}  {wait}")
 
 
 @outbox_app.command("dead")

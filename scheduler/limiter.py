@@ -124,6 +124,20 @@ class SlidingWindowLimiter:
         window = self._chats.get(chat_id)
         return 0.0 if window is None else window.delay(self.now())
 
+    def room(self, chat_id: int) -> int:
+        """How many more sends this chat's own window takes now (0: the next one waits). The
+        ticket desk asks it of a group before it builds a topic's next window: with no room,
+        consecutive texts go as one message (``handlers.tickets.lanes``)."""
+        window = self._chats.get(chat_id)
+        if window is None:
+            return self._chat_limit(chat_id)
+        window.forget_before(self.now() - window.length - EPSILON)
+        return max(0, window.limit - window.in_flight - len(window.ends))
+
+    def _chat_limit(self, chat_id: int) -> int:
+        limits = self.limits
+        return limits.per_group_minute if is_group(chat_id) else limits.per_private_chat_second
+
     def delay(self, chat_id: int) -> float:
         """Seconds until a send to ``chat_id`` may start; 0 means now."""
         return max(self.overall_delay(), self.chat_delay(chat_id))

@@ -43,6 +43,7 @@ from storage.columns import UTCDateTime
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import Customer, Outbox
 from storage.payloads import ERASED_PAYLOAD, Payload, from_json, to_json
+from storage.staff_group import stored_staff_groups
 
 MAX_ERROR_LENGTH = 500
 
@@ -620,6 +621,36 @@ async def stats(session: AsyncSession) -> OutboxStats:
     counts = {(state, kind): int(count) for state, kind, count in result}
     oldest = await session.execute(select(func.min(Outbox.due_at)).where(_OPEN))
     return OutboxStats(counts=counts, oldest_due=oldest.scalar_one_or_none())
+
+
+@dataclass(frozen=True)
+class GroupQueue:
+    """The rows waiting for one group (Telegram lets a bot send 20 a minute into it)."""
+
+    chat_id: int
+    name: str | None
+    """The staff group's name (``/setup <name>``), None for another group."""
+    waiting: int
+    """Rows due and not sent yet (pending, or claimed and on their way)."""
+    oldest_due: datetime
+    """When the one waiting longest fell due."""
+
+
+async def group_queues(session: AsyncSession, now: datetime) -> list[GroupQueue]:
+    """Each group's queue: the rows due for it and not sent yet, and the oldest one's due time,
+    the longest waiting first (``carebot outbox stats``, the dashboard's outbox page)."""
+    oldest = func.min(Outbox.due_at)
+    result = await session.execute(
+        select(Outbox.chat_id, func.count(), oldest)
+        .where(_OPEN, Outbox.chat_id < 0, Outbox.due_at <= now)
+        .group_by(Outbox.chat_id)
+        .order_by(oldest, Outbox.chat_id)
+    )
+    names = {chat_id: name for name, chat_id in (await stored_staff_groups(session)).items()}
+    return [
+        GroupQueue(chat_id, names.get(chat_id), int(count), due)
+        for chat_id, count, due in result.all()
+    ]
 
 
 async def list_dead(session: AsyncSession, *, limit: int = 100) -> list[DeadRow]:

@@ -15,7 +15,8 @@ The JSON is the shape rows have always had, so rows queued by an older carebot r
 
 each with the optional ``buttons`` (rows of ``{"key"|"text": ..., "params"?, "data"|"url": ...}``),
 ``thread_id``, ``reply_to``, ``language`` (for rows without a customer), the ticket desk's
-``delivery`` and ``ticket`` ids, and care's ``care`` tag and ``expires_at``. A stored payload that
+``delivery`` and ``ticket`` ids (``merged``: the other deliveries a row of merged texts carries),
+and care's ``care`` tag and ``expires_at``. A stored payload that
 is no kind of send (erased by ``/forget``, or malformed) reads as ``Unreadable``: its row fails
 when it is sent, and its ids still reach the desk's outcome hooks.
 
@@ -74,12 +75,16 @@ class Payload:
     delivery: int | None = None
     """The ticket desk's delivery this row is an attempt of (``handlers.tickets``)."""
     ticket: int | None = None
+    merged: Sequence[int] = ()
+    """The desk's deliveries this row carries besides ``delivery`` (consecutive texts of a
+    topic sent as one message while its group has no room left)."""
     care: CareTag | None = None
     expires_at: datetime | None = None
     """Care: the row is stale from then on (a greeting past its day)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "buttons", tuple(tuple(row) for row in self.buttons))
+        object.__setattr__(self, "merged", tuple(self.merged))
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,8 @@ def to_json(payload: Payload) -> dict[str, Any]:
         value = getattr(payload, name)
         if value is not None:
             body[name] = value
+    if payload.merged:
+        body["merged"] = list(payload.merged)
     if payload.care is not None:
         care = payload.care
         body["care"] = {"occasion": care.occasion, "day": care.day, "tier": care.tier}
@@ -299,6 +306,7 @@ def _common(raw: Mapping[str, Any]) -> dict[str, Any]:
         "language": str(language) if language is not None else None,
         "delivery": _id(raw.get("delivery")),
         "ticket": _id(raw.get("ticket")),
+        "merged": _ids(raw.get("merged")),
         "care": CareTag(str(care.get("occasion")), str(care.get("day")), str(care.get("tier")))
         if isinstance(care, Mapping)
         else None,
@@ -308,6 +316,12 @@ def _common(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _id(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ids(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if _id(item) is not None)
 
 
 def _moment(value: Any) -> datetime | None:

@@ -643,6 +643,16 @@ async def test_outbox_page_shows_depth_and_retries_dead_rows(
     for (state,), expected in depth.items():
         assert await figure(page, f"depth.{state}") == expected
     assert await figure(page, "dead-count") == depth[("dead",)] == 2
+    # The staff group's queue: the seeded tickets' topics and cards, waiting.
+    queued = await count(
+        sessionmaker,
+        Outbox.chat_id,
+        where=Outbox.state.in_(["pending", "claimed"]) & (Outbox.chat_id < 0),
+    )
+    assert list(queued) == [(STAFF_CHAT_ID,)]
+    assert await figure(page, f"group-queue.{STAFF_CHAT_ID}") == queued[(STAFF_CHAT_ID,)] > 0
+    wait = await page.locator(f'[data-figure="group-wait.{STAFF_CHAT_ID}"]').inner_text()
+    assert wait.strip()
 
     # Retry one of the two dead rows.
     first = page.locator("[data-dead]").first

@@ -17,6 +17,7 @@ from storage.engine import create_engine, create_sessionmaker
 from storage.models import Outbox
 from storage.outbox import Priority, State
 from storage.payloads import CatalogueText, OutboxButton, ReadyText, from_json
+from storage.staff_group import set_staff_group
 from tests.auxil import databases
 from tests.auxil.outbox import NOW, add_customer, count_rows, queue_text, rows
 
@@ -308,3 +309,47 @@ class TestCli:
         assert "no dead messages" in self._invoke(database_url, "dead").output
         refused = self._invoke(database_url, "retry")
         assert refused.exit_code == 2 and "give row ids or --all-dead" in refused.output
+
+    def test_stats_show_each_groups_queue_and_its_oldest_wait(self, database_url: str) -> None:
+        """Rows due for a group and not sent yet, per group (a staff group by its name), the
+        longest waiting first; private chats, sent rows and rows not due yet are left out."""
+
+        async def fill() -> None:
+            engine = create_engine(database_url)
+            async with create_sessionmaker(engine).begin() as session:
+                await set_staff_group(
+                    session,
+                    expected=None,
+                    chat_id=-1001,
+                    title="VIP",
+                    user_id=1,
+                    now=NOW,
+                    name="vip",
+                )
+                for n in range(3):
+                    await queue_text(session, f"vip:{n}", -1001, due_at=NOW + timedelta(minutes=n))
+                await queue_text(session, "other:0", -2002, due_at=NOW - timedelta(minutes=5))
+                await queue_text(session, "later", -2002, due_at=NOW + timedelta(days=3650))
+                await queue_text(session, "private", 42)
+                await queue_text(session, "sent", -1001)
+                sent = (
+                    await session.execute(text("SELECT id FROM outbox WHERE dedupe_key = 'sent'"))
+                ).scalar_one()
+                await outbox_queries.mark_sent(session, sent, telegram_message_id=1, now=NOW)
+            async with create_sessionmaker(engine)() as session:
+                queues = await outbox_queries.group_queues(session, NOW + timedelta(minutes=10))
+            await engine.dispose()
+            assert [(q.chat_id, q.name, q.waiting) for q in queues] == [
+                (-2002, None, 1),
+                (-1001, "vip", 3),
+            ]
+            assert queues[0].oldest_due == NOW - timedelta(minutes=5)
+            assert queues[1].oldest_due == NOW
+
+        databases.run_coroutine(fill)
+        stats = self._invoke(database_url, "stats")
+        assert stats.exit_code == 0, stats.output
+        lines = stats.output.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("group"))
+        assert re.fullmatch(r"-\s+-2002\s+1\s+\d+ \w+", lines[start + 1])
+        assert re.fullmatch(r"vip\s+-1001\s+3\s+\d+ \w+", lines[start + 2])

@@ -146,6 +146,9 @@ class SandboxCore:
         self._open_callbacks: set[str] = set()
         self._blocked: set[int] = set()
         self._fail_rules: list[FailRule] = []
+        self._group_limit: tuple[int, float] | None = None
+        """Messages a group takes per window of seconds (``limit_groups``); None: no limit."""
+        self._group_arrivals: dict[int, deque[float]] = {}
 
         self._updates: deque[JSONDict] = deque()
         self._update_seq = 0

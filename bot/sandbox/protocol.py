@@ -75,6 +75,14 @@ BLOCKABLE_METHODS = SENDING_METHODS | {
     "editMessageMedia",
 }
 
+GROUP_LIMITED_METHODS = BLOCKABLE_METHODS - {"sendChatAction"} | {
+    "createForumTopic",
+    "editForumTopic",
+    "closeForumTopic",
+    "reopenForumTopic",
+}
+"""What counts against a group's messages a minute (``FaultsMixin.limit_groups``)."""
+
 
 def canonical(method: str) -> str:
     """The Bot API spelling of a method name given in any case (unknown names unchanged)."""

@@ -17,6 +17,8 @@ first and they are built again. So:
 - copies wait for the topic to exist: a burst from a new customer makes one ticket and one topic;
 - a topic deleted by staff is recreated (a new topic, the card and a summary of the history, in
   front of what was waiting), a topic closed by staff is reopened, both when a send finds out;
+- when a topic's window would wait behind its group's 20 a minute, the customer's consecutive
+  texts in it go as one message (``handlers.tickets.coalesce``);
 - an album (photos sharing a ``media_group_id``, arriving as separate updates) goes as one
   ``sendMediaGroup`` of their files: its delivery waits ``album_grace_seconds`` for the rest;
 - what failed for good is reported in the topic (a staff reply to a customer who blocked the
@@ -40,6 +42,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.tickets.coalesce import Room, coalesce, would_wait
 from handlers.tickets.desk import (
     ALBUM,
     CARD,
@@ -286,7 +289,13 @@ class _Fill(Enum):
 
 
 async def pump(
-    session: AsyncSession, desk: Desk, ticket: Ticket, lane: str, now: datetime
+    session: AsyncSession,
+    desk: Desk,
+    ticket: Ticket,
+    lane: str,
+    now: datetime,
+    *,
+    room: Room | None = None,
 ) -> bool:
     """Put the lane's next deliveries into the outbox, at most ``desk.lane_window`` of them in
     order, unless some are there already (the last of those to be sent pumps again); True if
@@ -294,7 +303,8 @@ async def pump(
     (``WINDOW_ENDS``) or waits (``not_before``: an album's grace, a delayed rename), so that
     nothing behind it can overtake it. Deliveries with nothing left to do (a rename to the
     current title, say) are skipped; a lane that needs a topic that does not exist gets its
-    creation put in front."""
+    creation put in front. With ``room`` (the dispatcher's limiter) a topic's window that would
+    wait behind its group's limit is coalesced (``handlers.tickets.coalesce``)."""
     if lane != lanes.CUSTOMER and desk.topic_chat(ticket) is None:
         return False
     seen_busy = _seen_in_outbox(session)
@@ -315,7 +325,12 @@ async def pump(
             break
     else:
         logger.error("ticket %s: lane %s skipped too many deliveries at once", ticket.id, lane)
+    carried: dict[int, list[TicketDelivery]] = {}
+    if would_wait(lane, window, room):
+        window, carried = await coalesce(session, desk, window, now)
     await _into_outbox(session, ticket, lane, window, now)
+    for head, parts in carried.items():
+        lanes.merge_into(parts, head, now)
     return bool(window)
 
 
@@ -382,12 +397,22 @@ async def _into_outbox(
                 "due_at": max(now, delivery.not_before) if delivery.not_before else now,
                 "now": now,
                 "customer_id": ticket.customer_id if customer_lane else None,
-                "priority": Priority.REPLY,
+                "priority": _priority(lane),
                 "transactional": True,
             }
             for delivery, chat_id, payload in window
         ],
     )
+
+
+def _priority(lane: str) -> Priority:
+    """Renames (their own lane) give way to everything else of the desk: customer copies go
+    first when both wait behind a group's limit. The card's edits stay in the topic lane's
+    order, which a lower priority would hold up; they give way inside a window instead
+    (``handlers.tickets.coalesce``)."""
+    if lane == lanes.TITLE:
+        return Priority.NOTICE
+    return Priority.REPLY
 
 
 def finish_delivery(

@@ -554,6 +554,12 @@ async def forget_customer(
     for delivery in carrying:
         if delivery.state == lanes.D_QUEUED or delivery_key(delivery) in cancelled:
             finish_delivery(delivery, lanes.D_SKIPPED, now, error="erased")
+    by_id = {delivery.id: delivery for delivery in deliveries}
+    for delivery in deliveries:  # texts merged into a row go as it goes
+        if delivery.state == lanes.D_MERGED:
+            head = by_id.get(int((delivery.payload or {}).get("into") or 0))
+            if head is None or head.state == lanes.D_SKIPPED:
+                finish_delivery(delivery, lanes.D_SKIPPED, now, error="erased")
     await outbox_queries.erase_payloads(
         session,
         dedupe_keys=[
@@ -562,8 +568,8 @@ async def forget_customer(
             for tries in range(1, delivery.tries + 1)
         ],
     )
-    for delivery in deliveries:
-        if delivery.state != lanes.D_OUTBOX:  # one on the wire keeps what its outcome needs
+    for delivery in deliveries:  # one on the wire keeps what its outcome needs
+        if delivery.state not in (lanes.D_OUTBOX, lanes.D_MERGED):
             delivery.payload = {}
     for ticket in tickets:
         if ticket.status != CLOSED:  # the rename comes with the closing

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.tickets.coalesce import Room
 from handlers.tickets.desk import (
     ALBUM,
     CANNED,
@@ -55,6 +56,13 @@ class DeliveryHooks:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
         """Replaceable (tests run with other rules)."""
+        self.room: Room | None = None
+        """The dispatcher's view of how many more sends a chat takes now (``use_room``)."""
+
+    def use_room(self, room: Room) -> None:
+        """The dispatcher says how to ask its limiter: a topic's next window is coalesced when
+        its group has no room (``handlers.tickets.coalesce``)."""
+        self.room = room
 
     async def _locked(
         self, session: AsyncSession, message: OutboxMessage
@@ -89,6 +97,7 @@ class DeliveryHooks:
         delivery_id = message.payload.delivery
         if delivery_id is None:
             return False
+        await self._parts_sent(session, message, list(message_ids), now)
         done = await lanes.mark_sent(session, delivery_id, now)
         if done is None:  # not in the outbox (any more): record it, the lane is not waiting
             return await self._sent_late(session, message, list(message_ids), now)
@@ -101,7 +110,19 @@ class DeliveryHooks:
         await self._record(session, done, ticket, message, list(message_ids))
         if done.in_outbox:
             return False
-        return await pump(session, self.desk, ticket, done.lane, now)
+        return await pump(session, self.desk, ticket, done.lane, now, room=self.room)
+
+    @staticmethod
+    async def _parts_sent(
+        session: AsyncSession, message: OutboxMessage, ids: list[int], now: datetime
+    ) -> None:
+        """A row of merged texts was sent: the deliveries it carried besides its own are sent,
+        and their messages relayed as the one message Telegram made of them."""
+        parts = message.payload.merged
+        if not parts:
+            return
+        for message_id in await lanes.mark_parts_sent(session, parts, now):
+            await mark_relayed(session, message_id, ids[0] if ids else None)
 
     async def _sent_late(
         self, session: AsyncSession, message: OutboxMessage, ids: list[int], now: datetime
@@ -179,11 +200,13 @@ class DeliveryHooks:
         desk = self.desk
         if delivery.lane != lanes.CUSTOMER:
             await self._topic_failed(session, delivery, ticket, message, failure, dead, now)
+            fell_back = not dead and failure.reason is not Reason.TOPIC_DELETED
+            await self._parts_failed(session, delivery, ticket, fell_back, now)
         else:
             finish_delivery(delivery, lanes.D_FAILED, now, failure.description)
             await self._undelivered(session, delivery, ticket, failure, dead, now)
             await pump(session, desk, ticket, lanes.TOPIC, now)
-        await pump(session, desk, ticket, delivery.lane, now)
+        await pump(session, desk, ticket, delivery.lane, now, room=self.room)
         return True
 
     async def retrying(
@@ -239,6 +262,24 @@ class DeliveryHooks:
         finish_delivery(delivery, lanes.D_FAILED, now, error)
         if delivery.action in (COPY, ALBUM) and not dead:
             await self._copy_fallback(session, delivery, ticket, now)
+
+    async def _parts_failed(
+        self,
+        session: AsyncSession,
+        delivery: TicketDelivery,
+        ticket: Ticket,
+        fell_back: bool,
+        now: datetime,
+    ) -> None:
+        """The deliveries a failed row of merged texts carried end as it did: queued again with
+        it (a new topic, a reopened one), or failed with it, their texts then given in the topic
+        one by one after its own when it fell back to its text."""
+        parts = await lanes.settle_parts(
+            session, ticket.id, delivery.lane, [delivery.id], delivery.state, now, delivery.error
+        )
+        if parts and fell_back and delivery.state == lanes.D_FAILED and delivery.action == COPY:
+            for part in parts:
+                await self._copy_fallback(session, part, ticket, now)
 
     async def _copy_fallback(
         self, session: AsyncSession, delivery: TicketDelivery, ticket: Ticket, now: datetime

@@ -32,7 +32,11 @@ given back first (the hook may take some back: a ticket lane's window). A claim
 skips the chats that cannot take a message right now (one of theirs is in the buffer or on the
 wire, or their window is full), so a chat with many queued messages neither holds up a
 broadcast nor loses its place in the queue: its next row is claimed as soon as the chat is ready
-again. With several dispatchers (PostgreSQL, ``exclusive = false``) this per-chat pacing is per
+again. A group holds no more rows than its window takes now: what would wait behind its limit
+waits in the table, where the next claim takes the most urgent first (a topic's rename gives way
+to a customer's copy). Hooks may ask how many more sends a chat takes now (``SeesRoom``: the
+ticket desk merges a topic's queued texts when its group has none). With several dispatchers
+(PostgreSQL, ``exclusive = false``) this per-chat pacing is per
 process. Quiet hours, consent and the daily cap are judged per row when it is claimed
 (``scheduler.policy``).
 

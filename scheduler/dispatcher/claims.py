@@ -5,12 +5,14 @@ never; ``scheduler.policy``), a slot of the customer's day for each proactive ro
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scheduler.limiter import is_group
 from scheduler.policy import Defer, SendPolicy, Skip
 from storage import outbox as outbox_queries
 from storage.outbox import OutboxMessage, Recipient
@@ -127,15 +129,24 @@ def hold(
     recipients: dict[int, Recipient],
     later: list[tuple[OutboxMessage, datetime, bool]],
     since: float,
+    room: Callable[[int], int] | None = None,
 ) -> None:
     """Add the rows ready to go to ``held``, up to HELD_PER_CHAT per chat, sent one after
     another in order (a burst into the staff group costs one claim per HELD_PER_CHAT copies,
     not a claim and a release each); a chat's other rows go to ``later`` unchanged (keeping
     their place in the queue) and are skipped by claims while the chat has rows held or on the
-    wire."""
+    wire. A group holds no more than its window takes now (``room``, the limiter's): what would
+    wait behind its limit waits in the table, where the next claim takes the most urgent first
+    (a customer's copy before a topic's rename)."""
     per_chat = Counter(row.message.chat_id for row in held)
+    caps: dict[int, int] = {}
     for message in ready:
-        if message.chat_id in busy_chats or per_chat[message.chat_id] >= HELD_PER_CHAT:
+        chat_id = message.chat_id
+        if chat_id not in caps:
+            caps[chat_id] = HELD_PER_CHAT
+            if room is not None and is_group(chat_id):
+                caps[chat_id] = min(HELD_PER_CHAT, max(1, room(chat_id)))
+        if chat_id in busy_chats or per_chat[chat_id] >= caps[chat_id]:
             later.append((message, message.due_at, False))
             continue
         per_chat[message.chat_id] += 1

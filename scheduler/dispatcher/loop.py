@@ -34,6 +34,7 @@ from scheduler.dispatcher.outcomes import (
     OutcomeHooks,
     OutcomeRecorder,
     Request,
+    SeesRoom,
 )
 from scheduler.limiter import Limits, SlidingWindowLimiter, Ticket
 from scheduler.locks import DispatchLock, NoLock
@@ -114,8 +115,17 @@ class DispatchLoop:
         self._wake = asyncio.Event()
         self._table_drained = False
         self._next_claim_at = -math.inf
+        for hook in set(self.hooks.values()):
+            if isinstance(hook, SeesRoom):
+                hook.use_room(self.room)
 
     # -- public -------------------------------------------------------------------------------
+
+    def room(self, chat_id: int) -> int:
+        """How many more sends the chat takes now: what its window allows (``limiter.room``)
+        less the rows of it held here waiting for their turn (0: what comes next waits)."""
+        held = sum(1 for row in self._held if row.message.chat_id == chat_id)
+        return max(0, self.limiter.room(chat_id) - held)
 
     def wake(self) -> None:
         """Something was queued: look at the table now rather than at the next poll."""
@@ -288,8 +298,8 @@ class DispatchLoop:
         verdicts = judge(self._policy, messages, recipients, now)
         granted = await reserve_care(self._sessionmaker, self._policy, verdicts, recipients, now)
         ready = sorted([*verdicts.ready, *granted], key=send_order)
-        mono = self._monotonic()
-        hold(ready, self._held, self._busy_chats, recipients, verdicts.later, mono)
+        held, busy, room = self._held, self._busy_chats, self.limiter.room
+        hold(ready, held, busy, recipients, verdicts.later, self._monotonic(), room)
         self.counters.deferred += len(verdicts.later)
         await self._settle(verdicts, now)
 

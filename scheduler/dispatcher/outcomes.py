@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -73,6 +73,15 @@ class OutcomeHooks(Protocol):
         """The row goes again after a backoff (a timeout, a 5xx): rows queued behind it that
         must not overtake it can be taken back here."""
         ...
+
+
+@runtime_checkable
+class SeesRoom(Protocol):
+    """Hooks that want to know how many more sends a chat takes right now (the ticket desk
+    merges a topic's queued texts into one message when its group has none left); the
+    dispatcher hands them ``DispatchLoop.room`` when it starts."""
+
+    def use_room(self, room: Callable[[int], int]) -> None: ...
 
 
 @dataclass(frozen=True)

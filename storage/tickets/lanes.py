@@ -49,6 +49,9 @@ D_OUTBOX = "outbox"
 D_SENT = "sent"
 D_FAILED = "failed"
 D_SKIPPED = "skipped"
+D_MERGED = "merged"
+"""Carried by another delivery's outbox row (``payload["into"]``: that delivery), texts merged
+into one message while the topic's group had no room: it ends as that row ends."""
 
 
 async def add_delivery(session: AsyncSession, **values: Any) -> TicketDelivery:
@@ -193,6 +196,73 @@ async def mark_sent(session: AsyncSession, delivery_id: int, now: datetime) -> S
     )
 
 
+def merge_into(parts: Sequence[TicketDelivery], head_id: int, now: datetime) -> None:
+    """``parts`` go as part of the outbox row of the delivery ``head_id`` (see ``D_MERGED``)."""
+    for part in parts:
+        part.state = D_MERGED
+        part.payload = {"into": head_id}
+        part.updated_at = now
+
+
+async def merged_parts(
+    session: AsyncSession, ticket_id: int, lane: str, head_ids: Sequence[int]
+) -> list[TicketDelivery]:
+    """The deliveries merged into the rows of ``head_ids``, in order."""
+    if not head_ids:
+        return []
+    result = await session.execute(
+        select(TicketDelivery)
+        .where(
+            TicketDelivery.ticket_id == ticket_id,
+            TicketDelivery.lane == lane,
+            TicketDelivery.state == D_MERGED,
+        )
+        .order_by(TicketDelivery.id)
+    )
+    heads = set(head_ids)
+    return [part for part in result.scalars() if (part.payload or {}).get("into") in heads]
+
+
+async def settle_parts(
+    session: AsyncSession,
+    ticket_id: int,
+    lane: str,
+    head_ids: Sequence[int],
+    state: str,
+    now: datetime,
+    error: str | None = None,
+) -> list[TicketDelivery]:
+    """The merged deliveries of ``head_ids`` end as their row did (``state``: queued again to be
+    built anew, failed, skipped); returns them, in order."""
+    parts = await merged_parts(session, ticket_id, lane, head_ids)
+    for part in parts:
+        part.state = state
+        part.payload = {}
+        part.updated_at = now
+        if error is not None:
+            part.error = error[:300]
+    return parts
+
+
+_PARTS_SENT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id.in_(bindparam("part_ids", expanding=True)))
+    .values(state=D_SENT, updated_at=bindparam("changed_at", type_=UTCDateTime()))
+    .returning(_DELIVERIES.c.ticket_message_id)
+)
+
+
+async def mark_parts_sent(
+    session: AsyncSession, part_ids: Sequence[int], now: datetime
+) -> list[int]:
+    """The deliveries a merged row carried besides its own are sent: one write; the ids of the
+    ticket messages they carried."""
+    if not part_ids:
+        return []
+    result = await session.execute(_PARTS_SENT, {"part_ids": list(part_ids), "changed_at": now})
+    return [message_id for (message_id,) in result if message_id is not None]
+
+
 def _outbox_key() -> Any:
     return (
         literal("tk:") + cast(TicketDelivery.id, String) + ":" + cast(TicketDelivery.tries, String)
@@ -229,7 +299,9 @@ async def pull_back(
         delivery.state = D_QUEUED
         delivery.tries = max(delivery.tries - 1, 0)  # the row never went: its key is free again
         delivery.updated_at = now
-    return len(found)
+    heads = [delivery.id for delivery, _ in found]
+    parts = await settle_parts(session, ticket_id, lane, heads, D_QUEUED, now)
+    return len(found) + len(parts)
 
 
 async def replace_pending_payload(

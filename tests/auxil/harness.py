@@ -31,6 +31,7 @@ from handlers.staff.setup import load_stored_group
 from handlers.tickets.lifecycle import TicketDesk
 from handlers.tickets.outcomes import DeliveryHooks, hooks_by_kind
 from scheduler.dispatcher.telegram import Dispatcher
+from scheduler.limiter import Limits, SlidingWindowLimiter
 from scheduler.locks import NoLock
 from storage.engine import create_engine, create_sessionmaker
 from storage.models import Customer
@@ -151,20 +152,42 @@ class Harness:
         self.application = application
         desk = self.desk
         self.dispatch_clock = DispatchClock(self.clock)
+        self._start_dispatcher(desk)
+
+    def _start_dispatcher(
+        self, desk: TicketDesk, limiter: SlidingWindowLimiter | None = None
+    ) -> None:
+        assert self.dispatch_clock is not None
         dispatcher = Dispatcher(
-            application.bot,
+            self.application.bot,
             self.sessionmaker,
             texts=self.texts,
             rules=HARNESS_OUTBOX,
             clock=self.dispatch_clock,
             default_timezone=self.rules.general.customers.default_timezone,
             lock=NoLock(),
+            limiter=limiter,
             hooks=hooks_by_kind(desk),
         )
-        application.bot_data.wake = dispatcher.wake
+        self.application.bot_data.wake = dispatcher.wake
         self.dispatcher = dispatcher
         self._dispatch_stop = asyncio.Event()
         self._dispatch_task = asyncio.create_task(dispatcher.run(self._dispatch_stop))
+
+    async def limit_groups(self, per_window: int, window: float) -> None:
+        """Telegram's flood limit on groups, scaled down: the local server answers 429 beyond
+        ``per_window`` messages into a group in ``window`` seconds, and a new dispatcher keeps
+        to that limit (a paused dispatcher is resumed: what waited goes now, under the limit)."""
+        self.api.limit_groups(per_window, window)
+        if self._dispatch_task is not None:
+            await self.pause_dispatcher()
+        limits = Limits(
+            per_second=1000,
+            per_private_chat_second=1000,
+            per_group_minute=per_window,
+            minute=window,
+        )
+        self._start_dispatcher(self.desk, SlidingWindowLimiter(limits))
 
     async def pause_dispatcher(self) -> None:
         """Stop the dispatcher (its sends finish, its claimed rows go back): what the bot
