@@ -13,19 +13,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from bot.kernel.texts import Markup
 from bot.sandbox.api import LocalBotApi
 from bot.sandbox.records import FakeUser
-from handlers.tickets.lifecycle import open_ticket
 from scheduler import sla
 from scheduler.dispatcher.telegram import stored_failure
-from storage.models import Customer, Ticket
+from storage.models import Ticket
 from tests.auxil.harness import Harness
 from tests.auxil.tickets import (
     STAFF,
     lanes_idle,
+    open_ticket_for,
     staff_reply_text,
     ticket,
     wait_message,
@@ -66,29 +66,8 @@ async def _open(
     source: str = "complaint",
 ) -> str:
     """A registered customer of ``tier`` opens a ticket (``source``); its number."""
-    api = harness.api
-    before = len(api.sent(user.id))
-    await api.send_text(user, "/start")
-    await api.wait_for_sent(user.id, before + 1)
-    async with harness.sessionmaker.begin() as session:
-        await session.execute(
-            update(Customer).where(Customer.telegram_user_id == user.id).values(tier=tier)
-        )
-        customer = (
-            await session.execute(select(Customer).where(Customer.telegram_user_id == user.id))
-        ).scalar_one()
-        opened, _ = await open_ticket(
-            session,
-            harness.desk,
-            customer,
-            source=source,
-            category=category,
-            now=harness.clock.now(),
-        )
-        number = opened.number
-    assert harness.dispatcher is not None
-    harness.dispatcher.wake()
-    return number
+    opened = await open_ticket_for(harness, user, tier=tier, category=category, source=source)
+    return opened.number
 
 
 async def _topic(harness: Harness, number: str) -> tuple[int, int]:

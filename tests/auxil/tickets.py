@@ -146,9 +146,15 @@ async def file_complaint(
 
 
 async def open_ticket_for(
-    harness: Harness, user: FakeUser, *, tier: str = "normal", category: str = "delivery"
+    harness: Harness,
+    user: FakeUser,
+    *,
+    tier: str = "normal",
+    category: str = "delivery",
+    source: str = "complaint",
 ) -> Ticket:
-    """A registered customer of ``tier`` with an open ticket (no flow), topic on its way."""
+    """A registered customer of ``tier`` with an open ticket (no flow, opened as ``source``),
+    its topic on its way."""
     api = harness.api
     before = len(api.sent(user.id))
     await api.send_text(user, "/start")
@@ -164,7 +170,7 @@ async def open_ticket_for(
             session,
             harness.desk,
             customer,
-            source="complaint",
+            source=source,
             category=category,
             now=harness.clock.now(),
         )
