@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.care import _CUSTOMER_COLUMNS, CareCustomer, _customer
+from storage.care import _CUSTOMER_COLUMNS, CareCustomer, _customer, reachable
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import (
     UNCOUNTED_STATUSES,
@@ -54,18 +54,9 @@ def _counted(order: Any) -> Any:
     return order.status.not_in(UNCOUNTED_STATUSES)
 
 
-def _reachable() -> Any:
-    return and_(
-        Customer.consent.is_(True),
-        Customer.reachable.is_(True),
-        Customer.erased_at.is_(None),
-        Customer.chat_id.is_not(None),
-    )
-
-
 def _conditions(segment: SegmentFilter) -> list[Any]:
     """The WHERE conditions on ``customers`` of the segment (consent and reach always)."""
-    conditions = [_reachable()]
+    conditions = [reachable()]
     if segment.tiers:
         conditions.append(Customer.tier.in_(list(segment.tiers)))
     if segment.stages:

@@ -126,7 +126,9 @@ def _customer(row: Any) -> CareCustomer:
     )
 
 
-def _reachable() -> Any:
+def reachable() -> Any:
+    """Customers who may get proactive messages (care, points reminders, campaigns): consented,
+    reachable, not erased, with a chat."""
     return and_(
         Customer.consent.is_(True),
         Customer.reachable.is_(True),
@@ -170,7 +172,7 @@ async def birthday_customers(
     if not conditions:
         return []
     result = await session.execute(
-        select(*_CUSTOMER_COLUMNS).where(or_(*conditions), _reachable()).order_by(Customer.id)
+        select(*_CUSTOMER_COLUMNS).where(or_(*conditions), reachable()).order_by(Customer.id)
     )
     return [_customer(row) for row in result]
 
@@ -229,7 +231,7 @@ async def customers_in_countries(
         return []
     result = await session.execute(
         select(*_CUSTOMER_COLUMNS)
-        .where(Customer.country.in_(sorted(set(countries))), _reachable())
+        .where(Customer.country.in_(sorted(set(countries))), reachable())
         .order_by(Customer.id)
     )
     return [_customer(row) for row in result]
@@ -272,7 +274,7 @@ async def delivered_orders(
         .join(Order, Order.id == FollowupVisit.order_id)
         .where(
             _in_ranges(FollowupVisit.day_start, ranges),
-            _reachable(),
+            reachable(),
             delivered(),
             _no_open_ticket(),
         )
@@ -372,7 +374,7 @@ async def resolved_tickets(
             Ticket.resolved_at.label("at"),
         )
         .join(Customer, Customer.id == Ticket.customer_id)
-        .where(_in_ranges(Ticket.resolved_at, ranges), _reachable(), _no_open_ticket())
+        .where(_in_ranges(Ticket.resolved_at, ranges), reachable(), _no_open_ticket())
         .order_by(Ticket.id)
     )
     return await _visit_candidates(session, statement)
@@ -388,7 +390,7 @@ async def at_risk_customers(
         select(*_CUSTOMER_COLUMNS)
         .where(
             text(f"customers.{AT_RISK}"),
-            _reachable(),
+            reachable(),
             ~exists().where(
                 Coupon.customer_id == Customer.id,
                 Coupon.kind == RETENTION,
@@ -406,7 +408,7 @@ async def offered_on(session: AsyncSession, day: str) -> list[CareCustomer]:
     result = await session.execute(
         select(*_CUSTOMER_COLUMNS)
         .join(Coupon, Coupon.customer_id == Customer.id)
-        .where(Coupon.issued_day == day, Coupon.kind == RETENTION, _reachable())
+        .where(Coupon.issued_day == day, Coupon.kind == RETENTION, reachable())
         .order_by(Customer.id)
     )
     return [_customer(row) for row in result]

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, text
+from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage.care import reachable
 from storage.customers import _insert_ignoring_conflicts
 from storage.models import COUNTED_ORDERS, Coupon, Customer, Order, PointsMovement
 
@@ -71,16 +72,6 @@ class ReverseCandidate:
     customer_id: int
     points: int
     tier: str | None
-
-
-def _reachable() -> Any:
-    """Customers who may get care messages (consented, reachable, not erased, with a chat)."""
-    return and_(
-        Customer.consent.is_(True),
-        Customer.reachable.is_(True),
-        Customer.erased_at.is_(None),
-        Customer.chat_id.is_not(None),
-    )
 
 
 async def movements_of(session: AsyncSession, customer_id: int) -> list[Movement]:
@@ -228,7 +219,7 @@ async def customers_expiring(
     )
     if reachable_only:
         statement = statement.join(Customer, Customer.id == PointsMovement.customer_id).where(
-            _reachable()
+            reachable()
         )
     result = await session.execute(statement.order_by(PointsMovement.customer_id))
     return [int(customer_id) for customer_id in result.scalars()]
