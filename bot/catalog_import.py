@@ -32,6 +32,7 @@ from bot.importer import (
     _text,
     parse_amount,
     read_table,
+    repeated_key,
 )
 from bot.kernel.config import OrderConfig
 from storage import catalog as catalog_queries
@@ -87,28 +88,6 @@ def _quantity(cell: str) -> int:
     return int(cell)
 
 
-def _repeated(
-    table: Table,
-    row: Row,
-    values: dict[str, object],
-    columns: tuple[str, ...],
-    first_line: dict[tuple[str, ...], int],
-) -> Problem | None:
-    """The row's key (the values of ``columns``) already stood on an earlier line (else it is
-    noted); reported at the key's first column."""
-    parts = tuple(values.get(column) for column in columns)
-    if not all(isinstance(part, str) for part in parts):
-        return None
-    key = tuple(str(part) for part in parts)
-    if key not in first_line:
-        first_line[key] = row.line
-        return None
-    named = " and ".join(f"{column} {part!r}" for column, part in zip(columns, key, strict=True))
-    return Problem(
-        table.path, row.line, row.columns[columns[0]], f"{named} also on line {first_line[key]}"
-    )
-
-
 def _rows(
     table: Table,
     parsers: dict[str, Callable[[str], object]],
@@ -127,7 +106,7 @@ def _rows(
             problems.append(shape)
             continue
         values, row_problems = _cells(table, row, parsers)
-        if (repeated := _repeated(table, row, values, key, first_line)) is not None:
+        if (repeated := repeated_key(table, row, values, key, first_line)) is not None:
             row_problems.append(repeated)
         problems.extend(row_problems)
         if not row_problems:

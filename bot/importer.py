@@ -205,21 +205,26 @@ def read_table(path: Path, columns: dict[str, bool]) -> Table:
     return Table(name, header, rows)
 
 
-def _repeated_id(
-    table: Table, row: Row, column: str, value: object, first_line: dict[str, int]
+def repeated_key(
+    table: Table,
+    row: Row,
+    values: dict[str, object],
+    columns: tuple[str, ...],
+    first_line: dict[tuple[str, ...], int],
 ) -> Problem | None:
-    """The id in ``column`` already stood on an earlier line of the file (else it is noted)."""
-    if not isinstance(value, str):
+    """The row's key (the values of ``columns``) already stood on an earlier line (else it is
+    noted); reported at the key's first column."""
+    parts = tuple(values.get(column) for column in columns)
+    if not all(isinstance(part, str) for part in parts):
         return None
-    if value in first_line:
-        return Problem(
-            table.path,
-            row.line,
-            row.columns[column],
-            f"{column} {value!r} also on line {first_line[value]}",
-        )
-    first_line[value] = row.line
-    return None
+    key = tuple(str(part) for part in parts)
+    if key not in first_line:
+        first_line[key] = row.line
+        return None
+    named = " and ".join(f"{column} {part!r}" for column, part in zip(columns, key, strict=True))
+    return Problem(
+        table.path, row.line, row.columns[columns[0]], f"{named} also on line {first_line[key]}"
+    )
 
 
 def _check_row_shape(table: Table, row: Row) -> Problem | None:
@@ -484,7 +489,7 @@ def parse_customers(
     parsers = _customer_parsers(rules)
     rows: list[CustomerRow] = []
     problems: list[Problem] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[tuple[str, ...], int] = {}
     for count, row in enumerate(table.rows, start=1):
         if progress is not None and count % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
@@ -496,7 +501,7 @@ def parse_customers(
         problems.extend(row_problems)
         external_id = values.get("customer_id")
         if (
-            repeated := _repeated_id(table, row, "customer_id", external_id, first_line)
+            repeated := repeated_key(table, row, values, ("customer_id",), first_line)
         ) is not None:
             problems.append(repeated)
         if row_problems or not isinstance(external_id, str):
@@ -585,7 +590,7 @@ def parse_orders(
     parsers = _order_parsers(rules, zone, now.astimezone(zone).date())
     rows: list[OrderRow] = []
     problems: list[Problem] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[tuple[str, ...], int] = {}
     for count, row in enumerate(table.rows, start=1):
         if progress is not None and count % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
@@ -593,8 +598,7 @@ def parse_orders(
             problems.append(shape)
             continue
         values, row_problems = _cells(table, row, parsers)
-        order_id = values.get("order_id")
-        if (repeated := _repeated_id(table, row, "order_id", order_id, first_line)) is not None:
+        if (repeated := repeated_key(table, row, values, ("order_id",), first_line)) is not None:
             row_problems.append(repeated)
         if (late := _delivered_before_placed(table, row, values)) is not None:
             row_problems.append(late)
