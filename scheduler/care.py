@@ -662,14 +662,6 @@ def care_jobs(
     return [PeriodicJob("care.plan", every, plan)]
 
 
-async def drop_stale(
-    sessionmaker: async_sessionmaker[AsyncSession], planner: CarePlanner, now: datetime
-) -> int:
-    """Cancel stale greetings before the dispatcher starts (a restart after a long outage)."""
-    async with sessionmaker.begin() as session:
-        return await planner.expire_stale(session, now)
-
-
 async def plan_before_dispatch(
     sessionmaker: async_sessionmaker[AsyncSession], planner: CarePlanner, now: datetime
 ) -> PlanReport:

@@ -28,8 +28,8 @@ from scheduler.care import (
     CarePlanner,
     care_jobs,
     coupon_code,
-    drop_stale,
     lunar_pairs,
+    plan_before_dispatch,
     planner_for,
     solar_pairs,
 )
@@ -686,6 +686,7 @@ class TestWiring:
         assert row.state == "pending"
         # The bot was down from that morning to the next day: nothing stale goes out.
         restart = datetime(2027, 3, 16, 1, 0, tzinfo=UTC)
-        assert await drop_stale(sessionmaker, planner_for(RULES), restart) == 1
+        report = await plan_before_dispatch(sessionmaker, planner_for(RULES), restart)
+        assert report.stale_cancelled == 1
         [row] = await care_rows(sessionmaker)
         assert row.state == "cancelled"
